@@ -1,0 +1,138 @@
+/*
+ * application/x-www-form-urlencoded decoding, used for OAuth request bodies
+ * and for URL query strings alike.
+ *
+ * The decoded strings go into a caller-supplied arena, so nothing is
+ * allocated: each field costs at most its encoded length plus two NULs,
+ * which is where the len + FORM_MAX_FIELDS * 2 bound in proto.h comes from.
+ * Strictness follows from the OAuth use: a repeated parameter is an error
+ * (RFC 6749 3.1, 3.2), and so is a decoded NUL, which would silently cut a
+ * C string short.
+ */
+#include <string.h>
+
+#include "proto/proto.h"
+
+/* The arena being filled. */
+struct form_arena {
+	char	*fa_buf;
+	size_t	 fa_len;
+	size_t	 fa_used;
+};
+
+static int
+form_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Decode in[0..len) into the arena and NUL-terminate it; *out points at the
+ * result.  Returns 0, or -1 for a bad %-escape, a NUL, or a full arena.
+ */
+static int
+form_decode(const char *in, size_t len, struct form_arena *fa, char **out)
+{
+	char	*d;
+	size_t	 i;
+	int	 hi, lo, c;
+
+	/* Decoding never grows the text, so this check covers the loop. */
+	if (fa->fa_len - fa->fa_used < len + 1)
+		return -1;
+	d = *out = fa->fa_buf + fa->fa_used;
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)in[i];
+		if (c == '+')
+			c = ' ';
+		else if (c == '%') {
+			if (len - i < 3 || (hi = form_hexval(in[i + 1])) < 0 ||
+			    (lo = form_hexval(in[i + 2])) < 0)
+				return -1;
+			c = hi << 4 | lo;
+			i += 2;
+		}
+		if (c == '\0')
+			return -1;
+		*d++ = (char)c;
+	}
+	*d++ = '\0';
+	fa->fa_used = (size_t)(d - fa->fa_buf);
+	return 0;
+}
+
+/* Decode one name[=value] piece and add it, refusing a repeated name. */
+static int
+form_add(struct form *fm, const char *p, size_t n, struct form_arena *fa)
+{
+	struct form_field	*f;
+	const char		*eq;
+	size_t			 nlen, i;
+
+	if (fm->fm_n == FORM_MAX_FIELDS)
+		return -1;
+	f = &fm->fm_fields[fm->fm_n];
+	eq = memchr(p, '=', n);
+	nlen = eq != NULL ? (size_t)(eq - p) : n;
+	if (form_decode(p, nlen, fa, &f->f_name) == -1)
+		return -1;
+	if (eq != NULL) {
+		if (form_decode(eq + 1, n - nlen - 1, fa, &f->f_value) == -1)
+			return -1;
+	} else if (form_decode("", 0, fa, &f->f_value) == -1)
+		return -1;
+	for (i = 0; i < fm->fm_n; i++)
+		if (strcmp(fm->fm_fields[i].f_name, f->f_name) == 0)
+			return -1;
+	fm->fm_n++;
+	return 0;
+}
+
+int
+form_parse(const char *in, size_t len, struct form *fm, char *arena,
+    size_t arenalen)
+{
+	struct form_arena	 fa;
+	const char		*amp, *end;
+	int			 rc = -1;
+
+	fm->fm_n = 0;
+	if (len == 0)
+		return 0;	/* in may be NULL for an empty query */
+	end = in + len;
+	fa.fa_buf = arena;
+	fa.fa_len = arenalen;
+	fa.fa_used = 0;
+	while (in < end) {
+		amp = memchr(in, '&', (size_t)(end - in));
+		if (amp == NULL)
+			amp = end;
+		/* "a=1&&b=2" and a trailing '&' carry no field. */
+		if (amp > in && form_add(fm, in, (size_t)(amp - in), &fa) == -1)
+			goto out;
+		in = amp == end ? end : amp + 1;
+	}
+	rc = 0;
+out:
+	/* Never leave a half-decoded form for a caller to trust. */
+	if (rc == -1)
+		fm->fm_n = 0;
+	return rc;
+}
+
+const char *
+form_get(const struct form *fm, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < fm->fm_n; i++)
+		if (strcmp(fm->fm_fields[i].f_name, name) == 0)
+			return fm->fm_fields[i].f_value;
+	return NULL;
+}

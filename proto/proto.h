@@ -1,0 +1,179 @@
+/*
+ * proto: the wire formats tokend reads and writes.
+ *
+ *   http.c    strict HTTP/1.1 request parser (request line, headers,
+ *             Content-Length framing) and the status table.
+ *   token.c   token generation and format check (SPEC section 3),
+ *             SHA-256 hashing, display prefixes.
+ *   form.c    application/x-www-form-urlencoded and query decoding.
+ *
+ * Contract: every function here is pure computation over caller-owned
+ * memory.  No function allocates, logs, or touches a file descriptor, so
+ * any process may call any of them, before or after fork.  Everything that
+ * parses bytes from the network is fuzzed (tests/fuzz/).
+ */
+#ifndef TOKEND_PROTO_H
+#define TOKEND_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- HTTP request parsing (http.c) ------------------------------------ */
+
+#define HTTP_MAX_HEADER_BYTES 8192	/* request line + headers + CRLFCRLF */
+#define HTTP_MAX_HEADERS      64
+
+enum http_method {
+	HTTP_OTHER = 0,		/* a syntactically valid method we do not serve */
+	HTTP_GET,
+	HTTP_HEAD,
+	HTTP_POST,
+	HTTP_PUT,
+	HTTP_DELETE,
+	HTTP_OPTIONS,
+	HTTP_PATCH,
+};
+
+/* A slice of the caller's input buffer; never NUL-terminated. */
+struct http_str {
+	const char	*s_ptr;
+	size_t		 s_len;
+};
+
+struct http_header {
+	struct http_str	 h_name;
+	struct http_str	 h_value;	/* leading/trailing OWS removed */
+};
+
+struct http_req {
+	enum http_method rq_method;
+	struct http_str	 rq_method_str;
+	struct http_str	 rq_target;	/* as sent: path plus ?query */
+	struct http_str	 rq_path;	/* target up to '?' */
+	struct http_str	 rq_query;	/* after '?', empty if none */
+	int		 rq_minor;	/* HTTP/1.rq_minor: 0 or 1 */
+	int		 rq_keepalive;	/* after Connection and version rules */
+	int		 rq_has_body;	/* Content-Length was present */
+	size_t		 rq_content_length;
+	size_t		 rq_header_bytes; /* bytes up to and including CRLFCRLF */
+	size_t		 rq_nheaders;
+	struct http_header rq_headers[HTTP_MAX_HEADERS];
+	/* Shortcuts into rq_headers, s_ptr NULL when absent. */
+	struct http_str	 rq_host;
+	struct http_str	 rq_authorization;
+	struct http_str	 rq_content_type;
+};
+
+/*
+ * Parse one request head from buf[0..len).  Returns:
+ *   > 0  the head is complete: the number of bytes it took (rq_header_bytes);
+ *        the body, rq_content_length bytes, follows it in the buffer.
+ *   0    incomplete: read more and call again with the same start.
+ *   < 0  the request is bad: the negated HTTP status to answer before
+ *        closing (-400 malformed, -431 head over HTTP_MAX_HEADER_BYTES or
+ *        too many headers, -411 a body without Content-Length,
+ *        -501 Transfer-Encoding (chunked bodies are refused), -505 a
+ *        version other than HTTP/1.0 or HTTP/1.1, -413 Content-Length over
+ *        max_body).  A second Host, Content-Length, Authorization or
+ *        Content-Type is -400, as is a missing Host in HTTP/1.1.
+ * The parser is stateless: calling it again on a longer prefix of the same
+ * bytes gives the same answer as a single call on the whole.  req's slices
+ * point into buf and live as long as buf does.
+ */
+int	http_parse_request(const char *buf, size_t len, size_t max_body,
+	    struct http_req *req);
+
+/* Case-insensitive header lookup; NULL when absent. */
+const struct http_str *http_header_get(const struct http_req *req,
+	    const char *name);
+
+/* "Not Found" for 404, ...; "Unknown" for codes we never send. */
+const char *http_reason(int status);
+
+/*
+ * Case-insensitive comparison of a slice with a C string.  An absent slice
+ * (s_ptr NULL) equals nothing, not even "".
+ */
+int	http_str_eq_ci(struct http_str a, const char *b);
+int	http_str_eq(struct http_str a, const char *b);
+
+/* ---- Tokens (token.c) ------------------------------------------------- */
+
+#define TOKEN_PREFIX_LEN   4	/* "tka_" */
+#define TOKEN_ENTROPY_LEN  43
+#define TOKEN_CRC_LEN      6
+#define TOKEN_LEN          53	/* 4 + 43 + 6 */
+#define TOKEN_DISPLAY_LEN  8	/* what logs and listings show */
+#define TOKEN_HASH_LEN     32	/* SHA-256 */
+
+enum token_kind {
+	TOKEN_INVALID = 0,
+	TOKEN_ACCESS,		/* tka_ */
+	TOKEN_REFRESH,		/* tkr_ */
+	TOKEN_PAT,		/* tkp_ */
+	TOKEN_CODE,		/* tkc_ */
+};
+
+/*
+ * Make a new token of the given kind into out (TOKEN_LEN characters and a
+ * NUL).  Entropy from RAND_bytes.  Returns 0, or -1 when RAND_bytes fails.
+ */
+int	token_generate(enum token_kind kind, char out[TOKEN_LEN + 1]);
+
+/*
+ * The deterministic half of token_generate: format the given 32 bytes of
+ * entropy as a token of that kind.  Returns 0, or -1 for TOKEN_INVALID.
+ * Exposed for the known-answer tests; callers that want a token use
+ * token_generate.
+ */
+int	token_format(enum token_kind kind, const uint8_t entropy[32],
+	    char out[TOKEN_LEN + 1]);
+
+/*
+ * Check prefix, length, alphabet and CRC-32 checksum.  Returns the kind, or
+ * TOKEN_INVALID.  Touches nothing but s.
+ */
+enum token_kind token_check(const char *s, size_t len);
+
+/* SHA-256 of the whole 53-character token. */
+void	token_hash(const char *tok, size_t len, uint8_t out[TOKEN_HASH_LEN]);
+
+/* The SQL 'kind' name: "access", "refresh", "pat", "code"; NULL for
+ * TOKEN_INVALID.  token_kind_from_name gives TOKEN_INVALID for any other
+ * name (and for NULL). */
+const char *token_kind_name(enum token_kind kind);
+enum token_kind token_kind_from_name(const char *name);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes with the NUL). */
+void	hex_encode(const uint8_t *in, size_t n, char *out);
+/* Returns 0, or -1 when in is not 2n hex digits (either case). */
+int	hex_decode(const char *in, size_t inlen, uint8_t *out, size_t n);
+
+/* ---- Forms and queries (form.c) --------------------------------------- */
+
+#define FORM_MAX_FIELDS 32
+
+struct form_field {
+	char	*f_name;	/* decoded, NUL-terminated, inside the arena */
+	char	*f_value;
+};
+
+struct form {
+	size_t		  fm_n;
+	struct form_field fm_fields[FORM_MAX_FIELDS];
+};
+
+/*
+ * Decode application/x-www-form-urlencoded in[0..len) ('+' is a space,
+ * %XX escapes) into fm, writing the decoded strings into arena[0..arenalen).
+ * An arena of len + FORM_MAX_FIELDS * 2 bytes always suffices.  Returns 0,
+ * or -1 for a bad escape, a NUL byte, too many fields, or a field name given
+ * twice (RFC 6749 3.2: parameters must not be repeated).
+ */
+int	form_parse(const char *in, size_t len, struct form *fm, char *arena,
+	    size_t arenalen);
+
+/* The field's value, or NULL when absent. */
+const char *form_get(const struct form *fm, const char *name);
+
+#endif /* TOKEND_PROTO_H */
