@@ -1,0 +1,753 @@
+/*
+ * Configuration (SPEC section 7): defaults, then the file, then the
+ * TOKEND_* environment.  One table describes every key: its type, where it
+ * lives in struct config and its range, so the file and the environment
+ * share one parser and every reason is worded the same way.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "master/master.h"
+
+#define KIB	1024ULL
+#define MIB	(1024ULL * KIB)
+#define GIB	(1024ULL * MIB)
+#define TIB	(1024ULL * GIB)
+
+enum {
+	CT_INT,		/* int member, decimal in [ck_min, ck_max] */
+	CT_SIZE,	/* uint64_t member, bytes or K/M/G/T suffix */
+	CT_NUM,		/* double member, decimal in [ck_dmin, ck_dmax] */
+	CT_STR,		/* char array, any text that fits */
+	CT_PATH,	/* char array; ck_words are the words meaning "",
+			   NULL when the path is required */
+	CT_ENUM,	/* int member, index into ck_words */
+	CT_ADDRS,	/* listen array, count at ck_noff; repeatable */
+	CT_URL,		/* issuer */
+	CT_SCOPES,	/* space-separated RFC 6749 scope-tokens */
+};
+
+struct cf_key {
+	const char		*ck_name;
+	int			 ck_type;
+	size_t			 ck_off;
+	size_t			 ck_size;
+	size_t			 ck_noff;
+	long long		 ck_min, ck_max;
+	double			 ck_dmin, ck_dmax;
+	const char *const	*ck_words;
+};
+
+/* Where each key was last set, for errors found after loading. */
+struct cf_load {
+	const char	*cl_file;
+	int		 cl_line[32];	/* file line, 0 when not in the file */
+	int		 cl_env[32];	/* set from the environment */
+};
+
+static const char *const cf_levels[] = { "debug", "info", "warn", "error",
+    NULL };
+static const char *const cf_formats[] = { "logfmt", "json", NULL };
+static const char *const cf_stderr[] = { "stderr", NULL };
+static const char *const cf_off[] = { "off", NULL };
+static const char *const cf_nowords[] = { NULL };
+
+#define F(m)	.ck_off = offsetof(struct config, m),			\
+		.ck_size = sizeof(((struct config *)0)->m)
+#define INT(n, m, lo, hi) { .ck_name = n, .ck_type = CT_INT, F(m),	\
+		.ck_min = lo, .ck_max = hi }
+#define SIZE(n, m, lo, hi) { .ck_name = n, .ck_type = CT_SIZE, F(m),	\
+		.ck_min = lo, .ck_max = hi }
+#define PATH(n, m, w) { .ck_name = n, .ck_type = CT_PATH, F(m),	\
+		.ck_words = w }
+
+static const struct cf_key cf_keys[] = {
+	{ .ck_name = "listen", .ck_type = CT_ADDRS, F(cf_listen),
+	    .ck_noff = offsetof(struct config, cf_nlisten) },
+	{ .ck_name = "tls_listen", .ck_type = CT_ADDRS, F(cf_tls_listen),
+	    .ck_noff = offsetof(struct config, cf_ntls_listen) },
+	PATH("tls_cert", cf_tls_cert, cf_nowords),
+	PATH("tls_key", cf_tls_key, cf_nowords),
+	INT("workers", cf_workers, 1, 256),
+	{ .ck_name = "issuer", .ck_type = CT_URL, F(cf_issuer) },
+	{ .ck_name = "database_url", .ck_type = CT_STR, F(cf_database_url) },
+	PATH("cache_dir", cf_cache_dir, NULL),
+	SIZE("cache_map_size", cf_cache_map_size, (long long)MIB,
+	    (long long)TIB),
+	INT("cache_ttl", cf_cache_ttl, 1, 86400),
+	INT("negative_ttl", cf_negative_ttl, 0, 3600),
+	{ .ck_name = "usage_flush_interval", .ck_type = CT_NUM,
+	    F(cf_usage_flush_interval), .ck_dmin = 0.05, .ck_dmax = 60 },
+	INT("access_token_ttl", cf_access_token_ttl, 300, 86400),
+	INT("refresh_token_ttl", cf_refresh_token_ttl, 60, 31536000),
+	INT("refresh_grace", cf_refresh_grace, 0, 60),
+	INT("code_ttl", cf_code_ttl, 1, 600),
+	INT("login_max_failures", cf_login_max_failures, 1, 1000),
+	INT("login_window", cf_login_window, 1, 86400),
+	INT("retention", cf_retention, 0, 315360000),
+	INT("max_connections", cf_max_connections, 1, 1000000),
+	INT("keepalive_timeout", cf_keepalive_timeout, 0, 3600),
+	INT("header_timeout", cf_header_timeout, 1, 3600),
+	INT("shutdown_timeout", cf_shutdown_timeout, 0, 3600),
+	SIZE("max_body", cf_max_body, 1024, (long long)(16 * MIB)),
+	{ .ck_name = "log_level", .ck_type = CT_ENUM, F(cf_log_level),
+	    .ck_words = cf_levels },
+	{ .ck_name = "log_format", .ck_type = CT_ENUM, F(cf_log_format),
+	    .ck_words = cf_formats },
+	PATH("log_file", cf_log_file, cf_stderr),
+	PATH("access_log", cf_access_log, cf_off),
+	PATH("pid_file", cf_pid_file, cf_nowords),
+	{ .ck_name = "scopes_supported", .ck_type = CT_SCOPES,
+	    F(cf_scopes_supported) },
+};
+#define CF_NKEYS	(sizeof(cf_keys) / sizeof(cf_keys[0]))
+_Static_assert(CF_NKEYS <= 32, "cf_load arrays too small");
+
+void
+config_defaults(struct config *cf)
+{
+	long	 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(cf, 0, sizeof(*cf));
+	cf->cf_nlisten = 1;
+	strcpy(cf->cf_listen[0], "127.0.0.1:8080");
+	cf->cf_workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
+	strcpy(cf->cf_cache_dir, "./var/cache");
+	cf->cf_cache_map_size = GIB;
+	cf->cf_cache_ttl = 600;
+	cf->cf_negative_ttl = 10;
+	cf->cf_usage_flush_interval = 1;
+	cf->cf_access_token_ttl = 900;
+	cf->cf_refresh_token_ttl = 2592000;
+	cf->cf_refresh_grace = 10;
+	cf->cf_code_ttl = 60;
+	cf->cf_login_max_failures = 5;
+	cf->cf_login_window = 300;
+	cf->cf_retention = 604800;
+	cf->cf_max_connections = 10000;
+	cf->cf_keepalive_timeout = 75;
+	cf->cf_header_timeout = 10;
+	cf->cf_shutdown_timeout = 10;
+	cf->cf_max_body = 65536;
+	cf->cf_log_level = LVL_INFO;
+	cf->cf_log_format = LOGF_LOGFMT;
+}
+
+static const struct cf_key *
+cf_find(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < CF_NKEYS; i++)
+		if (strcmp(cf_keys[i].ck_name, name) == 0)
+			return &cf_keys[i];
+	return NULL;
+}
+
+/* Decimal only: no sign but "-", no spaces, no hex, no trailing junk. */
+static int
+cf_parse_int(const char *s, long long *v)
+{
+	char	*end;
+
+	if (!isdigit((unsigned char)s[s[0] == '-']))
+		return -1;
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
+static int
+cf_parse_size(const char *s, uint64_t *v)
+{
+	static const struct { const char *u; uint64_t m; } units[] = {
+		{ "", 1 }, { "K", KIB }, { "KiB", KIB }, { "M", MIB },
+		{ "MiB", MIB }, { "G", GIB }, { "GiB", GIB }, { "T", TIB },
+		{ "TiB", TIB },
+	};
+	unsigned long long	 n;
+	char			*end;
+	size_t			 i;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	while (*end == ' ')
+		end++;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcasecmp(end, units[i].u) == 0) {
+			if (n > UINT64_MAX / units[i].m)
+				return -1;
+			*v = n * units[i].m;
+			return 0;
+		}
+	return -1;
+}
+
+/* Digits with at most one '.': strtod alone would take hex, inf and 1e3. */
+static int
+cf_parse_num(const char *s, double *v)
+{
+	size_t	 digits = strspn(s, "0123456789"), frac = 0;
+
+	if (s[digits] == '.')
+		frac = strspn(s + digits + 1, "0123456789") + 1;
+	if ((digits == 0 && frac <= 1) || s[digits + frac] != '\0')
+		return -1;
+	*v = strtod(s, NULL);
+	return isfinite(*v) ? 0 : -1;
+}
+
+static void
+cf_fmt_size(uint64_t v, char *buf, size_t len)
+{
+	if (v % TIB == 0)
+		snprintf(buf, len, "%lluTiB", (unsigned long long)(v / TIB));
+	else if (v % GIB == 0)
+		snprintf(buf, len, "%lluGiB", (unsigned long long)(v / GIB));
+	else if (v % MIB == 0)
+		snprintf(buf, len, "%lluMiB", (unsigned long long)(v / MIB));
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+static int
+cf_set_int(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	long long	 v;
+
+	if (cf_parse_int(val, &v) == -1 || v < ck->ck_min || v > ck->ck_max) {
+		snprintf(why, whylen, "must be an integer from %lld to %lld",
+		    ck->ck_min, ck->ck_max);
+		return -1;
+	}
+	*(int *)m = (int)v;
+	return 0;
+}
+
+static int
+cf_set_size(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	uint64_t	 v;
+	char		 lo[32], hi[32];
+
+	if (cf_parse_size(val, &v) == -1 || v < (uint64_t)ck->ck_min ||
+	    v > (uint64_t)ck->ck_max) {
+		cf_fmt_size((uint64_t)ck->ck_min, lo, sizeof(lo));
+		cf_fmt_size((uint64_t)ck->ck_max, hi, sizeof(hi));
+		snprintf(why, whylen, "must be a size from %s to %s", lo, hi);
+		return -1;
+	}
+	*(uint64_t *)m = v;
+	return 0;
+}
+
+static int
+cf_set_num(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	double	 v;
+
+	if (cf_parse_num(val, &v) == -1 || v < ck->ck_dmin ||
+	    v > ck->ck_dmax) {
+		snprintf(why, whylen, "must be a number from %g to %g",
+		    ck->ck_dmin, ck->ck_dmax);
+		return -1;
+	}
+	*(double *)m = v;
+	return 0;
+}
+
+static int
+cf_set_enum(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	size_t	 i, off;
+
+	for (i = 0; ck->ck_words[i] != NULL; i++)
+		if (strcmp(val, ck->ck_words[i]) == 0) {
+			*(int *)m = (int)i;
+			return 0;
+		}
+	off = (size_t)snprintf(why, whylen, "must be one of ");
+	for (i = 0; ck->ck_words[i] != NULL && off < whylen; i++)
+		off += (size_t)snprintf(why + off, whylen - off, "%s%s",
+		    i ? ", " : "", ck->ck_words[i]);
+	return -1;
+}
+
+static int
+cf_set_str(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	size_t	 i;
+
+	for (i = 0; ck->ck_type == CT_PATH && ck->ck_words != NULL &&
+	    ck->ck_words[i] != NULL; i++)
+		if (strcmp(val, ck->ck_words[i]) == 0)
+			val = "";
+	if (ck->ck_type == CT_PATH && ck->ck_words == NULL && *val == '\0') {
+		snprintf(why, whylen, "must be a path");
+		return -1;
+	}
+	if (strlen(val) >= ck->ck_size) {
+		snprintf(why, whylen, "must be %sat most %zu bytes",
+		    ck->ck_type == CT_PATH ? "a path of " : "", ck->ck_size - 1);
+		return -1;
+	}
+	strcpy(m, val);
+	return 0;
+}
+
+/* The public base URL: scheme and host, no query or fragment. */
+static int
+cf_set_url(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	size_t	 len = strlen(val), skip, i;
+
+	skip = strncmp(val, "https://", 8) == 0 ? 8 :
+	    strncmp(val, "http://", 7) == 0 ? 7 : 0;
+	if (len > skip && val[len - 1] == '/')
+		len--;
+	/* A URI is printable ASCII (RFC 3986); IDN hosts come punycoded. */
+	for (i = skip; i < len; i++)
+		if ((unsigned char)val[i] <= ' ' ||
+		    (unsigned char)val[i] >= 0x7f || val[i] == '?' ||
+		    val[i] == '#')
+			break;
+	if (skip == 0 || len == skip || i < len || val[skip] == '/') {
+		snprintf(why, whylen, "must be an http:// or https:// URL "
+		    "without query or fragment");
+		return -1;
+	}
+	if (len >= ck->ck_size) {
+		snprintf(why, whylen, "must be at most %zu bytes",
+		    ck->ck_size - 1);
+		return -1;
+	}
+	memcpy(m, val, len);
+	((char *)m)[len] = '\0';
+	return 0;
+}
+
+/* RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
+static int
+cf_set_scopes(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	char		 out[CF_SCOPES_LEN];
+	size_t		 n = 0;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)val; *p != '\0'; p++) {
+		if (*p == ' ' || *p == '\t') {
+			if (n > 0 && out[n - 1] != ' ')
+				out[n++] = ' ';
+		} else if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\') {
+			snprintf(why, whylen, "must be scope names separated "
+			    "by spaces, of printable ASCII without '\"' or '\\'");
+			return -1;
+		} else
+			out[n++] = (char)*p;
+		if (n >= ck->ck_size) {
+			snprintf(why, whylen, "must be at most %zu bytes",
+			    ck->ck_size - 1);
+			return -1;
+		}
+	}
+	if (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+	memcpy(m, out, n + 1);
+	return 0;
+}
+
+static int
+cf_add_addr(const struct cf_key *ck, struct config *cf, const char *addr,
+    char *why, size_t whylen)
+{
+	char			(*list)[CF_ADDR_LEN] = (void *)((char *)cf +
+				    ck->ck_off);
+	size_t			*n = (size_t *)((char *)cf + ck->ck_noff), i;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	const char		*reason = "address too long";
+
+	if (strlen(addr) >= CF_ADDR_LEN || listen_parse(addr, &ss, &sslen,
+	    &reason) == -1) {
+		snprintf(why, whylen, "%s: %s", addr, reason);
+		return -1;
+	}
+	for (i = 0; i < *n; i++)
+		if (strcmp(list[i], addr) == 0) {
+			snprintf(why, whylen, "%s: listed twice", addr);
+			return -1;
+		}
+	if (*n == CF_MAX_LISTEN) {
+		snprintf(why, whylen, "at most %d addresses", CF_MAX_LISTEN);
+		return -1;
+	}
+	strcpy(list[(*n)++], addr);
+	return 0;
+}
+
+/* A comma- or space-separated list; replace empties the list first. */
+static int
+cf_set_addrs(const struct cf_key *ck, struct config *cf, const char *val,
+    int replace, char *why, size_t whylen)
+{
+	char	 buf[CF_MAX_LISTEN * CF_ADDR_LEN], *tok, *save = NULL;
+
+	if (replace)
+		*(size_t *)((char *)cf + ck->ck_noff) = 0;
+	if (strlen(val) >= sizeof(buf)) {
+		snprintf(why, whylen, "at most %d addresses", CF_MAX_LISTEN);
+		return -1;
+	}
+	strcpy(buf, val);
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save))
+		if (cf_add_addr(ck, cf, tok, why, whylen) == -1)
+			return -1;
+	return 0;
+}
+
+static int
+cf_set(const struct cf_key *ck, struct config *cf, const char *val,
+    int replace, char *why, size_t whylen)
+{
+	void	*m = (char *)cf + ck->ck_off;
+
+	switch (ck->ck_type) {
+	case CT_INT:
+		return cf_set_int(ck, m, val, why, whylen);
+	case CT_SIZE:
+		return cf_set_size(ck, m, val, why, whylen);
+	case CT_NUM:
+		return cf_set_num(ck, m, val, why, whylen);
+	case CT_ENUM:
+		return cf_set_enum(ck, m, val, why, whylen);
+	case CT_URL:
+		return cf_set_url(ck, m, val, why, whylen);
+	case CT_SCOPES:
+		return cf_set_scopes(ck, m, val, why, whylen);
+	case CT_ADDRS:
+		return cf_set_addrs(ck, cf, val, replace, why, whylen);
+	default:
+		return cf_set_str(ck, m, val, why, whylen);
+	}
+}
+
+static char *
+cf_trim(char *s)
+{
+	char	*e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* "..." with \" and \\; only blanks or a comment may follow. */
+static int
+cf_unquote(char *v, const char **why)
+{
+	char	*r = v + 1, *w = v;
+
+	for (; *r != '"'; r++, w++) {
+		if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+			r++;
+		if (*r == '\0') {
+			*why = "unterminated quoted value";
+			return -1;
+		}
+		*w = *r;
+	}
+	*w = '\0';
+	r = cf_trim(r + 1);
+	if (*r != '\0' && *r != '#') {
+		*why = "text after the closing quote";
+		return -1;
+	}
+	return 0;
+}
+
+/* A comment starts at a '#' that opens the value or follows a blank. */
+static void
+cf_uncomment(char *v)
+{
+	char	*p;
+
+	for (p = v; *p != '\0'; p++)
+		if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	cf_trim(v);
+}
+
+/*
+ * Split one line into key and value, in place.  Returns 1 for a line to
+ * skip, 0 with *key and *val set, -1 with *why (a syntax error when *key
+ * is NULL, else an error about that key's value).
+ */
+static int
+cf_split(char *line, char **key, char **val, const char **why)
+{
+	char	*s = cf_trim(line), *eq;
+
+	*key = NULL;
+	if (*s == '\0' || *s == '#')
+		return 1;
+	if ((eq = strchr(s, '=')) == NULL || eq == s) {
+		*why = "expected key = value";
+		return -1;
+	}
+	*eq = '\0';
+	*key = cf_trim(s);
+	*val = eq + 1;
+	while (isspace((unsigned char)**val))
+		(*val)++;
+	if (**val == '"')
+		return cf_unquote(*val, why);
+	cf_uncomment(*val);
+	return 0;
+}
+
+static int
+cf_line(struct config *cf, struct cf_load *cl, char *line, int lineno,
+    char *err, size_t errlen)
+{
+	const struct cf_key	*ck;
+	const char		*why = NULL;
+	char			*key, *val, reason[512];
+	int			 rc;
+
+	if ((rc = cf_split(line, &key, &val, &why)) != 0) {
+		if (rc == -1)
+			snprintf(err, errlen, "%s:%d: %s: %s", cl->cl_file,
+			    lineno, key ? key : "syntax", why);
+		return rc == 1 ? 0 : -1;
+	}
+	if ((ck = cf_find(key)) == NULL) {
+		snprintf(err, errlen, "%s:%d: %s: unknown key", cl->cl_file,
+		    lineno, key);
+		return -1;
+	}
+	/* The first listen line replaces the default; later ones append. */
+	if (cf_set(ck, cf, val, cl->cl_line[ck - cf_keys] == 0, reason,
+	    sizeof(reason)) == -1) {
+		snprintf(err, errlen, "%s:%d: %s: %s", cl->cl_file, lineno,
+		    key, reason);
+		return -1;
+	}
+	cl->cl_line[ck - cf_keys] = lineno;
+	return 0;
+}
+
+static int
+cf_file(struct config *cf, struct cf_load *cl, char *err, size_t errlen)
+{
+	FILE	*fp;
+	char	*line = NULL;
+	size_t	 cap = 0;
+	ssize_t	 len;
+	int	 lineno = 0, rc = -1;
+
+	if ((fp = fopen(cl->cl_file, "re")) == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", cl->cl_file,
+		    strerror(errno));
+		return -1;
+	}
+	while ((len = getline(&line, &cap, fp)) != -1) {
+		lineno++;
+		if (strlen(line) != (size_t)len) {
+			snprintf(err, errlen, "%s:%d: syntax: NUL byte",
+			    cl->cl_file, lineno);
+			goto out;
+		}
+		if (cf_line(cf, cl, line, lineno, err, errlen) == -1)
+			goto out;
+	}
+	if (ferror(fp)) {
+		snprintf(err, errlen, "%s: cannot read: %s", cl->cl_file,
+		    strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(line);
+	fclose(fp);
+	return rc;
+}
+
+/* "workers" is TOKEND_WORKERS. */
+static void
+cf_envname(const struct cf_key *ck, char *buf, size_t len)
+{
+	size_t	 i;
+
+	snprintf(buf, len, "TOKEND_%s", ck->ck_name);
+	for (i = 0; buf[i] != '\0'; i++)
+		buf[i] = (char)toupper((unsigned char)buf[i]);
+}
+
+static int
+cf_env(struct config *cf, struct cf_load *cl, char *err, size_t errlen)
+{
+	char		 name[64], reason[512];
+	const char	*val;
+	size_t		 i;
+
+	for (i = 0; i < CF_NKEYS; i++) {
+		cf_envname(&cf_keys[i], name, sizeof(name));
+		if ((val = getenv(name)) == NULL)
+			continue;
+		if (cf_set(&cf_keys[i], cf, val, 1, reason,
+		    sizeof(reason)) == -1) {
+			snprintf(err, errlen, "%s: %s: %s", name,
+			    cf_keys[i].ck_name, reason);
+			return -1;
+		}
+		cl->cl_env[i] = 1;
+	}
+	return 0;
+}
+
+/*
+ * Where a key was set, as errors name it: TOKEND_KEY, else FILE:LINE when
+ * withline and the key is on a line, else FILE.
+ */
+static void
+cf_origin(const struct cf_load *cl, const struct cf_key *ck, int withline,
+    char *buf, size_t len)
+{
+	size_t	 i = (size_t)(ck - cf_keys);
+
+	if (cl->cl_env[i])
+		cf_envname(ck, buf, len);
+	else if (withline && cl->cl_line[i] != 0)
+		snprintf(buf, len, "%s:%d", cl->cl_file, cl->cl_line[i]);
+	else
+		snprintf(buf, len, "%s", cl->cl_file ? cl->cl_file :
+		    "configuration");
+}
+
+/* tls_listen needs a certificate and key this process can read now. */
+static int
+cf_check_tls(const struct cf_load *cl,
+    const char *name, const char *path, char *err, size_t errlen)
+{
+	char	 where[CF_PATH_LEN + 64];
+	int	 fd;
+
+	if (*path == '\0') {
+		cf_origin(cl, cf_find("tls_listen"), 0, where, sizeof(where));
+		snprintf(err, errlen, "%s: %s: required by tls_listen", where,
+		    name);
+		return -1;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		cf_origin(cl, cf_find(name), 1, where, sizeof(where));
+		snprintf(err, errlen, "%s: %s: cannot read %s: %s", where, name,
+		    path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * http:// + the first listen address (https:// + the first tls_listen when
+ * there is no listen).  A wildcard or unix: address names no host a client
+ * could use, so those say localhost.
+ */
+static void
+cf_default_issuer(struct config *cf)
+{
+	static const char *const any[] = { "*", "0.0.0.0", "[::]" };
+	const char	*scheme = "http", *addr = cf->cf_listen[0], *port;
+	size_t		 i, hlen;
+
+	if (cf->cf_nlisten == 0) {
+		scheme = "https";
+		addr = cf->cf_tls_listen[0];
+	}
+	if (strncmp(addr, "unix:", 5) == 0) {
+		snprintf(cf->cf_issuer, sizeof(cf->cf_issuer), "%s://localhost",
+		    scheme);
+		return;
+	}
+	port = strrchr(addr, ':');
+	hlen = (size_t)(port - addr);
+	for (i = 0; i < sizeof(any) / sizeof(any[0]); i++)
+		if (strlen(any[i]) == hlen && strncmp(addr, any[i], hlen) == 0) {
+			addr = "localhost";
+			hlen = strlen(addr);
+			break;
+		}
+	snprintf(cf->cf_issuer, sizeof(cf->cf_issuer), "%s://%.*s%s", scheme,
+	    (int)hlen, addr, port);
+}
+
+static int
+cf_finish(struct config *cf, const struct cf_load *cl, char *err,
+    size_t errlen)
+{
+	const struct cf_key	*issuer = cf_find("issuer");
+	char			 where[CF_PATH_LEN + 64];
+
+	if (cf->cf_nlisten + cf->cf_ntls_listen == 0) {
+		cf_origin(cl, cf_find("listen"), 0, where, sizeof(where));
+		snprintf(err, errlen, "%s: listen: no listen or tls_listen "
+		    "address", where);
+		return -1;
+	}
+	if (cf->cf_ntls_listen > 0 && (cf_check_tls(cl, "tls_cert",
+	    cf->cf_tls_cert, err, errlen) == -1 || cf_check_tls(cl, "tls_key",
+	    cf->cf_tls_key, err, errlen) == -1))
+		return -1;
+	if (!cl->cl_env[issuer - cf_keys] && cl->cl_line[issuer - cf_keys] == 0)
+		cf_default_issuer(cf);
+	return 0;
+}
+
+int
+config_load(struct config *cf, const char *path, char *err, size_t errlen)
+{
+	struct cf_load	 cl;
+
+	memset(&cl, 0, sizeof(cl));
+	cl.cl_file = path;
+	config_defaults(cf);
+	if (path != NULL && strlen(path) >= sizeof(cf->cf_file)) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+		    strerror(ENAMETOOLONG));
+		return -1;
+	}
+	if (path != NULL) {
+		strcpy(cf->cf_file, path);
+		if (cf_file(cf, &cl, err, errlen) == -1)
+			return -1;
+	}
+	if (cf_env(cf, &cl, err, errlen) == -1)
+		return -1;
+	return cf_finish(cf, &cl, err, errlen);
+}

@@ -1,0 +1,329 @@
+/*
+ * Listeners: parse the configured addresses and open the sockets the master
+ * hands to every worker.  A reload (SIGHUP) passes the sockets it has, so an
+ * address that stays configured keeps its socket and its accept queue.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "master/master.h"
+
+/* The kernel caps this at net.core.somaxconn (4096 by default since 5.4). */
+#define LISTEN_BACKLOG	4096
+
+static int
+listen_port(const char *s, in_port_t *port)
+{
+	char		*end;
+	unsigned long	 v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > 65535)
+		return -1;
+	*port = htons((in_port_t)v);
+	return 0;
+}
+
+static int
+listen_parse_unix(const char *path, struct sockaddr_storage *ss,
+    socklen_t *sslen, const char **why)
+{
+	struct sockaddr_un	*sun = (struct sockaddr_un *)ss;
+
+	if (path[0] != '/' || strlen(path) >= sizeof(sun->sun_path)) {
+		*why = "unix: needs an absolute path of at most 107 bytes";
+		return -1;
+	}
+	sun->sun_family = AF_UNIX;
+	strcpy(sun->sun_path, path);
+	*sslen = (socklen_t)sizeof(*sun);
+	return 0;
+}
+
+/* host is "*", "localhost" or an IPv4 literal; "[v6]" was handled above. */
+static int
+listen_parse_host(const char *host, in_port_t port,
+    struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+
+	if (strcmp(host, "*") == 0) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_addr = in6addr_any;
+		sin6->sin6_port = port;
+		*sslen = (socklen_t)sizeof(*sin6);
+		return 0;
+	}
+	if (strcmp(host, "localhost") == 0)
+		host = "127.0.0.1";
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return -1;
+	sin->sin_family = AF_INET;
+	sin->sin_port = port;
+	*sslen = (socklen_t)sizeof(*sin);
+	return 0;
+}
+
+int
+listen_parse(const char *addr, struct sockaddr_storage *ss, socklen_t *sslen,
+    const char **why)
+{
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	char			 host[CF_ADDR_LEN];
+	const char		*colon;
+	in_port_t		 port;
+	size_t			 hlen;
+
+	memset(ss, 0, sizeof(*ss));
+	if (strncmp(addr, "unix:", 5) == 0)
+		return listen_parse_unix(addr + 5, ss, sslen, why);
+	*why = "must be host:port, [ipv6]:port or unix:/path";
+	if ((colon = strrchr(addr, ':')) == NULL)
+		return -1;
+	if (listen_port(colon + 1, &port) == -1) {
+		*why = "port must be an integer from 1 to 65535";
+		return -1;
+	}
+	hlen = (size_t)(colon - addr);
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, addr, hlen);
+	host[hlen] = '\0';
+	*why = "host must be an IPv4 address, [IPv6 address], localhost or *";
+	if (host[0] != '[')
+		return listen_parse_host(host, port, ss, sslen);
+	if (hlen < 3 || host[hlen - 1] != ']')
+		return -1;
+	host[hlen - 1] = '\0';
+	if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+		return -1;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = port;
+	*sslen = (socklen_t)sizeof(*sin6);
+	return 0;
+}
+
+/*
+ * A non-blocking, close-on-exec socket.  "*" (dual) takes IPv4 too; an
+ * explicit [::] leaves 0.0.0.0 to a listener of its own.  Returns the fd,
+ * or -1 with errno and *call naming what failed.
+ */
+static int
+listen_socket(int family, int dual, const char **call)
+{
+	int	 fd, one = 1, v6only = !dual, saved;
+
+	*call = "socket";
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	*call = "setsockopt";
+	if (family != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR,
+	    &one, sizeof(one)) == -1)
+		goto fail;
+	if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+	    &v6only, sizeof(v6only)) == -1)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+/*
+ * A socket file left by a server that died still exists and refuses
+ * connections.  Remove it only then: a live one is someone else's.
+ * Returns 1 when it removed the file.
+ */
+static int
+listen_unix_stale(const char *path)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 st;
+	int			 fd, rc, saved;
+
+	if (lstat(path, &st) == -1 || !S_ISSOCK(st.st_mode))
+		return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return 0;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strcpy(sun.sun_path, path);
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	saved = errno;
+	close(fd);
+	if (rc == -1 && saved == ECONNREFUSED)
+		return unlink(path) == 0;
+	return 0;
+}
+
+static int
+listen_bind(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
+    const char **call)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)ss;
+	const struct sockaddr	 *sa = (const struct sockaddr *)ss;
+
+	*call = "bind";
+	if (bind(fd, sa, sslen) == -1) {
+		if (ss->ss_family != AF_UNIX || errno != EADDRINUSE)
+			return -1;
+		if (!listen_unix_stale(sun->sun_path)) {
+			errno = EADDRINUSE;
+			return -1;
+		}
+		if (bind(fd, sa, sslen) == -1)
+			return -1;
+	}
+	/* Access to a unix: socket is the operator's to limit by directory. */
+	*call = "chmod";
+	if (ss->ss_family == AF_UNIX && chmod(sun->sun_path, 0666) == -1)
+		return -1;
+	*call = "listen";
+	return listen(fd, LISTEN_BACKLOG);
+}
+
+/* "*" on a kernel without IPv6: the IPv4 any address, same port. */
+static void
+listen_any4(struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	in_port_t		 port;
+
+	port = ((struct sockaddr_in6 *)ss)->sin6_port;
+	memset(ss, 0, sizeof(*ss));
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_ANY);
+	sin->sin_port = port;
+	*sslen = (socklen_t)sizeof(*sin);
+}
+
+static int
+listen_one(const char *kind, const char *addr, int *fdp, char *err,
+    size_t errlen)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	const char		*why, *call;
+	int			 fd, saved, star = strncmp(addr, "*:", 2) == 0;
+
+	if (listen_parse(addr, &ss, &sslen, &why) == -1) {
+		snprintf(err, errlen, "%s %s: %s", kind, addr, why);
+		return -1;
+	}
+	fd = listen_socket(ss.ss_family, star, &call);
+	if (fd == -1 && errno == EAFNOSUPPORT && star) {
+		listen_any4(&ss, &sslen);
+		fd = listen_socket(AF_INET, 0, &call);
+	}
+	if (fd == -1 || listen_bind(fd, &ss, sslen, &call) == -1)
+		goto fail;
+	*fdp = fd;
+	return 0;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	snprintf(err, errlen, "%s %s: %s: %s", kind, addr, call,
+	    strerror(saved));
+	return -1;
+}
+
+static int
+listen_in(const struct listener *set, int n, int fd)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		if (set[i].li_fd == fd)
+			return 1;
+	return 0;
+}
+
+/* An old socket for addr not already taken into out[0..nout). */
+static int
+listen_find(const struct listener *old, int nold, const char *addr, int tls,
+    const struct listener *out, int nout)
+{
+	int	 i;
+
+	for (i = 0; i < nold; i++)
+		if (old[i].li_tls == tls && strcmp(old[i].li_addr, addr) == 0 &&
+		    !listen_in(out, nout, old[i].li_fd))
+			return old[i].li_fd;
+	return -1;
+}
+
+static int
+listen_add(const char *addr, int tls, const struct listener *old, int nold,
+    struct listener *out, int *nout, char *err, size_t errlen)
+{
+	struct listener	*li = &out[*nout];
+	int		 fd;
+
+	fd = listen_find(old, nold, addr, tls, out, *nout);
+	if (fd == -1 && listen_one(tls ? "tls_listen" : "listen", addr, &fd,
+	    err, errlen) == -1)
+		return -1;
+	li->li_fd = fd;
+	li->li_tls = tls;
+	snprintf(li->li_addr, sizeof(li->li_addr), "%s", addr);
+	(*nout)++;
+	return 0;
+}
+
+static void
+listen_close(const struct listener *li)
+{
+	close(li->li_fd);
+	if (strncmp(li->li_addr, "unix:", 5) == 0)
+		unlink(li->li_addr + 5);
+}
+
+int
+listen_open(const struct config *cf, const struct listener *old, int nold,
+    struct listener *out, int maxout, char *err, size_t errlen)
+{
+	size_t	 i, want = cf->cf_nlisten + cf->cf_ntls_listen;
+	int	 n = 0, rc = -1;
+
+	if (want > (size_t)maxout) {
+		snprintf(err, errlen, "listen: %zu addresses, room for %d",
+		    want, maxout);
+		return -1;
+	}
+	for (i = 0; i < cf->cf_nlisten; i++)
+		if (listen_add(cf->cf_listen[i], 0, old, nold, out, &n, err,
+		    errlen) == -1)
+			goto out;
+	for (i = 0; i < cf->cf_ntls_listen; i++)
+		if (listen_add(cf->cf_tls_listen[i], 1, old, nold, out, &n,
+		    err, errlen) == -1)
+			goto out;
+	for (i = 0; i < (size_t)nold; i++)
+		if (!listen_in(out, n, old[i].li_fd))
+			listen_close(&old[i]);
+	rc = n;
+out:
+	/* On failure close only what this call opened; old stays intact. */
+	while (rc == -1 && n-- > 0)
+		if (!listen_in(old, nold, out[n].li_fd))
+			listen_close(&out[n]);
+	return rc;
+}
