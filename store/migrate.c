@@ -1,0 +1,171 @@
+/*
+ * Versioned schema.  Each store/migrations/NNN_name.sql is compiled in
+ * (contrib/sql2c.sh) and applied once, in version order, inside its own
+ * transaction that also records it in schema_migrations.  A transaction-
+ * scoped advisory lock serialises concurrent migrators (two tokenctls, or a
+ * tokenctl and an operator): the second waits, then finds the version
+ * recorded and skips it.  A failed migration rolls back whole, leaving the
+ * database at the previous version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "store/store.h"
+
+/* pg_advisory_xact_lock key: "tokendmg" read as a big-endian int64. */
+#define MIGRATE_LOCK_KEY "8390042714202467687"
+
+int
+migrate_latest(void)
+{
+	int	 i, v = 0;
+
+	for (i = 0; i < nmigrations; i++)
+		if (migrations[i].mg_version > v)
+			v = migrations[i].mg_version;
+	return v;
+}
+
+int
+migrate_current(PGconn *db, char *err, size_t errlen)
+{
+	PGresult	*res;
+	int		 v = -1;
+
+	res = pg_exec(db, "SELECT to_regclass('public.schema_migrations') "
+	    "IS NOT NULL", 0, NULL, err, errlen);
+	if (res == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+		PQclear(res);
+		return 0;	/* an empty database */
+	}
+	PQclear(res);
+	res = pg_exec(db, "SELECT coalesce(max(version), 0) "
+	    "FROM public.schema_migrations", 0, NULL, err, errlen);
+	if (res == NULL)
+		return -1;
+	v = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return v;
+}
+
+/* Run a whole SQL script (several statements): PQexec, not PQexecParams. */
+static int
+migrate_script(PGconn *db, const char *sql, char *err, size_t errlen)
+{
+	PGresult	*res;
+	const char	*msg;
+	int		 rc = -1;
+
+	res = PQexec(db, sql);
+	switch (PQresultStatus(res)) {
+	case PGRES_COMMAND_OK:
+	case PGRES_TUPLES_OK:
+		rc = 0;
+		break;
+	default:
+		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		snprintf(err, errlen, "%s", msg != NULL ? msg :
+		    PQerrorMessage(db));
+		err[strcspn(err, "\r\n")] = '\0';
+		break;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Open the migration's transaction: lock, make sure the bookkeeping table
+ * exists (inside the lock, so concurrent first runs cannot collide on it),
+ * and say whether mg is already applied.  Returns 1 applied, 0 not, -1.
+ */
+static int
+migrate_begin(PGconn *db, const struct migration *mg, char *err,
+    size_t errlen)
+{
+	PGresult	*res;
+	const char	*params[1];
+	char		 ver[16];
+	int		 rc;
+
+	/* Quiet the "already exists, skipping" NOTICE; everything in public. */
+	if (migrate_script(db, "BEGIN; "
+	    "SET LOCAL client_min_messages = warning; "
+	    "SET LOCAL search_path = public; "
+	    "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY "); "
+	    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    " version int PRIMARY KEY, name text,"
+	    " applied_at timestamptz DEFAULT now())", err, errlen) == -1)
+		return -1;
+	snprintf(ver, sizeof(ver), "%d", mg->mg_version);
+	params[0] = ver;
+	res = pg_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1",
+	    1, params, err, errlen);
+	if (res == NULL)
+		return -1;
+	rc = PQntuples(res) > 0;
+	PQclear(res);
+	return rc;
+}
+
+/* Apply one migration unless it is recorded.  Returns 1, 0, or -1. */
+static int
+migrate_one(PGconn *db, const struct migration *mg, char *err, size_t errlen)
+{
+	const char	*params[2];
+	char		 ver[16], why[512], scratch[512];
+	PGresult	*res;
+	int		 done, rc = -1;
+
+	if ((done = migrate_begin(db, mg, why, sizeof(why))) == -1)
+		goto out;
+	if (done) {
+		rc = 0;
+		goto out;
+	}
+	if (migrate_script(db, mg->mg_sql, why, sizeof(why)) == -1)
+		goto out;
+	snprintf(ver, sizeof(ver), "%d", mg->mg_version);
+	params[0] = ver;
+	params[1] = mg->mg_name;
+	res = pg_exec(db, "INSERT INTO schema_migrations (version, name) "
+	    "VALUES ($1, $2)", 2, params, why, sizeof(why));
+	if (res == NULL)
+		goto out;
+	PQclear(res);
+	rc = 1;
+out:
+	/* The first error is the one to report, not the ROLLBACK's. */
+	if (rc == -1)
+		(void)migrate_script(db, "ROLLBACK", scratch, sizeof(scratch));
+	else if (migrate_script(db, "COMMIT", why, sizeof(why)) == -1)
+		rc = -1;
+	if (rc == -1)
+		snprintf(err, errlen, "migration %03d_%s: %s", mg->mg_version,
+		    mg->mg_name, why);
+	return rc;
+}
+
+int
+migrate_up(PGconn *db, char *err, size_t errlen)
+{
+	int	 i, r, applied = 0;
+
+	for (i = 0; i < nmigrations; i++) {
+		if (i > 0 && migrations[i].mg_version <=
+		    migrations[i - 1].mg_version) {
+			snprintf(err, errlen, "migration %03d_%s is out of "
+			    "order (build error)", migrations[i].mg_version,
+			    migrations[i].mg_name);
+			return -1;
+		}
+		if ((r = migrate_one(db, &migrations[i], err, errlen)) == -1)
+			return -1;
+		applied += r;
+	}
+	return applied;
+}

@@ -1,0 +1,1077 @@
+/*
+ * tokenctl: administers tokend's PostgreSQL database directly (SPEC
+ * section 2).  It never talks to a running tokend: revocations reach every
+ * tokend's cache through the triggers of store/migrations and the writer's
+ * LISTEN.
+ *
+ *   tokenctl [--database-url URL] [-c FILE] [--json] COMMAND ...
+ *
+ * Options may come before or after the command words.  The database URL is
+ * --database-url, else TOKEND_DATABASE_URL, else -c FILE's database_url.
+ * Exit status: 0 done, 1 an error (one line "tokenctl: reason" on stderr),
+ * 2 a malformed command line (the reason and a usage line).  Secrets never
+ * reach stdout except the one PAT that "pat create" exists to print, and
+ * never reach stderr or the database in plaintext.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+
+#include "master/master.h"
+#include "proto/proto.h"
+#include "store/store.h"
+
+#define CTL_MAX_WORDS     8
+#define CTL_NAME_MAX      128	/* user names */
+#define CTL_LABEL_MAX     128	/* PAT names */
+#define CTL_SCOPE_MAX     1000
+#define CTL_EXPIRES_MIN   60
+#define CTL_EXPIRES_MAX   315360000	/* ten years */
+
+#define EXIT_USAGE 2
+
+/* Command options, as bits: each command says which it accepts. */
+enum {
+	OPT_PASSWORD_STDIN = 1 << 0,
+	OPT_USER = 1 << 1,
+	OPT_NAME = 1 << 2,
+	OPT_SCOPE = 1 << 3,
+	OPT_EXPIRES_IN = 1 << 4,
+	OPT_URL = 1 << 5,	/* the global ones */
+	OPT_CONFIG = 1 << 6,
+	OPT_JSON = 1 << 7,
+};
+#define OPT_GLOBAL (OPT_URL | OPT_CONFIG | OPT_JSON)
+
+/* The one state struct of the process. */
+struct ctl {
+	unsigned	 ctl_opts;		/* OPT_* given */
+	const char	*ctl_url;
+	const char	*ctl_conf;
+	const char	*ctl_user;
+	const char	*ctl_name;
+	const char	*ctl_scope;
+	const char	*ctl_expires_in;
+	int		 ctl_nwords;
+	char		*ctl_words[CTL_MAX_WORDS];
+	PGconn		*ctl_db;
+	int		 ctl_cf_loaded;
+	struct config	 ctl_cf;
+	char		 ctl_err[1024];
+};
+
+struct ctl_cmd {
+	const char	*cmd_w1, *cmd_w2;	/* "user", "add"; w2 NULL */
+	int		 cmd_nargs;		/* words after the command's */
+	unsigned	 cmd_opts;		/* OPT_* it accepts */
+	int		(*cmd_fn)(struct ctl *);
+	const char	*cmd_usage;
+};
+
+static const struct ctl_opt {
+	const char	*o_name;
+	unsigned	 o_bit;
+	size_t		 o_off;		/* offsetof the value, 0: a flag */
+} ctl_opts[] = {
+	{ "--database-url", OPT_URL, offsetof(struct ctl, ctl_url) },
+	{ "-c", OPT_CONFIG, offsetof(struct ctl, ctl_conf) },
+	{ "--json", OPT_JSON, 0 },
+	{ "--password-stdin", OPT_PASSWORD_STDIN, 0 },
+	{ "--user", OPT_USER, offsetof(struct ctl, ctl_user) },
+	{ "--name", OPT_NAME, offsetof(struct ctl, ctl_name) },
+	{ "--scope", OPT_SCOPE, offsetof(struct ctl, ctl_scope) },
+	{ "--expires-in", OPT_EXPIRES_IN,
+	    offsetof(struct ctl, ctl_expires_in) },
+};
+
+/* Format the reason for main to print; always returns -1. */
+static int __attribute__((format(printf, 2, 3)))
+ctl_fail(struct ctl *c, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->ctl_err, sizeof(c->ctl_err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* ---- Command line ---------------------------------------------------- */
+
+static const char ctl_usage_head[] =
+    "usage: tokenctl [--database-url URL] [-c FILE] [--json] COMMAND ...\n";
+
+static void ctl_usage_all(FILE *fp);
+static const char *ctl_cmd_usage(int (*fn)(struct ctl *));
+
+static void __attribute__((noreturn, format(printf, 2, 3)))
+ctl_usage(const char *usage, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fputs("tokenctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (usage != NULL)
+		fprintf(stderr, "usage: tokenctl %s\n", usage);
+	else
+		ctl_usage_all(stderr);
+	exit(EXIT_USAGE);
+}
+
+static const struct ctl_opt *
+ctl_find_opt(const char *arg, const char **inline_val)
+{
+	size_t	 i, n;
+
+	*inline_val = NULL;
+	for (i = 0; i < sizeof(ctl_opts) / sizeof(ctl_opts[0]); i++) {
+		n = strlen(ctl_opts[i].o_name);
+		if (strncmp(arg, ctl_opts[i].o_name, n) != 0)
+			continue;
+		if (arg[n] == '\0')
+			return &ctl_opts[i];
+		/* --name=value, for long options that take a value */
+		if (arg[n] == '=' && arg[1] == '-' && ctl_opts[i].o_off != 0) {
+			*inline_val = arg + n + 1;
+			return &ctl_opts[i];
+		}
+	}
+	return NULL;
+}
+
+/* Sort argv into options and command words; usage errors exit here. */
+static void
+ctl_parse(struct ctl *c, int argc, char **argv)
+{
+	const struct ctl_opt	*o;
+	const char		*val;
+	int			 i, words_only = 0;
+
+	for (i = 1; i < argc; i++) {
+		if (words_only || argv[i][0] != '-' || argv[i][1] == '\0') {
+			if (c->ctl_nwords == CTL_MAX_WORDS)
+				ctl_usage(NULL, "too many arguments");
+			c->ctl_words[c->ctl_nwords++] = argv[i];
+			continue;
+		}
+		if (strcmp(argv[i], "--") == 0) {
+			words_only = 1;
+			continue;
+		}
+		if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			ctl_usage_all(stdout);
+			exit(0);
+		}
+		if ((o = ctl_find_opt(argv[i], &val)) == NULL)
+			ctl_usage(NULL, "unknown option %s", argv[i]);
+		if (c->ctl_opts & o->o_bit)
+			ctl_usage(NULL, "option %s given twice", o->o_name);
+		c->ctl_opts |= o->o_bit;
+		if (o->o_off == 0)
+			continue;
+		if (val == NULL && (val = argv[++i]) == NULL)
+			ctl_usage(NULL, "option %s needs a value", o->o_name);
+		*(const char **)(void *)((char *)c + o->o_off) = val;
+	}
+}
+
+/* ---- Helpers ---------------------------------------------------------- */
+
+/* Load -c FILE (or, without one, defaults and TOKEND_*) once. */
+static int
+ctl_config(struct ctl *c)
+{
+	char	 err[CF_PATH_LEN + 256];
+
+	if (c->ctl_cf_loaded)
+		return 0;
+	if (config_load(&c->ctl_cf, c->ctl_conf, err, sizeof(err)) == -1)
+		return ctl_fail(c, "%s", err);
+	c->ctl_cf_loaded = 1;
+	return 0;
+}
+
+static int
+ctl_database_url(struct ctl *c, const char **url)
+{
+	const char	*env;
+
+	*url = NULL;
+	if (c->ctl_url != NULL && c->ctl_url[0] != '\0')
+		*url = c->ctl_url;
+	else if ((env = getenv("TOKEND_DATABASE_URL")) != NULL && *env != '\0')
+		*url = env;
+	else if (c->ctl_conf != NULL) {
+		if (ctl_config(c) == -1)
+			return -1;
+		if (c->ctl_cf.cf_database_url[0] != '\0')
+			*url = c->ctl_cf.cf_database_url;
+	}
+	if (*url == NULL)
+		return ctl_fail(c, "no database URL: give --database-url, "
+		    "TOKEND_DATABASE_URL or -c FILE with database_url");
+	return 0;
+}
+
+/* Connect; unless migrating, insist on a schema this tokenctl knows. */
+static int
+ctl_connect(struct ctl *c, int check_schema)
+{
+	const char	*url;
+	int		 v;
+
+	if (ctl_database_url(c, &url) == -1)
+		return -1;
+	c->ctl_db = pg_connect(url, "tokenctl", c->ctl_err, sizeof(c->ctl_err));
+	if (c->ctl_db == NULL)
+		return -1;
+	if (!check_schema)
+		return 0;
+	if ((v = migrate_current(c->ctl_db, c->ctl_err,
+	    sizeof(c->ctl_err))) == -1)
+		return -1;
+	if (v < migrate_latest())
+		return ctl_fail(c, "database schema is at version %d, this "
+		    "tokenctl needs %d: run tokenctl migrate", v,
+		    migrate_latest());
+	return 0;
+}
+
+static PGresult *
+ctl_sql(struct ctl *c, const char *sql, int n, const char *const *params)
+{
+	return pg_exec(c->ctl_db, sql, n, params, c->ctl_err,
+	    sizeof(c->ctl_err));
+}
+
+/* Run a statement whose result does not matter.  Returns 0 or -1. */
+static int
+ctl_run(struct ctl *c, const char *sql, int n, const char *const *params)
+{
+	PGresult	*res;
+
+	if ((res = ctl_sql(c, sql, n, params)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+/* After a failure inside BEGIN: keep the first error, end the block. */
+static void
+ctl_rollback(struct ctl *c)
+{
+	PGresult	*res;
+
+	res = PQexec(c->ctl_db, "ROLLBACK");
+	PQclear(res);
+}
+
+static int
+ctl_valid_user_name(const char *s)
+{
+	size_t	 n = strlen(s), i;
+
+	if (n == 0 || n > CTL_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("._@-", s[i]) ==
+		    NULL)
+			return 0;
+	return 1;
+}
+
+static int
+ctl_check_user_name(struct ctl *c, const char *name)
+{
+	if (!ctl_valid_user_name(name))
+		return ctl_fail(c, "invalid user name: 1 to %d characters of "
+		    "A-Z a-z 0-9 . _ @ -", CTL_NAME_MAX);
+	return 0;
+}
+
+/* ---- Output: aligned tables or JSON ----------------------------------- */
+
+enum { COL_STR, COL_NUM, COL_BOOL };
+
+struct ctl_col {
+	const char	*col_name;	/* header and JSON key */
+	int		 col_type;	/* COL_* */
+	const char	*col_null;	/* table text for NULL */
+};
+
+/* Display width, counting UTF-8 sequences as one column each. */
+static size_t
+ctl_width(const char *s)
+{
+	size_t	 w = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			w++;
+	return w;
+}
+
+/* The table text of a cell: "-" for empty, yes/no for booleans. */
+static const char *
+ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col)
+{
+	const char	*v;
+
+	if (PQgetisnull(res, r, k))
+		return col->col_null;
+	v = PQgetvalue(res, r, k);
+	if (col->col_type == COL_BOOL)
+		return strcmp(v, "t") == 0 ? "yes" : "no";
+	return *v == '\0' ? "-" : v;
+}
+
+/* Print s, with control characters (from SQL edits) shown as '?'. */
+static void
+ctl_put_safe(const char *s)
+{
+	for (; *s != '\0'; s++)
+		putchar(((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s);
+}
+
+static void
+ctl_print_table(const PGresult *res, const struct ctl_col *cols, int ncols)
+{
+	size_t	 w[16];
+	int	 r, k, nrows = PQntuples(res);
+
+	for (k = 0; k < ncols; k++) {
+		w[k] = strlen(cols[k].col_name);
+		for (r = 0; r < nrows; r++)
+			if (ctl_width(ctl_cell(res, r, k, &cols[k])) > w[k])
+				w[k] = ctl_width(ctl_cell(res, r, k, &cols[k]));
+	}
+	for (r = -1; r < nrows; r++) {
+		for (k = 0; k < ncols; k++) {
+			const char *v = r < 0 ? cols[k].col_name :
+			    ctl_cell(res, r, k, &cols[k]);
+
+			ctl_put_safe(v);
+			if (k + 1 < ncols)
+				printf("%*s", (int)(w[k] - ctl_width(v) + 2),
+				    "");
+		}
+		putchar('\n');
+	}
+}
+
+static json_t *
+ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
+{
+	const char	*v;
+	json_t		*j;
+
+	if (PQgetisnull(res, r, k))
+		return json_null();
+	v = PQgetvalue(res, r, k);
+	if (col->col_type == COL_NUM)
+		return json_integer(strtoll(v, NULL, 10));
+	if (col->col_type == COL_BOOL)
+		return json_boolean(strcmp(v, "t") == 0);
+	/* Not valid UTF-8 (a SQL_ASCII database): say so, do not fail. */
+	if ((j = json_string(v)) == NULL)
+		j = json_string("\xef\xbf\xbd");
+	return j;
+}
+
+static int
+ctl_print_json(struct ctl *c, const PGresult *res, const struct ctl_col *cols,
+    int ncols)
+{
+	json_t	*arr, *obj;
+	char	*out = NULL;
+	int	 r, k, rc = -1;
+
+	if ((arr = json_array()) == NULL)
+		goto out;
+	for (r = 0; r < PQntuples(res); r++) {
+		if ((obj = json_object()) == NULL ||
+		    json_array_append_new(arr, obj) == -1)
+			goto out;
+		for (k = 0; k < ncols; k++)
+			if (json_object_set_new(obj, cols[k].col_name,
+			    ctl_json_value(res, r, k, &cols[k])) == -1)
+				goto out;
+	}
+	if ((out = json_dumps(arr, JSON_INDENT(2))) == NULL)
+		goto out;
+	printf("%s\n", out);
+	rc = 0;
+out:
+	free(out);
+	json_decref(arr);
+	return rc == 0 ? 0 : ctl_fail(c, "out of memory");
+}
+
+static int
+ctl_print(struct ctl *c, const PGresult *res, const struct ctl_col *cols,
+    int ncols)
+{
+	if (c->ctl_opts & OPT_JSON)
+		return ctl_print_json(c, res, cols, ncols);
+	ctl_print_table(res, cols, ncols);
+	return 0;
+}
+
+/* Timestamps as ISO 8601 UTC, whatever the session's TimeZone. */
+#define CTL_TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* ---- migrate ----------------------------------------------------------- */
+
+static int
+cmd_migrate(struct ctl *c)
+{
+	int	 applied, v;
+
+	if (ctl_connect(c, 0) == -1)
+		return -1;
+	if ((applied = migrate_up(c->ctl_db, c->ctl_err,
+	    sizeof(c->ctl_err))) == -1)
+		return -1;
+	if ((v = migrate_current(c->ctl_db, c->ctl_err,
+	    sizeof(c->ctl_err))) == -1)
+		return -1;
+	if (v > migrate_latest())
+		fprintf(stderr, "tokenctl: warning: the database schema "
+		    "(version %d) is newer than this tokenctl (%d)\n", v,
+		    migrate_latest());
+	printf("schema at version %d (applied %d)\n", v, applied);
+	return 0;
+}
+
+/* ---- user add / disable / list ---------------------------------------- */
+
+/* A terminal gets a prompt and no echo; a pipe is read as it is. */
+static int
+ctl_read_line(char *buf, size_t buflen, size_t *len)
+{
+	struct termios	 old, quiet;
+	int		 tty = isatty(STDIN_FILENO), ch, rc = -1;
+	size_t		 n = 0;
+
+	if (tty && tcgetattr(STDIN_FILENO, &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		fputs("password: ", stderr);
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	} else
+		tty = 0;
+	while ((ch = getchar()) != EOF && ch != '\n') {
+		if (n + 1 >= buflen)
+			goto out;	/* too long */
+		buf[n++] = (char)ch;
+	}
+	buf[n] = '\0';
+	*len = n;
+	rc = 0;
+out:
+	if (tty) {
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	return rc;
+}
+
+/* The first line of stdin, hashed into out. */
+static int
+ctl_password_hash(struct ctl *c, char *out, size_t outlen)
+{
+	char	 pw[PASSWD_MAX_LEN + 2];
+	size_t	 len = 0;
+	int	 rc = -1;
+
+	if (ctl_read_line(pw, sizeof(pw), &len) == -1 ||
+	    len > PASSWD_MAX_LEN || len == 0) {
+		ctl_fail(c, "the password on stdin must be 1 to %d bytes",
+		    PASSWD_MAX_LEN);
+		goto out;
+	}
+	if (memchr(pw, '\0', len) != NULL) {
+		ctl_fail(c, "the password on stdin contains a NUL byte");
+		goto out;
+	}
+	if (passwd_hash(pw, len, out, outlen) == -1) {
+		ctl_fail(c, "cannot hash the password");
+		goto out;
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(pw, sizeof(pw));
+	return rc;
+}
+
+static int
+cmd_user_add(struct ctl *c)
+{
+	const char	*name = c->ctl_words[2], *params[2];
+	char		 hash[PASSWD_ENCODED_MAX];
+	PGresult	*res;
+
+	if (ctl_check_user_name(c, name) == -1)
+		return -1;
+	if ((c->ctl_opts & OPT_PASSWORD_STDIN) &&
+	    ctl_password_hash(c, hash, sizeof(hash)) == -1)
+		return -1;
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	params[0] = name;
+	params[1] = (c->ctl_opts & OPT_PASSWORD_STDIN) ? hash : NULL;
+	res = ctl_sql(c, "INSERT INTO users (name, password_hash) "
+	    "VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+	    2, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctl_fail(c, "user %s already exists", name);
+	}
+	printf("user %s added (id %s)\n", name, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * Disable the user and revoke its tokens in one transaction: either both
+ * happen or neither.  The triggers notify every tokend ('u' + id, and 't'
+ * + hash for each token) when it commits.
+ */
+static int
+cmd_user_disable(struct ctl *c)
+{
+	const char	*name = c->ctl_words[2], *params[1];
+	PGresult	*res = NULL;
+	char		 id[32];
+	int		 rc = -1;
+
+	if (ctl_check_user_name(c, name) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
+		return -1;
+	params[0] = name;
+	if ((res = ctl_sql(c, "UPDATE users SET disabled = true "
+	    "WHERE name = $1 RETURNING id", 1, params)) == NULL)
+		goto out;
+	if (PQntuples(res) == 0) {
+		ctl_fail(c, "unknown user %s", name);
+		goto out;
+	}
+	snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	params[0] = id;
+	if ((res = ctl_sql(c, "UPDATE tokens SET revoked_at = now() "
+	    "WHERE user_id = $1 AND revoked_at IS NULL", 1, params)) == NULL)
+		goto out;
+	if (ctl_run(c, "COMMIT", 0, NULL) == -1)
+		goto out;
+	printf("user %s disabled, %s tokens revoked\n", name,
+	    PQcmdTuples(res));
+	rc = 0;
+out:
+	if (rc == -1)
+		ctl_rollback(c);
+	PQclear(res);
+	return rc;
+}
+
+static int
+cmd_user_list(struct ctl *c)
+{
+	static const struct ctl_col cols[] = {
+		{ "id", COL_NUM, "-" },
+		{ "name", COL_STR, "-" },
+		{ "disabled", COL_BOOL, "-" },
+		{ "created", COL_STR, "-" },
+	};
+	PGresult	*res;
+	int		 rc;
+
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	res = ctl_sql(c, "SELECT id, name, disabled, " CTL_TS("created_at")
+	    " FROM users ORDER BY id", 0, NULL);
+	if (res == NULL)
+		return -1;
+	rc = ctl_print(c, res, cols, 4);
+	PQclear(res);
+	return rc;
+}
+
+/* ---- pat create ------------------------------------------------------- */
+
+/* Whether the space-separated list has the word w[0..n). */
+static int
+ctl_scope_has(const char *list, const char *w, size_t n)
+{
+	const char	*p = list;
+	size_t		 len;
+
+	while (*p != '\0') {
+		len = strcspn(p, " ");
+		if (len == n && memcmp(p, w, n) == 0)
+			return 1;
+		p += len;
+		if (*p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+/*
+ * RFC 6749 scope: scope-tokens of %x21 / %x23-5B / %x5D-7E separated by
+ * spaces.  Runs of spaces collapse and duplicates go, so what is stored is
+ * canonical.  Returns 0 with out filled, or -1.
+ */
+static int
+ctl_scope_normalize(struct ctl *c, const char *in, char *out, size_t outlen)
+{
+	const char	*p = in, *end;
+	size_t		 n, used = 0;
+
+	out[0] = '\0';
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return 0;
+		for (end = p; *end != '\0' && *end != ' '; end++)
+			if (*end < 0x21 || *end > 0x7e || *end == '"' ||
+			    *end == '\\')
+				return ctl_fail(c, "invalid scope: printable "
+				    "ASCII words, no quotes or backslashes");
+		n = (size_t)(end - p);
+		if (!ctl_scope_has(out, p, n)) {
+			if (used + (used > 0) + n > CTL_SCOPE_MAX ||
+			    used + (used > 0) + n >= outlen)
+				return ctl_fail(c, "invalid scope: longer "
+				    "than %d characters", CTL_SCOPE_MAX);
+			if (used > 0)
+				out[used++] = ' ';
+			memcpy(out + used, p, n);
+			out[used += n] = '\0';
+		}
+		p = end;
+	}
+}
+
+static int
+ctl_check_pat_args(struct ctl *c, char *scope, size_t scopelen,
+    const char **expires)
+{
+	const char	*s;
+	char		*end;
+	long long	 secs;
+
+	if (ctl_check_user_name(c, c->ctl_user) == -1)
+		return -1;
+	if (c->ctl_name[0] == '\0' || strlen(c->ctl_name) > CTL_LABEL_MAX)
+		return ctl_fail(c, "invalid --name: 1 to %d bytes",
+		    CTL_LABEL_MAX);
+	for (s = c->ctl_name; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return ctl_fail(c, "invalid --name: control character");
+	if (ctl_scope_normalize(c, c->ctl_scope != NULL ? c->ctl_scope : "",
+	    scope, scopelen) == -1)
+		return -1;
+	*expires = c->ctl_expires_in;
+	if (*expires == NULL)
+		return 0;
+	errno = 0;
+	secs = strtoll(*expires, &end, 10);
+	if (!isdigit((unsigned char)**expires) || *end != '\0' || errno != 0 ||
+	    secs < CTL_EXPIRES_MIN || secs > CTL_EXPIRES_MAX)
+		return ctl_fail(c, "invalid --expires-in: seconds from %d "
+		    "to %d", CTL_EXPIRES_MIN, CTL_EXPIRES_MAX);
+	return 0;
+}
+
+/*
+ * Look the user up FOR SHARE, so a concurrent "user disable" waits for this
+ * transaction and then revokes the new token too, or commits first and is
+ * seen here.  Writes the id into id.  Returns 0 or -1.
+ */
+static int
+ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
+{
+	const char	*params[1] = { name };
+	PGresult	*res;
+	int		 rc = -1;
+
+	res = ctl_sql(c, "SELECT id, disabled FROM users WHERE name = $1 "
+	    "FOR SHARE", 1, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0)
+		ctl_fail(c, "unknown user %s", name);
+	else if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+		ctl_fail(c, "user %s is disabled", name);
+	else {
+		snprintf(id, idlen, "%s", PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Insert the PAT tok for user id; only its hash and prefix are stored. */
+static int
+ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
+    const char *scope, const char *expires)
+{
+	const char	*params[6];
+	uint8_t		 h[TOKEN_HASH_LEN];
+	char		 hex[2 + 2 * TOKEN_HASH_LEN + 1];
+	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+
+	token_hash(tok, TOKEN_LEN, h);
+	memcpy(hex, "\\x", 2);
+	hex_encode(h, sizeof(h), hex + 2);
+	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
+	prefix[TOKEN_DISPLAY_LEN] = '\0';
+	params[0] = hex;
+	params[1] = prefix;
+	params[2] = uid;
+	params[3] = c->ctl_name;
+	params[4] = scope;
+	params[5] = expires;
+	return ctl_run(c, "INSERT INTO tokens (kind, hash, prefix, user_id, "
+	    "name, scope, expires_at) VALUES ('pat', $1::bytea, $2, $3, $4, "
+	    "$5, now() + $6::bigint * interval '1 second')", 6, params);
+}
+
+static int
+cmd_pat_create(struct ctl *c)
+{
+	char		 scope[CTL_SCOPE_MAX + 1], uid[32], tok[TOKEN_LEN + 1];
+	const char	*expires = NULL;
+	int		 rc = -1;
+
+	if (c->ctl_user == NULL || c->ctl_name == NULL)
+		ctl_usage(ctl_cmd_usage(cmd_pat_create),
+		    "pat create needs --user and --name");
+	if (ctl_check_pat_args(c, scope, sizeof(scope), &expires) == -1)
+		return -1;
+	if (ctl_connect(c, 1) == -1 || ctl_run(c, "BEGIN", 0, NULL) == -1)
+		return -1;
+	if (ctl_lock_active_user(c, c->ctl_user, uid, sizeof(uid)) == -1)
+		goto out;
+	if (token_generate(TOKEN_PAT, tok) == -1) {
+		ctl_fail(c, "cannot generate a token: RAND_bytes failed");
+		goto out;
+	}
+	if (ctl_insert_pat(c, tok, uid, scope, expires) == -1 ||
+	    ctl_run(c, "COMMIT", 0, NULL) == -1)
+		goto out;
+	printf("%s\n", tok);
+	rc = 0;
+out:
+	if (rc == -1)
+		ctl_rollback(c);
+	OPENSSL_cleanse(tok, sizeof(tok));
+	return rc;
+}
+
+/* ---- token list / revoke ---------------------------------------------- */
+
+static int
+ctl_user_id(struct ctl *c, const char *name, char *id, size_t idlen)
+{
+	const char	*params[1] = { name };
+	PGresult	*res;
+	int		 rc = -1;
+
+	res = ctl_sql(c, "SELECT id FROM users WHERE name = $1", 1, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0)
+		ctl_fail(c, "unknown user %s", name);
+	else {
+		snprintf(id, idlen, "%s", PQgetvalue(res, 0, 0));
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int
+cmd_token_list(struct ctl *c)
+{
+	static const struct ctl_col cols[] = {
+		{ "id", COL_NUM, "-" },
+		{ "kind", COL_STR, "-" },
+		{ "prefix", COL_STR, "-" },
+		{ "name", COL_STR, "-" },
+		{ "scope", COL_STR, "-" },
+		{ "created", COL_STR, "-" },
+		{ "expires", COL_STR, "never" },
+		{ "last_used_at", COL_STR, "-" },
+		{ "use_count", COL_NUM, "-" },
+		{ "revoked", COL_STR, "-" },
+	};
+	const char	*params[1] = { NULL };
+	char		 uid[32];
+	PGresult	*res;
+	int		 rc;
+
+	if (c->ctl_user != NULL && ctl_check_user_name(c, c->ctl_user) == -1)
+		return -1;
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	if (c->ctl_user != NULL) {
+		if (ctl_user_id(c, c->ctl_user, uid, sizeof(uid)) == -1)
+			return -1;
+		params[0] = uid;
+	}
+	res = ctl_sql(c, "SELECT id, kind, prefix, name, scope, "
+	    CTL_TS("created_at") ", " CTL_TS("expires_at") ", "
+	    CTL_TS("last_used_at") ", use_count, " CTL_TS("revoked_at")
+	    " FROM tokens WHERE $1::bigint IS NULL OR user_id = $1 "
+	    "ORDER BY id", 1, params);
+	if (res == NULL)
+		return -1;
+	rc = ctl_print(c, res, cols, 10);
+	PQclear(res);
+	return rc;
+}
+
+/* A positive int64 in decimal, nothing else. */
+static int
+ctl_valid_id(const char *s)
+{
+	char		*end;
+	long long	 v;
+
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	return *end == '\0' && errno == 0 && v > 0;
+}
+
+/*
+ * Revoke token id; a refresh token takes its whole family with it (every
+ * token whose family, or id, is the family's id: refresh and access
+ * tokens alike).  The row lock keeps a concurrent rotation from adding a
+ * member we would miss.  Sets *was_revoked, *n to the rows revoked.
+ */
+static int
+ctl_revoke(struct ctl *c, const char *id, int *was_revoked, long long *n)
+{
+	const char	*params[2] = { id, NULL };
+	PGresult	*res;
+	char		 family[32];
+	int		 refresh;
+
+	res = ctl_sql(c, "SELECT kind, coalesce(family, id), "
+	    "revoked_at IS NOT NULL FROM tokens WHERE id = $1 FOR UPDATE",
+	    1, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctl_fail(c, "unknown token %s", id);
+	}
+	refresh = strcmp(PQgetvalue(res, 0, 0), "refresh") == 0;
+	snprintf(family, sizeof(family), "%s", PQgetvalue(res, 0, 1));
+	*was_revoked = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+	PQclear(res);
+	params[1] = family;
+	if (refresh)
+		res = ctl_sql(c, "UPDATE tokens SET revoked_at = now() "
+		    "WHERE revoked_at IS NULL "
+		    "AND (id = $1 OR id = $2 OR family = $2)", 2, params);
+	else
+		res = ctl_sql(c, "UPDATE tokens SET revoked_at = now() "
+		    "WHERE revoked_at IS NULL AND id = $1", 1, params);
+	if (res == NULL)
+		return -1;
+	*n = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+static int
+cmd_token_revoke(struct ctl *c)
+{
+	const char	*id = c->ctl_words[2];
+	long long	 n = 0;
+	int		 was_revoked = 0;
+
+	if (!ctl_valid_id(id))
+		return ctl_fail(c, "invalid token id %s: a positive integer "
+		    "(see tokenctl token list)", id);
+	if (ctl_connect(c, 1) == -1 || ctl_run(c, "BEGIN", 0, NULL) == -1)
+		return -1;
+	if (ctl_revoke(c, id, &was_revoked, &n) == -1 ||
+	    ctl_run(c, "COMMIT", 0, NULL) == -1) {
+		ctl_rollback(c);
+		return -1;
+	}
+	if (was_revoked && n == 0)
+		printf("token %s already revoked\n", id);
+	else
+		printf("token %s revoked\n", id);
+	return 0;
+}
+
+/* ---- cleanup ----------------------------------------------------------- */
+
+/*
+ * Rows expired or revoked more than retention seconds ago go.  The
+ * retention comes from -c FILE, else TOKEND_RETENTION, else the default,
+ * all through config_load so it is validated as tokend validates it.
+ */
+static int
+cmd_cleanup(struct ctl *c)
+{
+	const char	*params[1];
+	char		 ret[32];
+	PGresult	*res = NULL;
+	int		 rc = -1;
+
+	if (ctl_config(c) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	snprintf(ret, sizeof(ret), "%d", c->ctl_cf.cf_retention);
+	params[0] = ret;
+	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
+		return -1;
+	if ((res = ctl_sql(c, "DELETE FROM tokens WHERE "
+	    "expires_at < now() - $1::bigint * interval '1 second' OR "
+	    "revoked_at < now() - $1::bigint * interval '1 second'",
+	    1, params)) == NULL)
+		goto out;
+	if (ctl_run(c, "DELETE FROM usage_batches WHERE "
+	    "at < now() - $1::bigint * interval '1 second'", 1, params) == -1 ||
+	    ctl_run(c, "COMMIT", 0, NULL) == -1)
+		goto out;
+	printf("deleted %s tokens\n", PQcmdTuples(res));
+	rc = 0;
+out:
+	if (rc == -1)
+		ctl_rollback(c);
+	PQclear(res);
+	return rc;
+}
+
+/* ---- Dispatch ---------------------------------------------------------- */
+
+static const struct ctl_cmd ctl_cmds[] = {
+	{ "migrate", NULL, 0, 0, cmd_migrate, "migrate" },
+	{ "user", "add", 1, OPT_PASSWORD_STDIN, cmd_user_add,
+	    "user add NAME [--password-stdin]" },
+	{ "user", "disable", 1, 0, cmd_user_disable, "user disable NAME" },
+	{ "user", "list", 0, 0, cmd_user_list, "user list" },
+	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN,
+	    cmd_pat_create, "pat create --user NAME --name LABEL "
+	    "[--scope \"a b\"] [--expires-in SECONDS]" },
+	{ "token", "list", 0, OPT_USER, cmd_token_list,
+	    "token list [--user NAME]" },
+	{ "token", "revoke", 1, 0, cmd_token_revoke, "token revoke ID" },
+	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
+};
+#define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
+
+static const char *
+ctl_cmd_usage(int (*fn)(struct ctl *))
+{
+	size_t	 i;
+
+	for (i = 0; i < CTL_NCMDS; i++)
+		if (ctl_cmds[i].cmd_fn == fn)
+			return ctl_cmds[i].cmd_usage;
+	return NULL;
+}
+
+static void
+ctl_usage_all(FILE *fp)
+{
+	size_t	 i;
+
+	fputs(ctl_usage_head, fp);
+	fputs("commands:\n", fp);
+	for (i = 0; i < CTL_NCMDS; i++)
+		fprintf(fp, "  %s\n", ctl_cmds[i].cmd_usage);
+}
+
+/* The name of the lowest option bit in bits. */
+static const char *
+ctl_opt_name(unsigned bits)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(ctl_opts) / sizeof(ctl_opts[0]); i++)
+		if (bits & ctl_opts[i].o_bit & -bits)
+			return ctl_opts[i].o_name;
+	return "?";
+}
+
+/* The command the words name, with its argument count and options checked. */
+static const struct ctl_cmd *
+ctl_find_cmd(const struct ctl *c)
+{
+	const struct ctl_cmd	*cmd;
+	size_t			 i;
+	int			 nw;
+
+	if (c->ctl_nwords == 0)
+		ctl_usage(NULL, "no command given");
+	for (i = 0; i < CTL_NCMDS; i++) {
+		cmd = &ctl_cmds[i];
+		if (strcmp(c->ctl_words[0], cmd->cmd_w1) != 0 ||
+		    (cmd->cmd_w2 != NULL && (c->ctl_nwords < 2 ||
+		    strcmp(c->ctl_words[1], cmd->cmd_w2) != 0)))
+			continue;
+		nw = cmd->cmd_w2 != NULL ? 2 : 1;
+		if (c->ctl_nwords != nw + cmd->cmd_nargs)
+			ctl_usage(cmd->cmd_usage, "%s arguments",
+			    c->ctl_nwords < nw + cmd->cmd_nargs ? "missing" :
+			    "too many");
+		if (c->ctl_opts & ~(cmd->cmd_opts | OPT_GLOBAL))
+			ctl_usage(cmd->cmd_usage, "option %s does not apply "
+			    "here", ctl_opt_name(c->ctl_opts &
+			    ~(cmd->cmd_opts | OPT_GLOBAL)));
+		return cmd;
+	}
+	if (c->ctl_nwords >= 2)
+		ctl_usage(NULL, "unknown command: %s %s", c->ctl_words[0],
+		    c->ctl_words[1]);
+	ctl_usage(NULL, "unknown command: %s", c->ctl_words[0]);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct ctl	 c;	/* struct config is large */
+	const struct ctl_cmd	*cmd;
+	int			 rc;
+
+	ctl_parse(&c, argc, argv);
+	cmd = ctl_find_cmd(&c);
+	rc = cmd->cmd_fn(&c);
+	if (c.ctl_db != NULL)
+		PQfinish(c.ctl_db);
+	if (fflush(stdout) == EOF && rc == 0)
+		rc = ctl_fail(&c, "stdout: %s", strerror(errno));
+	if (rc == -1) {
+		fprintf(stderr, "tokenctl: %s\n", c.ctl_err);
+		return 1;
+	}
+	return 0;
+}
