@@ -1,0 +1,685 @@
+/*
+ * tokend: the master process.
+ *
+ * PROCESSES
+ *   master    1        reads the configuration, opens the listeners, creates
+ *                      the shared segment, clears the cache, forks and
+ *                      supervises the others.  Serves no request, holds no
+ *                      LMDB environment or PostgreSQL connection across a
+ *                      fork.
+ *   worker    workers  epoll loop, HTTP, every endpoint (worker/).
+ *   writer    1        usage flushes, LISTEN for revocations, expiry
+ *                      cleanup (store/writer.c).
+ *
+ * START-UP ORDER
+ *   config -> log -> pid file -> listeners -> schema check (a short-lived
+ *   PostgreSQL connection, closed before any fork) -> cache reset -> shm ->
+ *   writer -> workers.  Everything a child needs is inherited; LMDB and libpq
+ *   are opened by each child after fork.
+ *
+ * SIGNALS (the master blocks them all and takes them with sigtimedwait, so
+ * no work happens in a handler)
+ *   SIGTERM, SIGINT  graceful stop: workers stop accepting, finish what is in
+ *                    flight (shutdown_timeout), then the writer flushes all
+ *                    usage and exits; the master exits 0.
+ *   SIGHUP           reload: re-read the configuration; on error keep the old
+ *                    one.  Fork a new generation of workers, then ask the old
+ *                    ones to stop gracefully; the listening sockets stay open
+ *                    throughout, so no connection is refused.  The writer is
+ *                    stopped and, once reaped, started with the new
+ *                    configuration (never two writers at once: see
+ *                    shm/README.md on exactly-once usage).
+ *   SIGUSR1          reopen the log files; forwarded to every child.
+ *   SIGCHLD          reap.
+ *
+ * WHEN A CHILD DIES
+ *   Every death is logged (worker_exited / writer_exited with the exit status
+ *   or signal) and followed by mdb_reader_check, so a dead reader never pins
+ *   the cache.  A child of the current generation is respawned at once, a
+ *   worker into the same shm slot (its counters and unflushed uses carry on).
+ *   A child that dies within CHILD_QUICK_MS of its start is respawned after a
+ *   delay that doubles from 100 ms up to 5 s.  When the writer dies the
+ *   master clears sh_listening: until the new writer's LISTEN is up, workers
+ *   do not fill the cache.
+ *
+ * CHILDREN NOTICE THE MASTER'S DEATH through a pipe only the master writes:
+ * EOF on its read end means exit.
+ *
+ * SHARED MEMORY (shm/README.md has the details)
+ *   created by the master before the first fork; slots handed out by the
+ *   master; counters written by one worker each; usage tables passed between
+ *   worker and writer by a state handshake; header fields written by the
+ *   writer (or the master, for restart counts).
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "master/master.h"
+#include "shm/shm.h"
+#include "store/store.h"
+#include "worker/worker.h"
+
+#define MAX_CHILDREN	(4 * 256 + 8)
+#define CHILD_QUICK_MS	1000	/* a death this soon after start is a crash loop */
+#define BACKOFF_MIN_MS	100
+#define BACKOFF_MAX_MS	5000
+#define EX_CONFIG	78
+
+enum child_kind { CK_WORKER, CK_WRITER };
+
+struct child {
+	pid_t		 ch_pid;	/* 0: slot unused or waiting to respawn */
+	enum child_kind	 ch_kind;
+	int		 ch_num;	/* worker number, 1-based */
+	int		 ch_slot;	/* shm slot (workers) */
+	int		 ch_gen;	/* configuration generation */
+	int		 ch_stopping;	/* asked to stop: do not respawn */
+	int		 ch_fails;	/* consecutive quick deaths */
+	int64_t		 ch_started_ms;
+	int64_t		 ch_respawn_ms;	/* when waiting: respawn time */
+	int		 ch_waiting;	/* dead, to be respawned at ch_respawn_ms */
+};
+
+static struct master {
+	struct config	 ms_cf;
+	const char	*ms_conf_path;
+	struct listener	 ms_ls[2 * CF_MAX_LISTEN];
+	int		 ms_nls;
+	struct shm	*ms_shm;
+	int		 ms_pipe[2];	/* children hold [0]; EOF = master gone */
+	struct child	 ms_ch[MAX_CHILDREN];
+	int		 ms_gen;
+	int		 ms_stopping;
+	int64_t		 ms_stop_ms;
+	int		 ms_writer_restart; /* start a writer once the old is reaped */
+	int		 ms_exit_code;
+} M;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: tokend [-c FILE] [-t] [--version]\n");
+	exit(2);
+}
+
+/* ---- children ---------------------------------------------------------- */
+
+static struct child *
+child_alloc(void)
+{
+	int	 i;
+
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (M.ms_ch[i].ch_pid == 0 && !M.ms_ch[i].ch_waiting) {
+			memset(&M.ms_ch[i], 0, sizeof(M.ms_ch[i]));
+			return &M.ms_ch[i];
+		}
+	return NULL;
+}
+
+/* In the child, right after fork: shed what belongs to the master. */
+static void
+child_init(const char *title)
+{
+	sigset_t	 none;
+	struct sigaction sa;
+	int		 s;
+
+	close(M.ms_pipe[1]);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (s = 1; s < NSIG; s++)
+		sigaction(s, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	proctitle_set(title);
+	log_set_proc(title + strlen("tokend: "));
+}
+
+static int
+child_fork(struct child *ch)
+{
+	char	 title[64];
+	pid_t	 pid;
+
+	if ((pid = fork()) == -1) {
+		log_errorf("%s: fork: %s", __func__, strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		if (ch->ch_kind == CK_WRITER) {
+			child_init("tokend: writer");
+			writer_main(&M.ms_cf, M.ms_shm, M.ms_pipe[0]);
+		}
+		snprintf(title, sizeof(title), "tokend: worker %d", ch->ch_num);
+		child_init(title);
+		worker_main(&M.ms_cf, M.ms_shm, ch->ch_slot, M.ms_ls, M.ms_nls,
+		    M.ms_pipe[0]);
+	}
+	ch->ch_pid = pid;
+	ch->ch_waiting = 0;
+	ch->ch_started_ms = shm_now_ms();
+	if (ch->ch_kind == CK_WORKER)
+		M.ms_shm->sh_slots[ch->ch_slot].sl_pid = pid;
+	return 0;
+}
+
+static int
+spawn_worker(int num)
+{
+	struct child	*ch;
+	int		 slot;
+
+	if ((ch = child_alloc()) == NULL ||
+	    (slot = shm_slot_claim(M.ms_shm, num)) == -1) {
+		LOG(LVL_ERROR, "spawn_failed", KV_S("reason",
+		    "no free worker slot"), KV_I("worker", num));
+		return -1;
+	}
+	ch->ch_kind = CK_WORKER;
+	ch->ch_num = num;
+	ch->ch_slot = slot;
+	ch->ch_gen = M.ms_gen;
+	if (child_fork(ch) == -1) {
+		shm_slot_retire(M.ms_shm, slot);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+spawn_writer(void)
+{
+	struct child	*ch;
+
+	if ((ch = child_alloc()) == NULL)
+		return -1;
+	ch->ch_kind = CK_WRITER;
+	ch->ch_gen = M.ms_gen;
+	return child_fork(ch);
+}
+
+static void
+signal_children(int sig, int only_kind)
+{
+	int	 i;
+
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (M.ms_ch[i].ch_pid > 0 &&
+		    (only_kind < 0 || (int)M.ms_ch[i].ch_kind == only_kind))
+			kill(M.ms_ch[i].ch_pid, sig);
+}
+
+static int
+count_children(int kind)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if ((M.ms_ch[i].ch_pid > 0 || M.ms_ch[i].ch_waiting) &&
+		    (kind < 0 || (int)M.ms_ch[i].ch_kind == kind))
+			n++;
+	return n;
+}
+
+/* ---- reaping ------------------------------------------------------------ */
+
+static void
+log_exit(const struct child *ch, int status)
+{
+	const char	*ev = ch->ch_kind == CK_WRITER ? "writer_exited" :
+	    "worker_exited";
+	int		 lvl = ch->ch_stopping ? LVL_INFO : LVL_WARN;
+
+	if (WIFSIGNALED(status))
+		LOG(lvl, ev, KV_I("child_pid", ch->ch_pid), KV_I("worker",
+		    ch->ch_num), KV_S("signal", strsignal(WTERMSIG(status))),
+		    KV_I("expected", ch->ch_stopping));
+	else
+		LOG(lvl, ev, KV_I("child_pid", ch->ch_pid), KV_I("worker",
+		    ch->ch_num), KV_I("status", WEXITSTATUS(status)),
+		    KV_I("expected", ch->ch_stopping));
+}
+
+/* A child of the current generation died: respawn, with backoff. */
+static void
+schedule_respawn(struct child *ch, int64_t now)
+{
+	int64_t	 delay = 0;
+	int	 i;
+
+	if (now - ch->ch_started_ms < CHILD_QUICK_MS) {
+		ch->ch_fails++;
+		delay = BACKOFF_MIN_MS;
+		for (i = 1; i < ch->ch_fails && delay < BACKOFF_MAX_MS; i++)
+			delay *= 2;
+		if (delay > BACKOFF_MAX_MS)
+			delay = BACKOFF_MAX_MS;
+		if (ch->ch_fails == 1)
+			delay = 0;	/* the first quick death: at once */
+	} else
+		ch->ch_fails = 0;
+	ch->ch_pid = 0;
+	ch->ch_waiting = 1;
+	ch->ch_respawn_ms = now + delay;
+	if (delay > 0)
+		LOG(LVL_WARN, "respawn_delayed", KV_I("worker", ch->ch_num),
+		    KV_I("delay_ms", delay));
+}
+
+static void
+child_died(struct child *ch, int status)
+{
+	int	 dead = 0;
+
+	log_exit(ch, status);
+	if (cache_reader_check(M.ms_cf.cf_cache_dir,
+	    M.ms_cf.cf_cache_map_size, &dead) == 0 && dead > 0)
+		LOG(LVL_INFO, "cache_readers_cleared", KV_I("count", dead));
+	if (ch->ch_kind == CK_WRITER)
+		__atomic_store_n(&M.ms_shm->sh_listening, 0, __ATOMIC_RELEASE);
+	if (ch->ch_stopping || M.ms_stopping) {
+		if (ch->ch_kind == CK_WORKER)
+			shm_slot_retire(M.ms_shm, ch->ch_slot);
+		ch->ch_pid = 0;
+		ch->ch_waiting = 0;
+		if (ch->ch_kind == CK_WRITER && M.ms_writer_restart &&
+		    !M.ms_stopping) {
+			M.ms_writer_restart = 0;
+			spawn_writer();
+		}
+		return;
+	}
+	if (ch->ch_kind == CK_WORKER)
+		__atomic_add_fetch(&M.ms_shm->sh_worker_restarts, 1,
+		    __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&M.ms_shm->sh_writer_restarts, 1,
+		    __ATOMIC_RELAXED);
+	schedule_respawn(ch, shm_now_ms());
+}
+
+static void
+reap(void)
+{
+	pid_t	 pid;
+	int	 status, i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (i = 0; i < MAX_CHILDREN; i++)
+			if (M.ms_ch[i].ch_pid == pid) {
+				child_died(&M.ms_ch[i], status);
+				break;
+			}
+}
+
+/* Respawn the children whose delay has passed; returns ms to the next. */
+static int64_t
+respawn_due(int64_t now)
+{
+	int64_t	 next = -1;
+	int	 i;
+
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (!ch->ch_waiting)
+			continue;
+		if (ch->ch_respawn_ms <= now) {
+			if (child_fork(ch) == -1)
+				ch->ch_respawn_ms = now + BACKOFF_MAX_MS;
+			else
+				continue;
+		}
+		if (next < 0 || ch->ch_respawn_ms - now < next)
+			next = ch->ch_respawn_ms - now;
+	}
+	return next;
+}
+
+/* ---- start, reload, stop ------------------------------------------------ */
+
+static int
+start_children(void)
+{
+	int	 i;
+
+	if (spawn_writer() == -1)
+		return -1;
+	for (i = 1; i <= M.ms_cf.cf_workers; i++)
+		if (spawn_worker(i) == -1)
+			return -1;
+	return 0;
+}
+
+/* Values that only a restart can change, because the running children
+ * share them: the cache location and size. */
+static void
+reload_keep_fixed(struct config *ncf)
+{
+	if (strcmp(ncf->cf_cache_dir, M.ms_cf.cf_cache_dir) != 0 ||
+	    ncf->cf_cache_map_size != M.ms_cf.cf_cache_map_size)
+		LOG(LVL_WARN, "reload_ignored", KV_S("keys",
+		    "cache_dir cache_map_size"), KV_S("reason",
+		    "take effect on restart"));
+	memcpy(ncf->cf_cache_dir, M.ms_cf.cf_cache_dir,
+	    sizeof(ncf->cf_cache_dir));
+	ncf->cf_cache_map_size = M.ms_cf.cf_cache_map_size;
+}
+
+static void
+reload(void)
+{
+	struct config	 ncf;
+	struct listener	 nls[2 * CF_MAX_LISTEN];
+	char		 err[512];
+	int		 n, i;
+
+	if (config_load(&ncf, M.ms_conf_path, err, sizeof(err)) == -1) {
+		LOG(LVL_ERROR, "reload_failed", KV_S("error", err));
+		return;
+	}
+	reload_keep_fixed(&ncf);
+	n = listen_open(&ncf, M.ms_ls, M.ms_nls, nls, 2 * CF_MAX_LISTEN, err,
+	    sizeof(err));
+	if (n == -1) {
+		LOG(LVL_ERROR, "reload_failed", KV_S("error", err));
+		return;
+	}
+	M.ms_cf = ncf;
+	memcpy(M.ms_ls, nls, sizeof(nls[0]) * (size_t)n);
+	M.ms_nls = n;
+	if (log_open(&M.ms_cf, "master") == -1)
+		log_errorf("%s: log_open: %s", __func__, strerror(errno));
+	/* Old children: everything alive now. */
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_waiting && ch->ch_kind == CK_WORKER) {
+			ch->ch_waiting = 0;	/* superseded, never respawn */
+			shm_slot_retire(M.ms_shm, ch->ch_slot);
+		}
+		if (ch->ch_pid > 0)
+			ch->ch_stopping = 1;
+	}
+	M.ms_gen++;
+	for (i = 1; i <= M.ms_cf.cf_workers; i++)
+		spawn_worker(i);
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_pid > 0 && ch->ch_stopping)
+			kill(ch->ch_pid, SIGTERM);
+		if (ch->ch_pid > 0 && ch->ch_stopping &&
+		    ch->ch_kind == CK_WRITER)
+			M.ms_writer_restart = 1;
+	}
+	if (count_children(CK_WRITER) == 0)
+		spawn_writer();
+	LOG(LVL_INFO, "reloaded", KV_I("workers", M.ms_cf.cf_workers),
+	    KV_I("generation", M.ms_gen));
+}
+
+static void
+stop_begin(int sig)
+{
+	int	 i;
+
+	if (M.ms_stopping)
+		return;
+	M.ms_stopping = 1;
+	M.ms_stop_ms = shm_now_ms();
+	LOG(LVL_INFO, "stopping", KV_S("signal", strsignal(sig)));
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_waiting && ch->ch_kind == CK_WORKER)
+			shm_slot_retire(M.ms_shm, ch->ch_slot);
+		ch->ch_waiting = 0;
+		if (ch->ch_pid > 0)
+			ch->ch_stopping = 1;
+	}
+	signal_children(SIGTERM, CK_WORKER);
+}
+
+/*
+ * Stopping proceeds in two steps: workers first, the writer once they are all
+ * gone (so its last flush sees every use).  Children that outlive their
+ * budget are killed.  Returns 1 when the master may exit.
+ */
+static int
+stop_progress(int64_t now)
+{
+	int64_t	 budget = (int64_t)M.ms_cf.cf_shutdown_timeout * 1000 + 2000;
+	int	 i;
+
+	if (count_children(CK_WORKER) > 0) {
+		if (now - M.ms_stop_ms > budget)
+			signal_children(SIGKILL, CK_WORKER);
+		return 0;
+	}
+	if (count_children(CK_WRITER) > 0) {
+		for (i = 0; i < MAX_CHILDREN; i++)
+			if (M.ms_ch[i].ch_pid > 0 &&
+			    M.ms_ch[i].ch_kind == CK_WRITER &&
+			    M.ms_ch[i].ch_stopping < 2) {
+				kill(M.ms_ch[i].ch_pid, SIGTERM);
+				M.ms_ch[i].ch_stopping = 2;
+			}
+		if (now - M.ms_stop_ms > 2 * budget)
+			signal_children(SIGKILL, CK_WRITER);
+		return 0;
+	}
+	return 1;
+}
+
+/* ---- main loop ---------------------------------------------------------- */
+
+static void
+master_loop(void)
+{
+	sigset_t	 set;
+	siginfo_t	 si;
+	struct timespec	 ts;
+	int64_t		 now, next;
+	int		 sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		now = shm_now_ms();
+		next = respawn_due(now);
+		if (M.ms_stopping && stop_progress(now))
+			return;
+		if (next < 0 || next > 100)
+			next = M.ms_stopping ? 50 : 1000;
+		ts.tv_sec = next / 1000;
+		ts.tv_nsec = (next % 1000) * 1000000;
+		sig = sigtimedwait(&set, &si, &ts);
+		switch (sig) {
+		case SIGCHLD:
+			reap();
+			break;
+		case SIGTERM:
+		case SIGINT:
+			stop_begin(sig);
+			break;
+		case SIGHUP:
+			if (!M.ms_stopping)
+				reload();
+			break;
+		case SIGUSR1:
+			log_reopen();
+			signal_children(SIGUSR1, -1);
+			break;
+		default:
+			reap();	/* a timeout; a missed SIGCHLD costs nothing */
+			break;
+		}
+	}
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static void
+config_fail(const char *err, int check_only)
+{
+	fprintf(stderr, "%s\n", err);
+	exit(check_only ? 1 : EX_CONFIG);
+}
+
+/* Checks that need more than the configuration text. */
+static int
+config_check_start(const struct config *cf, char *err, size_t errlen)
+{
+	if (cf->cf_database_url[0] == '\0') {
+		snprintf(err, errlen, "%s: database_url: not set (make run "
+		    "starts a throwaway PostgreSQL and sets it)",
+		    cf->cf_file[0] ? cf->cf_file : "tokend");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Refuse to serve on a schema older than this build needs.  An unreachable
+ * database is not fatal: the writer and workers retry, /readyz says 503.
+ */
+static int
+schema_check(const struct config *cf)
+{
+	char	 err[512];
+	PGconn	*db;
+	int	 v;
+
+	if ((db = pg_connect(cf->cf_database_url, "tokend master", err,
+	    sizeof(err))) == NULL) {
+		LOG(LVL_WARN, "db_unreachable", KV_S("error", err));
+		return 0;
+	}
+	v = migrate_current(db, err, sizeof(err));
+	PQfinish(db);
+	if (v >= 0 && v < migrate_latest()) {
+		fprintf(stderr, "tokend: the database schema is at version %d "
+		    "but this tokend needs %d: run `tokenctl migrate`\n", v,
+		    migrate_latest());
+		return -1;
+	}
+	return 0;
+}
+
+static int
+pid_file_write(const char *path)
+{
+	FILE	*f;
+
+	if (path[0] == '\0')
+		return 0;
+	if ((f = fopen(path, "w")) == NULL)
+		return -1;
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f);
+}
+
+static int
+master_init(char *err, size_t errlen)
+{
+	uint32_t	 nslots;
+
+	if ((M.ms_nls = listen_open(&M.ms_cf, NULL, 0, M.ms_ls,
+	    2 * CF_MAX_LISTEN, err, errlen)) == -1)
+		return -1;
+	if (cache_reset_dir(M.ms_cf.cf_cache_dir, M.ms_cf.cf_cache_map_size,
+	    err, errlen) == -1)
+		return -1;
+	nslots = 4 * (uint32_t)M.ms_cf.cf_workers;
+	if (nslots < 8)
+		nslots = 8;
+	if ((M.ms_shm = shm_create(nslots)) == NULL) {
+		snprintf(err, errlen, "shared memory: %s", strerror(errno));
+		return -1;
+	}
+	if (pipe2(M.ms_pipe, O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "pipe2: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char		 err[CF_PATH_LEN + 1024];
+	sigset_t	 set;
+	int		 i, check = 0;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			M.ms_conf_path = argv[++i];
+		else if (strcmp(argv[i], "-t") == 0)
+			check = 1;
+		else if (strcmp(argv[i], "--version") == 0) {
+			printf("tokend %s\n", TOKEND_VERSION);
+			return 0;
+		} else
+			usage();
+	}
+	if (M.ms_conf_path != NULL)
+		M.ms_conf_path = strdup(M.ms_conf_path);
+	if (config_load(&M.ms_cf, M.ms_conf_path, err, sizeof(err)) == -1 ||
+	    config_check_start(&M.ms_cf, err, sizeof(err)) == -1)
+		config_fail(err, check);
+	if (check) {
+		printf("%s: configuration ok\n", M.ms_conf_path ?
+		    M.ms_conf_path : "defaults");
+		return 0;
+	}
+	proctitle_init(argc, argv);
+	proctitle_set("tokend: master");
+	if (log_open(&M.ms_cf, "master") == -1) {
+		fprintf(stderr, "tokend: log_file %s: %s\n",
+		    M.ms_cf.cf_log_file, strerror(errno));
+		return EX_CONFIG;
+	}
+	/* Block the signals before any child exists; sigtimedwait takes them. */
+	sigfillset(&set);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGILL);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if (schema_check(&M.ms_cf) == -1)
+		return 1;
+	if (master_init(err, sizeof(err)) == -1) {
+		fprintf(stderr, "tokend: %s\n", err);
+		LOG(LVL_ERROR, "start_failed", KV_S("error", err));
+		return 1;
+	}
+	if (pid_file_write(M.ms_cf.cf_pid_file) == -1)
+		log_errorf("%s: pid_file %s: %s", __func__,
+		    M.ms_cf.cf_pid_file, strerror(errno));
+	LOG(LVL_INFO, "started", KV_S("version", TOKEND_VERSION),
+	    KV_I("workers", M.ms_cf.cf_workers),
+	    KV_S("listen", M.ms_cf.cf_listen[0]));
+	if (start_children() == -1)
+		LOG(LVL_ERROR, "start_incomplete");
+	master_loop();
+	if (M.ms_cf.cf_pid_file[0])
+		unlink(M.ms_cf.cf_pid_file);
+	LOG(LVL_INFO, "stopped");
+	return M.ms_exit_code;
+}

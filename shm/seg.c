@@ -1,0 +1,295 @@
+/*
+ * The shared segment: creation, slot hand-out, counters and the /metrics
+ * text.  The layout and its rules are in shm/README.md.
+ */
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "proto/proto.h"
+#include "shm/shm.h"
+
+static const char *const endpoint_names[EP__COUNT] = {
+	[EP_AUTH] = "/auth", [EP_TOKEN] = "/token",
+	[EP_AUTHORIZE] = "/authorize", [EP_INTROSPECT] = "/introspect",
+	[EP_REVOKE] = "/revoke", [EP_PATS] = "/pats",
+	[EP_WELLKNOWN] = "/.well-known/oauth-authorization-server",
+	[EP_HEALTHZ] = "/healthz", [EP_READYZ] = "/readyz",
+	[EP_METRICS] = "/metrics", [EP_OTHER] = "other",
+};
+
+static const int status_codes[ST__COUNT] = {
+#define X(n) [ST_##n] = n,
+	SHM_STATUSES
+#undef X
+	[ST_OTHER] = 0,
+};
+
+static const uint64_t bucket_us[SHM_NBUCKETS] = {
+#define X(n) n,
+	SHM_BUCKETS_US
+#undef X
+};
+
+const char *
+endpoint_name(enum endpoint ep)
+{
+	return ep < EP__COUNT ? endpoint_names[ep] : "other";
+}
+
+int
+status_index(int status)
+{
+	switch (status) {
+#define X(n) case n: return ST_##n;
+	SHM_STATUSES
+#undef X
+	default:
+		return ST_OTHER;
+	}
+}
+
+struct shm *
+shm_create(uint32_t nslots)
+{
+	struct shm	*shm;
+	uint8_t		 id[16];
+	size_t		 size;
+
+	size = sizeof(struct shm) + (size_t)nslots * sizeof(struct shm_slot);
+	/*
+	 * MAP_NORESERVE: the usage tables are large but touched sparsely;
+	 * pages are only backed once a worker or the writer writes them.
+	 */
+	shm = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (shm == MAP_FAILED)
+		return NULL;
+	if (RAND_bytes(id, sizeof(id)) != 1) {
+		munmap(shm, size);
+		errno = EIO;
+		return NULL;
+	}
+	hex_encode(id, sizeof(id), shm->sh_instance);
+	shm->sh_nslots = nslots;
+	shm->sh_size = size;
+	return shm;
+}
+
+int
+shm_slot_claim(struct shm *shm, int w)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < shm->sh_nslots; i++) {
+		struct shm_slot *sl = &shm->sh_slots[i];
+
+		if (__atomic_load_n(&sl->sl_state, __ATOMIC_ACQUIRE) !=
+		    SLOT_FREE)
+			continue;
+		sl->sl_worker = w;
+		sl->sl_pid = 0;
+		__atomic_store_n(&sl->sl_state, SLOT_USED, __ATOMIC_RELEASE);
+		return (int)i;
+	}
+	return -1;
+}
+
+void
+shm_slot_retire(struct shm *shm, int slot)
+{
+	struct shm_slot *sl = &shm->sh_slots[slot];
+
+	sl->sl_pid = 0;
+	__atomic_store_n(&sl->sl_state, SLOT_RETIRED, __ATOMIC_RELEASE);
+}
+
+void
+shm_count_request(struct shm_slot *sl, enum endpoint ep, int status,
+    uint64_t micros)
+{
+	int	 b;
+
+	ctr_add(&sl->sl_requests[ep][status_index(status)], 1);
+	for (b = 0; b < SHM_NBUCKETS; b++)
+		if (micros <= bucket_us[b])
+			break;
+	ctr_add(&sl->sl_duration[b], 1);
+	ctr_add(&sl->sl_duration_sum_us, micros);
+}
+
+int64_t
+shm_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- /metrics ---------------------------------------------------------- */
+
+struct mbuf {
+	char	*mb_buf;
+	size_t	 mb_len;
+	size_t	 mb_cap;
+	int	 mb_err;
+};
+
+static void mb_printf(struct mbuf *mb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+mb_printf(struct mbuf *mb, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	if (mb->mb_err)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(mb->mb_buf + mb->mb_len, mb->mb_cap - mb->mb_len, fmt,
+	    ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= mb->mb_cap - mb->mb_len)
+		mb->mb_err = 1;
+	else
+		mb->mb_len += (size_t)n;
+}
+
+/* Sum one counter, found at the same offset in every slot. */
+static uint64_t
+slot_sum(const struct shm *shm, size_t off)
+{
+	uint64_t	 sum = 0;
+	uint32_t	 i;
+
+	for (i = 0; i < shm->sh_nslots; i++)
+		sum += ctr_get((const uint64_t *)
+		    ((const char *)&shm->sh_slots[i] + off));
+	return sum;
+}
+
+#define SLOT_SUM(shm, member) slot_sum((shm), offsetof(struct shm_slot, member))
+
+static void
+metrics_requests(const struct shm *shm, struct mbuf *mb)
+{
+	int	 ep, st;
+
+	mb_printf(mb, "# HELP tokend_requests_total HTTP responses by "
+	    "endpoint and status.\n# TYPE tokend_requests_total counter\n");
+	for (ep = 0; ep < EP__COUNT; ep++)
+		for (st = 0; st < ST__COUNT; st++) {
+			uint64_t n = SLOT_SUM(shm, sl_requests[ep][st]);
+			if (n == 0)
+				continue;
+			if (st == ST_OTHER)
+				mb_printf(mb, "tokend_requests_total{endpoint="
+				    "\"%s\",status=\"other\"} %llu\n",
+				    endpoint_name(ep), (unsigned long long)n);
+			else
+				mb_printf(mb, "tokend_requests_total{endpoint="
+				    "\"%s\",status=\"%d\"} %llu\n",
+				    endpoint_name(ep), status_codes[st],
+				    (unsigned long long)n);
+		}
+}
+
+static void
+metrics_histogram(const struct shm *shm, struct mbuf *mb)
+{
+	uint64_t	 cum = 0;
+	int		 b;
+
+	mb_printf(mb, "# HELP tokend_request_duration_seconds Time from a "
+	    "complete request to its response.\n"
+	    "# TYPE tokend_request_duration_seconds histogram\n");
+	for (b = 0; b < SHM_NBUCKETS; b++) {
+		cum += SLOT_SUM(shm, sl_duration[b]);
+		mb_printf(mb, "tokend_request_duration_seconds_bucket{le=\"%g\"}"
+		    " %llu\n", (double)bucket_us[b] / 1e6,
+		    (unsigned long long)cum);
+	}
+	cum += SLOT_SUM(shm, sl_duration[SHM_NBUCKETS]);
+	mb_printf(mb, "tokend_request_duration_seconds_bucket{le=\"+Inf\"} "
+	    "%llu\n", (unsigned long long)cum);
+	mb_printf(mb, "tokend_request_duration_seconds_sum %.6f\n",
+	    (double)SLOT_SUM(shm, sl_duration_sum_us) / 1e6);
+	mb_printf(mb, "tokend_request_duration_seconds_count %llu\n",
+	    (unsigned long long)cum);
+}
+
+static void
+metric(struct mbuf *mb, const char *name, const char *type, const char *help,
+    uint64_t v)
+{
+	mb_printf(mb, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help,
+	    name, type, name, (unsigned long long)v);
+}
+
+int
+shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
+    size_t buflen)
+{
+	struct mbuf	 mb = { buf, 0, buflen, 0 };
+	uint64_t	 recorded, flushed;
+
+	metrics_requests(shm, &mb);
+	metrics_histogram(shm, &mb);
+	metric(&mb, "tokend_cache_hits_total", "counter",
+	    "Token lookups answered from the cache.",
+	    SLOT_SUM(shm, sl_cache_hits));
+	metric(&mb, "tokend_cache_negative_hits_total", "counter",
+	    "Lookups answered by a cached negative entry.",
+	    SLOT_SUM(shm, sl_cache_negative_hits));
+	metric(&mb, "tokend_cache_misses_total", "counter",
+	    "Lookups that needed PostgreSQL.", SLOT_SUM(shm, sl_cache_misses));
+	if (cache_entries >= 0)
+		metric(&mb, "tokend_cache_entries", "gauge",
+		    "Entries in the LMDB cache.", (uint64_t)cache_entries);
+	recorded = SLOT_SUM(shm, sl_uses_recorded);
+	flushed = __atomic_load_n(&shm->sh_uses_flushed, __ATOMIC_RELAXED);
+	metric(&mb, "tokend_usage_pending", "gauge",
+	    "Token uses recorded but not yet in PostgreSQL.",
+	    recorded > flushed ? recorded - flushed : 0);
+	metric(&mb, "tokend_usage_flushed_total", "counter",
+	    "Token uses written to PostgreSQL.", flushed);
+	metric(&mb, "tokend_usage_rows_flushed_total", "counter",
+	    "Token rows updated by usage flushes.",
+	    __atomic_load_n(&shm->sh_rows_flushed, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_usage_flushes_total", "counter",
+	    "Usage flush batches committed.",
+	    __atomic_load_n(&shm->sh_flushes, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_usage_dropped_total", "counter",
+	    "Uses that found both usage tables full.",
+	    SLOT_SUM(shm, sl_uses_dropped));
+	metric(&mb, "tokend_pg_errors_total", "counter",
+	    "PostgreSQL errors in workers and the writer.",
+	    SLOT_SUM(shm, sl_pg_errors) + __atomic_load_n(
+	    &shm->sh_writer_pg_errors, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_revocations_applied_total", "counter",
+	    "Revocation notifications applied to the cache.",
+	    __atomic_load_n(&shm->sh_revocations, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_cache_clears_total", "counter",
+	    "Whole-cache clears (LISTEN connection re-established).",
+	    __atomic_load_n(&shm->sh_cache_clears, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_worker_restarts_total", "counter",
+	    "Workers respawned after dying.",
+	    __atomic_load_n(&shm->sh_worker_restarts, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_writer_restarts_total", "counter",
+	    "Writers respawned after dying.",
+	    __atomic_load_n(&shm->sh_writer_restarts, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_connections_open", "gauge",
+	    "Client connections open now.", SLOT_SUM(shm, sl_conns_open));
+	metric(&mb, "tokend_connections_total", "counter",
+	    "Client connections accepted.", SLOT_SUM(shm, sl_conns_total));
+	return mb.mb_err ? -1 : (int)mb.mb_len;
+}

@@ -1,0 +1,203 @@
+/*
+ * shm: the segment the master creates before fork and every child shares.
+ * The design (who writes what, memory ordering, what a dead process leaves
+ * behind) is in shm/README.md; read it before changing anything here.
+ *
+ *   seg.c    creation, slots, counters, the /metrics text.
+ *   usage.c  the per-slot usage tables (record, swap, drain).
+ *
+ * Contract: shm_create is called once, by the master, before fork; the
+ * segment lives until the master exits.  Nothing in it is a pointer.  A
+ * function named for a role (usage_record: worker; usage_take: writer) may
+ * only be called by that role.
+ */
+#ifndef TOKEND_SHM_H
+#define TOKEND_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- Metrics dimensions ------------------------------------------------ */
+
+enum endpoint {
+	EP_AUTH, EP_TOKEN, EP_AUTHORIZE, EP_INTROSPECT, EP_REVOKE, EP_PATS,
+	EP_WELLKNOWN, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OTHER,
+	EP__COUNT
+};
+
+/* The statuses tokend sends; anything else counts as "other". */
+#define SHM_STATUSES \
+	X(200) X(201) X(204) X(400) X(401) X(403) X(404) X(405) X(408) \
+	X(411) X(413) X(429) X(431) X(500) X(501) X(503) X(505)
+enum status_idx {
+#define X(n) ST_##n,
+	SHM_STATUSES
+#undef X
+	ST_OTHER,
+	ST__COUNT
+};
+
+/* Request duration histogram upper bounds, in microseconds. */
+#define SHM_BUCKETS_US \
+	X(50) X(100) X(250) X(500) X(1000) X(2500) X(5000) X(10000) \
+	X(25000) X(50000) X(100000) X(250000) X(1000000)
+enum { SHM_NBUCKETS = 13 };
+
+const char *endpoint_name(enum endpoint ep);
+int	status_index(int status);
+
+/* ---- Usage tables ------------------------------------------------------ */
+
+#define USAGE_CAP	(1u << 18)		/* slots per table */
+#define USAGE_LOAD_MAX	(USAGE_CAP / 10 * 7)	/* distinct tokens per table */
+
+enum { UT_FREE = 0, UT_ACTIVE, UT_FROZEN };
+
+struct usage_ent {
+	int64_t		ue_token;	/* tokens.id; 0 is an empty entry */
+	int64_t		ue_last_ms;	/* newest use, unix milliseconds */
+	uint64_t	ue_count;
+};
+
+struct usage_table {
+	uint32_t	ut_state;	/* UT_*; release/acquire */
+	uint32_t	ut_used;	/* entries in ut_order */
+	uint64_t	ut_batch;	/* batch sequence it was last sent in */
+	uint32_t	ut_order[USAGE_CAP];	/* indexes of used entries */
+	struct usage_ent ut_ent[USAGE_CAP];
+};
+
+/* ---- Slots ------------------------------------------------------------- */
+
+enum { SLOT_FREE = 0, SLOT_USED, SLOT_RETIRED };
+
+struct shm_slot {
+	/* Master writes. */
+	uint32_t	sl_state;		/* SLOT_* */
+	int32_t		sl_worker;		/* worker number, 1-based */
+	pid_t		sl_pid;
+
+	/* Worker writes (the slot's only writer). */
+	uint64_t	sl_requests[EP__COUNT][ST__COUNT];
+	uint64_t	sl_duration[SHM_NBUCKETS + 1];	/* last is +Inf */
+	uint64_t	sl_duration_sum_us;
+	uint64_t	sl_cache_hits;
+	uint64_t	sl_cache_misses;
+	uint64_t	sl_cache_negative_hits;
+	uint64_t	sl_conns_open;
+	uint64_t	sl_conns_total;
+	uint64_t	sl_uses_recorded;
+	uint64_t	sl_uses_dropped;
+	uint64_t	sl_pg_errors;
+	uint64_t	sl_swap_ack;
+	uint32_t	sl_active;		/* index of the ACTIVE table */
+
+	/* Writer writes. */
+	uint64_t	sl_swap_req;
+
+	struct usage_table sl_tables[2];
+} __attribute__((aligned(64)));
+
+/* ---- The segment ------------------------------------------------------- */
+
+struct shm {
+	char		sh_instance[33];	/* hex id of this master's life */
+	uint32_t	sh_nslots;
+	uint64_t	sh_size;
+
+	/* Any invalidator: atomic add, release.  See README "Epoch". */
+	uint64_t	sh_cache_epoch;
+
+	/* Writer writes. */
+	uint32_t	sh_listening;		/* LISTEN connection is up */
+	int64_t		sh_pg_ok_ms;		/* last PostgreSQL answer, monotonic */
+	uint64_t	sh_batch_seq;		/* last batch number used */
+	uint64_t	sh_uses_flushed;
+	uint64_t	sh_rows_flushed;
+	uint64_t	sh_flushes;
+	uint64_t	sh_writer_pg_errors;
+	uint64_t	sh_revocations;		/* notifications applied */
+	uint64_t	sh_cache_clears;
+
+	/* Master writes. */
+	uint64_t	sh_worker_restarts;
+	uint64_t	sh_writer_restarts;
+
+	/* Slots follow, 64-byte aligned, at offsetof(struct shm, sh_slots). */
+	struct shm_slot	sh_slots[] __attribute__((aligned(64)));
+};
+
+/* Master, before fork.  Returns the mapping, or NULL with errno. */
+struct shm *shm_create(uint32_t nslots);
+
+/* Master: a FREE slot made USED for worker number w, or -1 if none. */
+int	shm_slot_claim(struct shm *shm, int w);
+/* Master: the slot's worker exited for good. */
+void	shm_slot_retire(struct shm *shm, int slot);
+
+/* Relaxed single-writer counter update: no locked instruction. */
+static inline void
+ctr_add(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+	    __ATOMIC_RELAXED);
+}
+
+static inline uint64_t
+ctr_get(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* Worker: one finished request. */
+void	shm_count_request(struct shm_slot *sl, enum endpoint ep, int status,
+	    uint64_t micros);
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC), the clock of sh_pg_ok_ms. */
+int64_t	shm_now_ms(void);
+
+/*
+ * The Prometheus text of every counter, summed over all slots, into buf.
+ * cache_entries is the caller's LMDB count (-1: unknown).  Returns the
+ * length, or -1 when buf is too small.
+ */
+int	shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
+	    size_t buflen);
+
+/* ---- Usage (usage.c) ---------------------------------------------------- */
+
+/* Worker, at start: repair a table switch a dead predecessor left half done. */
+void	usage_attach(struct shm_slot *sl);
+
+/*
+ * Worker: one use of token id at unix milliseconds now_ms.  Returns 0, or -1
+ * when both tables are full (counted in sl_uses_dropped).
+ */
+int	usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms);
+
+/* Worker, every loop turn: answer the writer's swap request.  Cheap. */
+void	usage_poll(struct shm_slot *sl);
+
+/* Writer: ask every slot's worker to freeze its active table. */
+void	usage_request_swap(struct shm *shm);
+
+/*
+ * Writer: for a RETIRED slot (no process writes it any more), freeze its
+ * active table directly, and make the slot FREE once both tables are empty.
+ */
+void	usage_sweep_retired(struct shm *shm);
+
+/* Writer: callback per entry of every FROZEN table; returns the number of
+ * tables visited and stamps them with batch. */
+typedef void (*usage_fn)(void *arg, int64_t token, uint64_t count,
+	    int64_t last_ms);
+int	usage_collect(struct shm *shm, uint64_t batch, usage_fn fn, void *arg);
+
+/*
+ * Writer: empty every FROZEN table whose ut_batch is in [1, upto] and mark
+ * it FREE.  Returns the number of uses emptied (added to sh_uses_flushed).
+ */
+uint64_t usage_release(struct shm *shm, uint64_t upto);
+
+#endif /* TOKEND_SHM_H */

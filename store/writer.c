@@ -1,0 +1,489 @@
+/*
+ * The writer process.  One PostgreSQL connection, used for three things:
+ *
+ *   usage     every usage_flush_interval, one statement applies every FROZEN
+ *             usage table (shm/README.md) and records the batch number for
+ *             this master's instance in usage_batches, so that a writer
+ *             killed between the commit and emptying the tables never
+ *             counts a use twice.
+ *   LISTEN    tokend_revoke notifications ('t' + token hash, 'u' + user id)
+ *             delete cache entries.  Each time LISTEN is (re)established the
+ *             whole cache is cleared, since notifications sent while it was
+ *             down are lost.
+ *   cleanup   rows expired or revoked longer ago than `retention` are
+ *             deleted every CLEANUP_MS.
+ *
+ * Blocking libpq is fine here: the writer serves no request, and the
+ * workers keep answering from the cache while it waits.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "master/master.h"
+#include "shm/shm.h"
+#include "store/store.h"
+
+#define WR_BACKOFF_MIN	100
+#define WR_BACKOFF_MAX	5000
+#define PING_MS		1000
+#define CLEANUP_MS	(300 * 1000)
+
+struct sbuf {
+	char	*sb_buf;
+	size_t	 sb_len;
+	size_t	 sb_cap;
+};
+
+static struct writer {
+	const struct config *wr_cf;
+	struct shm	*wr_shm;
+	int		 wr_master_fd;
+	struct cache	*wr_cache;
+	PGconn		*wr_db;
+	int64_t		 wr_retry_ms;
+	int64_t		 wr_backoff;
+	int64_t		 wr_next_flush_ms;
+	int64_t		 wr_next_cleanup_ms;
+	int64_t		 wr_last_ok_ms;
+	struct sbuf	 wr_ids, wr_counts, wr_last;	/* batch arrays */
+	uint64_t	 wr_batch_uses;
+} WR;
+
+static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_usr1;
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		got_usr1 = 1;
+	else
+		got_term = 1;
+}
+
+static const char usage_sql[] =
+    "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms "
+    "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(id, n, ms) "
+    "GROUP BY id), "
+    "u AS (UPDATE tokens t SET use_count = t.use_count + b.n, "
+    "last_used_at = greatest(t.last_used_at, to_timestamp(b.ms / 1000.0)) "
+    "FROM b WHERE t.id = b.id RETURNING 1) "
+    "INSERT INTO usage_batches (instance, seq, rows, at) "
+    "VALUES ($4, $5, (SELECT count(*) FROM u), now()) "
+    "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, "
+    "rows = excluded.rows, at = excluded.at RETURNING rows";
+
+/* ---- small string buffers for the batch arrays ------------------------- */
+
+static int
+sb_printf(struct sbuf *sb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+sb_printf(struct sbuf *sb, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+	char	*p;
+
+	for (;;) {
+		if (sb->sb_cap - sb->sb_len > 64) {
+			va_start(ap, fmt);
+			n = vsnprintf(sb->sb_buf + sb->sb_len,
+			    sb->sb_cap - sb->sb_len, fmt, ap);
+			va_end(ap);
+			if (n >= 0 && (size_t)n < sb->sb_cap - sb->sb_len) {
+				sb->sb_len += (size_t)n;
+				return 0;
+			}
+		}
+		if ((p = realloc(sb->sb_buf, sb->sb_cap ? sb->sb_cap * 2 :
+		    65536)) == NULL)
+			return -1;
+		sb->sb_buf = p;
+		sb->sb_cap = sb->sb_cap ? sb->sb_cap * 2 : 65536;
+	}
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+static void
+wr_ok(void)
+{
+	WR.wr_last_ok_ms = shm_now_ms();
+	__atomic_store_n(&WR.wr_shm->sh_pg_ok_ms, WR.wr_last_ok_ms,
+	    __ATOMIC_RELAXED);
+}
+
+static void
+wr_disconnect(const char *why)
+{
+	__atomic_store_n(&WR.wr_shm->sh_listening, 0, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&WR.wr_shm->sh_writer_pg_errors, 1,
+	    __ATOMIC_RELAXED);
+	LOG(LVL_WARN, "db_retry", KV_S("conn", "writer"), KV_S("error", why),
+	    KV_I("retry_ms", WR.wr_backoff));
+	if (WR.wr_db != NULL)
+		PQfinish(WR.wr_db);
+	WR.wr_db = NULL;
+	WR.wr_retry_ms = shm_now_ms() + WR.wr_backoff;
+	WR.wr_backoff = WR.wr_backoff * 2 > WR_BACKOFF_MAX ? WR_BACKOFF_MAX :
+	    WR.wr_backoff * 2;
+}
+
+/*
+ * A usage batch may have committed just before the last connection broke.
+ * usage_batches says which: release every FROZEN table up to that batch.
+ */
+static int
+wr_recover_usage(char *err, size_t errlen)
+{
+	const char	*params[1] = { WR.wr_shm->sh_instance };
+	PGresult	*res;
+	uint64_t	 seq = 0, uses;
+
+	res = pg_exec(WR.wr_db, "SELECT seq FROM usage_batches "
+	    "WHERE instance = $1", 1, params, err, errlen);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 1)
+		seq = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (seq > WR.wr_shm->sh_batch_seq)
+		WR.wr_shm->sh_batch_seq = seq;
+	if (seq > 0 && (uses = usage_release(WR.wr_shm, seq)) > 0)
+		LOG(LVL_INFO, "usage_recovered", KV_I("batch", seq),
+		    KV_I("uses", uses));
+	return 0;
+}
+
+/* LISTEN first, then clear: a revocation is either notified or cleared. */
+static int
+wr_listen(char *err, size_t errlen)
+{
+	PGresult	*res;
+
+	if ((res = pg_exec(WR.wr_db, "LISTEN tokend_revoke", 0, NULL, err,
+	    errlen)) == NULL)
+		return -1;
+	PQclear(res);
+	__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1, __ATOMIC_RELEASE);
+	if (WR.wr_cache != NULL && cache_clear(WR.wr_cache) == -1) {
+		snprintf(err, errlen, "cannot clear the cache");
+		return -1;
+	}
+	__atomic_add_fetch(&WR.wr_shm->sh_cache_clears, 1, __ATOMIC_RELAXED);
+	LOG(LVL_INFO, "cache_cleared", KV_S("reason", "listen established"));
+	__atomic_store_n(&WR.wr_shm->sh_listening, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void
+wr_connect(void)
+{
+	char	 err[512];
+	int	 v;
+
+	if ((WR.wr_db = pg_connect(WR.wr_cf->cf_database_url, "tokend writer",
+	    err, sizeof(err))) == NULL) {
+		wr_disconnect(err);
+		return;
+	}
+	v = migrate_current(WR.wr_db, err, sizeof(err));
+	if (v >= 0 && v < migrate_latest()) {
+		snprintf(err, sizeof(err), "schema at version %d, tokend "
+		    "needs %d: run tokenctl migrate", v, migrate_latest());
+		v = -1;
+	}
+	if (v < 0 || wr_recover_usage(err, sizeof(err)) == -1 ||
+	    wr_listen(err, sizeof(err)) == -1) {
+		wr_disconnect(err);
+		return;
+	}
+	WR.wr_backoff = WR_BACKOFF_MIN;
+	wr_ok();
+	LOG(LVL_INFO, "db_connected", KV_S("conn", "writer"));
+}
+
+/* ---- revocations ----------------------------------------------------------- */
+
+static int
+wr_user_hashes(const char *uid, uint8_t (**out)[TOKEN_HASH_LEN], size_t *n)
+{
+	const char	*params[1] = { uid };
+	char		 err[256];
+	PGresult	*res;
+	int		 i;
+
+	res = pg_exec(WR.wr_db, "SELECT encode(hash, 'hex') FROM tokens "
+	    "WHERE user_id = $1::bigint", 1, params, err, sizeof(err));
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*out = calloc(*n + 1, TOKEN_HASH_LEN);
+	for (i = 0; *out != NULL && i < PQntuples(res); i++)
+		hex_decode(PQgetvalue(res, i, 0), 2 * TOKEN_HASH_LEN,
+		    (*out)[i], TOKEN_HASH_LEN);
+	PQclear(res);
+	return *out ? 0 : -1;
+}
+
+static void
+wr_revoke_one(const char *payload)
+{
+	uint8_t		 hash[TOKEN_HASH_LEN];
+	uint8_t		(*many)[TOKEN_HASH_LEN] = NULL;
+	size_t		 n = 0;
+
+	if (payload[0] == 't' && hex_decode(payload + 1, strlen(payload + 1),
+	    hash, TOKEN_HASH_LEN) == 0)
+		cache_del(WR.wr_cache, hash);
+	else if (payload[0] == 'u' && wr_user_hashes(payload + 1, &many,
+	    &n) == 0) {
+		cache_del_many(WR.wr_cache, (const uint8_t (*)[TOKEN_HASH_LEN])
+		    many, n);
+		free(many);
+	}
+	__atomic_add_fetch(&WR.wr_shm->sh_revocations, 1, __ATOMIC_RELAXED);
+}
+
+static void
+wr_notifications(void)
+{
+	PGnotify	*nt;
+	int		 bumped = 0;
+
+	if (!PQconsumeInput(WR.wr_db) || PQstatus(WR.wr_db) == CONNECTION_BAD) {
+		wr_disconnect(PQerrorMessage(WR.wr_db));
+		return;
+	}
+	while ((nt = PQnotifies(WR.wr_db)) != NULL) {
+		/* The epoch moves before the delete: see shm/README.md. */
+		if (!bumped++)
+			__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1,
+			    __ATOMIC_RELEASE);
+		if (WR.wr_cache != NULL)
+			wr_revoke_one(nt->extra);
+		PQfreemem(nt);
+	}
+}
+
+/* ---- usage flush ------------------------------------------------------------ */
+
+static void
+wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms)
+{
+	(void)arg;
+	sb_printf(&WR.wr_ids, "%s%" PRId64, WR.wr_ids.sb_len > 1 ? "," : "",
+	    token);
+	sb_printf(&WR.wr_counts, "%s%" PRIu64, WR.wr_counts.sb_len > 1 ? "," :
+	    "", count);
+	sb_printf(&WR.wr_last, "%s%" PRId64, WR.wr_last.sb_len > 1 ? "," : "",
+	    last_ms);
+	WR.wr_batch_uses += count;
+}
+
+static int
+wr_flush(void)
+{
+	const char	*params[5];
+	char		 err[512], seqs[24];
+	PGresult	*res;
+	uint64_t	 seq, uses;
+	int		 tables;
+
+	usage_sweep_retired(WR.wr_shm);
+	seq = ++WR.wr_shm->sh_batch_seq;
+	WR.wr_ids.sb_len = WR.wr_counts.sb_len = WR.wr_last.sb_len = 0;
+	WR.wr_batch_uses = 0;
+	sb_printf(&WR.wr_ids, "{");
+	sb_printf(&WR.wr_counts, "{");
+	sb_printf(&WR.wr_last, "{");
+	tables = usage_collect(WR.wr_shm, seq, wr_collect, NULL);
+	if (tables == 0)
+		return 0;
+	if (WR.wr_batch_uses == 0) {
+		usage_release(WR.wr_shm, seq);	/* only empty entries */
+		return 0;
+	}
+	sb_printf(&WR.wr_ids, "}");
+	sb_printf(&WR.wr_counts, "}");
+	sb_printf(&WR.wr_last, "}");
+	snprintf(seqs, sizeof(seqs), "%" PRIu64, seq);
+	params[0] = WR.wr_ids.sb_buf;
+	params[1] = WR.wr_counts.sb_buf;
+	params[2] = WR.wr_last.sb_buf;
+	params[3] = WR.wr_shm->sh_instance;
+	params[4] = seqs;
+	if ((res = pg_exec(WR.wr_db, usage_sql, 5, params, err,
+	    sizeof(err))) == NULL) {
+		wr_disconnect(err);
+		return -1;
+	}
+	__atomic_add_fetch(&WR.wr_shm->sh_rows_flushed,
+	    strtoull(PQgetvalue(res, 0, 0), NULL, 10), __ATOMIC_RELAXED);
+	PQclear(res);
+	uses = usage_release(WR.wr_shm, seq);
+	__atomic_add_fetch(&WR.wr_shm->sh_flushes, 1, __ATOMIC_RELAXED);
+	wr_ok();
+	LOG(LVL_INFO, "usage_flushed", KV_I("batch", seq), KV_I("uses", uses),
+	    KV_I("tables", tables));
+	return 0;
+}
+
+static void
+wr_cleanup(void)
+{
+	char		 err[512], ret[24];
+	const char	*params[1] = { ret };
+	PGresult	*res;
+
+	snprintf(ret, sizeof(ret), "%d", WR.wr_cf->cf_retention);
+	res = pg_exec(WR.wr_db, "DELETE FROM tokens WHERE expires_at < now() - "
+	    "make_interval(secs => $1::int) OR revoked_at < now() - "
+	    "make_interval(secs => $1::int)", 1, params, err, sizeof(err));
+	if (res == NULL) {
+		wr_disconnect(err);
+		return;
+	}
+	if (atoi(PQcmdTuples(res)) > 0)
+		LOG(LVL_INFO, "tokens_cleaned", KV_S("deleted",
+		    PQcmdTuples(res)));
+	PQclear(res);
+}
+
+static void
+wr_ping(void)
+{
+	char		 err[512];
+	PGresult	*res;
+
+	if ((res = pg_exec(WR.wr_db, "SELECT 1", 0, NULL, err,
+	    sizeof(err))) == NULL) {
+		wr_disconnect(err);
+		return;
+	}
+	PQclear(res);
+	wr_ok();
+}
+
+/* ---- the loop ----------------------------------------------------------------- */
+
+static int64_t
+interval_ms(void)
+{
+	return (int64_t)(WR.wr_cf->cf_usage_flush_interval * 1000.0 + 0.5);
+}
+
+/* Periodic work that is due now. */
+static void
+wr_due(int64_t now)
+{
+	if (now >= WR.wr_next_flush_ms) {
+		WR.wr_next_flush_ms = now + interval_ms();
+		if (WR.wr_db != NULL && wr_flush() == 0)
+			usage_request_swap(WR.wr_shm);
+	}
+	if (WR.wr_db != NULL && now >= WR.wr_next_cleanup_ms) {
+		WR.wr_next_cleanup_ms = now + CLEANUP_MS;
+		wr_cleanup();
+	}
+	if (WR.wr_db != NULL && now - WR.wr_last_ok_ms >= PING_MS)
+		wr_ping();
+}
+
+static void
+wr_wait(int64_t now)
+{
+	struct pollfd	 pfd[2];
+	int64_t		 t = WR.wr_next_flush_ms - now;
+	int		 n = 1;
+	char		 buf[64];
+
+	pfd[0].fd = WR.wr_master_fd;
+	pfd[0].events = POLLIN;
+	if (WR.wr_db != NULL) {
+		pfd[1].fd = PQsocket(WR.wr_db);
+		pfd[1].events = POLLIN;
+		n = 2;
+	}
+	if (t > PING_MS)
+		t = PING_MS;
+	if (t < 0)
+		t = 0;
+	if (poll(pfd, (nfds_t)n, (int)t) <= 0)
+		return;
+	if ((pfd[0].revents & (POLLIN | POLLHUP)) &&
+	    read(WR.wr_master_fd, buf, sizeof(buf)) <= 0)
+		got_term = 1;	/* the master is gone */
+	if (n == 2 && pfd[1].revents)
+		wr_notifications();
+}
+
+/* SIGTERM: one last flush of everything, retrying until shutdown_timeout. */
+static void
+wr_final(void)
+{
+	int64_t	 end = shm_now_ms() + (int64_t)WR.wr_cf->cf_shutdown_timeout *
+	    1000;
+
+	usage_request_swap(WR.wr_shm);
+	do {
+		if (WR.wr_db == NULL && shm_now_ms() >= WR.wr_retry_ms)
+			wr_connect();
+		if (WR.wr_db != NULL && wr_flush() == 0)
+			return;
+		usleep(100 * 1000);
+	} while (shm_now_ms() < end);
+	LOG(LVL_ERROR, "usage_unflushed", KV_S("reason",
+	    "PostgreSQL unreachable at shutdown"));
+}
+
+void
+writer_main(const struct config *cf, struct shm *shm, int master_fd)
+{
+	struct sigaction sa;
+	char		 err[256];
+	int64_t		 now;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	WR.wr_cf = cf;
+	WR.wr_shm = shm;
+	WR.wr_master_fd = master_fd;
+	WR.wr_backoff = WR_BACKOFF_MIN;
+	if ((WR.wr_cache = cache_open(cf->cf_cache_dir, cf->cf_cache_map_size,
+	    err, sizeof(err))) == NULL)
+		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
+	LOG(LVL_INFO, "writer_started", KV_S("instance", shm->sh_instance));
+	WR.wr_next_flush_ms = shm_now_ms() + interval_ms();
+	while (!got_term) {
+		now = shm_now_ms();
+		if (WR.wr_db == NULL && now >= WR.wr_retry_ms)
+			wr_connect();
+		wr_due(now);
+		if (got_usr1) {
+			got_usr1 = 0;
+			log_reopen();
+		}
+		wr_wait(shm_now_ms());
+	}
+	wr_final();
+	LOG(LVL_INFO, "writer_stopped");
+	if (WR.wr_db != NULL)
+		PQfinish(WR.wr_db);
+	exit(0);
+}

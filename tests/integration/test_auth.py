@@ -1,0 +1,223 @@
+"""GET /auth: bearer validation through the cache (SPEC sections 3-5)."""
+
+import re
+import time
+import unittest
+
+import harness
+
+
+def pat(user="alice", scope="read write", expires=None, name="t"):
+    args = ["pat", "create", "--user", user, "--name", name]
+    if scope is not None:
+        args += ["--scope", scope]
+    if expires is not None:
+        args += ["--expires-in", str(expires)]
+    return harness.tokenctl(*args).stdout.strip()
+
+
+def auth(t, token, query=""):
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    return t.http("GET", "/auth" + query, headers=headers)
+
+
+def metric(t, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name),
+                  t.http("GET", "/metrics").text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def fails_within(t, token, seconds=1.0):
+    """Seconds until /auth stops answering 200 for token, or None."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if auth(t, token).status == 401:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    return None
+
+
+class AuthTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "bob")
+        cls.t = harness.Tokend(workers=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.t.stop()
+
+    def test_pat_gets_200_with_user_headers(self):
+        tok = pat(scope="read write", expires=3600)
+        self.assertRegex(tok, r"^tkp_[0-9A-Za-z]{49}$")
+        r = auth(self.t, tok)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"")
+        uid = harness.pg().sql("SELECT id FROM users WHERE name = 'alice'")
+        tid = harness.pg().sql("SELECT id, floor(extract(epoch FROM "
+                               "expires_at))::bigint FROM tokens WHERE "
+                               "prefix = %s", tok[:8])
+        self.assertEqual(r.header("x-auth-user"), "alice")
+        self.assertEqual(r.header("x-auth-user-id"), uid[0][0])
+        self.assertEqual(r.header("x-auth-client"), "")
+        self.assertEqual(r.header("x-auth-scope"), "read write")
+        self.assertEqual(r.header("x-auth-token-id"), tid[0][0])
+        self.assertEqual(r.header("x-auth-token-kind"), "pat")
+        self.assertEqual(r.header("x-auth-expires"), tid[0][1])
+        # The second answer comes from the cache and says the same.
+        r2 = auth(self.t, tok)
+        self.assertEqual(r2.header("x-auth-token-id"), tid[0][0])
+
+    def test_pat_without_expiry_says_zero(self):
+        r = auth(self.t, pat())
+        self.assertEqual(r.header("x-auth-expires"), "0")
+
+    def test_scopes(self):
+        tok = pat(scope="read write")
+        self.assertEqual(auth(self.t, tok, "?scope=read").status, 200)
+        self.assertEqual(auth(self.t, tok, "?scope=read%20write").status, 200)
+        self.assertEqual(auth(self.t, tok, "?scope=write+read").status, 200)
+        r = auth(self.t, tok, "?scope=read%20admin")
+        self.assertEqual(r.status, 403)
+        self.assertIn('error="insufficient_scope"',
+                      r.header("www-authenticate"))
+        self.assertEqual(r.json()["error"], "insufficient_scope")
+        self.assertEqual(auth(self.t, tok, "?scope=%zz").status, 400)
+
+    def test_missing_header_is_401_without_error(self):
+        r = auth(self.t, None)
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.header("www-authenticate"), 'Bearer realm="tokend"')
+        self.assertIn("error", r.json())
+        r = self.t.http("GET", "/auth", headers={"Authorization": "Basic eDp5"})
+        self.assertEqual(r.status, 401)
+
+    def assert_invalid(self, token):
+        r = auth(self.t, token)
+        self.assertEqual(r.status, 401, token)
+        self.assertEqual(r.header("www-authenticate"),
+                         'Bearer realm="tokend", error="invalid_token"')
+        self.assertEqual(r.json()["error"], "invalid_token")
+
+    def test_malformed_tokens_are_refused_without_lookup(self):
+        tok = pat()
+        misses = metric(self.t, "tokend_cache_misses_total")
+        bad_sum = tok[:-1] + ("A" if tok[-1] != "A" else "B")
+        for bad in ["x", tok[:-1], tok + "0", "tkx_" + tok[4:], bad_sum,
+                    tok[:10] + "-" + tok[11:]]:
+            self.assert_invalid(bad)
+        # None of them touched the cache or PostgreSQL.
+        self.assertEqual(metric(self.t, "tokend_cache_misses_total"), misses)
+
+    def test_unknown_token_is_401_and_cached_negative(self):
+        tok = pat()
+        harness.pg().sql("DELETE FROM tokens WHERE prefix = %s", tok[:8])
+        time.sleep(0.2)
+        self.assert_invalid(tok)
+        neg = metric(self.t, "tokend_cache_negative_hits_total")
+        for _ in range(4):
+            self.assert_invalid(tok)
+        self.assertGreaterEqual(
+            metric(self.t, "tokend_cache_negative_hits_total"), neg + 3)
+
+    def test_refresh_token_kind_is_refused(self):
+        tok = pat()
+        # A well-formed refresh token: /auth refuses the kind itself.
+        import zlib
+        body = tok[4:47]
+        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+        c = zlib.crc32(body.encode())
+        s = ""
+        for _ in range(6):
+            s = alphabet[c % 62] + s
+            c //= 62
+        self.assert_invalid("tkr_" + body + s)
+
+    def test_expired_token(self):
+        tok = pat(expires=60)
+        self.assertEqual(auth(self.t, tok).status, 200)
+        harness.pg().sql("UPDATE tokens SET expires_at = now() - "
+                         "interval '1 second' WHERE prefix = %s", tok[:8])
+        self.assertIsNotNone(fails_within(self.t, tok))
+
+    def test_revoked_by_tokenctl_fails_within_a_second(self):
+        tok = pat()
+        self.assertEqual(auth(self.t, tok).status, 200)
+        tid = harness.pg().sql("SELECT id FROM tokens WHERE prefix = %s",
+                               tok[:8])[0][0]
+        harness.tokenctl("token", "revoke", tid)
+        self.assertIsNotNone(fails_within(self.t, tok))
+
+    def test_revoked_by_sql_update_fails_within_a_second(self):
+        tok = pat()
+        self.assertEqual(auth(self.t, tok).status, 200)
+        harness.pg().sql("UPDATE tokens SET revoked_at = now() "
+                         "WHERE prefix = %s", tok[:8])
+        self.assertIsNotNone(fails_within(self.t, tok))
+
+    def test_deleted_by_sql_fails_within_a_second(self):
+        tok = pat()
+        self.assertEqual(auth(self.t, tok).status, 200)
+        harness.pg().sql("DELETE FROM tokens WHERE prefix = %s", tok[:8])
+        self.assertIsNotNone(fails_within(self.t, tok))
+
+    def test_user_disable_fails_within_a_second(self):
+        harness.tokenctl("user", "add", "carol")
+        tok = pat(user="carol")
+        self.assertEqual(auth(self.t, tok).status, 200)
+        harness.tokenctl("user", "disable", "carol")
+        self.assertIsNotNone(fails_within(self.t, tok))
+
+    def test_user_disabled_by_plain_sql(self):
+        harness.tokenctl("user", "add", "dave")
+        tok = pat(user="dave")
+        self.assertEqual(auth(self.t, tok).status, 200)
+        harness.pg().sql("UPDATE users SET disabled = true "
+                         "WHERE name = 'dave'")
+        self.assertIsNotNone(fails_within(self.t, tok))
+
+    def test_listen_connection_killed_clears_cache(self):
+        tok = pat()
+        self.assertEqual(auth(self.t, tok).status, 200)
+        clears = metric(self.t, "tokend_cache_clears_total")
+        self.assertGreaterEqual(metric(self.t, "tokend_cache_entries"), 1)
+        n = harness.pg().terminate_backends("tokend writer")
+        self.assertGreaterEqual(n, 1)
+        harness.wait_until(
+            lambda: metric(self.t, "tokend_cache_clears_total") > clears,
+            timeout=10)
+        self.assertEqual(metric(self.t, "tokend_cache_entries"), 0)
+        self.assertEqual(auth(self.t, tok).status, 200)
+
+
+class OutageTest(unittest.TestCase):
+    def setUp(self):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "alice")
+
+    def tearDown(self):
+        harness.pg().start()
+
+    def test_postgres_down_cached_200_uncached_503(self):
+        cached, uncached = pat(), pat()
+        with harness.Tokend(workers=1) as t:
+            self.assertEqual(auth(t, cached).status, 200)
+            harness.pg().stop()
+            self.assertEqual(auth(t, cached).status, 200)
+            r = auth(t, uncached)
+            self.assertEqual(r.status, 503)
+            self.assertIsNotNone(r.header("retry-after"))
+            self.assertEqual(r.json()["error"], "temporarily_unavailable")
+            harness.wait_until(
+                lambda: t.http("GET", "/readyz").status == 503, timeout=10)
+            harness.pg().start()
+            harness.wait_until(lambda: auth(t, uncached).status == 200,
+                               timeout=15)
+            harness.wait_until(
+                lambda: t.http("GET", "/readyz").status == 200, timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,232 @@
+/*
+ * GET /auth: validate a bearer token for nginx auth_request (SPEC section 4).
+ *
+ * The hit path: Authorization header -> format and checksum (no I/O) ->
+ * SHA-256 -> one LMDB read -> expiry and scope checks -> one usage record in
+ * this worker's own shm slot -> 200.  No PostgreSQL, no lock shared with
+ * another worker, no allocation.
+ *
+ * A miss parks the connection on the worker's PostgreSQL lookup (lookup.c)
+ * and answers when the row arrives, or 503 if PostgreSQL cannot be asked:
+ * never 200 without verification, never 401 for a token not checked.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/lookup.h"
+#include "worker/worker.h"
+
+#define REQ_SCOPE_LEN 1024
+
+/* What a parked /auth request needs when its answer comes back. */
+struct auth_wait {
+	char	 aw_scope[REQ_SCOPE_LEN];	/* required scopes */
+};
+
+static void
+auth_challenge(struct conn *c, int status, const char *error,
+    const char *desc, const char *scope)
+{
+	resp_start(c, status);
+	if (error == NULL)
+		resp_header(c, "WWW-Authenticate", "Bearer realm=\"tokend\"");
+	else if (scope == NULL)
+		resp_headerf(c, "WWW-Authenticate",
+		    "Bearer realm=\"tokend\", error=\"%s\"", error);
+	else
+		resp_headerf(c, "WWW-Authenticate", "Bearer realm=\"tokend\", "
+		    "error=\"%s\", scope=\"%s\"", error, scope);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_json_end(c, resp_error_obj(error ? error : "unauthorized", desc));
+}
+
+/* Is the space-separated word w[0..n) one of the words of list? */
+static int
+scope_has(const char *list, const char *w, size_t n)
+{
+	const char	*p = list, *e;
+
+	while (*p != '\0') {
+		e = strchr(p, ' ');
+		if ((e ? (size_t)(e - p) : strlen(p)) == n &&
+		    memcmp(p, w, n) == 0)
+			return 1;
+		if (e == NULL)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* Is every space-separated scope of need in have? */
+static int
+scope_covers(const char *have, const char *need)
+{
+	const char	*p = need, *e;
+	size_t		 n;
+
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return 1;
+		e = strchr(p, ' ');
+		n = e ? (size_t)(e - p) : strlen(p);
+		if (!scope_has(have, p, n))
+			return 0;
+		p += n;
+	}
+}
+
+static void
+auth_unavailable(struct conn *c)
+{
+	resp_start(c, 503);
+	resp_header(c, "Retry-After", "1");
+	resp_json_end(c, resp_error_obj("temporarily_unavailable",
+	    "the token is not cached and PostgreSQL is unreachable"));
+}
+
+/* The answer for a token we have facts about (cache hit or fresh row). */
+static void
+auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
+{
+	char	 uid[24] = "", id[24], exp[24];
+
+	if (ti->ti_state != TI_VALID ||
+	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
+	    (ti->ti_kind != TOKEN_ACCESS && ti->ti_kind != TOKEN_PAT)) {
+		auth_challenge(c, 401, "invalid_token",
+		    "the token is unknown, expired or revoked", NULL);
+		return;
+	}
+	if (!scope_covers(ti->ti_scope, need)) {
+		auth_challenge(c, 403, "insufficient_scope",
+		    "the token lacks a required scope", need);
+		return;
+	}
+	/* Count the use before the 200 leaves: see shm/README.md. */
+	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms);
+	if (ti->ti_user_id != 0)
+		snprintf(uid, sizeof(uid), "%lld", (long long)ti->ti_user_id);
+	snprintf(id, sizeof(id), "%lld", (long long)ti->ti_id);
+	snprintf(exp, sizeof(exp), "%lld", (long long)ti->ti_expires);
+	resp_start(c, 200);
+	resp_header(c, "X-Auth-User", ti->ti_user);
+	resp_header(c, "X-Auth-User-Id", uid);
+	resp_header(c, "X-Auth-Client", ti->ti_client);
+	resp_header(c, "X-Auth-Scope", ti->ti_scope);
+	resp_header(c, "X-Auth-Token-Id", id);
+	resp_header(c, "X-Auth-Token-Kind",
+	    ti->ti_kind == TOKEN_PAT ? "pat" : "access");
+	resp_header(c, "X-Auth-Expires", exp);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_end(c, NULL, NULL, 0);
+}
+
+static void
+auth_resolved(struct conn *c, const struct tok_info *ti)
+{
+	struct auth_wait *aw = c->c_pending_data;
+
+	c->c_pending = NULL;
+	if (ti == NULL)
+		auth_unavailable(c);
+	else
+		auth_answer(c, ti, aw ? aw->aw_scope : "");
+	free(aw);
+	c->c_pending_data = NULL;
+	conn_resume(c);
+}
+
+/*
+ * "Bearer TOKEN" (RFC 6750 2.1; the scheme is case-insensitive).  Returns 1
+ * with the token slice set, 0 when the header is absent or another scheme.
+ */
+static int
+bearer_token(const struct http_req *rq, struct http_str *tok)
+{
+	struct http_str	 a = rq->rq_authorization;
+
+	if (a.s_ptr == NULL || a.s_len < 7 ||
+	    strncasecmp(a.s_ptr, "Bearer ", 7) != 0)
+		return 0;
+	tok->s_ptr = a.s_ptr + 7;
+	tok->s_len = a.s_len - 7;
+	while (tok->s_len > 0 && *tok->s_ptr == ' ') {
+		tok->s_ptr++;
+		tok->s_len--;
+	}
+	return 1;
+}
+
+/* The ?scope= requirement, decoded into need.  Returns 0 or -1 (bad). */
+static int
+required_scope(const struct http_req *rq, char *need, size_t needlen)
+{
+	struct form	 fm;
+	char		 arena[REQ_SCOPE_LEN + 2 * FORM_MAX_FIELDS];
+	const char	*s;
+
+	need[0] = '\0';
+	if (rq->rq_query.s_len == 0)
+		return 0;
+	if (rq->rq_query.s_len > REQ_SCOPE_LEN ||
+	    form_parse(rq->rq_query.s_ptr, rq->rq_query.s_len, &fm, arena,
+	    sizeof(arena)) == -1)
+		return -1;
+	if ((s = form_get(&fm, "scope")) != NULL &&
+	    snprintf(need, needlen, "%s", s) >= (int)needlen)
+		return -1;
+	return 0;
+}
+
+enum handler_result
+h_auth(struct conn *c)
+{
+	struct http_str	 tok;
+	struct tok_info	 ti;
+	struct auth_wait *aw;
+	uint8_t		 hash[TOKEN_HASH_LEN];
+	char		 need[REQ_SCOPE_LEN];
+	enum token_kind	 kind;
+	int		 r;
+
+	if (required_scope(&c->c_req, need, sizeof(need)) == -1) {
+		resp_error(c, 400, "invalid_request", "bad query string");
+		return HANDLER_DONE;
+	}
+	if (!bearer_token(&c->c_req, &tok)) {
+		auth_challenge(c, 401, NULL, "a bearer token is required",
+		    NULL);
+		return HANDLER_DONE;
+	}
+	kind = token_check(tok.s_ptr, tok.s_len);
+	if (kind != TOKEN_ACCESS && kind != TOKEN_PAT) {
+		auth_challenge(c, 401, "invalid_token", "malformed token",
+		    NULL);
+		return HANDLER_DONE;
+	}
+	token_hash(tok.s_ptr, tok.s_len, hash);
+	r = W.wk_cache ? cache_get(W.wk_cache, hash, &ti) : -1;
+	if (r == 1 && ti.ti_until > W.wk_now) {
+		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
+		    &W.wk_slot->sl_cache_negative_hits, 1);
+		auth_answer(c, &ti, need);
+		return HANDLER_DONE;
+	}
+	ctr_add(&W.wk_slot->sl_cache_misses, 1);
+	if ((aw = malloc(sizeof(*aw))) == NULL) {
+		auth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	memcpy(aw->aw_scope, need, sizeof(aw->aw_scope));
+	if (lookup_submit(W.wk_lookup, c, hash, auth_resolved) == -1) {
+		free(aw);
+		auth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	c->c_pending_data = aw;
+	return HANDLER_PENDING;
+}

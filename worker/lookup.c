@@ -1,0 +1,388 @@
+/*
+ * The worker's non-blocking PostgreSQL connection for cache misses; the
+ * design is in lookup.h.
+ */
+#include <sys/epoll.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "worker/lookup.h"
+#include "worker/worker.h"
+
+#define LK_BATCH_MAX	256		/* hashes per query */
+#define LK_TIMEOUT_MS	5000		/* a query unanswered this long fails */
+#define LK_BACKOFF_MIN	100
+#define LK_BACKOFF_MAX	5000
+
+enum lk_state { LK_DOWN, LK_CONNECTING, LK_READY, LK_BUSY };
+
+struct lk_req {
+	struct conn	*lr_conn;	/* NULL once cancelled */
+	lookup_cb	 lr_cb;
+	uint8_t		 lr_hash[TOKEN_HASH_LEN];
+	uint64_t	 lr_epoch;	/* sh_cache_epoch before the query */
+	struct lk_req	*lr_next;
+};
+
+struct lookup {
+	struct evsrc	 lk_ev;
+	const struct config *lk_cf;
+	int		 lk_epfd;
+	enum lk_state	 lk_state;
+	PGconn		*lk_db;
+	int		 lk_fd;		/* registered socket, -1 none */
+	uint32_t	 lk_events;
+	int64_t		 lk_retry_ms;	/* DOWN: next connection attempt */
+	int64_t		 lk_backoff;
+	int64_t		 lk_sent_ms;	/* BUSY: when the query went out */
+	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
+	struct lk_req	**lk_wait_tail;
+	struct lk_req	*lk_sent;	/* in the query in flight */
+	char		 lk_param[LK_BATCH_MAX * (2 * TOKEN_HASH_LEN + 1) + 1];
+};
+
+static const char lookup_sql[] =
+    "SELECT encode(t.hash, 'hex'), t.id, t.kind, coalesce(t.user_id, 0), "
+    "coalesce(u.name, ''), coalesce(c.client_id, ''), t.scope, "
+    "coalesce(floor(extract(epoch FROM t.expires_at))::bigint, 0), "
+    "floor(extract(epoch FROM t.created_at))::bigint, "
+    "t.revoked_at IS NOT NULL, coalesce(u.disabled, false) "
+    "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
+    "LEFT JOIN clients c ON c.id = t.client_id "
+    "WHERE t.hash = ANY (ARRAY(SELECT decode(h, 'hex') "
+    "FROM unnest(string_to_array($1, ',')) AS h))";
+
+struct lookup *
+lookup_new(const struct config *cf, int epfd)
+{
+	struct lookup	*lk;
+
+	if ((lk = calloc(1, sizeof(*lk))) == NULL)
+		return NULL;
+	lk->lk_ev.ev_type = EV_LOOKUP;
+	lk->lk_cf = cf;
+	lk->lk_epfd = epfd;
+	lk->lk_fd = -1;
+	lk->lk_wait_tail = &lk->lk_wait;
+	lk->lk_backoff = LK_BACKOFF_MIN;
+	return lk;
+}
+
+/* ---- the socket in epoll ------------------------------------------------ */
+
+static void
+lk_watch(struct lookup *lk, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = lk };
+	int	 fd = lk->lk_db ? PQsocket(lk->lk_db) : -1;
+
+	if (fd != lk->lk_fd && lk->lk_fd >= 0)
+		epoll_ctl(lk->lk_epfd, EPOLL_CTL_DEL, lk->lk_fd, NULL);
+	if (fd < 0) {
+		lk->lk_fd = -1;
+		return;
+	}
+	if (fd != lk->lk_fd) {
+		if (epoll_ctl(lk->lk_epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+			log_errorf("%s: epoll_ctl: %s", __func__,
+			    strerror(errno));
+	} else if (events != lk->lk_events)
+		epoll_ctl(lk->lk_epfd, EPOLL_CTL_MOD, fd, &ev);
+	lk->lk_fd = fd;
+	lk->lk_events = events;
+}
+
+/* ---- answering the waiting connections ---------------------------------- */
+
+static void
+lk_fail_list(struct lk_req *r)
+{
+	struct lk_req	*next;
+
+	for (; r != NULL; r = next) {
+		next = r->lr_next;
+		if (r->lr_conn != NULL)
+			r->lr_cb(r->lr_conn, NULL);
+		free(r);
+	}
+}
+
+/* PostgreSQL is gone: every waiting connection gets its 503 now. */
+static void
+lk_down(struct lookup *lk, const char *why)
+{
+	struct lk_req	*sent = lk->lk_sent, *wait = lk->lk_wait;
+
+	if (lk->lk_state != LK_DOWN)
+		LOG(LVL_WARN, "db_retry", KV_S("conn", "lookup"),
+		    KV_S("error", why), KV_I("retry_ms", lk->lk_backoff));
+	ctr_add(&W.wk_slot->sl_pg_errors, 1);
+	lk_watch(lk, 0);
+	if (lk->lk_fd >= 0)
+		epoll_ctl(lk->lk_epfd, EPOLL_CTL_DEL, lk->lk_fd, NULL);
+	lk->lk_fd = -1;
+	if (lk->lk_db)
+		PQfinish(lk->lk_db);
+	lk->lk_db = NULL;
+	lk->lk_state = LK_DOWN;
+	lk->lk_retry_ms = W.wk_now_ms + lk->lk_backoff;
+	lk->lk_backoff = lk->lk_backoff * 2 > LK_BACKOFF_MAX ? LK_BACKOFF_MAX :
+	    lk->lk_backoff * 2;
+	lk->lk_sent = lk->lk_wait = NULL;
+	lk->lk_wait_tail = &lk->lk_wait;
+	lk_fail_list(sent);
+	lk_fail_list(wait);
+}
+
+static void
+row_to_info(PGresult *res, int i, struct tok_info *ti, int64_t now)
+{
+	memset(ti, 0, sizeof(*ti));
+	ti->ti_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	ti->ti_kind = token_kind_from_name(PQgetvalue(res, i, 2));
+	ti->ti_user_id = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+	snprintf(ti->ti_user, sizeof(ti->ti_user), "%s",
+	    PQgetvalue(res, i, 4));
+	snprintf(ti->ti_client, sizeof(ti->ti_client), "%s",
+	    PQgetvalue(res, i, 5));
+	snprintf(ti->ti_scope, sizeof(ti->ti_scope), "%s",
+	    PQgetvalue(res, i, 6));
+	ti->ti_expires = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+	ti->ti_iat = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+	ti->ti_state = TI_VALID;
+	if (PQgetvalue(res, i, 9)[0] == 't' || PQgetvalue(res, i, 10)[0] ==
+	    't' || (ti->ti_expires != 0 && ti->ti_expires <= now))
+		ti->ti_state = TI_NEGATIVE;
+}
+
+/* Find the row for r's hash; unknown hashes become negative entries. */
+static void
+lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
+{
+	struct tok_info	 ti;
+	char		 hex[2 * TOKEN_HASH_LEN + 1];
+	int		 i, n = PQntuples(res);
+
+	hex_encode(r->lr_hash, TOKEN_HASH_LEN, hex);
+	memset(&ti, 0, sizeof(ti));
+	ti.ti_state = TI_NEGATIVE;
+	for (i = 0; i < n; i++)
+		if (strcmp(PQgetvalue(res, i, 0), hex) == 0) {
+			row_to_info(res, i, &ti, W.wk_now);
+			break;
+		}
+	ti.ti_until = cache_until(&ti, W.wk_now, lk->lk_cf->cf_cache_ttl,
+	    lk->lk_cf->cf_negative_ttl);
+	if (W.wk_cache != NULL && ti.ti_until > W.wk_now &&
+	    __atomic_load_n(&W.wk_shm->sh_listening, __ATOMIC_ACQUIRE))
+		cache_put(W.wk_cache, r->lr_hash, &ti,
+		    &W.wk_shm->sh_cache_epoch, r->lr_epoch);
+	if (r->lr_conn != NULL)
+		r->lr_cb(r->lr_conn, &ti);
+}
+
+static void
+lk_results(struct lookup *lk)
+{
+	struct lk_req	*r, *next;
+	PGresult	*res;
+	int		 ok = 0;
+
+	while (!PQisBusy(lk->lk_db) && (res = PQgetResult(lk->lk_db)) != NULL) {
+		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			ok = 1;
+			for (r = lk->lk_sent; r != NULL; r = next) {
+				next = r->lr_next;
+				lk_answer(lk, res, r);
+				free(r);
+			}
+			lk->lk_sent = NULL;
+		} else
+			LOG(LVL_ERROR, "db_error", KV_S("conn", "lookup"),
+			    KV_S("error", PQresultErrorMessage(res)));
+		PQclear(res);
+	}
+	if (PQisBusy(lk->lk_db))
+		return;
+	/* The query ended: without a result set its waiters get 503. */
+	if (!ok) {
+		ctr_add(&W.wk_slot->sl_pg_errors, 1);
+		lk_fail_list(lk->lk_sent);
+		lk->lk_sent = NULL;
+	}
+	lk->lk_state = LK_READY;
+	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+	    __ATOMIC_RELAXED);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static void
+lk_send(struct lookup *lk)
+{
+	const char	*params[1];
+	struct lk_req	*r, **tail = &lk->lk_sent;
+	char		*p = lk->lk_param;
+	int		 n = 0;
+
+	while ((r = lk->lk_wait) != NULL && n < LK_BATCH_MAX) {
+		lk->lk_wait = r->lr_next;
+		r->lr_next = NULL;
+		if (r->lr_conn == NULL) {	/* cancelled before it went out */
+			free(r);
+			continue;
+		}
+		if (n++ > 0)
+			*p++ = ',';
+		hex_encode(r->lr_hash, TOKEN_HASH_LEN, p);
+		p += 2 * TOKEN_HASH_LEN;
+		*tail = r;
+		tail = &r->lr_next;
+	}
+	if (lk->lk_wait == NULL)
+		lk->lk_wait_tail = &lk->lk_wait;
+	if (n == 0)
+		return;
+	*p = '\0';
+	params[0] = lk->lk_param;
+	if (!PQsendQueryParams(lk->lk_db, lookup_sql, 1, NULL, params, NULL,
+	    NULL, 0)) {
+		lk_down(lk, PQerrorMessage(lk->lk_db));
+		return;
+	}
+	lk->lk_state = LK_BUSY;
+	lk->lk_sent_ms = W.wk_now_ms;
+	lk_watch(lk, PQflush(lk->lk_db) == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static void
+lk_connect(struct lookup *lk)
+{
+	const char *keys[] = { "dbname", "application_name", NULL };
+	const char *vals[] = { lk->lk_cf->cf_database_url, "tokend worker",
+	    NULL };
+
+	lk->lk_db = PQconnectStartParams(keys, vals, 1);
+	if (lk->lk_db == NULL || PQstatus(lk->lk_db) == CONNECTION_BAD) {
+		lk_down(lk, lk->lk_db ? PQerrorMessage(lk->lk_db) :
+		    "out of memory");
+		return;
+	}
+	lk->lk_state = LK_CONNECTING;
+	lk->lk_sent_ms = W.wk_now_ms;
+	lk_watch(lk, EPOLLOUT);
+}
+
+static void
+lk_connect_poll(struct lookup *lk)
+{
+	switch (PQconnectPoll(lk->lk_db)) {
+	case PGRES_POLLING_READING:
+		lk_watch(lk, EPOLLIN);
+		break;
+	case PGRES_POLLING_WRITING:
+		lk_watch(lk, EPOLLOUT);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(lk->lk_db, 1) == -1) {
+			lk_down(lk, PQerrorMessage(lk->lk_db));
+			break;
+		}
+		lk->lk_state = LK_READY;
+		lk->lk_backoff = LK_BACKOFF_MIN;
+		lk_watch(lk, EPOLLIN);
+		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+		    __ATOMIC_RELAXED);
+		lk_send(lk);
+		break;
+	default:
+		lk_down(lk, PQerrorMessage(lk->lk_db));
+		break;
+	}
+}
+
+/* ---- the interface ------------------------------------------------------ */
+
+int
+lookup_submit(struct lookup *lk, struct conn *c,
+    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb)
+{
+	struct lk_req	*r;
+
+	if (lk == NULL || lk->lk_cf->cf_database_url[0] == '\0')
+		return -1;
+	/* Backing off after a failure: answer 503 at once, do not queue. */
+	if (lk->lk_state == LK_DOWN && W.wk_now_ms < lk->lk_retry_ms)
+		return -1;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	r->lr_conn = c;
+	r->lr_cb = cb;
+	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
+	r->lr_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
+	    __ATOMIC_ACQUIRE);
+	*lk->lk_wait_tail = r;
+	lk->lk_wait_tail = &r->lr_next;
+	c->c_pending = r;
+	if (lk->lk_state == LK_DOWN)
+		lk_connect(lk);
+	else if (lk->lk_state == LK_READY)
+		lk_send(lk);
+	return 0;
+}
+
+void
+lookup_cancel(struct lookup *lk, struct conn *c)
+{
+	struct lk_req	*r = c->c_pending;
+
+	(void)lk;
+	if (r != NULL)
+		r->lr_conn = NULL;
+	c->c_pending = NULL;
+}
+
+void
+lookup_event(struct lookup *lk, uint32_t events)
+{
+	if (lk->lk_state == LK_CONNECTING) {
+		lk_connect_poll(lk);
+		return;
+	}
+	if (lk->lk_db == NULL)
+		return;
+	if ((events & EPOLLOUT) && PQflush(lk->lk_db) == 0)
+		lk_watch(lk, EPOLLIN);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		if (!PQconsumeInput(lk->lk_db)) {
+			lk_down(lk, PQerrorMessage(lk->lk_db));
+			return;
+		}
+		if (lk->lk_state == LK_BUSY)
+			lk_results(lk);
+		/* Notices and stray input on an idle connection are dropped. */
+	}
+	if (lk->lk_state == LK_READY && lk->lk_wait != NULL)
+		lk_send(lk);
+}
+
+void
+lookup_tick(struct lookup *lk)
+{
+	if (lk == NULL)
+		return;
+	if ((lk->lk_state == LK_BUSY || lk->lk_state == LK_CONNECTING) &&
+	    W.wk_now_ms - lk->lk_sent_ms > LK_TIMEOUT_MS)
+		lk_down(lk, "PostgreSQL did not answer in time");
+	else if (lk->lk_state == LK_DOWN && lk->lk_wait != NULL &&
+	    W.wk_now_ms >= lk->lk_retry_ms)
+		lk_connect(lk);
+}

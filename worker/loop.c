@@ -1,0 +1,245 @@
+/*
+ * The worker process: set-up after fork, the epoll loop, timers, and the
+ * graceful stop.  A worker serves requests only; everything it shares with
+ * other workers is read-mostly (the LMDB cache) or its own slot of shm.
+ */
+#include <sys/epoll.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "worker/worker.h"
+#include "worker/lookup.h"
+
+struct worker W;
+
+static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_usr1;
+
+static void
+on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		got_usr1 = 1;
+	else
+		got_term = 1;
+}
+
+static void
+signals_init(void)
+{
+	struct sigaction sa;
+	sigset_t	 none;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static int
+ep_add(int fd, uint32_t events, void *ptr)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = ptr };
+
+	if (epoll_ctl(W.wk_epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		log_errorf("%s: epoll_ctl: %s", __func__, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The listeners are shared by every worker: EPOLLEXCLUSIVE wakes one waiter
+ * per connection instead of all of them, and a shared socket (unlike one
+ * SO_REUSEPORT socket per worker) keeps queued connections when workers are
+ * replaced on reload.
+ */
+void
+worker_listen(int on)
+{
+	int	 i;
+
+	for (i = 0; i < W.wk_nls; i++) {
+		struct wk_listener *wl = &W.wk_ls[i];
+
+		if (on && !wl->wl_armed) {
+			if (ep_add(wl->wl_fd, EPOLLIN | EPOLLEXCLUSIVE,
+			    &wl->wl_ev) == 0)
+				wl->wl_armed = 1;
+		} else if (!on && wl->wl_armed) {
+			epoll_ctl(W.wk_epfd, EPOLL_CTL_DEL, wl->wl_fd, NULL);
+			wl->wl_armed = 0;
+		}
+	}
+}
+
+static void
+clock_tick(void)
+{
+	struct timespec	 ts;
+	struct tm	 tm;
+	time_t		 now;
+
+	W.wk_now_ms = shm_now_ms();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	W.wk_wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	now = ts.tv_sec;
+	if (now == W.wk_now)
+		return;
+	W.wk_now = now;
+	gmtime_r(&now, &tm);
+	strftime(W.wk_date, sizeof(W.wk_date), "%a, %d %b %Y %H:%M:%S GMT",
+	    &tm);
+}
+
+static void
+worker_stop_begin(void)
+{
+	int	 i;
+
+	if (W.wk_stopping)
+		return;
+	W.wk_stopping = 1;
+	W.wk_stop_at_ms = W.wk_now_ms;
+	worker_listen(0);
+	for (i = 0; i < W.wk_nls; i++)
+		close(W.wk_ls[i].wl_fd);
+	W.wk_nls = 0;
+	LOG(LVL_INFO, "worker_stopping", KV_I("connections", W.wk_nconns));
+}
+
+static int
+worker_init(const struct config *cf, struct shm *shm, int slot,
+    const struct listener *ls, int nls, int master_fd)
+{
+	char	 err[256];
+	int	 i;
+
+	W.wk_cf = cf;
+	W.wk_shm = shm;
+	W.wk_slot = &shm->sh_slots[slot];
+	W.wk_num = W.wk_slot->sl_worker;
+	W.wk_master_fd = master_fd;
+	W.wk_master_ev.ev_type = EV_MASTER;
+	clock_tick();
+	usage_attach(W.wk_slot);
+	if ((W.wk_epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		log_errorf("%s: epoll_create1: %s", __func__, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < nls && i < 2 * CF_MAX_LISTEN; i++) {
+		W.wk_ls[i].wl_ev.ev_type = EV_LISTENER;
+		W.wk_ls[i].wl_fd = ls[i].li_fd;
+	}
+	W.wk_nls = i;
+	if (ep_add(master_fd, EPOLLIN, &W.wk_master_ev) == -1)
+		return -1;
+	W.wk_cache = cache_open(cf->cf_cache_dir, cf->cf_cache_map_size, err,
+	    sizeof(err));
+	if (W.wk_cache == NULL)
+		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
+	W.wk_lookup = lookup_new(cf, W.wk_epfd);
+	worker_listen(1);
+	return 0;
+}
+
+static int
+next_timeout_ms(void)
+{
+	int	 t = 100;	/* usage swaps and timers need a regular tick */
+
+	if (W.wk_stopping)
+		t = 20;
+	return t;
+}
+
+static void
+handle_event(struct epoll_event *ev)
+{
+	struct evsrc	*src = ev->data.ptr;
+	char		 buf[64];
+
+	switch (src->ev_type) {
+	case EV_LISTENER:
+		conn_accept(((struct wk_listener *)src)->wl_fd);
+		break;
+	case EV_CONN:
+		conn_event((struct conn *)src, ev->events);
+		break;
+	case EV_MASTER:
+		/* Only the master writes this pipe; EOF means it is gone. */
+		if (read(W.wk_master_fd, buf, sizeof(buf)) <= 0) {
+			LOG(LVL_WARN, "master_gone");
+			worker_stop_begin();
+			epoll_ctl(W.wk_epfd, EPOLL_CTL_DEL, W.wk_master_fd,
+			    NULL);
+		}
+		break;
+	case EV_LOOKUP:
+		lookup_event(W.wk_lookup, ev->events);
+		break;
+	}
+}
+
+/* Stopping: done when no connection is left or shutdown_timeout passed. */
+static int
+worker_stop_done(void)
+{
+	if (W.wk_nconns == 0)
+		return 1;
+	return W.wk_now_ms - W.wk_stop_at_ms >=
+	    (int64_t)W.wk_cf->cf_shutdown_timeout * 1000;
+}
+
+void
+worker_main(const struct config *cf, struct shm *shm, int slot,
+    const struct listener *ls, int nls, int master_fd)
+{
+	struct epoll_event evs[128];
+	int		 n, i;
+
+	signals_init();
+	if (worker_init(cf, shm, slot, ls, nls, master_fd) == -1)
+		exit(1);
+	LOG(LVL_INFO, "worker_started", KV_I("slot", slot));
+	for (;;) {
+		n = epoll_wait(W.wk_epfd, evs, 128, next_timeout_ms());
+		if (n == -1 && errno != EINTR) {
+			log_errorf("%s: epoll_wait: %s", __func__,
+			    strerror(errno));
+			exit(1);
+		}
+		clock_tick();
+		for (i = 0; i < n; i++)
+			handle_event(&evs[i]);
+		if (got_usr1) {
+			got_usr1 = 0;
+			log_reopen();
+		}
+		if (got_term)
+			worker_stop_begin();
+		usage_poll(W.wk_slot);
+		lookup_tick(W.wk_lookup);
+		conn_expire(W.wk_now_ms);
+		if (W.wk_stopping) {
+			conn_drain_idle();
+			if (worker_stop_done())
+				break;
+		}
+	}
+	LOG(LVL_INFO, "worker_stopped", KV_I("connections", W.wk_nconns));
+	exit(0);
+}

@@ -1,0 +1,154 @@
+/*
+ * Responses are built straight into the connection's output buffer; the
+ * buffer is sent once per batch of pipelined requests (conn.c).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "worker/worker.h"
+
+static const char *const method_names[] = {
+	[HTTP_OTHER] = "-", [HTTP_GET] = "GET", [HTTP_HEAD] = "HEAD",
+	[HTTP_POST] = "POST", [HTTP_PUT] = "PUT", [HTTP_DELETE] = "DELETE",
+	[HTTP_OPTIONS] = "OPTIONS", [HTTP_PATCH] = "PATCH",
+};
+
+/* Grow c_out to hold n more bytes.  Returns 0, or -1 (out of memory). */
+static int
+out_reserve(struct conn *c, size_t n)
+{
+	size_t	 cap;
+	char	*p;
+
+	if (c->c_outlen + n <= c->c_outcap)
+		return 0;
+	cap = c->c_outcap ? c->c_outcap : 1024;
+	while (cap < c->c_outlen + n)
+		cap *= 2;
+	if ((p = realloc(c->c_out, cap)) == NULL)
+		return -1;
+	c->c_out = p;
+	c->c_outcap = cap;
+	return 0;
+}
+
+static void
+out_append(struct conn *c, const void *data, size_t n)
+{
+	if (out_reserve(c, n) == -1) {
+		c->c_close = 1;
+		return;
+	}
+	memcpy(c->c_out + c->c_outlen, data, n);
+	c->c_outlen += n;
+}
+
+static void
+out_str(struct conn *c, const char *s)
+{
+	out_append(c, s, strlen(s));
+}
+
+void
+resp_start(struct conn *c, int status)
+{
+	char	 line[64];
+	int	 n;
+
+	c->c_status = status;
+	n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
+	    http_reason(status));
+	out_append(c, line, (size_t)n);
+	out_str(c, W.wk_date[0] ? "Date: " : "");
+	out_str(c, W.wk_date);
+	out_str(c, W.wk_date[0] ? "\r\n" : "");
+}
+
+void
+resp_header(struct conn *c, const char *name, const char *value)
+{
+	out_str(c, name);
+	out_append(c, ": ", 2);
+	out_str(c, value);
+	out_append(c, "\r\n", 2);
+}
+
+void
+resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
+{
+	char	 buf[2048];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	resp_header(c, name, buf);
+}
+
+void
+resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
+{
+	char	 cl[48];
+	int	 n;
+	int64_t	 us;
+
+	if (ctype != NULL)
+		resp_header(c, "Content-Type", ctype);
+	n = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", len);
+	out_append(c, cl, (size_t)n);
+	if (!c->c_keepalive)
+		out_str(c, "Connection: close\r\n");
+	else if (c->c_req.rq_minor == 0)
+		out_str(c, "Connection: keep-alive\r\n");
+	out_append(c, "\r\n", 2);
+	if (c->c_req.rq_method != HTTP_HEAD && len > 0)
+		out_append(c, body, len);
+	us = worker_now_us() - c->c_start_us;
+	shm_count_request(W.wk_slot, c->c_ep, c->c_status,
+	    us > 0 ? (uint64_t)us : 0);
+	if (log_access_enabled())
+		log_access(method_names[c->c_req.rq_method],
+		    endpoint_name(c->c_ep), c->c_status, len,
+		    (double)us / 1e6, c->c_peer);
+}
+
+json_t *
+resp_error_obj(const char *error, const char *desc)
+{
+	return json_pack("{s:s, s:s}", "error", error, "error_description",
+	    desc);
+}
+
+void
+resp_error(struct conn *c, int status, const char *error, const char *desc)
+{
+	resp_json(c, status, resp_error_obj(error, desc));
+}
+
+void
+resp_json_end(struct conn *c, json_t *obj)
+{
+	char	 buf[4096] = "";
+	char	*big = NULL;
+	size_t	 n;
+
+	n = obj ? json_dumpb(obj, buf, sizeof(buf), JSON_COMPACT) : 0;
+	if (n > sizeof(buf)) {
+		big = json_dumps(obj, JSON_COMPACT);
+		n = big ? strlen(big) : 0;
+	}
+	resp_end(c, "application/json", big ? big : buf, n);
+	free(big);
+	json_decref(obj);
+}
+
+void
+resp_json(struct conn *c, int status, json_t *obj)
+{
+	resp_start(c, status);
+	resp_json_end(c, obj);
+}

@@ -1,0 +1,176 @@
+/*
+ * worker: one process of the prefork pool.  An epoll loop over the shared
+ * listeners, its client connections, the master's pipe and its own
+ * PostgreSQL connection; HTTP/1.1 with keep-alive and pipelining.
+ *
+ *   loop.c      worker_main: set-up after fork, the loop, timers, shutdown.
+ *   conn.c      a connection: read, parse, dispatch in order, write.
+ *   resp.c      building responses into the connection's output buffer.
+ *   dispatch.c  the route table: path and method to handler, 404/405.
+ *   h_ops.c     /healthz, /readyz, /metrics.
+ *   h_auth.c    /auth: bearer validation through the cache.
+ *
+ * Contract: worker_main runs only in a child the master just forked; it owns
+ * everything it opens and exits the process (never returns).  Handlers run
+ * inside the loop and must never block: work that needs PostgreSQL parks
+ * the connection (HANDLER_PENDING) and resumes it from the loop.
+ */
+#ifndef TOKEND_WORKER_H
+#define TOKEND_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "master/master.h"
+#include "proto/proto.h"
+#include "shm/shm.h"
+#include "store/store.h"
+
+/* What an epoll event's data.ptr points at: the first member of each. */
+enum ev_type { EV_LISTENER, EV_CONN, EV_MASTER, EV_LOOKUP };
+
+struct evsrc {
+	enum ev_type	 ev_type;
+};
+
+/* Intrusive FIFO of connections ordered by deadline (all share a timeout). */
+struct conn;
+struct conn_list {
+	struct conn	*cl_head;
+	struct conn	*cl_tail;
+};
+
+enum conn_state {
+	CS_IDLE,	/* keep-alive, waiting for a first byte */
+	CS_READING,	/* part of a request is here */
+	CS_PENDING,	/* a handler waits for PostgreSQL */
+	CS_CLOSING,	/* write what is buffered, then close */
+};
+
+struct conn {
+	struct evsrc	 c_ev;
+	int		 c_fd;
+	enum conn_state	 c_state;
+	int		 c_epollout;	/* EPOLLOUT is registered */
+	int		 c_keepalive;	/* of the request being answered */
+	int		 c_close;	/* close once the output is written */
+	char		*c_in;
+	size_t		 c_inoff;	/* start of the unparsed bytes */
+	size_t		 c_inlen;	/* end of the bytes read */
+	size_t		 c_incap;
+	char		*c_out;
+	size_t		 c_outlen;
+	size_t		 c_outoff;
+	size_t		 c_outcap;
+	/* The request being answered (its slices point into c_in). */
+	struct http_req	 c_req;
+	size_t		 c_reqlen;	/* head + body, consumed when done */
+	enum endpoint	 c_ep;
+	int		 c_status;
+	int		 c_peer_gone;	/* EOF while a handler was pending */
+	int64_t		 c_start_us;
+	/* Deadline list membership. */
+	struct conn_list *c_list;
+	struct conn	*c_prev;
+	struct conn	*c_next;
+	int64_t		 c_deadline_ms;
+	/* While CS_PENDING: the lookup's request, and the handler's own
+	 * state (malloc'd by the handler; freed by it or by conn_close). */
+	void		*c_pending;
+	void		*c_pending_data;
+	char		 c_peer[64];
+};
+
+struct lookup;
+
+struct worker {
+	const struct config *wk_cf;
+	struct shm	*wk_shm;
+	struct shm_slot	*wk_slot;
+	int		 wk_num;
+	int		 wk_epfd;
+	struct evsrc	 wk_master_ev;
+	int		 wk_master_fd;
+	struct wk_listener {
+		struct evsrc	 wl_ev;
+		int		 wl_fd;
+		int		 wl_armed;	/* in the epoll set */
+	}		 wk_ls[2 * CF_MAX_LISTEN];
+	int		 wk_nls;
+	int		 wk_nconns;
+	struct conn_list wk_reading;	/* header_timeout */
+	struct conn_list wk_idle;	/* keepalive_timeout */
+	struct cache	*wk_cache;
+	struct lookup	*wk_lookup;
+	int		 wk_stopping;
+	int64_t		 wk_stop_at_ms;	/* when stopping began */
+	int64_t		 wk_now_ms;	/* monotonic, once per loop turn */
+	int64_t		 wk_now;	/* unix seconds, once per loop turn */
+	int64_t		 wk_wall_ms;	/* unix milliseconds, once per turn */
+	char		*wk_mbuf;	/* /metrics text buffer */
+	size_t		 wk_mbufcap;
+	char		 wk_date[64];	/* "Date: ..." for the current second */
+};
+
+/* The one worker state of this process (loop.c). */
+extern struct worker W;
+
+void	worker_main(const struct config *cf, struct shm *shm, int slot,
+	    const struct listener *ls, int nls, int master_fd)
+	    __attribute__((noreturn));
+/* Arm (1) or disarm (0) the listeners: max_connections, stopping. */
+void	worker_listen(int on);
+/* Microseconds on the monotonic clock. */
+int64_t	worker_now_us(void);
+
+/* ---- conn.c ------------------------------------------------------------ */
+
+void	conn_accept(int lfd);
+void	conn_event(struct conn *c, uint32_t events);
+/* A parked connection's handler finished: write, then go on parsing. */
+void	conn_resume(struct conn *c);
+void	conn_close(struct conn *c);
+void	conn_expire(int64_t now_ms);
+void	conn_list_remove(struct conn *c);
+/* Stopping: close idle connections, answer the rest with close. */
+void	conn_drain_idle(void);
+
+/* ---- resp.c ------------------------------------------------------------ */
+
+void	resp_start(struct conn *c, int status);
+void	resp_header(struct conn *c, const char *name, const char *value);
+void	resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* Content-Type (NULL: none), Content-Length, Connection, the blank line and
+ * the body (omitted for HEAD); counts the request in /metrics. */
+void	resp_end(struct conn *c, const char *ctype, const void *body,
+	    size_t len);
+/* {"error": error, "error_description": desc} with status. */
+void	resp_error(struct conn *c, int status, const char *error,
+	    const char *desc);
+/* Serialise a jansson object as the whole response (resp_json) or as the
+ * body after resp_start and headers (resp_json_end); both steal obj. */
+void	resp_json(struct conn *c, int status, json_t *obj);
+void	resp_json_end(struct conn *c, json_t *obj);
+/* A new {"error", "error_description"} object (the caller's reference). */
+json_t	*resp_error_obj(const char *error, const char *desc);
+
+/* ---- dispatch.c -------------------------------------------------------- */
+
+enum handler_result { HANDLER_DONE, HANDLER_PENDING };
+
+typedef enum handler_result (*handler_fn)(struct conn *c);
+
+/* Route c->c_req; a response is written unless HANDLER_PENDING. */
+enum handler_result dispatch(struct conn *c);
+
+/* ---- handlers ---------------------------------------------------------- */
+
+enum handler_result h_healthz(struct conn *c);
+enum handler_result h_readyz(struct conn *c);
+enum handler_result h_metrics(struct conn *c);
+enum handler_result h_auth(struct conn *c);
+
+#endif /* TOKEND_WORKER_H */
