@@ -1,7 +1,7 @@
 #!/bin/sh
 # A throwaway PostgreSQL 15 cluster for `make run` and the tests.
 #
-#   contrib/pg.sh start DIR PORT   create (first time) and start; prints the URL
+#   contrib/pg.sh start DIR PORT   create (first time), start, print the URL
 #   contrib/pg.sh stop DIR         stop it (fast shutdown)
 #   contrib/pg.sh url DIR PORT     print the libpq URL
 #   contrib/pg.sh status DIR       exit 0 when it is running, 1 when not

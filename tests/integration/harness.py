@@ -329,7 +329,8 @@ def pg():
 def tokenctl(*args, input=None, check=True, url=None, env=None):
     if url is None:
         url = pg().url
-    cmd = [bin_path("tokenctl"), "--database-url", url] + [str(a) for a in args]
+    cmd = [bin_path("tokenctl"), "--database-url", url] + \
+        [str(a) for a in args]
     # Never the test runner's stdin: a command waiting on it would hang.
     extra = {"stdin": subprocess.DEVNULL} if input is None else {}
     r = subprocess.run(cmd, input=input, capture_output=True, text=True,

@@ -1,0 +1,117 @@
+#!/bin/sh
+# `make run`: tokend in the foreground, ready to try.
+#
+# The configuration file is $TOKEND_CONFIG, else ./tokend.conf when there is
+# one, else none (defaults).  When no database_url is set (neither
+# TOKEND_DATABASE_URL nor the file's database_url), a throwaway PostgreSQL
+# is started under ./var/pg on port 5433 (Unix socket only) and stopped
+# again when tokend exits.  The schema is migrated, a user demo (password
+# demo), a public client demo and a PAT are created, and curl lines to try
+# are printed.  Ctrl-C (or SIGTERM, or SIGHUP) stops everything this script
+# started, and nothing it did not.
+
+set -u
+
+die() {
+	echo "run: $*" >&2
+	exit 1
+}
+
+# The last `key = value` of the config file; empty when absent.
+conf_get() {
+	[ -n "$cfg" ] || return 0
+	sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$cfg" |
+	    tail -n 1 | sed 's/[[:space:]]*$//'
+}
+
+cleanup() {
+	trap - EXIT HUP INT TERM
+	# With the terminal or the pipe gone, a message must not kill us
+	# before the cluster is stopped.
+	trap '' PIPE
+	if [ -n "$tokend_pid" ]; then
+		kill -TERM "$tokend_pid" 2>/dev/null
+		wait "$tokend_pid" 2>/dev/null
+	fi
+	if [ -n "$pg_started" ]; then
+		echo "run: stopping the PostgreSQL under $pgdir"
+		sh contrib/pg.sh stop "$pgdir"
+	fi
+}
+
+tokend_pid=""
+pg_started=""
+pgdir="$PWD/var/pg"
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cfg="${TOKEND_CONFIG:-}"
+[ -z "$cfg" ] && [ -f tokend.conf ] && cfg=tokend.conf
+[ -z "$cfg" ] || [ -r "$cfg" ] || die "$cfg: cannot read the config file"
+
+url="${TOKEND_DATABASE_URL:-$(conf_get database_url)}"
+if [ -z "$url" ]; then
+	# Let the postgres user through ./var even under a strict umask.
+	mkdir -p -m 755 var || exit 1
+	sh contrib/pg.sh status "$pgdir" 2>/dev/null || pg_started=yes
+	url=$(sh contrib/pg.sh start "$pgdir" 5433) || exit 1
+	echo "run: PostgreSQL under $pgdir: $url"
+fi
+export TOKEND_DATABASE_URL="$url"
+
+# The cache goes under ./var unless the operator chose a place.
+if [ -z "${TOKEND_CACHE_DIR:-}" ] && [ -z "$(conf_get cache_dir)" ]; then
+	export TOKEND_CACHE_DIR="$PWD/var/cache"
+fi
+
+ctl() {
+	bin/tokenctl --database-url "$url" "$@"
+}
+
+ctl migrate >/dev/null || die "tokenctl migrate failed"
+
+# "already exists" on the second run is expected; anything else is not.
+out=$(printf demo | ctl user add demo --password-stdin 2>&1) ||
+    case "$out" in
+    *"already exists"*) ;;
+    *) die "tokenctl user add demo: $out" ;;
+    esac
+client=yes
+out=$(ctl client add demo --public 2>&1) ||
+    case "$out" in
+    *"already exists"*) ;;
+    *)
+	echo "run: tokenctl client add demo: $(echo "$out" | head -n 1)" >&2
+	client=""
+	;;
+    esac
+pat=$(ctl pat create --user demo --name make-run) ||
+    die "tokenctl pat create failed"
+
+addr="${TOKEND_LISTEN:-$(conf_get listen)}"
+case "$addr" in
+"" | unix:*) addr=127.0.0.1:8080 ;;
+esac
+
+echo
+echo "Try it (user demo, password demo; a PAT was made for demo):"
+echo
+echo "  curl -i -H \"Authorization: Bearer $pat\" http://$addr/auth"
+if [ -n "$client" ]; then
+	echo "  curl -s -d grant_type=password -d client_id=demo" \
+	    "-d username=demo -d password=demo http://$addr/token"
+fi
+echo
+
+if [ -n "$cfg" ]; then
+	bin/tokend -c "$cfg" &
+else
+	bin/tokend &
+fi
+tokend_pid=$!
+wait "$tokend_pid"
+status=$?
+tokend_pid=""
+exit "$status"
