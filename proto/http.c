@@ -20,6 +20,7 @@
  */
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/proto.h"
 
@@ -608,4 +609,38 @@ more:
 	if (rc == 0 && len >= HTTP_MAX_HEADER_BYTES)
 		return -431;
 	return rc;
+}
+
+/* token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+static int
+is_token68(int ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+	    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+	    ch == '~' || ch == '+' || ch == '/';
+}
+
+int
+http_bearer(struct http_str auth, struct http_str *tok)
+{
+	const char	*p = auth.s_ptr, *end;
+	size_t		 n = 0;
+
+	if (p == NULL || auth.s_len < 7 || strncasecmp(p, "Bearer ", 7) != 0)
+		return 0;
+	end = p + auth.s_len;
+	for (p += 7; p < end && *p == ' '; p++)
+		;
+	while (p + n < end && is_token68((unsigned char)p[n]))
+		n++;
+	while (p + n < end && p[n] == '=')
+		n++;
+	if (n == 0)
+		return 0;
+	tok->s_ptr = p;
+	tok->s_len = n;
+	for (p += n; p < end; p++)
+		if (*p != ' ')
+			return 0;
+	return 1;
 }

@@ -91,6 +91,13 @@ const struct http_str *http_header_get(const struct http_req *req,
 const char *http_reason(int status);
 
 /*
+ * RFC 6750 2.1: "Bearer" (any case), one or more spaces, the token68, and
+ * nothing after it but spaces.  Returns 1 with tok set, 0 when the value is
+ * absent, another scheme, or malformed (no token, a second word).
+ */
+int	http_bearer(struct http_str auth, struct http_str *tok);
+
+/*
  * Case-insensitive comparison of a slice with a C string.  An absent slice
  * (s_ptr NULL) equals nothing, not even "".
  */

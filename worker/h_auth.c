@@ -140,27 +140,6 @@ auth_resolved(struct conn *c, const struct tok_info *ti)
 	conn_resume(c);
 }
 
-/*
- * "Bearer TOKEN" (RFC 6750 2.1; the scheme is case-insensitive).  Returns 1
- * with the token slice set, 0 when the header is absent or another scheme.
- */
-static int
-bearer_token(const struct http_req *rq, struct http_str *tok)
-{
-	struct http_str	 a = rq->rq_authorization;
-
-	if (a.s_ptr == NULL || a.s_len < 7 ||
-	    strncasecmp(a.s_ptr, "Bearer ", 7) != 0)
-		return 0;
-	tok->s_ptr = a.s_ptr + 7;
-	tok->s_len = a.s_len - 7;
-	while (tok->s_len > 0 && *tok->s_ptr == ' ') {
-		tok->s_ptr++;
-		tok->s_len--;
-	}
-	return 1;
-}
-
 /* The ?scope= requirement, decoded into need.  Returns 0 or -1 (bad). */
 static int
 required_scope(const struct http_req *rq, char *need, size_t needlen)
@@ -197,7 +176,7 @@ h_auth(struct conn *c)
 		resp_error(c, 400, "invalid_request", "bad query string");
 		return HANDLER_DONE;
 	}
-	if (!bearer_token(&c->c_req, &tok)) {
+	if (!http_bearer(c->c_req.rq_authorization, &tok)) {
 		auth_challenge(c, 401, NULL, "a bearer token is required",
 		    NULL);
 		return HANDLER_DONE;
