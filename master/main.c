@@ -552,6 +552,15 @@ config_check_start(const struct config *cf, char *err, size_t errlen)
 		    cf->cf_file[0] ? cf->cf_file : "tokend");
 		return -1;
 	}
+	/* Load the certificate once here, so a bad one fails -t and start
+	 * instead of every worker at fork. */
+	if (cf->cf_ntls_listen > 0) {
+		SSL_CTX *ctx = tls_ctx_new(cf, err, errlen);
+
+		if (ctx == NULL)
+			return -1;
+		SSL_CTX_free(ctx);
+	}
 	return 0;
 }
 

@@ -30,6 +30,7 @@
 
 static void conn_process(struct conn *c);
 static int conn_write(struct conn *c);
+static void conn_epollout(struct conn *c, int on);
 
 /* ---- deadline lists ---------------------------------------------------- */
 
@@ -85,7 +86,7 @@ conn_peer(struct conn *c, const struct sockaddr_storage *ss)
 }
 
 static struct conn *
-conn_new(int fd, const struct sockaddr_storage *ss)
+conn_new(int fd, const struct sockaddr_storage *ss, int tls)
 {
 	struct conn	*c;
 	struct epoll_event ev;
@@ -98,6 +99,15 @@ conn_new(int fd, const struct sockaddr_storage *ss)
 	}
 	c->c_ev.ev_type = EV_CONN;
 	c->c_fd = fd;
+	if (tls && ((c->c_ssl = SSL_new(W.wk_tls)) == NULL ||
+	    SSL_set_fd(c->c_ssl, fd) != 1)) {
+		SSL_free(c->c_ssl);
+		free(c->c_in);
+		free(c);
+		return NULL;
+	}
+	if (c->c_ssl != NULL)
+		SSL_set_accept_state(c->c_ssl);
 	c->c_incap = CONN_IN_INITIAL;
 	c->c_state = CS_IDLE;
 	conn_peer(c, ss);
@@ -107,6 +117,7 @@ conn_new(int fd, const struct sockaddr_storage *ss)
 	ev.data.ptr = c;
 	if (epoll_ctl(W.wk_epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
 		log_errorf("%s: epoll_ctl: %s", __func__, strerror(errno));
+		SSL_free(c->c_ssl);
 		free(c->c_in);
 		free(c);
 		return NULL;
@@ -115,7 +126,7 @@ conn_new(int fd, const struct sockaddr_storage *ss)
 }
 
 void
-conn_accept(int lfd)
+conn_accept(int lfd, int tls)
 {
 	struct sockaddr_storage ss;
 	socklen_t	 len;
@@ -135,7 +146,7 @@ conn_accept(int lfd)
 				    strerror(errno));
 			return;
 		}
-		if ((c = conn_new(fd, &ss)) == NULL) {
+		if ((c = conn_new(fd, &ss, tls)) == NULL) {
 			close(fd);
 			continue;
 		}
@@ -157,6 +168,10 @@ conn_close(struct conn *c)
 		free(c->c_pending_data);
 	}
 	conn_list_remove(c);
+	if (c->c_ssl != NULL) {
+		SSL_shutdown(c->c_ssl);	/* best effort close_notify */
+		SSL_free(c->c_ssl);
+	}
 	close(c->c_fd);
 	free(c->c_in);
 	free(c->c_out);
@@ -201,10 +216,13 @@ conn_read(struct conn *c)
 	ssize_t	 n;
 
 	while ((room = conn_in_room(c)) > 0) {
-		n = read(c->c_fd, c->c_in + c->c_inlen, room);
+		n = c->c_ssl ? tls_recv(c, c->c_in + c->c_inlen, room) :
+		    read(c->c_fd, c->c_in + c->c_inlen, room);
 		if (n > 0) {
 			c->c_inlen += (size_t)n;
-			if ((size_t)n < room)
+			/* A short read drained the socket, unless OpenSSL still
+			 * holds decrypted bytes epoll will never announce. */
+			if ((size_t)n < room && !tls_pending(c))
 				break;
 			continue;
 		}
@@ -218,6 +236,8 @@ conn_read(struct conn *c)
 		conn_close(c);
 		return -1;
 	}
+	if (c->c_tls_want_out)
+		conn_epollout(c, 1);
 	return 0;
 }
 
@@ -228,6 +248,10 @@ conn_event(struct conn *c, uint32_t events)
 		if (conn_write(c) != 1)
 			return;
 		conn_list_remove(c);	/* the write wait is over */
+		if (c->c_tls_want_out) {	/* a TLS read was waiting for this */
+			if (conn_read(c) == -1)
+				return;
+		}
 		if (c->c_state != CS_PENDING)
 			conn_process(c);
 		return;
@@ -286,8 +310,9 @@ conn_write(struct conn *c)
 	ssize_t	 n;
 
 	while (c->c_outoff < c->c_outlen) {
-		n = send(c->c_fd, c->c_out + c->c_outoff,
-		    c->c_outlen - c->c_outoff, MSG_NOSIGNAL);
+		n = c->c_ssl ? tls_send(c, c->c_out + c->c_outoff,
+		    c->c_outlen - c->c_outoff) : send(c->c_fd, c->c_out +
+		    c->c_outoff, c->c_outlen - c->c_outoff, MSG_NOSIGNAL);
 		if (n > 0) {
 			c->c_outoff += (size_t)n;
 			continue;

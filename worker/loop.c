@@ -143,6 +143,12 @@ worker_init(const struct config *cf, struct shm *shm, int slot,
 	for (i = 0; i < nls && i < 2 * CF_MAX_LISTEN; i++) {
 		W.wk_ls[i].wl_ev.ev_type = EV_LISTENER;
 		W.wk_ls[i].wl_fd = ls[i].li_fd;
+		W.wk_ls[i].wl_tls = ls[i].li_tls;
+		if (ls[i].li_tls && W.wk_tls == NULL &&
+		    (W.wk_tls = tls_ctx_new(cf, err, sizeof(err))) == NULL) {
+			LOG(LVL_ERROR, "tls_failed", KV_S("error", err));
+			return -1;
+		}
 	}
 	W.wk_nls = i;
 	if (ep_add(master_fd, EPOLLIN, &W.wk_master_ev) == -1)
@@ -174,7 +180,8 @@ handle_event(struct epoll_event *ev)
 
 	switch (src->ev_type) {
 	case EV_LISTENER:
-		conn_accept(((struct wk_listener *)src)->wl_fd);
+		conn_accept(((struct wk_listener *)src)->wl_fd,
+		    ((struct wk_listener *)src)->wl_tls);
 		break;
 	case EV_CONN:
 		conn_event((struct conn *)src, ev->events);

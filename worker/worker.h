@@ -21,7 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include <jansson.h>
+#include <openssl/ssl.h>
 
 #include "master/master.h"
 #include "proto/proto.h"
@@ -54,6 +57,8 @@ struct conn {
 	int		 c_fd;
 	enum conn_state	 c_state;
 	int		 c_epollout;	/* EPOLLOUT is registered */
+	SSL		*c_ssl;		/* NULL on a plain connection */
+	int		 c_tls_want_out; /* a read waits for the socket to drain */
 	int		 c_keepalive;	/* of the request being answered */
 	int		 c_close;	/* close once the output is written */
 	char		*c_in;
@@ -97,11 +102,13 @@ struct worker {
 		struct evsrc	 wl_ev;
 		int		 wl_fd;
 		int		 wl_armed;	/* in the epoll set */
+		int		 wl_tls;
 	}		 wk_ls[2 * CF_MAX_LISTEN];
 	int		 wk_nls;
 	int		 wk_nconns;
 	struct conn_list wk_reading;	/* header_timeout */
 	struct conn_list wk_idle;	/* keepalive_timeout */
+	SSL_CTX		*wk_tls;	/* NULL without tls_listen */
 	struct cache	*wk_cache;
 	struct lookup	*wk_lookup;
 	int		 wk_stopping;
@@ -127,7 +134,7 @@ int64_t	worker_now_us(void);
 
 /* ---- conn.c ------------------------------------------------------------ */
 
-void	conn_accept(int lfd);
+void	conn_accept(int lfd, int tls);
 void	conn_event(struct conn *c, uint32_t events);
 /* A parked connection's handler finished: write, then go on parsing. */
 void	conn_resume(struct conn *c);
@@ -136,6 +143,15 @@ void	conn_expire(int64_t now_ms);
 void	conn_list_remove(struct conn *c);
 /* Stopping: close idle connections, answer the rest with close. */
 void	conn_drain_idle(void);
+
+/* ---- tls.c ------------------------------------------------------------- */
+
+/* After fork: the context for tls_listen connections, or NULL (err set). */
+SSL_CTX	*tls_ctx_new(const struct config *cf, char *err, size_t errlen);
+/* read(2)/send(2) semantics: > 0, 0 for EOF, -1 with errno EAGAIN or other. */
+ssize_t	tls_recv(struct conn *c, void *buf, size_t len);
+ssize_t	tls_send(struct conn *c, const void *buf, size_t len);
+int	tls_pending(struct conn *c);
 
 /* ---- resp.c ------------------------------------------------------------ */
 
