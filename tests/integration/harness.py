@@ -702,7 +702,21 @@ class Tokend:
                 self.proc.wait(5)
         # Children left behind by a master that died are ours to end.
         self._kill_group()
+        self.check_sanitizers()
         return self.proc.returncode
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:", "WARNING: AddressSanitizer")
+
+    def check_sanitizers(self):
+        """Under make asan a report kills only the process that made it
+        (a worker is respawned and the test may still pass), so any report
+        on tokend's stderr fails the test that started it."""
+        err = self.stderr()
+        for mark in self.SANITIZER_MARKS:
+            if mark in err:
+                raise AssertionError("sanitizer report from tokend:\n" +
+                                     err[err.index(mark) - 200:][:4000])
 
     def _kill_group(self):
         try:
@@ -744,7 +758,10 @@ class Tokend:
         return self
 
     def __exit__(self, *exc):
-        self._cleanup()
+        try:
+            self.stop()
+        finally:
+            self._cleanup()
 
 
 @atexit.register
