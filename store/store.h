@@ -7,10 +7,11 @@
  *   migrate.c   versioned schema: store/migrations/NNN_*.sql, applied in
  *               order, each inside one transaction, recorded in
  *               schema_migrations.
- *   lookup.c    a worker's non-blocking PostgreSQL connection for cache
- *               misses (one query in flight, misses batched with = ANY).
  *   writer.c    the writer process: usage flushes, LISTEN, cleanup.
  *   tokenctl.c  the tokenctl command (its own main).
+ *
+ * (A worker's own non-blocking PostgreSQL connection for cache misses is
+ * worker/lookup.c: it lives with the event loop that drives it.)
  *
  * Contract: LMDB environments and libpq connections are opened after fork,
  * in the process that uses them, and never cross a fork.  Data returned by
