@@ -377,6 +377,44 @@ reload_keep_fixed(struct config *ncf)
 	ncf->cf_cache_map_size = M.ms_cf.cf_cache_map_size;
 }
 
+/* Everything alive now belongs to the old generation. */
+static void
+reload_mark_old(void)
+{
+	int	 i;
+
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_waiting && ch->ch_kind == CK_WORKER) {
+			ch->ch_waiting = 0;	/* superseded, never respawn */
+			shm_slot_retire(M.ms_shm, ch->ch_slot);
+		}
+		if (ch->ch_pid > 0)
+			ch->ch_stopping = 1;
+	}
+}
+
+/*
+ * Once the new workers are forked, the old ones stop gracefully.  The old
+ * writer stops too; child_died starts its successor once it is reaped.
+ */
+static void
+reload_stop_old(void)
+{
+	int	 i;
+
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_pid <= 0 || !ch->ch_stopping)
+			continue;
+		kill(ch->ch_pid, SIGTERM);
+		if (ch->ch_kind == CK_WRITER)
+			M.ms_writer_restart = 1;
+	}
+}
+
 static void
 reload(void)
 {
@@ -401,29 +439,11 @@ reload(void)
 	M.ms_nls = n;
 	if (log_open(&M.ms_cf, "master") == -1)
 		log_errorf("%s: log_open: %s", __func__, strerror(errno));
-	/* Old children: everything alive now. */
-	for (i = 0; i < MAX_CHILDREN; i++) {
-		struct child *ch = &M.ms_ch[i];
-
-		if (ch->ch_waiting && ch->ch_kind == CK_WORKER) {
-			ch->ch_waiting = 0;	/* superseded, never respawn */
-			shm_slot_retire(M.ms_shm, ch->ch_slot);
-		}
-		if (ch->ch_pid > 0)
-			ch->ch_stopping = 1;
-	}
+	reload_mark_old();
 	M.ms_gen++;
 	for (i = 1; i <= M.ms_cf.cf_workers; i++)
 		spawn_worker(i);
-	for (i = 0; i < MAX_CHILDREN; i++) {
-		struct child *ch = &M.ms_ch[i];
-
-		if (ch->ch_pid > 0 && ch->ch_stopping)
-			kill(ch->ch_pid, SIGTERM);
-		if (ch->ch_pid > 0 && ch->ch_stopping &&
-		    ch->ch_kind == CK_WRITER)
-			M.ms_writer_restart = 1;
-	}
+	reload_stop_old();
 	if (count_children(CK_WRITER) == 0)
 		spawn_writer();
 	LOG(LVL_INFO, "reloaded", KV_I("workers", M.ms_cf.cf_workers),
@@ -629,26 +649,37 @@ master_init(char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * -c FILE, -t, --version.  Returns 1 for -t.  The path is copied: argv's
+ * memory is about to hold the process title.
+ */
+static int
+parse_args(int argc, char **argv)
+{
+	int	 i, check = 0;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			M.ms_conf_path = strdup(argv[++i]);
+		else if (strcmp(argv[i], "-t") == 0)
+			check = 1;
+		else if (strcmp(argv[i], "--version") == 0) {
+			printf("tokend %s\n", TOKEND_VERSION);
+			exit(0);
+		} else
+			usage();
+	}
+	return check;
+}
+
 int
 main(int argc, char **argv)
 {
 	char		 err[CF_PATH_LEN + 1024];
 	sigset_t	 set;
-	int		 i, check = 0;
+	int		 check;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-			M.ms_conf_path = argv[++i];
-		else if (strcmp(argv[i], "-t") == 0)
-			check = 1;
-		else if (strcmp(argv[i], "--version") == 0) {
-			printf("tokend %s\n", TOKEND_VERSION);
-			return 0;
-		} else
-			usage();
-	}
-	if (M.ms_conf_path != NULL)
-		M.ms_conf_path = strdup(M.ms_conf_path);
+	check = parse_args(argc, argv);
 	if (config_load(&M.ms_cf, M.ms_conf_path, err, sizeof(err)) == -1 ||
 	    config_check_start(&M.ms_cf, err, sizeof(err)) == -1)
 		config_fail(err, check);
