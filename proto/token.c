@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <zlib.h>
 
@@ -167,9 +168,36 @@ token_check(const char *s, size_t len)
 	return want == (uint64_t)crc ? kind : TOKEN_INVALID;
 }
 
+/*
+ * OpenSSL 3's one-shot SHA256() looks the algorithm up on every call, which
+ * made it the most expensive step of a cache hit (about 300 ns for 53
+ * bytes).  A context fetched once and reset per call costs 90 ns.  It is
+ * per thread (the worker's hash pool has threads) and per process (a child
+ * inherits a copy, never a shared one).
+ */
+static _Thread_local struct {
+	EVP_MD		*sh_md;
+	EVP_MD_CTX	*sh_ctx;
+	int		 sh_failed;
+} sha;
+
 void
 token_hash(const char *tok, size_t len, uint8_t out[TOKEN_HASH_LEN])
 {
+	if (sha.sh_ctx == NULL && !sha.sh_failed) {
+		sha.sh_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+		sha.sh_ctx = EVP_MD_CTX_new();
+		if (sha.sh_md == NULL || sha.sh_ctx == NULL) {
+			EVP_MD_free(sha.sh_md);
+			EVP_MD_CTX_free(sha.sh_ctx);
+			sha.sh_ctx = NULL;
+			sha.sh_failed = 1;
+		}
+	}
+	if (sha.sh_ctx != NULL && EVP_DigestInit_ex2(sha.sh_ctx, sha.sh_md,
+	    NULL) == 1 && EVP_DigestUpdate(sha.sh_ctx, tok, len) == 1 &&
+	    EVP_DigestFinal_ex(sha.sh_ctx, out, NULL) == 1)
+		return;
 	SHA256((const unsigned char *)tok, len, out);
 }
 

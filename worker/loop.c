@@ -101,7 +101,8 @@ clock_tick(void)
 		return;
 	W.wk_now = now;
 	gmtime_r(&now, &tm);
-	strftime(W.wk_date, sizeof(W.wk_date), "%a, %d %b %Y %H:%M:%S GMT",
+	strftime(W.wk_date, sizeof(W.wk_date),
+	    "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
 	    &tm);
 }
 

@@ -53,19 +53,44 @@ out_str(struct conn *c, const char *s)
 	out_append(c, s, strlen(s));
 }
 
+/*
+ * Decimal digits of v, without printf: formatting numbers with snprintf
+ * was a tenth of a cache hit's instructions.
+ */
+static void
+out_i64(struct conn *c, int64_t v)
+{
+	char		 buf[24], *p = buf + sizeof(buf);
+	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	out_append(c, p, (size_t)(buf + sizeof(buf) - p));
+}
+
 void
 resp_start(struct conn *c, int status)
 {
-	char	 line[64];
-	int	 n;
-
 	c->c_status = status;
-	n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status,
-	    http_reason(status));
-	out_append(c, line, (size_t)n);
-	out_str(c, W.wk_date[0] ? "Date: " : "");
-	out_str(c, W.wk_date);
-	out_str(c, W.wk_date[0] ? "\r\n" : "");
+	out_append(c, "HTTP/1.1 ", 9);
+	out_i64(c, status);
+	out_append(c, " ", 1);
+	out_str(c, http_reason(status));
+	out_append(c, "\r\n", 2);
+	out_str(c, W.wk_date);		/* "Date: ...\r\n" */
+}
+
+void
+resp_header_i64(struct conn *c, const char *name, int64_t v)
+{
+	out_str(c, name);
+	out_append(c, ": ", 2);
+	out_i64(c, v);
+	out_append(c, "\r\n", 2);
 }
 
 void
@@ -92,14 +117,11 @@ resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
 void
 resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 {
-	char	 cl[48];
-	int	 n;
 	int64_t	 us;
 
 	if (ctype != NULL)
 		resp_header(c, "Content-Type", ctype);
-	n = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", len);
-	out_append(c, cl, (size_t)n);
+	resp_header_i64(c, "Content-Length", (int64_t)len);
 	if (!c->c_keepalive)
 		out_str(c, "Connection: close\r\n");
 	else if (c->c_req.rq_minor == 0)

@@ -118,7 +118,7 @@ struct worker {
 	int64_t		 wk_wall_ms;	/* unix milliseconds, once per turn */
 	char		*wk_mbuf;	/* /metrics text buffer */
 	size_t		 wk_mbufcap;
-	char		 wk_date[64];	/* "Date: ..." for the current second */
+	char		 wk_date[64];	/* "Date: ...\r\n", the current second */
 };
 
 /* The one worker state of this process (loop.c). */
@@ -157,6 +157,7 @@ int	tls_pending(struct conn *c);
 
 void	resp_start(struct conn *c, int status);
 void	resp_header(struct conn *c, const char *name, const char *value);
+void	resp_header_i64(struct conn *c, const char *name, int64_t v);
 void	resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 /* Content-Type (NULL: none), Content-Length, Connection, the blank line and
