@@ -6,8 +6,9 @@
 #
 #   contrib/bench/listeners.sh [WORKERS] [ROUNDS] [SECONDS]
 #
-# Needs bin/tokend (make), wrk, and a tree where the patch applies.  With
-# TOKEND_A/TOKEND_B/WRK set it uses those binaries instead (the device run).
+# Needs bin/tokend (make), wrk, python3, and a tree where the patch applies.
+# With TOKEND_A/TOKEND_B/WRK set it uses those binaries instead, each run
+# through $RUN when set (the device: RUN="ld-linux... --library-path ...").
 # WRK_CPUS / SRV_CPUS pin the load generator and the server (taskset lists).
 set -eu
 W=${1:-2}; R=${2:-3}; S=${3:-5}
@@ -36,14 +37,15 @@ cache_dir = $tmp/cache
 log_file = $tmp/log
 log_level = error
 EOC
-	$(pin "${SRV_CPUS:-}") "$1" -c "$tmp/conf" & echo $! > "$tmp/pid"
-	i=0; until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do
+	$(pin "${SRV_CPUS:-}") ${RUN:-} "$1" -c "$tmp/conf" & echo $! > "$tmp/pid"
+	i=0; until python3 -c "import urllib.request as u
+u.urlopen('http://127.0.0.1:$port/healthz', timeout=1)" 2>/dev/null; do
 		i=$((i + 1)); [ $i -gt 100 ] && { echo "no server" >&2; exit 1; }
 		sleep 0.05; done
 	label=$2 header=$3
 	set -- -t "${WRK_THREADS:-2}" -c "${WRK_CONNS:-64}" -d "${S}s"
 	if [ -n "$header" ]; then set -- "$@" -H "$header"; fi
-	rps=$($(pin "${WRK_CPUS:-}") "$WRK" "$@" \
+	rps=$($(pin "${WRK_CPUS:-}") ${RUN:-} "$WRK" "$@" \
 	    "http://127.0.0.1:$port/healthz" | awk '/Requests\/sec/ {print $2}')
 	kill "$(cat "$tmp/pid")"; wait "$(cat "$tmp/pid")" 2>/dev/null || true
 	echo "$label $rps"
