@@ -20,16 +20,29 @@ struct form_arena {
 	size_t	 fa_used;
 };
 
-static int
-form_hexval(int c)
+long
+form_unescape(const char *in, size_t n, char *out, size_t cap)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	size_t	 i, o = 0;
+	int	 hi, lo, c;
+
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)in[i];
+		if (c == '+')
+			c = ' ';
+		else if (c == '%') {
+			if (n - i < 3 || (hi = hex_value(in[i + 1])) < 0 ||
+			    (lo = hex_value(in[i + 2])) < 0)
+				return -1;
+			c = hi << 4 | lo;
+			i += 2;
+		}
+		if (c == '\0' || o + 1 >= cap)
+			return -1;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return (long)o;
 }
 
 /*
@@ -39,31 +52,13 @@ form_hexval(int c)
 static int
 form_decode(const char *in, size_t len, struct form_arena *fa, char **out)
 {
-	char	*d;
-	size_t	 i;
-	int	 hi, lo, c;
+	long	 n;
 
-	/* Decoding never grows the text, so this check covers the loop. */
-	if (fa->fa_len - fa->fa_used < len + 1)
+	*out = fa->fa_buf + fa->fa_used;
+	n = form_unescape(in, len, *out, fa->fa_len - fa->fa_used);
+	if (n < 0)
 		return -1;
-	d = *out = fa->fa_buf + fa->fa_used;
-	for (i = 0; i < len; i++) {
-		c = (unsigned char)in[i];
-		if (c == '+')
-			c = ' ';
-		else if (c == '%') {
-			if (len - i < 3 || (hi = form_hexval(in[i + 1])) < 0 ||
-			    (lo = form_hexval(in[i + 2])) < 0)
-				return -1;
-			c = hi << 4 | lo;
-			i += 2;
-		}
-		if (c == '\0')
-			return -1;
-		*d++ = (char)c;
-	}
-	*d++ = '\0';
-	fa->fa_used = (size_t)(d - fa->fa_buf);
+	fa->fa_used += (size_t)n + 1;
 	return 0;
 }
 

@@ -153,6 +153,9 @@ enum token_kind token_kind_from_name(const char *name);
 
 /* Lower-case hex of n bytes into out (2n+1 bytes with the NUL). */
 void	hex_encode(const uint8_t *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int	hex_value(int c);
+
 /* Returns 0, or -1 when in is not 2n hex digits (either case). */
 int	hex_decode(const char *in, size_t inlen, uint8_t *out, size_t n);
 
@@ -179,6 +182,13 @@ struct form {
  */
 int	form_parse(const char *in, size_t len, struct form *fm, char *arena,
 	    size_t arenalen);
+
+/*
+ * Decode one form-urlencoded string ('+' is a space, %XX escapes) from
+ * in[0..n) into out, NUL-terminated, cap bytes at most with the NUL.
+ * Returns the decoded length, or -1 for a bad escape, a NUL, or no room.
+ */
+long	form_unescape(const char *in, size_t n, char *out, size_t cap);
 
 /* The field's value, or NULL when absent. */
 const char *form_get(const struct form *fm, const char *name);

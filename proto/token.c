@@ -235,8 +235,8 @@ hex_encode(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hex_nibble(char c)
+int
+hex_value(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -256,8 +256,8 @@ hex_decode(const char *in, size_t inlen, uint8_t *out, size_t n)
 	if (inlen != 2 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		hi = hex_nibble(in[2 * i]);
-		lo = hex_nibble(in[2 * i + 1]);
+		hi = hex_value((unsigned char)in[2 * i]);
+		lo = hex_value((unsigned char)in[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[i] = (uint8_t)(hi << 4 | lo);

@@ -121,7 +121,9 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 
 	if (ctype != NULL)
 		resp_header(c, "Content-Type", ctype);
-	resp_header_i64(c, "Content-Length", (int64_t)len);
+	/* RFC 9110 8.6: no Content-Length on a 204. */
+	if (c->c_status != 204)
+		resp_header_i64(c, "Content-Length", (int64_t)len);
 	if (!c->c_keepalive)
 		out_str(c, "Connection: close\r\n");
 	else if (c->c_req.rq_minor == 0)
