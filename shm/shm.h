@@ -5,6 +5,7 @@
  *
  *   seg.c    creation, slots, counters, the /metrics text.
  *   usage.c  the per-slot usage tables (record, swap, drain).
+ *   ratelimit.c  failed logins per username (lock-free, all workers).
  *
  * Contract: shm_create is called once, by the master, before fork; the
  * segment lives until the master exits.  Nothing in it is a pointer.  A
@@ -99,6 +100,30 @@ struct shm_slot {
 	struct usage_table sl_tables[2];
 } __attribute__((aligned(64)));
 
+/* ---- Login rate limit (ratelimit.c) ---------------------------------- */
+
+/*
+ * Failed logins per username, shared by every worker: RL_SETS sets of
+ * RL_WAYS 64-bit words, each word one username's (window start, count,
+ * tag), updated only by compare-and-swap.  shm/README.md has the layout.
+ */
+#define RL_SETS	4096
+#define RL_WAYS	4
+
+struct shm;
+
+/*
+ * Worker: 0 when name may try to log in now, else the seconds until it may
+ * (it has max failures in the window that began at its first failure).
+ */
+int	ratelimit_check(struct shm *shm, const char *name, int64_t now,
+	    int window, int max);
+/* Worker: one more failure of name at now (unix seconds). */
+void	ratelimit_fail(struct shm *shm, const char *name, int64_t now,
+	    int window);
+/* Worker: name logged in; its failures are forgotten. */
+void	ratelimit_reset(struct shm *shm, const char *name);
+
 /* ---- The segment ------------------------------------------------------- */
 
 struct shm {
@@ -123,6 +148,14 @@ struct shm {
 	/* Master writes. */
 	uint64_t	sh_worker_restarts;
 	uint64_t	sh_writer_restarts;
+
+	/* Writer bumps (atomic add, release) on a client change ('c'
+	 * notification) and when LISTEN comes up; workers' client caches
+	 * are valid only while it is unchanged.  README "Client epoch". */
+	uint64_t	sh_client_epoch;
+
+	/* Any worker, lock-free CAS per word.  README "Login rate limit". */
+	uint64_t	sh_login_rl[RL_SETS * RL_WAYS] __attribute__((aligned(64)));
 
 	/* Slots follow, 64-byte aligned, at offsetof(struct shm, sh_slots). */
 	struct shm_slot	sh_slots[] __attribute__((aligned(64)));

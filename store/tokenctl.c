@@ -36,6 +36,9 @@
 #define CTL_SCOPE_MAX     1000
 #define CTL_EXPIRES_MIN   60
 #define CTL_EXPIRES_MAX   315360000	/* ten years */
+#define CTL_CLIENT_ID_MAX 127	/* OAuth client ids */
+#define CTL_URI_MAX       2048	/* redirect URIs */
+#define CTL_MAX_URIS      16
 
 #define EXIT_USAGE 2
 
@@ -49,6 +52,9 @@ enum {
 	OPT_URL = 1 << 5,	/* the global ones */
 	OPT_CONFIG = 1 << 6,
 	OPT_JSON = 1 << 7,
+	OPT_PUBLIC = 1 << 8,
+	OPT_SECRET_STDIN = 1 << 9,
+	OPT_REDIRECT_URI = 1 << 10,	/* repeatable */
 };
 #define OPT_GLOBAL (OPT_URL | OPT_CONFIG | OPT_JSON)
 
@@ -61,6 +67,9 @@ struct ctl {
 	const char	*ctl_name;
 	const char	*ctl_scope;
 	const char	*ctl_expires_in;
+	const char	*ctl_uri;		/* the last --redirect-uri */
+	int		 ctl_nuris;
+	const char	*ctl_uris[CTL_MAX_URIS];
 	int		 ctl_nwords;
 	char		*ctl_words[CTL_MAX_WORDS];
 	PGconn		*ctl_db;
@@ -91,6 +100,9 @@ static const struct ctl_opt {
 	{ "--scope", OPT_SCOPE, offsetof(struct ctl, ctl_scope) },
 	{ "--expires-in", OPT_EXPIRES_IN,
 	    offsetof(struct ctl, ctl_expires_in) },
+	{ "--public", OPT_PUBLIC, 0 },
+	{ "--secret-stdin", OPT_SECRET_STDIN, 0 },
+	{ "--redirect-uri", OPT_REDIRECT_URI, offsetof(struct ctl, ctl_uri) },
 };
 
 /* Format the reason for main to print; always returns -1. */
@@ -177,7 +189,7 @@ ctl_parse(struct ctl *c, int argc, char **argv)
 		}
 		if ((o = ctl_find_opt(argv[i], &val)) == NULL)
 			ctl_usage(NULL, "unknown option %s", argv[i]);
-		if (c->ctl_opts & o->o_bit)
+		if ((c->ctl_opts & o->o_bit) && o->o_bit != OPT_REDIRECT_URI)
 			ctl_usage(NULL, "option %s given twice", o->o_name);
 		c->ctl_opts |= o->o_bit;
 		if (o->o_off == 0)
@@ -185,6 +197,11 @@ ctl_parse(struct ctl *c, int argc, char **argv)
 		if (val == NULL && (val = argv[++i]) == NULL)
 			ctl_usage(NULL, "option %s needs a value", o->o_name);
 		*(const char **)(void *)((char *)c + o->o_off) = val;
+		if (o->o_bit != OPT_REDIRECT_URI)
+			continue;
+		if (c->ctl_nuris == CTL_MAX_URIS)
+			ctl_usage(NULL, "at most %d --redirect-uri", CTL_MAX_URIS);
+		c->ctl_uris[c->ctl_nuris++] = val;
 	}
 }
 
@@ -788,6 +805,114 @@ out:
 	return rc;
 }
 
+/* ---- client add -------------------------------------------------------- */
+
+/* Printable ASCII without spaces: it travels in HTTP Basic and forms. */
+static int
+ctl_check_client_id(struct ctl *c, const char *id)
+{
+	size_t	 n = strlen(id), i;
+
+	for (i = 0; i < n; i++)
+		if (id[i] < 0x21 || id[i] > 0x7e)
+			break;
+	if (n == 0 || n > CTL_CLIENT_ID_MAX || i < n)
+		return ctl_fail(c, "invalid client id: 1 to %d printable "
+		    "ASCII characters, no spaces", CTL_CLIENT_ID_MAX);
+	return 0;
+}
+
+/*
+ * An absolute URI (scheme ":" ...) without a fragment (RFC 6749 3.1.2),
+ * spaces, control characters, quotes or backslashes; /authorize compares
+ * it byte for byte.
+ */
+static int
+ctl_check_uri(struct ctl *c, const char *u)
+{
+	size_t	 n = strlen(u), i, scheme = strspn(u, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+	for (i = 0; i < n; i++)
+		if (u[i] <= 0x20 || u[i] == 0x7f || strchr("#\"\\", u[i]))
+			break;
+	if (n == 0 || n > CTL_URI_MAX || i < n || scheme == 0 ||
+	    !isalpha((unsigned char)u[0]) || u[scheme] != ':' ||
+	    u[scheme + 1] == '\0')
+		return ctl_fail(c, "invalid --redirect-uri %s: an absolute URI "
+		    "of at most %d characters, without a fragment", u,
+		    CTL_URI_MAX);
+	return 0;
+}
+
+/* The redirect URIs as a text[] literal: {"a","b"}.  They hold no quote
+ * or backslash (ctl_check_uri), so none needs escaping. */
+static int
+ctl_uri_array(struct ctl *c, char *out, size_t outlen)
+{
+	size_t	 n = 0;
+	int	 i, w;
+
+	out[n++] = '{';
+	for (i = 0; i < c->ctl_nuris; i++) {
+		if (ctl_check_uri(c, c->ctl_uris[i]) == -1)
+			return -1;
+		w = snprintf(out + n, outlen - n, "%s\"%s\"", i > 0 ? "," : "",
+		    c->ctl_uris[i]);
+		if (w < 0 || (size_t)w >= outlen - n)
+			return ctl_fail(c, "too many redirect URIs");
+		n += (size_t)w;
+	}
+	if (n + 2 > outlen)
+		return ctl_fail(c, "too many redirect URIs");
+	memcpy(out + n, "}", 2);
+	return 0;
+}
+
+static int
+cmd_client_add(struct ctl *c)
+{
+	static char	 uris[CTL_MAX_URIS * (CTL_URI_MAX + 3) + 3];
+	const char	*id = c->ctl_words[2], *params[5];
+	char		 scope[CTL_SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
+	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
+	PGresult	*res;
+
+	if (pub && (c->ctl_opts & OPT_SECRET_STDIN))
+		ctl_usage(ctl_cmd_usage(cmd_client_add), "a --public client "
+		    "has no secret");
+	if (!pub && !(c->ctl_opts & OPT_SECRET_STDIN))
+		ctl_usage(ctl_cmd_usage(cmd_client_add), "a confidential "
+		    "client needs --secret-stdin (or give --public)");
+	if (ctl_check_client_id(c, id) == -1 ||
+	    ctl_uri_array(c, uris, sizeof(uris)) == -1 ||
+	    ctl_scope_normalize(c, c->ctl_scope != NULL ? c->ctl_scope : "",
+	    scope, sizeof(scope)) == -1)
+		return -1;
+	if (!pub && ctl_password_hash(c, hash, sizeof(hash)) == -1)
+		return -1;
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	params[0] = id;
+	params[1] = pub ? NULL : hash;
+	params[2] = pub ? "t" : "f";
+	params[3] = uris;
+	params[4] = scope;
+	res = ctl_sql(c, "INSERT INTO clients (client_id, secret_hash, public, "
+	    "redirect_uris, scope) VALUES ($1, $2, $3, $4::text[], $5) "
+	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 5, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		return ctl_fail(c, "client %s already exists", id);
+	}
+	printf("client %s added (id %s, %s)\n", id, PQgetvalue(res, 0, 0),
+	    pub ? "public" : "confidential");
+	PQclear(res);
+	return 0;
+}
+
 /* ---- token list / revoke ---------------------------------------------- */
 
 static int
@@ -984,6 +1109,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "token", "list", 0, OPT_USER, cmd_token_list,
 	    "token list [--user NAME]" },
 	{ "token", "revoke", 1, 0, cmd_token_revoke, "token revoke ID" },
+	{ "client", "add", 1, OPT_PUBLIC | OPT_SECRET_STDIN | OPT_REDIRECT_URI |
+	    OPT_SCOPE, cmd_client_add, "client add ID [--public] "
+	    "[--secret-stdin] [--redirect-uri URI]... [--scope \"a b\"]" },
 	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

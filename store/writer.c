@@ -7,11 +7,14 @@
  *             killed between the commit and emptying the tables never
  *             counts a use twice.
  *   LISTEN    tokend_revoke notifications ('t' + token hash, 'u' + user id)
- *             delete cache entries.  Each time LISTEN is (re)established the
- *             whole cache is cleared, since notifications sent while it was
+ *             delete cache entries; 'c' + client id bumps the client
+ *             epoch, which empties every worker's client cache.  Each time
+ *             LISTEN is (re)established the whole cache is cleared (and the
+ *             client epoch bumped), since notifications sent while it was
  *             down are lost.
  *   cleanup   rows expired or revoked longer ago than `retention` are
- *             deleted every CLEANUP_MS.
+ *             deleted every CLEANUP_MS; refresh successor boxes past
+ *             their grace are wiped every WIPE_MS.
  *
  * Blocking libpq is fine here: the writer serves no request, and the
  * workers keep answering from the cache while it waits.
@@ -34,6 +37,7 @@
 #define WR_BACKOFF_MAX	5000
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)
+#define WIPE_MS		(10 * 1000)	/* successor boxes a dead worker left */
 
 struct sbuf {
 	char	*sb_buf;
@@ -51,6 +55,7 @@ static struct writer {
 	int64_t		 wr_backoff;
 	int64_t		 wr_next_flush_ms;
 	int64_t		 wr_next_cleanup_ms;
+	int64_t		 wr_next_wipe_ms;
 	int64_t		 wr_last_ok_ms;
 	struct sbuf	 wr_ids, wr_counts, wr_last;	/* batch arrays */
 	uint64_t	 wr_batch_uses;
@@ -175,6 +180,8 @@ wr_listen(char *err, size_t errlen)
 		return -1;
 	PQclear(res);
 	__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1, __ATOMIC_RELEASE);
+	/* Client changes notified while LISTEN was down are lost too. */
+	__atomic_add_fetch(&WR.wr_shm->sh_client_epoch, 1, __ATOMIC_RELEASE);
 	if (WR.wr_cache != NULL && cache_clear(WR.wr_cache) == -1) {
 		snprintf(err, errlen, "cannot clear the cache");
 		return -1;
@@ -250,7 +257,9 @@ wr_revoke_one(const char *payload)
 		cache_del_many(WR.wr_cache, (const uint8_t (*)[TOKEN_HASH_LEN])
 		    many, n);
 		free(many);
-	}
+	} else if (payload[0] == 'c')	/* every worker's client cache */
+		__atomic_add_fetch(&WR.wr_shm->sh_client_epoch, 1,
+		    __ATOMIC_RELEASE);
 	__atomic_add_fetch(&WR.wr_shm->sh_revocations, 1, __ATOMIC_RELAXED);
 }
 
@@ -359,6 +368,28 @@ wr_cleanup(void)
 	PQclear(res);
 }
 
+/*
+ * Refresh rotation keeps each successor pair encrypted for refresh_grace
+ * seconds; the worker that rotated wipes it then.  A worker that died first
+ * leaves its boxes to this sweep.
+ */
+static void
+wr_wipe_boxes(void)
+{
+	char		 err[512], grace[24];
+	const char	*params[1] = { grace };
+	PGresult	*res;
+
+	snprintf(grace, sizeof(grace), "%d", WR.wr_cf->cf_refresh_grace);
+	res = pg_exec(WR.wr_db, "SELECT tokend_wipe_boxes($1::int)", 1,
+	    params, err, sizeof(err));
+	if (res == NULL) {
+		wr_disconnect(err);
+		return;
+	}
+	PQclear(res);
+}
+
 static void
 wr_ping(void)
 {
@@ -394,6 +425,10 @@ wr_due(int64_t now)
 	if (WR.wr_db != NULL && now >= WR.wr_next_cleanup_ms) {
 		WR.wr_next_cleanup_ms = now + CLEANUP_MS;
 		wr_cleanup();
+	}
+	if (WR.wr_db != NULL && now >= WR.wr_next_wipe_ms) {
+		WR.wr_next_wipe_ms = now + WIPE_MS;
+		wr_wipe_boxes();
 	}
 	if (WR.wr_db != NULL && now - WR.wr_last_ok_ms >= PING_MS)
 		wr_ping();

@@ -27,6 +27,16 @@ static const struct route routes[] = {
 	    h_readyz },
 	{ "/metrics", 0, EP_METRICS, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD",
 	    h_metrics },
+	{ "/token", 0, EP_TOKEN, M(HTTP_POST), "POST", h_token },
+	{ "/authorize", 0, EP_AUTHORIZE, M(HTTP_POST), "POST", h_authorize },
+	{ "/introspect", 0, EP_INTROSPECT, M(HTTP_POST), "POST",
+	    h_introspect },
+	{ "/revoke", 0, EP_REVOKE, M(HTTP_POST), "POST", h_revoke },
+	{ "/.well-known/oauth-authorization-server", 0, EP_WELLKNOWN,
+	    M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD", h_wellknown },
+	{ "/pats", 0, EP_PATS, M(HTTP_GET) | M(HTTP_HEAD) | M(HTTP_POST),
+	    "GET, HEAD, POST", h_pats },
+	{ "/pats/", 1, EP_PATS, M(HTTP_DELETE), "DELETE", h_pat_delete },
 };
 
 static const struct route *

@@ -9,6 +9,9 @@
  * A miss parks the connection on the worker's PostgreSQL lookup (lookup.c)
  * and answers when the row arrives, or 503 if PostgreSQL cannot be asked:
  * never 200 without verification, never 401 for a token not checked.
+ *
+ * auth_bearer_begin and auth_bearer_check give the same validation to the
+ * endpoints that act for a user (/authorize, /pats).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,4 +211,65 @@ h_auth(struct conn *c)
 	}
 	c->c_pending_data = aw;
 	return HANDLER_PENDING;
+}
+
+/* ---- bearer validation for other endpoints (worker.h) ------------------- */
+
+int
+auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
+    bearer_cb cb)
+{
+	struct http_str	 tok;
+	uint8_t		 hash[TOKEN_HASH_LEN];
+	enum token_kind	 kind;
+
+	if (!http_bearer(c->c_req.rq_authorization, &tok)) {
+		auth_challenge(c, 401, NULL, "a bearer token is required",
+		    NULL);
+		return 0;
+	}
+	kind = token_check(tok.s_ptr, tok.s_len);
+	if (kind == TOKEN_INVALID || (kinds & (1u << kind)) == 0) {
+		auth_challenge(c, 401, "invalid_token", kind == TOKEN_INVALID ?
+		    "malformed token" : "this endpoint does not accept this "
+		    "kind of token", NULL);
+		return 0;
+	}
+	token_hash(tok.s_ptr, tok.s_len, hash);
+	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, ti) == 1 &&
+	    ti->ti_until > W.wk_now) {
+		ctr_add(ti->ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
+		    &W.wk_slot->sl_cache_negative_hits, 1);
+		return 1;
+	}
+	ctr_add(&W.wk_slot->sl_cache_misses, 1);
+	if (lookup_submit(W.wk_lookup, c, hash, cb) == -1) {
+		auth_unavailable(c);
+		return 0;
+	}
+	return 2;
+}
+
+void
+auth_bearer_denied(struct conn *c, const char *desc)
+{
+	auth_challenge(c, 401, "invalid_token", desc, NULL);
+}
+
+int
+auth_bearer_check(struct conn *c, const struct tok_info *ti, unsigned kinds)
+{
+	if (ti == NULL) {
+		auth_unavailable(c);
+		return 0;
+	}
+	if (ti->ti_state != TI_VALID ||
+	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
+	    ti->ti_kind <= TOKEN_INVALID || ti->ti_kind > TOKEN_CODE ||
+	    (kinds & (1u << ti->ti_kind)) == 0) {
+		auth_challenge(c, 401, "invalid_token",
+		    "the token is unknown, expired or revoked", NULL);
+		return 0;
+	}
+	return 1;
 }

@@ -15,6 +15,9 @@
 
 #include "worker/worker.h"
 #include "worker/lookup.h"
+#include "worker/hashpool.h"
+#include "worker/oauth.h"
+#include "worker/pgq.h"
 
 struct worker W;
 
@@ -159,6 +162,11 @@ worker_init(const struct config *cf, struct shm *shm, int slot,
 	if (W.wk_cache == NULL)
 		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
 	W.wk_lookup = lookup_new(cf, W.wk_epfd);
+	W.wk_pgq = pgq_new(cf, W.wk_epfd);
+	W.wk_clients = client_cache_new();
+	/* Threads only now, after fork: fork copies only the calling one. */
+	if ((W.wk_hashpool = hashpool_new(W.wk_epfd)) == NULL)
+		LOG(LVL_ERROR, "hashpool_failed");
 	worker_listen(1);
 	return 0;
 }
@@ -198,6 +206,12 @@ handle_event(struct epoll_event *ev)
 		break;
 	case EV_LOOKUP:
 		lookup_event(W.wk_lookup, ev->events);
+		break;
+	case EV_PGQ:
+		pgq_event(W.wk_pgq, ev->events);
+		break;
+	case EV_HASHPOOL:
+		hashpool_event(W.wk_hashpool);
 		break;
 	}
 }
@@ -241,6 +255,8 @@ worker_main(const struct config *cf, struct shm *shm, int slot,
 			worker_stop_begin();
 		usage_poll(W.wk_slot);
 		lookup_tick(W.wk_lookup);
+		oauth_tick();
+		pgq_tick(W.wk_pgq);
 		conn_expire(W.wk_now_ms);
 		if (W.wk_stopping) {
 			conn_drain_idle();

@@ -9,6 +9,10 @@
  *   dispatch.c  the route table: path and method to handler, 404/405.
  *   h_ops.c     /healthz, /readyz, /metrics.
  *   h_auth.c    /auth: bearer validation through the cache.
+ *   pgq.c       the OAuth endpoints' pipelined PostgreSQL connection.
+ *   hashpool.c  argon2id verification threads.
+ *   client.c, h_token.c, h_oauth.c, h_authorize.c, h_pats.c, oauth_util.c
+ *               OAuth 2.0 and PATs (worker/oauth.h).
  *
  * Contract: worker_main runs only in a child the master just forked; it owns
  * everything it opens and exits the process (never returns).  Handlers run
@@ -32,7 +36,8 @@
 #include "store/store.h"
 
 /* What an epoll event's data.ptr points at: the first member of each. */
-enum ev_type { EV_LISTENER, EV_CONN, EV_MASTER, EV_LOOKUP };
+enum ev_type { EV_LISTENER, EV_CONN, EV_MASTER, EV_LOOKUP, EV_PGQ,
+    EV_HASHPOOL };
 
 struct evsrc {
 	enum ev_type	 ev_type;
@@ -81,14 +86,20 @@ struct conn {
 	struct conn	*c_prev;
 	struct conn	*c_next;
 	int64_t		 c_deadline_ms;
-	/* While CS_PENDING: the lookup's request, and the handler's own
-	 * state (malloc'd by the handler; freed by it or by conn_close). */
+	/* While CS_PENDING: the request an answer will come for (lookup,
+	 * pgq or hashpool; its first member is a struct conn * that
+	 * conn_close clears through lookup_cancel, so the answer finds no
+	 * connection), and the handler's own state (one malloc'd block;
+	 * freed by the handler or by conn_close). */
 	void		*c_pending;
 	void		*c_pending_data;
 	char		 c_peer[64];
 };
 
 struct lookup;
+struct pgq;
+struct hashpool;
+struct client_cache;
 
 struct worker {
 	const struct config *wk_cf;
@@ -111,6 +122,10 @@ struct worker {
 	SSL_CTX		*wk_tls;	/* NULL without tls_listen */
 	struct cache	*wk_cache;
 	struct lookup	*wk_lookup;
+	struct pgq	*wk_pgq;	/* OAuth queries (pgq.h) */
+	struct hashpool	*wk_hashpool;	/* argon2id threads (hashpool.h) */
+	struct client_cache *wk_clients; /* authenticated clients */
+	int64_t		 wk_box_wipe_ms; /* successor boxes to wipe then */
 	int		 wk_stopping;
 	int64_t		 wk_stop_at_ms;	/* when stopping began */
 	int64_t		 wk_now_ms;	/* monotonic, once per loop turn */
@@ -189,5 +204,32 @@ enum handler_result h_healthz(struct conn *c);
 enum handler_result h_readyz(struct conn *c);
 enum handler_result h_metrics(struct conn *c);
 enum handler_result h_auth(struct conn *c);
+
+/*
+ * Bearer validation for the endpoints that take a user's token (/authorize,
+ * /pats), from h_auth.c.  auth_bearer_begin: 1 with *ti from the cache (to
+ * be checked), 2 when parked on the lookup (cb runs later, as lookup.h
+ * says, and must first set c->c_pending to NULL), 0 when it answered (401:
+ * no or malformed token, or a kind not in kinds; 503).  auth_bearer_check: 1
+ * when ti is a valid, unexpired token of one of kinds, else 0 after
+ * answering 401 invalid_token (503 for ti NULL).  kinds: bits
+ * 1 << TOKEN_ACCESS, ...
+ */
+typedef void (*bearer_cb)(struct conn *c, const struct tok_info *ti);
+int	auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
+	    bearer_cb cb);
+int	auth_bearer_check(struct conn *c, const struct tok_info *ti,
+	    unsigned kinds);
+/* 401 invalid_token with its WWW-Authenticate challenge. */
+void	auth_bearer_denied(struct conn *c, const char *desc);
+
+/* OAuth 2.0 (worker/oauth.h has the shared parts). */
+enum handler_result h_token(struct conn *c);
+enum handler_result h_authorize(struct conn *c);
+enum handler_result h_introspect(struct conn *c);
+enum handler_result h_revoke(struct conn *c);
+enum handler_result h_wellknown(struct conn *c);
+enum handler_result h_pats(struct conn *c);
+enum handler_result h_pat_delete(struct conn *c);
 
 #endif /* TOKEND_WORKER_H */

@@ -1,0 +1,377 @@
+/*
+ * OAuth client authentication (RFC 6749 2.3.1) and the form endpoints'
+ * request state.
+ *
+ * A confidential client's secret is an argon2id hash: verifying it takes
+ * tens of milliseconds on the hashpool, which would cap /introspect at a
+ * few hundred per second.  So each worker remembers successful
+ * authentications in a small direct-mapped table keyed by HMAC-SHA256 of
+ * the presented client_id and secret (the HMAC key is random per worker
+ * process; neither the secret nor a plain hash of it is kept), holding the
+ * client's row.  An entry is used only while sh_client_epoch is what it
+ * was before the row was fetched: the writer bumps it whenever any client
+ * changes (shm/README.md, "Client epoch").  Failures are never cached.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "worker/hashpool.h"
+#include "worker/oauth.h"
+#include "worker/pgq.h"
+
+#define CC_SLOTS	256
+
+struct cc_ent {
+	int		 ce_used;
+	uint8_t		 ce_key[TOKEN_HASH_LEN];
+	uint64_t	 ce_epoch;		/* sh_client_epoch it is valid in */
+	int64_t		 ce_until;		/* unix seconds */
+	struct client_info ce_ci;
+};
+
+struct client_cache {
+	uint8_t		 cc_hkey[32];		/* HMAC key */
+	struct cc_ent	 cc_ent[CC_SLOTS];
+};
+
+static const char client_sql[] =
+    "SELECT id, client_id, secret_hash, public, scope FROM clients "
+    "WHERE client_id = $1";
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void
+oauth_headers(struct conn *c, int status)
+{
+	resp_start(c, status);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_header(c, "Pragma", "no-cache");
+}
+
+void
+oauth_json(struct conn *c, int status, json_t *obj)
+{
+	oauth_headers(c, status);
+	resp_json_end(c, obj);
+}
+
+void
+oauth_error(struct conn *c, int status, const char *error, const char *desc)
+{
+	oauth_json(c, status, resp_error_obj(error, desc));
+}
+
+void
+oauth_unavailable(struct conn *c)
+{
+	oauth_headers(c, 503);
+	resp_header(c, "Retry-After", "1");
+	resp_json_end(c, resp_error_obj("temporarily_unavailable",
+	    "PostgreSQL is unreachable or busy; try again"));
+}
+
+void
+client_invalid(struct conn *c, const struct oreq *or)
+{
+	oauth_headers(c, 401);
+	if (or->or_basic)
+		resp_header(c, "WWW-Authenticate", "Basic realm=\"tokend\"");
+	resp_json_end(c, resp_error_obj("invalid_client",
+	    "client authentication failed"));
+}
+
+/* ---- request state ------------------------------------------------------- */
+
+struct oreq *
+oreq_new(struct conn *c)
+{
+	const struct http_req *rq = &c->c_req;
+	const char	*body = c->c_in + c->c_inoff + rq->rq_header_bytes;
+	size_t		 len = rq->rq_content_length;
+	size_t		 arenalen = len + 2 * FORM_MAX_FIELDS + 1;
+	struct oreq	*or;
+
+	if (!oauth_ctype_is(rq->rq_content_type,
+	    "application/x-www-form-urlencoded")) {
+		oauth_error(c, 400, "invalid_request", "the body must be "
+		    "application/x-www-form-urlencoded");
+		return NULL;
+	}
+	if ((or = calloc(1, sizeof(*or) + arenalen)) == NULL) {
+		oauth_unavailable(c);
+		return NULL;
+	}
+	or->or_arenalen = arenalen;
+	if (form_parse(body, len, &or->or_form, or->or_arena, arenalen) ==
+	    -1) {
+		free(or);
+		oauth_error(c, 400, "invalid_request", "malformed form body, "
+		    "or a parameter given twice");
+		return NULL;
+	}
+	c->c_pending_data = or;
+	return or;
+}
+
+void
+oreq_free(struct conn *c)
+{
+	struct oreq	*or = c->c_pending_data;
+
+	if (or == NULL)
+		return;
+	OPENSSL_cleanse(or, sizeof(*or) + or->or_arenalen);
+	free(or);
+	c->c_pending_data = NULL;
+}
+
+enum handler_result
+oreq_done(struct conn *c, enum handler_result r)
+{
+	if (r == HANDLER_DONE)
+		oreq_free(c);
+	return r;
+}
+
+void
+oreq_resume(struct conn *c, enum handler_result r)
+{
+	if (r == HANDLER_PENDING)
+		return;
+	oreq_free(c);
+	conn_resume(c);
+}
+
+/* ---- the cache ----------------------------------------------------------- */
+
+struct client_cache *
+client_cache_new(void)
+{
+	struct client_cache *cc;
+
+	if ((cc = calloc(1, sizeof(*cc))) == NULL)
+		return NULL;
+	if (RAND_bytes(cc->cc_hkey, sizeof(cc->cc_hkey)) != 1) {
+		free(cc);
+		return NULL;
+	}
+	return cc;
+}
+
+/* HMAC(client_id NUL secret) into or_cc_key.  Returns 0 or -1. */
+static int
+cc_key(struct client_cache *cc, struct oreq *or)
+{
+	unsigned char	 buf[OA_CLIENT_ID_MAX + 1 + PASSWD_MAX_LEN];
+	size_t		 n = strlen(or->or_client_id) + 1;
+	unsigned	 len = 0;
+	int		 rc = -1;
+
+	memcpy(buf, or->or_client_id, n);
+	memcpy(buf + n, or->or_secret, or->or_secret_len);
+	if (HMAC(EVP_sha256(), cc->cc_hkey, sizeof(cc->cc_hkey), buf,
+	    n + or->or_secret_len, or->or_cc_key, &len) != NULL &&
+	    len == TOKEN_HASH_LEN)
+		rc = 0;
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return rc;
+}
+
+static struct cc_ent *
+cc_slot(struct client_cache *cc, const uint8_t *key)
+{
+	return &cc->cc_ent[(key[0] | (unsigned)key[1] << 8) % CC_SLOTS];
+}
+
+static const struct client_info *
+cc_get(struct oreq *or)
+{
+	struct client_cache *cc = W.wk_clients;
+	struct cc_ent	*e;
+
+	if (cc == NULL || cc_key(cc, or) == -1)
+		return NULL;
+	e = cc_slot(cc, or->or_cc_key);
+	if (!e->ce_used || CRYPTO_memcmp(e->ce_key, or->or_cc_key,
+	    TOKEN_HASH_LEN) != 0 || e->ce_until <= W.wk_now ||
+	    e->ce_epoch != __atomic_load_n(&W.wk_shm->sh_client_epoch,
+	    __ATOMIC_ACQUIRE))
+		return NULL;
+	return &e->ce_ci;
+}
+
+/* Remember or's authenticated client, unless a client changed since the
+ * row was read, or the writer's LISTEN is down (a change would be missed). */
+static void
+cc_put(struct oreq *or)
+{
+	struct client_cache *cc = W.wk_clients;
+	struct cc_ent	*e;
+
+	if (cc == NULL || or->or_client_epoch !=
+	    __atomic_load_n(&W.wk_shm->sh_client_epoch, __ATOMIC_ACQUIRE) ||
+	    !__atomic_load_n(&W.wk_shm->sh_listening, __ATOMIC_ACQUIRE))
+		return;
+	e = cc_slot(cc, or->or_cc_key);
+	memcpy(e->ce_key, or->or_cc_key, TOKEN_HASH_LEN);
+	e->ce_epoch = or->or_client_epoch;
+	e->ce_until = W.wk_now + W.wk_cf->cf_cache_ttl;
+	e->ce_ci = or->or_client;
+	e->ce_used = 1;
+}
+
+/* ---- credentials --------------------------------------------------------- */
+
+/* From HTTP Basic; the form may repeat the same client_id, nothing else. */
+static int
+creds_basic(struct conn *c, struct oreq *or, const char *fid,
+    const char *fsecret)
+{
+	or->or_basic = 1;
+	if (fsecret != NULL) {
+		oauth_error(c, 400, "invalid_request", "the client "
+		    "authenticated twice: HTTP Basic and client_secret");
+		return -1;
+	}
+	if (fid != NULL && strcmp(fid, or->or_client_id) != 0) {
+		oauth_error(c, 400, "invalid_request", "client_id differs "
+		    "from the HTTP Basic credentials");
+		return -1;
+	}
+	/* "id:" is a public client that used Basic for its id. */
+	or->or_has_secret = or->or_secret_len > 0;
+	return 0;
+}
+
+int
+client_creds(struct conn *c, struct oreq *or)
+{
+	const char	*fid = form_get(&or->or_form, "client_id");
+	const char	*fsecret = form_get(&or->or_form, "client_secret");
+	int		 b;
+
+	b = oauth_basic_decode(c->c_req.rq_authorization, or->or_client_id,
+	    sizeof(or->or_client_id), or->or_secret, sizeof(or->or_secret),
+	    &or->or_secret_len);
+	if (b == 1)
+		return creds_basic(c, or, fid, fsecret);
+	if (b == -1) {
+		or->or_basic = 1;
+		client_invalid(c, or);
+		return -1;
+	}
+	if (fid == NULL || fid[0] == '\0' || strlen(fid) > OA_CLIENT_ID_MAX ||
+	    (fsecret != NULL && strlen(fsecret) > PASSWD_MAX_LEN)) {
+		client_invalid(c, or);
+		return -1;
+	}
+	memcpy(or->or_client_id, fid, strlen(fid) + 1);
+	if (fsecret != NULL && fsecret[0] != '\0') {
+		or->or_secret_len = strlen(fsecret);
+		memcpy(or->or_secret, fsecret, or->or_secret_len + 1);
+		or->or_has_secret = 1;
+	}
+	return 0;
+}
+
+/* ---- authentication -------------------------------------------------------- */
+
+static void
+client_verified(struct conn *c, int ok, void *arg)
+{
+	struct oreq	*or;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (!ok) {
+		client_invalid(c, or);
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	cc_put(or);
+	oreq_resume(c, or->or_next(c, or));
+}
+
+/* The client's row arrived: check what kind it is, then its secret. */
+static enum handler_result
+client_row(struct conn *c, struct oreq *or, PGresult *res)
+{
+	struct client_info *ci = &or->or_client;
+
+	if (PQntuples(res) != 1)
+		goto invalid;
+	ci->ci_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	snprintf(ci->ci_client_id, sizeof(ci->ci_client_id), "%s",
+	    PQgetvalue(res, 0, 1));
+	ci->ci_public = PQgetvalue(res, 0, 3)[0] == 't';
+	snprintf(ci->ci_scope, sizeof(ci->ci_scope), "%s",
+	    PQgetvalue(res, 0, 4));
+	if (ci->ci_public) {
+		/* A public client has no secret to present. */
+		if (or->or_has_secret || or->or_need_conf)
+			goto invalid;
+		cc_put(or);
+		return or->or_next(c, or);
+	}
+	if (!or->or_has_secret || PQgetisnull(res, 0, 2))
+		goto invalid;
+	if (hashpool_verify(W.wk_hashpool, c, PQgetvalue(res, 0, 2),
+	    or->or_secret, or->or_secret_len, client_verified, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+invalid:
+	client_invalid(c, or);
+	return HANDLER_DONE;
+}
+
+static void
+client_fetched(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (res == NULL) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	oreq_resume(c, client_row(c, or, res));
+}
+
+enum handler_result
+client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
+{
+	const struct client_info *ci;
+	const char	*params[1] = { or->or_client_id };
+
+	or->or_need_conf = need_conf;
+	or->or_next = next;
+	if ((ci = cc_get(or)) != NULL) {
+		if (ci->ci_public && need_conf) {
+			client_invalid(c, or);
+			return HANDLER_DONE;
+		}
+		or->or_client = *ci;
+		return next(c, or);
+	}
+	or->or_client_epoch = __atomic_load_n(&W.wk_shm->sh_client_epoch,
+	    __ATOMIC_ACQUIRE);
+	if (pgq_submit(W.wk_pgq, c, client_sql, 1, params, client_fetched,
+	    NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}

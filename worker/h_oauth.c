@@ -1,0 +1,392 @@
+/*
+ * POST /introspect (RFC 7662), POST /revoke (RFC 7009), GET
+ * /.well-known/oauth-authorization-server (RFC 8414), and the cache upkeep
+ * every OAuth endpoint shares.
+ *
+ * /introspect answers access tokens and PATs from the LMDB cache on a hit,
+ * exactly as /auth does (and, like a 200 from /auth, each active answer
+ * counts one use of the token); a miss goes through the worker's lookup
+ * and fills the cache.  Refresh tokens are never cached (a rotation is not
+ * notified), so they are always asked of PostgreSQL.
+ *
+ * /revoke commits the revocation, then bumps sh_cache_epoch and deletes
+ * the revoked hashes from the shared cache before it answers: when the 200
+ * leaves, no worker can answer from the cache for them any more.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/lookup.h"
+#include "worker/oauth.h"
+#include "worker/pgq.h"
+
+static const char refresh_info_sql[] =
+    "SELECT t.id, coalesce(t.user_id, 0), coalesce(u.name, ''), "
+    "coalesce(c.client_id, ''), t.scope, "
+    "floor(extract(epoch FROM t.expires_at))::bigint, "
+    "floor(extract(epoch FROM t.created_at))::bigint "
+    "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
+    "LEFT JOIN clients c ON c.id = t.client_id "
+    "WHERE t.hash = decode($1, 'hex') AND t.kind = 'refresh' "
+    "AND t.revoked_at IS NULL AND t.rotated_at IS NULL "
+    "AND t.expires_at > now() AND NOT coalesce(u.disabled, false)";
+
+static const char revoke_sql[] =
+    "SELECT coalesce(o_kind, ''), o_n, o_hashes "
+    "FROM tokend_revoke(decode($1, 'hex'), $2::bigint)";
+
+/* ---- the shared cache --------------------------------------------------- */
+
+void
+oauth_cache_revoke(const char *hexlist)
+{
+	uint8_t		(*h)[TOKEN_HASH_LEN];
+	const char	*p;
+	size_t		 n = 1, i = 0, len;
+
+	if (hexlist == NULL || hexlist[0] == '\0')
+		return;
+	/* First the epoch: a lookup in flight must not cache them again. */
+	__atomic_add_fetch(&W.wk_shm->sh_cache_epoch, 1, __ATOMIC_RELEASE);
+	if (W.wk_cache == NULL)
+		return;
+	for (p = hexlist; *p != '\0'; p++)
+		n += *p == ',';
+	if ((h = calloc(n, TOKEN_HASH_LEN)) == NULL) {
+		cache_clear(W.wk_cache);	/* too much rather than too little */
+		return;
+	}
+	for (p = hexlist; *p != '\0'; p += len + (p[len] == ',')) {
+		len = strcspn(p, ",");
+		if (hex_decode(p, len, h[i], TOKEN_HASH_LEN) == 0)
+			i++;
+	}
+	if (cache_del_many(W.wk_cache, (const uint8_t (*)[TOKEN_HASH_LEN])h,
+	    i) == -1)
+		cache_clear(W.wk_cache);
+	free(h);
+}
+
+void
+oauth_cache_issued(const char *tok, const struct tok_info *ti,
+    uint64_t epoch)
+{
+	struct tok_info	 t = *ti;
+	uint8_t		 hash[TOKEN_HASH_LEN];
+
+	if (W.wk_cache == NULL ||
+	    !__atomic_load_n(&W.wk_shm->sh_listening, __ATOMIC_ACQUIRE))
+		return;
+	t.ti_until = cache_until(&t, W.wk_now, W.wk_cf->cf_cache_ttl,
+	    W.wk_cf->cf_negative_ttl);
+	token_hash(tok, strlen(tok), hash);
+	cache_put(W.wk_cache, hash, &t, &W.wk_shm->sh_cache_epoch, epoch);
+}
+
+/* ---- /introspect ---------------------------------------------------------- */
+
+static void
+introspect_answer(struct conn *c, const struct tok_info *ti)
+{
+	char	 sub[24];
+	json_t	*o;
+
+	if (ti->ti_state != TI_VALID ||
+	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
+	    (ti->ti_kind != TOKEN_ACCESS && ti->ti_kind != TOKEN_PAT &&
+	    ti->ti_kind != TOKEN_REFRESH)) {
+		oauth_json(c, 200, json_pack("{s:b}", "active", 0));
+		return;
+	}
+	/* Counted before the answer leaves, as /auth does. */
+	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms);
+	o = json_pack("{s:b, s:s, s:s, s:I}", "active", 1, "scope",
+	    ti->ti_scope, "token_type", "Bearer", "iat",
+	    (json_int_t)ti->ti_iat);
+	if (o == NULL) {
+		oauth_unavailable(c);
+		return;
+	}
+	if (ti->ti_client[0] != '\0')
+		json_object_set_new(o, "client_id", json_string(ti->ti_client));
+	if (ti->ti_user_id != 0) {
+		snprintf(sub, sizeof(sub), "%lld", (long long)ti->ti_user_id);
+		json_object_set_new(o, "username", json_string(ti->ti_user));
+		json_object_set_new(o, "sub", json_string(sub));
+	} else if (ti->ti_client[0] != '\0')
+		json_object_set_new(o, "sub", json_string(ti->ti_client));
+	if (ti->ti_expires != 0)
+		json_object_set_new(o, "exp",
+		    json_integer((json_int_t)ti->ti_expires));
+	oauth_json(c, 200, o);
+}
+
+static void
+introspect_looked(struct conn *c, const struct tok_info *ti)
+{
+	c->c_pending = NULL;
+	if (ti == NULL)
+		oauth_unavailable(c);
+	else
+		introspect_answer(c, ti);
+	oreq_resume(c, HANDLER_DONE);
+}
+
+static void
+introspect_refresh(struct conn *c, PGresult *res, void *arg)
+{
+	struct tok_info	 ti;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	memset(&ti, 0, sizeof(ti));
+	ti.ti_state = TI_NEGATIVE;
+	if (res != NULL && PQntuples(res) == 1) {
+		ti.ti_state = TI_VALID;
+		ti.ti_kind = TOKEN_REFRESH;
+		ti.ti_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		ti.ti_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		snprintf(ti.ti_user, sizeof(ti.ti_user), "%s",
+		    PQgetvalue(res, 0, 2));
+		snprintf(ti.ti_client, sizeof(ti.ti_client), "%s",
+		    PQgetvalue(res, 0, 3));
+		snprintf(ti.ti_scope, sizeof(ti.ti_scope), "%s",
+		    PQgetvalue(res, 0, 4));
+		ti.ti_expires = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+		ti.ti_iat = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+	}
+	if (res == NULL)
+		oauth_unavailable(c);
+	else
+		introspect_answer(c, &ti);
+	oreq_resume(c, HANDLER_DONE);
+}
+
+/* Refresh tokens are never cached: always PostgreSQL. */
+static enum handler_result
+introspect_refresh_start(struct conn *c, const char *tok)
+{
+	char		 hex[2 * TOKEN_HASH_LEN + 1];
+	const char	*p[1] = { hex };
+
+	oauth_hash_hex(tok, hex);
+	if (pgq_submit(W.wk_pgq, c, refresh_info_sql, 1, p,
+	    introspect_refresh, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+static enum handler_result
+introspect_go(struct conn *c, struct oreq *or)
+{
+	const char	*tok = form_get(&or->or_form, "token");
+	struct tok_info	 ti;
+	uint8_t		 hash[TOKEN_HASH_LEN];
+	enum token_kind	 kind;
+
+	if (tok == NULL) {
+		oauth_error(c, 400, "invalid_request", "token is required");
+		return HANDLER_DONE;
+	}
+	kind = token_check(tok, strlen(tok));
+	if (kind == TOKEN_REFRESH)
+		return introspect_refresh_start(c, tok);
+	memset(&ti, 0, sizeof(ti));
+	ti.ti_state = TI_NEGATIVE;
+	if (kind != TOKEN_ACCESS && kind != TOKEN_PAT) {
+		introspect_answer(c, &ti);
+		return HANDLER_DONE;
+	}
+	token_hash(tok, strlen(tok), hash);
+	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, &ti) == 1 &&
+	    ti.ti_until > W.wk_now) {
+		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
+		    &W.wk_slot->sl_cache_negative_hits, 1);
+		introspect_answer(c, &ti);
+		return HANDLER_DONE;
+	}
+	ctr_add(&W.wk_slot->sl_cache_misses, 1);
+	if (lookup_submit(W.wk_lookup, c, hash, introspect_looked) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+enum handler_result
+h_introspect(struct conn *c)
+{
+	struct oreq	*or;
+
+	if ((or = oreq_new(c)) == NULL)
+		return HANDLER_DONE;
+	if (client_creds(c, or) == -1)
+		return oreq_done(c, HANDLER_DONE);
+	return oreq_done(c, client_auth(c, or, 1, introspect_go));
+}
+
+/* ---- /revoke -------------------------------------------------------------- */
+
+static void
+revoke_ok(struct conn *c)
+{
+	resp_start(c, 200);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_header(c, "Pragma", "no-cache");
+	resp_end(c, NULL, NULL, 0);
+}
+
+static void
+revoked(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+	char		 pfx[TOKEN_DISPLAY_LEN + 1];
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (res == NULL || PQntuples(res) != 1) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	oauth_cache_revoke(PQgetvalue(res, 0, 2));
+	if (strtol(PQgetvalue(res, 0, 1), NULL, 10) > 0) {
+		oauth_prefix(or->or_presented, pfx);
+		LOG(LVL_INFO, "token_revoked", KV_S("token", pfx),
+		    KV_S("kind", PQgetvalue(res, 0, 0)),
+		    KV_S("revoked", PQgetvalue(res, 0, 1)),
+		    KV_S("client", or->or_client.ci_client_id),
+		    KV_S("by", "api"));
+	}
+	revoke_ok(c);
+	oreq_resume(c, HANDLER_DONE);
+}
+
+static enum handler_result
+revoke_go(struct conn *c, struct oreq *or)
+{
+	const char	*tok = form_get(&or->or_form, "token");
+	const char	*p[2];
+	char		 hex[2 * TOKEN_HASH_LEN + 1], cid[24];
+
+	if (tok == NULL) {
+		oauth_error(c, 400, "invalid_request", "token is required");
+		return HANDLER_DONE;
+	}
+	/* RFC 7009 2.2: an invalid token is no error. */
+	if (token_check(tok, strlen(tok)) == TOKEN_INVALID) {
+		revoke_ok(c);
+		return HANDLER_DONE;
+	}
+	memcpy(or->or_presented, tok, TOKEN_LEN + 1);
+	oauth_hash_hex(tok, hex);
+	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
+	p[0] = hex;
+	p[1] = cid;
+	if (pgq_submit(W.wk_pgq, c, revoke_sql, 2, p, revoked, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+enum handler_result
+h_revoke(struct conn *c)
+{
+	struct oreq	*or;
+
+	if ((or = oreq_new(c)) == NULL)
+		return HANDLER_DONE;
+	if (client_creds(c, or) == -1)
+		return oreq_done(c, HANDLER_DONE);
+	return oreq_done(c, client_auth(c, or, 0, revoke_go));
+}
+
+/* ---- RFC 8414 metadata ----------------------------------------------------- */
+
+static json_t *
+str_array(const char *const *v, size_t n)
+{
+	json_t	*a = json_array();
+	size_t	 i;
+
+	for (i = 0; a != NULL && i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+/* The configured scopes_supported, space-separated, as an array. */
+static json_t *
+scopes_array(const char *list)
+{
+	json_t		*a = json_array();
+	const char	*p = list;
+	char		 w[CF_SCOPES_LEN];
+	size_t		 n;
+
+	while (a != NULL && *p != '\0') {
+		while (*p == ' ')
+			p++;
+		if ((n = strcspn(p, " ")) == 0)
+			break;
+		memcpy(w, p, n);
+		w[n] = '\0';
+		json_array_append_new(a, json_string(w));
+		p += n;
+	}
+	return a;
+}
+
+static void
+endpoint(json_t *o, const char *key, const char *base, size_t blen,
+    const char *path)
+{
+	char	 url[CF_URL_LEN + 64];
+
+	snprintf(url, sizeof(url), "%.*s%s", (int)blen, base, path);
+	json_object_set_new(o, key, json_string(url));
+}
+
+enum handler_result
+h_wellknown(struct conn *c)
+{
+	static const char *const grants[] = { "authorization_code",
+	    "refresh_token", "password", "client_credentials" };
+	static const char *const auth[] = { "client_secret_basic",
+	    "client_secret_post", "none" };
+	const char	*iss = W.wk_cf->cf_issuer;
+	size_t		 n = strlen(iss);
+	json_t		*o;
+
+	while (n > 0 && iss[n - 1] == '/')
+		n--;
+	o = json_pack("{s:s, s:o, s:[s], s:[s], s:o, s:o, s:o}",
+	    "issuer", iss, "grant_types_supported", str_array(grants, 4),
+	    "response_types_supported", "code",
+	    "code_challenge_methods_supported", "S256",
+	    "token_endpoint_auth_methods_supported", str_array(auth, 3),
+	    "revocation_endpoint_auth_methods_supported", str_array(auth, 3),
+	    "introspection_endpoint_auth_methods_supported",
+	    str_array(auth, 2));
+	if (o == NULL) {
+		resp_error(c, 500, "server_error", "out of memory");
+		return HANDLER_DONE;
+	}
+	endpoint(o, "authorization_endpoint", iss, n, "/authorize");
+	endpoint(o, "token_endpoint", iss, n, "/token");
+	endpoint(o, "introspection_endpoint", iss, n, "/introspect");
+	endpoint(o, "revocation_endpoint", iss, n, "/revoke");
+	if (W.wk_cf->cf_scopes_supported[0] != '\0')
+		json_object_set_new(o, "scopes_supported",
+		    scopes_array(W.wk_cf->cf_scopes_supported));
+	resp_start(c, 200);
+	resp_header(c, "Cache-Control", "public, max-age=300");
+	resp_json_end(c, o);
+	return HANDLER_DONE;
+}

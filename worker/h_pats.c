@@ -1,0 +1,315 @@
+/*
+ * The PAT API (SPEC section 4): POST /pats, GET /pats, DELETE /pats/ID.
+ *
+ * Authenticated with the user's own access token only: a PAT cannot mint or
+ * list PATs (401 invalid_token), nor can a client-credentials token (it has
+ * no user).  Each user sees and deletes only their own PATs; another user's
+ * id answers exactly as an unknown one, 404.  The token string appears only
+ * in the 201 of POST; only its SHA-256 is stored.
+ *
+ * POST takes application/json (else 415) {"name", "scope", "expires_in"}:
+ * name 1 to 128 bytes without control characters; scope within the access
+ * token's own (omitted: the access token's scope), else 400 invalid_scope;
+ * expires_in 60 to 315360000 seconds, omitted or null for never.  Dates are
+ * ISO 8601 UTC strings ("2025-01-31T12:00:00Z"), null for never.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "worker/oauth.h"
+#include "worker/pgq.h"
+
+#define ACCESS_ONLY	(1u << TOKEN_ACCESS)
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+static const char create_sql[] =
+    "SELECT o_status, o_id, o_created, o_expires FROM tokend_pat_create("
+    "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6)";
+
+static const char list_sql[] =
+    "SELECT id, name, prefix, scope, " TS("created_at") ", "
+    TS("expires_at") ", " TS("last_used_at") ", use_count FROM tokens "
+    "WHERE user_id = $1::bigint AND kind = 'pat' AND revoked_at IS NULL "
+    "ORDER BY id";
+
+static const char delete_sql[] =
+    "UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
+    "AND user_id = $2::bigint AND kind = 'pat' AND revoked_at IS NULL "
+    "RETURNING encode(hash, 'hex'), prefix";
+
+enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE };
+
+/* The request's state, in c_pending_data. */
+struct pat_wait {
+	enum pat_op	 pw_op;
+	struct pat_req	 pw_req;		/* PAT_CREATE */
+	char		 pw_id[24];		/* PAT_DELETE */
+	char		 pw_scope[TI_SCOPE_LEN];
+	char		 pw_user[TI_USER_LEN];
+	char		 pw_token[TOKEN_LEN + 1];
+};
+
+static enum handler_result
+pw_done(struct conn *c, enum handler_result r)
+{
+	struct pat_wait	*pw = c->c_pending_data;
+
+	if (r == HANDLER_PENDING || pw == NULL)
+		return r;
+	OPENSSL_cleanse(pw, sizeof(*pw));
+	free(pw);
+	c->c_pending_data = NULL;
+	return r;
+}
+
+static void
+pat_error(struct conn *c, int status, const char *error, const char *desc)
+{
+	resp_start(c, status);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_json_end(c, resp_error_obj(error, desc));
+}
+
+/* A nullable text column as a JSON string or null. */
+static json_t *
+col(PGresult *res, int r, int k)
+{
+	return PQgetisnull(res, r, k) ? json_null() :
+	    json_string(PQgetvalue(res, r, k));
+}
+
+/* ---- the answers ------------------------------------------------------------ */
+
+static void
+pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
+{
+	char	 pfx[TOKEN_DISPLAY_LEN + 1];
+	json_t	*o;
+
+	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
+		auth_bearer_denied(c, "the user is disabled");
+		return;
+	}
+	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
+	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
+	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
+	    "created_at", col(res, 0, 2), "expires_at", col(res, 0, 3));
+	oauth_prefix(pw->pw_token, pfx);
+	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
+	    KV_S("user", pw->pw_user), KV_S("pat", pfx),
+	    KV_S("scope", pw->pw_scope));
+	resp_start(c, 201);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_json_end(c, o);
+}
+
+static void
+pat_listed(struct conn *c, PGresult *res)
+{
+	json_t	*a = json_array(), *o;
+	int	 i;
+
+	for (i = 0; a != NULL && i < PQntuples(res); i++) {
+		o = json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o, s:I}", "id",
+		    (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
+		    "name", col(res, i, 1), "prefix", PQgetvalue(res, i, 2),
+		    "scope", PQgetvalue(res, i, 3), "created_at",
+		    col(res, i, 4), "expires_at", col(res, i, 5),
+		    "last_used_at", col(res, i, 6), "use_count",
+		    (json_int_t)strtoll(PQgetvalue(res, i, 7), NULL, 10));
+		json_array_append_new(a, o);
+	}
+	resp_start(c, 200);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_json_end(c, a);
+}
+
+static void
+pat_deleted(struct conn *c, struct pat_wait *pw, PGresult *res)
+{
+	if (PQntuples(res) != 1) {
+		pat_error(c, 404, "not_found", "no such personal access token");
+		return;
+	}
+	/* Gone from every worker's cache before the 204. */
+	oauth_cache_revoke(PQgetvalue(res, 0, 0));
+	LOG(LVL_INFO, "token_revoked", KV_S("token", PQgetvalue(res, 0, 1)),
+	    KV_S("kind", "pat"), KV_S("user", pw->pw_user),
+	    KV_S("by", "api"));
+	resp_start(c, 204);
+	resp_end(c, NULL, NULL, 0);
+}
+
+static void
+pat_answered(struct conn *c, PGresult *res, void *arg)
+{
+	struct pat_wait	*pw;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	pw = c->c_pending_data;
+	if (res == NULL || (pw->pw_op == PAT_CREATE && PQntuples(res) != 1))
+		oauth_unavailable(c);
+	else if (pw->pw_op == PAT_CREATE)
+		pat_created(c, pw, res);
+	else if (pw->pw_op == PAT_LIST)
+		pat_listed(c, res);
+	else
+		pat_deleted(c, pw, res);
+	pw_done(c, HANDLER_DONE);
+	conn_resume(c);
+}
+
+/* ---- the work ---------------------------------------------------------------- */
+
+/* POST's parameters, checked against the access token's scope. */
+static int
+pat_create_params(struct conn *c, struct pat_wait *pw,
+    const struct tok_info *ti, const char **p, char *hash, char *pfx,
+    char *exp)
+{
+	const struct pat_req *pr = &pw->pw_req;
+
+	if (!pr->pr_has_scope)
+		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
+		    ti->ti_scope);
+	else if (!oauth_scope_subset(pr->pr_scope, ti->ti_scope)) {
+		pat_error(c, 400, "invalid_scope", "a PAT's scope must be "
+		    "within the access token's");
+		return -1;
+	} else
+		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
+		    pr->pr_scope);
+	if (token_generate(TOKEN_PAT, pw->pw_token) == -1) {
+		oauth_unavailable(c);
+		return -1;
+	}
+	oauth_hash_hex(pw->pw_token, hash);
+	oauth_prefix(pw->pw_token, pfx);
+	snprintf(exp, 24, "%lld", (long long)pr->pr_expires_in);
+	p[1] = pr->pr_name;
+	p[2] = pw->pw_scope;
+	p[3] = pr->pr_expires_in != 0 ? exp : NULL;
+	p[4] = hash;
+	p[5] = pfx;
+	return 0;
+}
+
+static enum handler_result
+pats_go(struct conn *c, const struct tok_info *ti)
+{
+	struct pat_wait	*pw = c->c_pending_data;
+	char		 uid[24], hash[2 * TOKEN_HASH_LEN + 1], exp[24];
+	char		 pfx[TOKEN_DISPLAY_LEN + 1];
+	const char	*p[6] = { uid }, *sql = list_sql;
+	int		 n = 1;
+
+	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
+		return HANDLER_DONE;
+	if (ti->ti_user_id == 0) {
+		auth_bearer_denied(c, "a user's access token is required");
+		return HANDLER_DONE;
+	}
+	snprintf(uid, sizeof(uid), "%lld", (long long)ti->ti_user_id);
+	snprintf(pw->pw_user, sizeof(pw->pw_user), "%s", ti->ti_user);
+	if (pw->pw_op == PAT_CREATE) {
+		if (pat_create_params(c, pw, ti, p, hash, pfx, exp) == -1)
+			return HANDLER_DONE;
+		sql = create_sql;
+		n = 6;
+	} else if (pw->pw_op == PAT_DELETE) {
+		p[0] = pw->pw_id;
+		p[1] = uid;
+		sql = delete_sql;
+		n = 2;
+	}
+	if (pgq_submit(W.wk_pgq, c, sql, n, p, pat_answered, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+static void
+pats_bearer(struct conn *c, const struct tok_info *ti)
+{
+	c->c_pending = NULL;
+	if (pw_done(c, pats_go(c, ti)) == HANDLER_DONE)
+		conn_resume(c);
+}
+
+/* Authenticate, then do pw's operation. */
+static enum handler_result
+pats_start(struct conn *c, struct pat_wait *pw)
+{
+	struct tok_info	 ti;
+	int		 r;
+
+	c->c_pending_data = pw;
+	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, pats_bearer);
+	if (r == 2)
+		return HANDLER_PENDING;
+	return pw_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
+}
+
+enum handler_result
+h_pats(struct conn *c)
+{
+	const struct http_req *rq = &c->c_req;
+	struct pat_wait	*pw;
+	const char	*err, *why;
+
+	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	pw->pw_op = rq->rq_method == HTTP_POST ? PAT_CREATE : PAT_LIST;
+	if (pw->pw_op == PAT_LIST)
+		return pats_start(c, pw);
+	if (!oauth_ctype_is(rq->rq_content_type, "application/json")) {
+		free(pw);
+		pat_error(c, 415, "invalid_request", "the body must be "
+		    "application/json");
+		return HANDLER_DONE;
+	}
+	/* Parsed now: the body may not outlive a wait for the lookup. */
+	if (oauth_parse_pat(c->c_in + c->c_inoff + rq->rq_header_bytes,
+	    rq->rq_content_length, &pw->pw_req, &err, &why) == -1) {
+		free(pw);
+		pat_error(c, 400, err, why);
+		return HANDLER_DONE;
+	}
+	return pats_start(c, pw);
+}
+
+/* DELETE /pats/ID: ID a positive decimal int64; anything else is 404
+ * (after authentication, so it tells an anonymous caller nothing). */
+enum handler_result
+h_pat_delete(struct conn *c)
+{
+	struct http_str	 path = c->c_req.rq_path;
+	struct pat_wait	*pw;
+	size_t		 i, n = strlen("/pats/");
+	int		 ok;
+
+	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	pw->pw_op = PAT_DELETE;
+	ok = path.s_len > n && path.s_len - n < 19 && path.s_ptr[n] != '0';
+	for (i = n; ok && i < path.s_len; i++)
+		ok = isdigit((unsigned char)path.s_ptr[i]);
+	if (ok)
+		memcpy(pw->pw_id, path.s_ptr + n, path.s_len - n);
+	else
+		strcpy(pw->pw_id, "0");		/* matches no row */
+	return pats_start(c, pw);
+}

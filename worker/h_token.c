@@ -1,0 +1,702 @@
+/*
+ * POST /token (RFC 6749, SPEC section 4): the password, refresh_token,
+ * authorization_code and client_credentials grants.
+ *
+ * Each grant is: parse the form, authenticate the client (client.c), do
+ * the grant's checks that need no I/O, mint the new token strings here
+ * (RAND_bytes; only their SHA-256 leaves the process), then ONE call of a
+ * PL/pgSQL function (store/migrations/002_oauth.sql) that claims, inserts
+ * and revokes in one transaction.  The password grant first fetches the
+ * user and verifies the password on the hashpool, never on the loop.
+ *
+ * Every answer carries Cache-Control: no-store and Pragma: no-cache.
+ * Unknown, expired, reused and revoked refresh tokens and codes all get
+ * the same invalid_grant body.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "worker/hashpool.h"
+#include "worker/oauth.h"
+#include "worker/pgq.h"
+
+static const char bad_grant[] =
+    "the grant is invalid, expired, revoked or was already used";
+static const char bad_login[] = "the username or password is wrong";
+
+static const char user_sql[] =
+    "SELECT id, password_hash, disabled FROM users WHERE name = $1";
+
+static const char issue_sql[] =
+    "SELECT o_status, o_access_id, o_refresh_id, o_iat "
+    "FROM tokend_issue($1::bigint, $2::bigint, $3, decode($4, 'hex'), $5, "
+    "$6::integer, decode($7, 'hex'), $8, $9::integer)";
+
+static const char refresh_sql[] =
+    "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
+    "coalesce(o_scope, ''), encode(o_box, 'hex'), o_access_id, "
+    "o_refresh_id, o_iat, o_access_exp, o_family, o_family_size, o_n, "
+    "o_hashes FROM tokend_refresh(decode($1, 'hex'), $2::bigint, $3, "
+    "$4::integer, decode($5, 'hex'), decode($6, 'hex'), $7, $8::integer, "
+    "decode($9, 'hex'), $10, $11::integer)";
+
+static const char code_sql[] =
+    "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
+    "coalesce(o_scope, ''), o_access_id, o_refresh_id, o_iat, o_n, "
+    "o_hashes FROM tokend_code_exchange(decode($1, 'hex'), $2::bigint, $3, "
+    "$4, decode($5, 'hex'), $6, $7::integer, decode($8, 'hex'), $9, "
+    "$10::integer)";
+
+static const char wipe_sql[] = "SELECT tokend_wipe_boxes($1::integer)";
+
+/* The SQL parameters that describe the freshly minted tokens. */
+struct minted {
+	char	 mt_ahash[2 * TOKEN_HASH_LEN + 1];
+	char	 mt_apfx[TOKEN_DISPLAY_LEN + 1];
+	char	 mt_attl[16];
+	char	 mt_rhash[2 * TOKEN_HASH_LEN + 1];
+	char	 mt_rpfx[TOKEN_DISPLAY_LEN + 1];
+	char	 mt_rttl[16];
+};
+
+/* ---- shared steps -------------------------------------------------------- */
+
+/* Mint or_access (and or_refresh) and their SQL parameters. */
+static int
+mint(struct oreq *or, int refresh, struct minted *mt)
+{
+	const struct config *cf = W.wk_cf;
+
+	memset(mt, 0, sizeof(*mt));
+	if (token_generate(TOKEN_ACCESS, or->or_access) == -1 ||
+	    (refresh && token_generate(TOKEN_REFRESH, or->or_refresh) == -1))
+		return -1;
+	oauth_hash_hex(or->or_access, mt->mt_ahash);
+	oauth_prefix(or->or_access, mt->mt_apfx);
+	snprintf(mt->mt_attl, sizeof(mt->mt_attl), "%d",
+	    cf->cf_access_token_ttl);
+	if (refresh) {
+		oauth_hash_hex(or->or_refresh, mt->mt_rhash);
+		oauth_prefix(or->or_refresh, mt->mt_rpfx);
+		snprintf(mt->mt_rttl, sizeof(mt->mt_rttl), "%d",
+		    cf->cf_refresh_token_ttl);
+	} else
+		or->or_refresh[0] = '\0';
+	return 0;
+}
+
+/* 200 with the pair in or (RFC 6749 5.1). */
+static void
+token_ok(struct conn *c, struct oreq *or, int64_t expires_in)
+{
+	json_t	*o;
+
+	o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", or->or_access,
+	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
+	    "scope", or->or_scope);
+	if (o != NULL && or->or_refresh[0] != '\0')
+		json_object_set_new(o, "refresh_token",
+		    json_string(or->or_refresh));
+	oauth_json(c, 200, o);
+}
+
+/* The new access token, into the cache before anyone asks for it. */
+static void
+prime_cache(struct oreq *or, PGresult *res, int idcol, int iatcol)
+{
+	struct tok_info	 ti;
+
+	memset(&ti, 0, sizeof(ti));
+	ti.ti_state = TI_VALID;
+	ti.ti_kind = TOKEN_ACCESS;
+	ti.ti_id = strtoll(PQgetvalue(res, 0, idcol), NULL, 10);
+	ti.ti_user_id = or->or_user_id;
+	ti.ti_iat = strtoll(PQgetvalue(res, 0, iatcol), NULL, 10);
+	ti.ti_expires = ti.ti_iat + W.wk_cf->cf_access_token_ttl;
+	snprintf(ti.ti_user, sizeof(ti.ti_user), "%s", or->or_user);
+	snprintf(ti.ti_client, sizeof(ti.ti_client), "%s",
+	    or->or_client.ci_client_id);
+	snprintf(ti.ti_scope, sizeof(ti.ti_scope), "%s", or->or_scope);
+	oauth_cache_issued(or->or_access, &ti, or->or_cache_epoch);
+}
+
+static void
+log_issued(struct oreq *or, const char *event, const char *grant)
+{
+	char	 ap[TOKEN_DISPLAY_LEN + 1], rp[TOKEN_DISPLAY_LEN + 1] = "";
+
+	oauth_prefix(or->or_access, ap);
+	if (or->or_refresh[0] != '\0')
+		oauth_prefix(or->or_refresh, rp);
+	LOG(LVL_INFO, event, KV_S("grant", grant),
+	    KV_S("client", or->or_client.ci_client_id),
+	    KV_S("user", or->or_user), KV_S("access", ap),
+	    KV_S("refresh", rp), KV_S("scope", or->or_scope));
+}
+
+/* The requested scope, within the client's; omitted: all of the client's.
+ * Returns 0, or -1 after answering invalid_scope. */
+static int
+client_scope(struct conn *c, struct oreq *or)
+{
+	if (!or->or_has_scope) {
+		snprintf(or->or_scope, sizeof(or->or_scope), "%s",
+		    or->or_client.ci_scope);
+		return 0;
+	}
+	if (oauth_scope_subset(or->or_scope, or->or_client.ci_scope))
+		return 0;
+	oauth_error(c, 400, "invalid_scope", "the requested scope exceeds "
+	    "the client's");
+	return -1;
+}
+
+/* ---- password and client_credentials: tokend_issue ----------------------- */
+
+static void
+issued(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (res == NULL)
+		oauth_unavailable(c);
+	else if (PQntuples(res) != 1 ||
+	    strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
+		oauth_error(c, 400, "invalid_grant", bad_login);
+	else {
+		prime_cache(or, res, 1, 3);
+		log_issued(or, "token_issued", or->or_user_id != 0 ?
+		    "password" : "client_credentials");
+		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
+	}
+	oreq_resume(c, HANDLER_DONE);
+}
+
+static enum handler_result
+issue(struct conn *c, struct oreq *or, int refresh)
+{
+	struct minted	 mt;
+	char		 uid[24], cid[24];
+	const char	*p[9];
+
+	if (mint(or, refresh, &mt) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	snprintf(uid, sizeof(uid), "%lld", (long long)or->or_user_id);
+	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
+	p[0] = or->or_user_id != 0 ? uid : NULL;
+	p[1] = cid;
+	p[2] = or->or_scope;
+	p[3] = mt.mt_ahash;
+	p[4] = mt.mt_apfx;
+	p[5] = mt.mt_attl;
+	p[6] = refresh ? mt.mt_rhash : NULL;
+	p[7] = refresh ? mt.mt_rpfx : NULL;
+	p[8] = refresh ? mt.mt_rttl : NULL;
+	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
+	    __ATOMIC_ACQUIRE);
+	if (pgq_submit(W.wk_pgq, c, issue_sql, 9, p, issued, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+static enum handler_result
+grant_client_credentials(struct conn *c, struct oreq *or)
+{
+	if (or->or_client.ci_public) {
+		oauth_error(c, 400, "unauthorized_client", "client_credentials "
+		    "is for confidential clients");
+		return HANDLER_DONE;
+	}
+	if (client_scope(c, or) == -1)
+		return HANDLER_DONE;
+	or->or_user_id = 0;
+	or->or_user[0] = '\0';
+	return issue(c, or, 0);
+}
+
+/* ---- password ------------------------------------------------------------- */
+
+/* The attempt was counted as a failure when it began (grant_password). */
+static void
+login_failed(struct conn *c, struct oreq *or, const char *why)
+{
+	const char	*name = form_get(&or->or_form, "username");
+
+	LOG(LVL_INFO, "login_failed", KV_S("user", name),
+	    KV_S("client", or->or_client.ci_client_id), KV_S("reason", why),
+	    KV_S("peer", c->c_peer));
+	oauth_error(c, 400, "invalid_grant", bad_login);
+}
+
+static void
+password_verified(struct conn *c, int ok, void *arg)
+{
+	struct oreq	*or;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (!ok || or->or_user_id == 0) {
+		login_failed(c, or, or->or_user_id == 0 ? "unknown user" :
+		    "wrong password");
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	if (or->or_user_disabled) {
+		login_failed(c, or, "user disabled");
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	ratelimit_reset(W.wk_shm, form_get(&or->or_form, "username"));
+	oreq_resume(c, issue(c, or, 1));
+}
+
+/* The user's row (or none): verify the password against its hash, or
+ * against the dummy hash, which costs the same. */
+static void
+password_user(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+	const char	*pw, *hash = NULL;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (res == NULL) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	if (PQntuples(res) == 1) {
+		or->or_user_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		if (!PQgetisnull(res, 0, 1))
+			hash = PQgetvalue(res, 0, 1);
+		or->or_user_disabled = PQgetvalue(res, 0, 2)[0] == 't';
+	}
+	pw = form_get(&or->or_form, "password");
+	if (hashpool_verify(W.wk_hashpool, c, hash, pw, strlen(pw),
+	    password_verified, NULL) == -1) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+	}
+}
+
+static enum handler_result
+grant_password(struct conn *c, struct oreq *or)
+{
+	const char	*name = form_get(&or->or_form, "username");
+	const char	*pw = form_get(&or->or_form, "password");
+	const char	*params[1] = { name };
+	int		 wait;
+
+	if (name == NULL || pw == NULL || name[0] == '\0') {
+		oauth_error(c, 400, "invalid_request", "username and password "
+		    "are required");
+		return HANDLER_DONE;
+	}
+	if (client_scope(c, or) == -1)
+		return HANDLER_DONE;
+	wait = ratelimit_check(W.wk_shm, name, W.wk_now,
+	    W.wk_cf->cf_login_window, W.wk_cf->cf_login_max_failures);
+	if (wait > 0) {
+		LOG(LVL_WARN, "login_rate_limited", KV_S("user", name),
+		    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
+		resp_start(c, 429);
+		resp_header(c, "Cache-Control", "no-store");
+		resp_header(c, "Pragma", "no-cache");
+		resp_headerf(c, "Retry-After", "%d", wait);
+		resp_json_end(c, resp_error_obj("temporarily_unavailable",
+		    "too many failed logins for this user; try again later"));
+		return HANDLER_DONE;
+	}
+	/*
+	 * Counted as a failure from the start, and cleared on success: so
+	 * guesses sent in parallel, all in flight at once, are limited too.
+	 */
+	ratelimit_fail(W.wk_shm, name, W.wk_now, W.wk_cf->cf_login_window);
+	snprintf(or->or_user, sizeof(or->or_user), "%s", name);
+	if (pgq_submit(W.wk_pgq, c, user_sql, 1, params, password_user,
+	    NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+/* ---- refresh_token: tokend_refresh ---------------------------------------- */
+
+/* Presented again within the grace: the first rotation's pair, decrypted
+ * with the presented token.  Returns 0, or -1 when the box does not open. */
+static int
+refresh_replay(struct oreq *or, PGresult *res)
+{
+	uint8_t		 box[OA_BOX_MAX];
+	char		 plain[OA_BOX_MAX];
+	const char	*hex = PQgetvalue(res, 0, 4);
+	size_t		 n = strlen(hex) / 2;
+	int		 rc = -1;
+
+	if (n > sizeof(box) || hex_decode(hex, strlen(hex), box, n) == -1 ||
+	    oauth_box_open(or->or_presented, box, n, plain,
+	    sizeof(plain)) != 2 * TOKEN_LEN + 1 || plain[TOKEN_LEN] != ' ')
+		goto out;
+	memcpy(or->or_access, plain, TOKEN_LEN);
+	or->or_access[TOKEN_LEN] = '\0';
+	memcpy(or->or_refresh, plain + TOKEN_LEN + 1, TOKEN_LEN);
+	or->or_refresh[TOKEN_LEN] = '\0';
+	rc = 0;
+out:
+	OPENSSL_cleanse(plain, sizeof(plain));
+	return rc;
+}
+
+static void
+refresh_reuse(struct conn *c, struct oreq *or, PGresult *res)
+{
+	char	 pfx[TOKEN_DISPLAY_LEN + 1];
+
+	oauth_cache_revoke(PQgetvalue(res, 0, 12));
+	oauth_prefix(or->or_presented, pfx);
+	LOG(LVL_WARN, "refresh_reuse_detected", KV_S("token", pfx),
+	    KV_S("client", or->or_client.ci_client_id),
+	    KV_S("user", or->or_user), KV_S("family", PQgetvalue(res, 0, 9)),
+	    KV_S("family_size", PQgetvalue(res, 0, 10)),
+	    KV_S("revoked", PQgetvalue(res, 0, 11)), KV_S("peer", c->c_peer));
+	oauth_error(c, 400, "invalid_grant", bad_grant);
+}
+
+static void
+refreshed(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+	const char	*st;
+	int64_t		 exp;
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (res == NULL || PQntuples(res) != 1) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	st = PQgetvalue(res, 0, 0);
+	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
+	snprintf(or->or_scope, sizeof(or->or_scope), "%s",
+	    PQgetvalue(res, 0, 3));
+	exp = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
+	if (strcmp(st, "rotated") == 0) {
+		prime_cache(or, res, 5, 7);
+		oauth_wipe_later();
+		log_issued(or, "token_refreshed", "refresh_token");
+		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
+	} else if (strcmp(st, "replay") == 0 && refresh_replay(or, res) == 0) {
+		log_issued(or, "refresh_grace_replay", "refresh_token");
+		token_ok(c, or, exp > W.wk_now ? exp - W.wk_now : 0);
+	} else if (strcmp(st, "reuse") == 0)
+		refresh_reuse(c, or, res);
+	else if (strcmp(st, "invalid_scope") == 0)
+		oauth_error(c, 400, "invalid_scope", "the requested scope "
+		    "exceeds the refresh token's");
+	else
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+	oreq_resume(c, HANDLER_DONE);
+}
+
+/*
+ * The successor pair, sealed under the presented token, for a replay within
+ * the grace, as hex into boxhex.  Returns the box length (0: grace off, no
+ * box, every replay is reuse), or -1.
+ */
+static int
+seal_successor(struct oreq *or, char *boxhex)
+{
+	char	 plain[2 * TOKEN_LEN + 2];
+	uint8_t	 box[OA_BOX_MAX];
+	int	 n;
+
+	if (W.wk_cf->cf_refresh_grace == 0)
+		return 0;
+	snprintf(plain, sizeof(plain), "%s %s", or->or_access, or->or_refresh);
+	n = oauth_box_seal(or->or_presented, plain, box, sizeof(box));
+	OPENSSL_cleanse(plain, sizeof(plain));
+	if (n > 0)
+		hex_encode(box, (size_t)n, boxhex);
+	return n;
+}
+
+static enum handler_result
+grant_refresh(struct conn *c, struct oreq *or)
+{
+	const char	*rt = form_get(&or->or_form, "refresh_token");
+	char		 old[2 * TOKEN_HASH_LEN + 1], cid[24], grace[16];
+	char		 boxhex[2 * OA_BOX_MAX + 1];
+	struct minted	 mt;
+	const char	*p[11];
+	int		 n;
+
+	if (rt == NULL) {
+		oauth_error(c, 400, "invalid_request", "refresh_token is "
+		    "required");
+		return HANDLER_DONE;
+	}
+	if (token_check(rt, strlen(rt)) != TOKEN_REFRESH) {
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+		return HANDLER_DONE;
+	}
+	memcpy(or->or_presented, rt, TOKEN_LEN + 1);
+	if (mint(or, 1, &mt) == -1 || (n = seal_successor(or, boxhex)) < 0)
+		goto fail;
+	oauth_hash_hex(rt, old);
+	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
+	snprintf(grace, sizeof(grace), "%d", W.wk_cf->cf_refresh_grace);
+	p[0] = old;
+	p[1] = cid;
+	p[2] = or->or_has_scope ? or->or_scope : NULL;
+	p[3] = grace;
+	p[4] = n > 0 ? boxhex : NULL;
+	p[5] = mt.mt_ahash;
+	p[6] = mt.mt_apfx;
+	p[7] = mt.mt_attl;
+	p[8] = mt.mt_rhash;
+	p[9] = mt.mt_rpfx;
+	p[10] = mt.mt_rttl;
+	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
+	    __ATOMIC_ACQUIRE);
+	if (pgq_submit(W.wk_pgq, c, refresh_sql, 11, p, refreshed,
+	    NULL) == 0)
+		return HANDLER_PENDING;
+fail:
+	oauth_unavailable(c);
+	return HANDLER_DONE;
+}
+
+/* ---- authorization_code: tokend_code_exchange ----------------------------- */
+
+static void
+exchanged(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+	const char	*st;
+	char		 pfx[TOKEN_DISPLAY_LEN + 1];
+
+	(void)arg;
+	if (c == NULL)
+		return;
+	or = c->c_pending_data;
+	if (res == NULL || PQntuples(res) != 1) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+		return;
+	}
+	st = PQgetvalue(res, 0, 0);
+	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
+	snprintf(or->or_scope, sizeof(or->or_scope), "%s",
+	    PQgetvalue(res, 0, 3));
+	if (strcmp(st, "ok") == 0) {
+		prime_cache(or, res, 4, 6);
+		log_issued(or, "token_issued", "authorization_code");
+		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
+	} else {
+		if (strcmp(st, "replay") == 0) {
+			oauth_cache_revoke(PQgetvalue(res, 0, 8));
+			oauth_prefix(or->or_presented, pfx);
+			LOG(LVL_WARN, "code_replay_detected", KV_S("code", pfx),
+			    KV_S("client", or->or_client.ci_client_id),
+			    KV_S("revoked", PQgetvalue(res, 0, 7)),
+			    KV_S("peer", c->c_peer));
+		}
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+	}
+	oreq_resume(c, HANDLER_DONE);
+}
+
+/* The code_verifier's S256 into challenge; "" when none was sent.
+ * Returns 0, or -1 after answering. */
+static int
+code_verifier(struct conn *c, struct oreq *or, char *challenge)
+{
+	const char	*v = form_get(&or->or_form, "code_verifier");
+
+	challenge[0] = '\0';
+	if (v == NULL) {
+		if (!or->or_client.ci_public)
+			return 0;
+		oauth_error(c, 400, "invalid_request", "code_verifier is "
+		    "required for public clients");
+		return -1;
+	}
+	if (!oauth_pkce_verifier_ok(v)) {
+		oauth_error(c, 400, "invalid_request", "code_verifier must be "
+		    "43 to 128 characters of A-Z a-z 0-9 - . _ ~");
+		return -1;
+	}
+	oauth_pkce_s256(v, challenge);
+	return 0;
+}
+
+/* The code, redirect_uri and code_verifier parameters.  Returns 0 with
+ * or_presented and challenge set, or -1 after answering. */
+static int
+code_params(struct conn *c, struct oreq *or, char *challenge)
+{
+	const char	*code = form_get(&or->or_form, "code");
+
+	if (code == NULL || form_get(&or->or_form, "redirect_uri") == NULL) {
+		oauth_error(c, 400, "invalid_request", "code and redirect_uri "
+		    "are required");
+		return -1;
+	}
+	if (code_verifier(c, or, challenge) == -1)
+		return -1;
+	if (token_check(code, strlen(code)) != TOKEN_CODE) {
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+		return -1;
+	}
+	memcpy(or->or_presented, code, TOKEN_LEN + 1);
+	return 0;
+}
+
+static enum handler_result
+grant_code(struct conn *c, struct oreq *or)
+{
+	const char	*uri = form_get(&or->or_form, "redirect_uri");
+	char		 hash[2 * TOKEN_HASH_LEN + 1], cid[24];
+	char		 challenge[OA_CHALLENGE_LEN + 1];
+	struct minted	 mt;
+	const char	*p[10];
+
+	if (code_params(c, or, challenge) == -1)
+		return HANDLER_DONE;
+	if (mint(or, 1, &mt) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	oauth_hash_hex(or->or_presented, hash);
+	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
+	p[0] = hash;
+	p[1] = cid;
+	p[2] = uri;
+	p[3] = challenge[0] != '\0' ? challenge : NULL;
+	p[4] = mt.mt_ahash;
+	p[5] = mt.mt_apfx;
+	p[6] = mt.mt_attl;
+	p[7] = mt.mt_rhash;
+	p[8] = mt.mt_rpfx;
+	p[9] = mt.mt_rttl;
+	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
+	    __ATOMIC_ACQUIRE);
+	if (pgq_submit(W.wk_pgq, c, code_sql, 10, p, exchanged, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
+}
+
+/* ---- the endpoint ------------------------------------------------------- */
+
+static const struct grant {
+	const char	*gr_name;
+	oreq_fn		 gr_fn;
+} grants[] = {
+	{ "password", grant_password },
+	{ "refresh_token", grant_refresh },
+	{ "authorization_code", grant_code },
+	{ "client_credentials", grant_client_credentials },
+};
+
+/* The grant_type and scope parameters.  NULL after answering. */
+static const struct grant *
+token_params(struct conn *c, struct oreq *or)
+{
+	const char	*gt = form_get(&or->or_form, "grant_type");
+	const char	*scope = form_get(&or->or_form, "scope");
+	size_t		 i;
+
+	if (gt == NULL) {
+		oauth_error(c, 400, "invalid_request", "grant_type is "
+		    "required");
+		return NULL;
+	}
+	for (i = 0; i < sizeof(grants) / sizeof(grants[0]); i++)
+		if (strcmp(gt, grants[i].gr_name) == 0)
+			break;
+	if (i == sizeof(grants) / sizeof(grants[0])) {
+		oauth_error(c, 400, "unsupported_grant_type", "grant_type must "
+		    "be password, refresh_token, authorization_code or "
+		    "client_credentials");
+		return NULL;
+	}
+	if (scope != NULL) {
+		if (oauth_scope_norm(scope, or->or_scope,
+		    sizeof(or->or_scope)) == -1) {
+			oauth_error(c, 400, "invalid_scope", "malformed scope");
+			return NULL;
+		}
+		or->or_has_scope = 1;
+	}
+	return &grants[i];
+}
+
+enum handler_result
+h_token(struct conn *c)
+{
+	const struct grant *g;
+	struct oreq	*or;
+
+	if ((or = oreq_new(c)) == NULL)
+		return HANDLER_DONE;
+	if ((g = token_params(c, or)) == NULL || client_creds(c, or) == -1)
+		return oreq_done(c, HANDLER_DONE);
+	return oreq_done(c, client_auth(c, or, 0, g->gr_fn));
+}
+
+/* ---- wiping successor boxes ------------------------------------------------ */
+
+/* Later boxes push the wipe back; earlier ones meanwhile are wiped by the
+ * rotations that keep coming (tokend_refresh wipes stale boxes first). */
+void
+oauth_wipe_later(void)
+{
+	int64_t	 at = W.wk_now_ms + ((int64_t)W.wk_cf->cf_refresh_grace + 1) *
+	    1000;
+
+	if (at > W.wk_box_wipe_ms)
+		W.wk_box_wipe_ms = at;
+}
+
+/*
+ * The rotation path wipes stale boxes too, but only when refreshes keep
+ * coming; this makes sure a box this worker stored is gone soon after its
+ * grace even if no other refresh follows.
+ */
+void
+oauth_tick(void)
+{
+	char		 grace[16];
+	const char	*p[1] = { grace };
+
+	if (W.wk_box_wipe_ms == 0 || W.wk_now_ms < W.wk_box_wipe_ms)
+		return;
+	snprintf(grace, sizeof(grace), "%d", W.wk_cf->cf_refresh_grace);
+	if (pgq_submit(W.wk_pgq, NULL, wipe_sql, 1, p, NULL, NULL) == 0)
+		W.wk_box_wipe_ms = 0;
+	else
+		W.wk_box_wipe_ms = W.wk_now_ms + 1000;
+}

@@ -1,0 +1,234 @@
+/*
+ * argon2id verification threads; the design is in hashpool.h.
+ */
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/eventfd.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "worker/hashpool.h"
+#include "worker/worker.h"
+
+struct hp_job {
+	struct conn	*jb_conn;	/* first: conn_close clears it */
+	hashpool_cb	 jb_cb;
+	void		*jb_arg;
+	int		 jb_has_hash;
+	int		 jb_ok;
+	size_t		 jb_len;
+	char		 jb_hash[PASSWD_ENCODED_MAX];
+	char		 jb_pw[PASSWD_MAX_LEN + 1];
+	struct hp_job	*jb_next;
+};
+
+_Static_assert(offsetof(struct hp_job, jb_conn) == 0,
+    "conn_close clears the first member of whatever c_pending points at");
+
+struct hashpool {
+	struct evsrc	 hp_ev;
+	int		 hp_efd;	/* eventfd: jobs are done */
+	int		 hp_queued;	/* loop thread only */
+	pthread_mutex_t	 hp_mu;		/* guards the two lists */
+	pthread_cond_t	 hp_cv;		/* hp_todo is not empty */
+	struct hp_job	*hp_todo;	/* FIFO */
+	struct hp_job	**hp_todo_tail;
+	struct hp_job	*hp_done;	/* LIFO; reversed when taken */
+};
+
+/* ---- the threads -------------------------------------------------------- */
+
+static struct hp_job *
+hp_take(struct hashpool *hp)
+{
+	struct hp_job	*j;
+
+	pthread_mutex_lock(&hp->hp_mu);
+	while ((j = hp->hp_todo) == NULL)
+		pthread_cond_wait(&hp->hp_cv, &hp->hp_mu);
+	hp->hp_todo = j->jb_next;
+	if (hp->hp_todo == NULL)
+		hp->hp_todo_tail = &hp->hp_todo;
+	pthread_mutex_unlock(&hp->hp_mu);
+	return j;
+}
+
+/*
+ * When the box is busy, the event loops should get the CPU first: a lower
+ * priority (nice applies per thread on Linux; not the lowest, or logins
+ * would starve under load), and, on kernels whose scheduler takes a
+ * per-task slice (EEVDF, 6.12+), a short slice, so that a worker waiting
+ * for the CPU waits HASHPOOL_SLICE_NS, not a whole default slice.  Both
+ * are best effort: an older kernel ignores the slice.
+ */
+static void
+hp_sched(void)
+{
+	struct {		/* the kernel's struct sched_attr, version 0 */
+		uint32_t size, sched_policy;
+		uint64_t sched_flags;
+		int32_t	 sched_nice;
+		uint32_t sched_priority;
+		uint64_t sched_runtime, sched_deadline, sched_period;
+	} attr;
+
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), HASHPOOL_NICE);
+	memset(&attr, 0, sizeof(attr));
+	attr.size = sizeof(attr);
+	attr.sched_policy = SCHED_OTHER;
+	attr.sched_nice = HASHPOOL_NICE;
+	attr.sched_runtime = HASHPOOL_SLICE_NS;
+	(void)syscall(SYS_sched_setattr, 0, &attr, 0);
+}
+
+static void *
+hp_thread(void *arg)
+{
+	struct hashpool	*hp = arg;
+	struct hp_job	*j;
+	uint64_t	 one = 1;
+
+	hp_sched();
+	for (;;) {
+		j = hp_take(hp);
+		j->jb_ok = passwd_verify(j->jb_has_hash ? j->jb_hash : NULL,
+		    j->jb_pw, j->jb_len) == 0;
+		OPENSSL_cleanse(j->jb_pw, sizeof(j->jb_pw));
+		pthread_mutex_lock(&hp->hp_mu);
+		j->jb_next = hp->hp_done;
+		hp->hp_done = j;
+		pthread_mutex_unlock(&hp->hp_mu);
+		/* Only EAGAIN can fail here (counter full): already readable. */
+		if (write(hp->hp_efd, &one, sizeof(one)) == -1)
+			continue;
+	}
+	return NULL;
+}
+
+/* Threads take no signals: the loop thread's handlers set its flags. */
+static int
+hp_start(struct hashpool *hp)
+{
+	pthread_t	 t;
+	sigset_t	 all, old;
+	int		 i, rc = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < HASHPOOL_THREADS && rc == 0; i++)
+		if ((rc = pthread_create(&t, NULL, hp_thread, hp)) == 0)
+			pthread_detach(t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		log_errorf("%s: pthread_create: %s", __func__, strerror(rc));
+		return i > 1 ? 0 : -1;	/* one thread is enough to serve */
+	}
+	return 0;
+}
+
+struct hashpool *
+hashpool_new(int epfd)
+{
+	struct hashpool	*hp;
+	struct epoll_event ev;
+
+	if ((hp = calloc(1, sizeof(*hp))) == NULL)
+		return NULL;
+	hp->hp_ev.ev_type = EV_HASHPOOL;
+	hp->hp_todo_tail = &hp->hp_todo;
+	pthread_mutex_init(&hp->hp_mu, NULL);
+	pthread_cond_init(&hp->hp_cv, NULL);
+	if ((hp->hp_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		log_errorf("%s: eventfd: %s", __func__, strerror(errno));
+		free(hp);
+		return NULL;
+	}
+	ev.events = EPOLLIN;
+	ev.data.ptr = hp;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, hp->hp_efd, &ev) == -1) {
+		log_errorf("%s: epoll_ctl: %s", __func__, strerror(errno));
+		goto fail;
+	}
+	if (hp_start(hp) == -1)
+		goto fail;
+	return hp;
+fail:
+	close(hp->hp_efd);
+	free(hp);
+	return NULL;
+}
+
+/* ---- the loop side ------------------------------------------------------ */
+
+int
+hashpool_verify(struct hashpool *hp, struct conn *c, const char *encoded,
+    const char *pw, size_t len, hashpool_cb cb, void *arg)
+{
+	struct hp_job	*j;
+
+	if (hp == NULL || hp->hp_queued >= HASHPOOL_MAX_QUEUED)
+		return -1;
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->jb_conn = c;
+	j->jb_cb = cb;
+	j->jb_arg = arg;
+	/* Too long for the buffers: verify the dummy, which fails as
+	 * passwd_verify would for an over-long password. */
+	if (encoded != NULL && strlen(encoded) < sizeof(j->jb_hash)) {
+		memcpy(j->jb_hash, encoded, strlen(encoded) + 1);
+		j->jb_has_hash = 1;
+	}
+	j->jb_len = len <= PASSWD_MAX_LEN ? len : 0;
+	memcpy(j->jb_pw, pw, j->jb_len);
+	if (len > PASSWD_MAX_LEN)
+		j->jb_has_hash = 0;
+	pthread_mutex_lock(&hp->hp_mu);
+	*hp->hp_todo_tail = j;
+	hp->hp_todo_tail = &j->jb_next;
+	pthread_cond_signal(&hp->hp_cv);
+	pthread_mutex_unlock(&hp->hp_mu);
+	hp->hp_queued++;
+	if (c != NULL)
+		c->c_pending = j;
+	return 0;
+}
+
+void
+hashpool_event(struct hashpool *hp)
+{
+	struct hp_job	*j, *next, *fifo = NULL;
+	struct conn	*c;
+	uint64_t	 n;
+
+	/* EAGAIN: a job finished after the last read; take it anyway. */
+	if (read(hp->hp_efd, &n, sizeof(n)) == -1)
+		n = 0;
+	pthread_mutex_lock(&hp->hp_mu);
+	j = hp->hp_done;
+	hp->hp_done = NULL;
+	pthread_mutex_unlock(&hp->hp_mu);
+	for (; j != NULL; j = next) {	/* oldest first */
+		next = j->jb_next;
+		j->jb_next = fifo;
+		fifo = j;
+	}
+	for (j = fifo; j != NULL; j = next) {
+		next = j->jb_next;
+		hp->hp_queued--;
+		if ((c = j->jb_conn) != NULL)
+			c->c_pending = NULL;
+		j->jb_cb(c, j->jb_ok, j->jb_arg);
+		free(j);
+	}
+}

@@ -1,0 +1,54 @@
+/*
+ * hashpool: argon2id verification off the event loop.
+ *
+ * One passwd_verify takes tens of milliseconds and 19 MiB; run on the loop
+ * it would stall every connection of the worker.  A worker starts
+ * HASHPOOL_THREADS threads after fork; jobs go to them through a mutex and
+ * condition variable, and come back through an eventfd in the worker's
+ * epoll set, so every callback runs on the loop thread.  The queue is
+ * bounded: past HASHPOOL_MAX_QUEUED jobs a submit fails and the caller
+ * answers 503, so a flood of logins costs bounded CPU and memory.
+ *
+ * Threads touch only the job's own copies of the hash and password (wiped
+ * after use), never a connection or anything else of the worker.  They run
+ * at nice HASHPOOL_NICE with a short scheduler slice, so that on a busy box
+ * the event loops get the CPU first and a login waits rather than /auth.
+ */
+#ifndef TOKEND_HASHPOOL_H
+#define TOKEND_HASHPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HASHPOOL_THREADS	1
+#define HASHPOOL_MAX_QUEUED	64
+#define HASHPOOL_NICE		10
+#define HASHPOOL_SLICE_NS	100000	/* 0.1 ms, the kernel's minimum */
+
+struct conn;
+struct hashpool;
+
+/*
+ * The verdict for one job: ok 1 when the password matched the hash, 0
+ * otherwise.  c is the connection given to hashpool_verify, or NULL when it
+ * was closed meanwhile (c_pending_data is then already freed).
+ */
+typedef void (*hashpool_cb)(struct conn *c, int ok, void *arg);
+
+/* After fork, in the worker.  NULL when the threads cannot start. */
+struct hashpool *hashpool_new(int epfd);
+
+/*
+ * Queue passwd_verify(encoded, pw, len); encoded NULL verifies against the
+ * dummy hash (same cost, never a match).  Both are copied.  On success
+ * c->c_pending points at the job until cb runs, exactly once, from the
+ * loop (conn_close cancels through c_pending as for lookup.c, and cb then
+ * runs with c NULL).  Returns 0, or -1 (queue full, no pool): answer 503.
+ */
+int	hashpool_verify(struct hashpool *hp, struct conn *c,
+	    const char *encoded, const char *pw, size_t len, hashpool_cb cb,
+	    void *arg);
+/* The eventfd is readable: run the callbacks of finished jobs. */
+void	hashpool_event(struct hashpool *hp);
+
+#endif /* TOKEND_HASHPOOL_H */

@@ -1,0 +1,236 @@
+/*
+ * The OAuth 2.0 endpoints' shared parts (worker-internal).
+ *
+ *   oauth_util.c   pure functions: HTTP Basic decoding, scopes, PKCE, the
+ *                  refresh successor box (HKDF + AES-256-GCM), the JSON
+ *                  bodies of /authorize and /pats, redirect_to.  They touch
+ *                  no worker state, so the fuzzers and unit tests link them
+ *                  alone.
+ *   client.c       client authentication and its per-worker cache.
+ *   h_token.c      POST /token: the four grants.
+ *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata.
+ *   h_authorize.c  POST /authorize.
+ *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
+ *
+ * A form endpoint's request state is one struct oreq in c_pending_data,
+ * made by oreq_new and freed when the response is written (oreq_done,
+ * oreq_resume) or, if the connection dies while parked, by conn_close.  It
+ * is one malloc'd block (the form's strings live in its arena), since
+ * conn_close frees it with a plain free().  Every asynchronous step (pgq,
+ * hashpool, lookup) finds it again through c->c_pending_data, and does
+ * nothing when its callback gets c NULL.
+ */
+#ifndef TOKEND_OAUTH_H
+#define TOKEND_OAUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/worker.h"
+
+#define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
+#define OA_SCOPE_MAX		1000	/* fits ti_scope; tokenctl's limit */
+#define OA_URI_MAX		2048
+#define OA_STATE_MAX		1024
+#define OA_NAME_MAX		128	/* PAT names, as tokenctl */
+#define OA_CHALLENGE_LEN	43	/* base64url of SHA-256, no padding */
+#define OA_EXPIRES_MIN		60	/* PAT expires_in, as tokenctl */
+#define OA_EXPIRES_MAX		315360000
+#define OA_BOX_MAX		512	/* the sealed successor pair */
+
+/* ---- oauth_util.c: pure -------------------------------------------------- */
+
+/*
+ * RFC 6749 2.3.1: "Basic" base64(urlencode(id) ":" urlencode(secret)).
+ * Returns 1 with both decoded (NUL-terminated, no NUL inside), 0 when the
+ * header is absent or another scheme, -1 when it is Basic but malformed or
+ * a part is too long (idlen and secretcap include the NUL).
+ */
+int	oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
+	    char *secret, size_t secretcap, size_t *secretlen);
+
+/*
+ * Normalise an RFC 6749 3.3 scope: words of %x21 / %x23-5B / %x5D-7E,
+ * runs of spaces collapsed, duplicates dropped, at most OA_SCOPE_MAX
+ * characters.  Returns 0 with out set, -1 when a character or the length
+ * is wrong.
+ */
+int	oauth_scope_norm(const char *in, char *out, size_t outlen);
+/* Is every word of want a word of have? */
+int	oauth_scope_subset(const char *want, const char *have);
+
+/* RFC 7636 4.1: 43 to 128 characters of ALPHA / DIGIT / - . _ ~ */
+int	oauth_pkce_verifier_ok(const char *v);
+/* A well-formed S256 challenge: OA_CHALLENGE_LEN base64url characters. */
+int	oauth_pkce_challenge_ok(const char *ch);
+/* BASE64URL(SHA256(verifier)) into out (OA_CHALLENGE_LEN + 1 bytes). */
+void	oauth_pkce_s256(const char *verifier, char *out);
+
+/*
+ * The refresh grace's box: AES-256-GCM of plain under HKDF-SHA256 of the
+ * old refresh token string, as nonce(12) || ciphertext || tag(16).  Seal
+ * returns the box length, or -1; open returns the plaintext length
+ * (NUL-terminated in out), or -1 when the box is not one of this token's.
+ */
+int	oauth_box_seal(const char *old_refresh, const char *plain,
+	    uint8_t *out, size_t outcap);
+int	oauth_box_open(const char *old_refresh, const uint8_t *box, size_t n,
+	    char *out, size_t outcap);
+
+/* Is the Content-Type type (ignoring case and any ";param")? */
+int	oauth_ctype_is(struct http_str ct, const char *type);
+
+/* The JSON body of POST /authorize, checked. */
+struct authorize_req {
+	char	 ar_client_id[OA_CLIENT_ID_MAX + 1];
+	char	 ar_redirect_uri[OA_URI_MAX + 1];
+	int	 ar_has_scope;
+	char	 ar_scope[OA_SCOPE_MAX + 1];	/* normalised */
+	int	 ar_has_state;
+	char	 ar_state[OA_STATE_MAX + 1];
+	int	 ar_has_challenge;
+	char	 ar_challenge[OA_CHALLENGE_LEN + 1];
+};
+
+/* The JSON body of POST /pats, checked. */
+struct pat_req {
+	char	 pr_name[OA_NAME_MAX + 1];
+	int	 pr_has_scope;
+	char	 pr_scope[OA_SCOPE_MAX + 1];	/* normalised */
+	int64_t	 pr_expires_in;			/* 0: never */
+};
+
+/*
+ * Parse and check body[0..len).  Return 0, or -1 with *err the OAuth error
+ * code ("invalid_request", "invalid_scope", "unsupported_response_type")
+ * and *why a static description.
+ */
+int	oauth_parse_authorize(const char *body, size_t len,
+	    struct authorize_req *ar, const char **err, const char **why);
+int	oauth_parse_pat(const char *body, size_t len, struct pat_req *pr,
+	    const char **err, const char **why);
+
+/*
+ * redirect_uri with code and (when state is not NULL) state appended as
+ * query parameters, before any fragment, after an existing query with '&'.
+ * Returns 0, or -1 when out is too small.
+ */
+int	oauth_redirect_to(const char *uri, const char *code,
+	    const char *state, char *out, size_t outlen);
+
+/* The first TOKEN_DISPLAY_LEN characters of tok, for logs. */
+void	oauth_prefix(const char *tok, char out[TOKEN_DISPLAY_LEN + 1]);
+/* Lower-case hex of SHA-256(tok), the form the SQL functions decode. */
+void	oauth_hash_hex(const char *tok, char out[2 * TOKEN_HASH_LEN + 1]);
+
+/* ---- The form endpoints' request state ------------------------------------ */
+
+struct client_info {
+	int64_t	 ci_id;				/* clients.id */
+	int	 ci_public;
+	char	 ci_client_id[OA_CLIENT_ID_MAX + 1];
+	char	 ci_scope[TI_SCOPE_LEN];	/* allowed scopes */
+};
+
+struct oreq;
+typedef enum handler_result (*oreq_fn)(struct conn *c, struct oreq *or);
+
+struct oreq {
+	struct form	 or_form;		/* strings in or_arena */
+	/* The presented client credentials (client.c). */
+	int		 or_basic;		/* Basic was tried */
+	int		 or_has_secret;
+	char		 or_client_id[OA_CLIENT_ID_MAX + 1];
+	char		 or_secret[PASSWD_MAX_LEN + 1];
+	size_t		 or_secret_len;
+	uint8_t		 or_cc_key[TOKEN_HASH_LEN];
+	uint64_t	 or_client_epoch;	/* read before the fetch */
+	int		 or_need_conf;
+	oreq_fn		 or_next;		/* once authenticated */
+	struct client_info or_client;
+	/* The grant or operation under way. */
+	int		 or_has_scope;
+	char		 or_scope[TI_SCOPE_LEN];	/* normalised */
+	char		 or_user[TI_USER_LEN];
+	int64_t		 or_user_id;
+	int		 or_user_disabled;
+	uint64_t	 or_cache_epoch;	/* sh_cache_epoch, before */
+	char		 or_presented[TOKEN_LEN + 1];	/* refresh token, code */
+	char		 or_access[TOKEN_LEN + 1];	/* minted */
+	char		 or_refresh[TOKEN_LEN + 1];
+	size_t		 or_arenalen;
+	char		 or_arena[];
+};
+
+/*
+ * Make c's request state from its form body (application/x-www-form-
+ * urlencoded required), stored in c->c_pending_data.  NULL when it
+ * answered already (400 invalid_request, 503 out of memory).
+ */
+struct oreq *oreq_new(struct conn *c);
+/* Free c's state, wiping the secrets in it. */
+void	oreq_free(struct conn *c);
+/* A handler's result: DONE frees the state.  Returns r. */
+enum handler_result oreq_done(struct conn *c, enum handler_result r);
+/* From a callback: on DONE free the state and resume the connection. */
+void	oreq_resume(struct conn *c, enum handler_result r);
+
+/* OAuth responses: every one has Cache-Control: no-store and Pragma:
+ * no-cache (RFC 6749 5.1). */
+void	oauth_json(struct conn *c, int status, json_t *obj);
+void	oauth_error(struct conn *c, int status, const char *error,
+	    const char *desc);
+/* 503 temporarily_unavailable with Retry-After. */
+void	oauth_unavailable(struct conn *c);
+
+/*
+ * After a revocation committed in PostgreSQL: bump sh_cache_epoch, then
+ * delete the tokens whose hashes (hex, comma-separated, as the SQL
+ * functions return them) are listed, from the shared cache, so that every
+ * worker refuses them before this response is sent.
+ */
+void	oauth_cache_revoke(const char *hexlist);
+
+/*
+ * A token this worker just issued goes into the cache at once (so the
+ * first /auth is a hit), unless an invalidation happened since epoch was
+ * read or the writer's LISTEN is down.
+ */
+void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
+	    uint64_t epoch);
+
+/* ---- client.c ------------------------------------------------------------- */
+
+struct client_cache;
+
+/* After fork: a worker's empty cache (NULL: none, every auth is fetched). */
+struct client_cache *client_cache_new(void);
+
+/*
+ * Take the client credentials of c (Basic, or client_id/client_secret in
+ * or's form; both at once is invalid_request) into or.  Returns 0, or -1
+ * after answering 400 or 401.
+ */
+int	client_creds(struct conn *c, struct oreq *or);
+
+/*
+ * Authenticate or's client (need_conf: a confidential one) from the cache,
+ * else PostgreSQL and argon2id off the loop; then run next, whose result
+ * this returns (at once on a cache hit, or later from a callback, which
+ * resumes the connection when next is done).  Unknown client, wrong or
+ * missing secret: 401 invalid_client, with WWW-Authenticate: Basic when
+ * Basic was tried.
+ */
+enum handler_result client_auth(struct conn *c, struct oreq *or,
+	    int need_conf, oreq_fn next);
+/* 401 invalid_client for or's credentials. */
+void	client_invalid(struct conn *c, const struct oreq *or);
+
+/* ---- h_token.c ------------------------------------------------------------ */
+
+/* Once per loop turn: wipe successor boxes whose grace is over. */
+void	oauth_tick(void);
+/* A rotation stored a box: ask for a wipe after the grace. */
+void	oauth_wipe_later(void);
+
+#endif /* TOKEND_OAUTH_H */

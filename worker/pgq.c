@@ -1,0 +1,418 @@
+/*
+ * The worker's pipelined PostgreSQL connection for the OAuth endpoints; the
+ * design is in pgq.h.  The connect, back-off and timeout structure follows
+ * lookup.c.
+ */
+#include <sys/epoll.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "worker/pgq.h"
+#include "worker/worker.h"
+
+#define PGQ_TIMEOUT_MS	5000		/* a query unanswered this long fails */
+#define PGQ_BACKOFF_MIN	100
+#define PGQ_BACKOFF_MAX	5000
+#define PGQ_MAX_PARAMS	16
+#define PGQ_MAX_QUEUED	4096		/* waiting + in flight */
+
+enum pgq_state { PQ_DOWN, PQ_CONNECTING, PQ_READY };
+
+struct pgq_req {
+	struct conn	*pr_conn;	/* first: conn_close clears it */
+	pgq_cb		 pr_cb;
+	void		*pr_arg;
+	const char	*pr_sql;	/* static text */
+	int		 pr_nparams;
+	char		*pr_params[PGQ_MAX_PARAMS];
+	PGresult	*pr_res;	/* the statement's result, once here */
+	int		 pr_failed;	/* the statement failed */
+	int64_t		 pr_sent_ms;
+	struct pgq_req	*pr_next;
+};
+
+_Static_assert(offsetof(struct pgq_req, pr_conn) == 0,
+    "conn_close clears the first member of whatever c_pending points at");
+
+struct pgq {
+	struct evsrc	 q_ev;
+	const struct config *q_cf;
+	int		 q_epfd;
+	enum pgq_state	 q_state;
+	PGconn		*q_db;
+	int		 q_fd;		/* registered socket, -1 none */
+	uint32_t	 q_events;
+	int64_t		 q_retry_ms;	/* DOWN: next connection attempt */
+	int64_t		 q_backoff;
+	int64_t		 q_connect_ms;	/* CONNECTING: since when */
+	int		 q_count;	/* requests waiting or in flight */
+	struct pgq_req	*q_wait;	/* not yet sent, FIFO */
+	struct pgq_req	**q_wait_tail;
+	struct pgq_req	*q_sent;	/* in flight, FIFO: answers come in order */
+	struct pgq_req	**q_sent_tail;
+};
+
+struct pgq *
+pgq_new(const struct config *cf, int epfd)
+{
+	struct pgq	*q;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return NULL;
+	q->q_ev.ev_type = EV_PGQ;
+	q->q_cf = cf;
+	q->q_epfd = epfd;
+	q->q_fd = -1;
+	q->q_wait_tail = &q->q_wait;
+	q->q_sent_tail = &q->q_sent;
+	q->q_backoff = PGQ_BACKOFF_MIN;
+	return q;
+}
+
+/* ---- the socket in epoll ------------------------------------------------ */
+
+static void
+pgq_watch(struct pgq *q, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = q };
+	int	 fd = q->q_db ? PQsocket(q->q_db) : -1;
+
+	if (fd != q->q_fd && q->q_fd >= 0)
+		epoll_ctl(q->q_epfd, EPOLL_CTL_DEL, q->q_fd, NULL);
+	if (fd < 0) {
+		q->q_fd = -1;
+		return;
+	}
+	if (fd != q->q_fd) {
+		if (epoll_ctl(q->q_epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+			log_errorf("%s: epoll_ctl: %s", __func__,
+			    strerror(errno));
+	} else if (events != q->q_events)
+		epoll_ctl(q->q_epfd, EPOLL_CTL_MOD, fd, &ev);
+	q->q_fd = fd;
+	q->q_events = events;
+}
+
+/* ---- finishing requests -------------------------------------------------- */
+
+static void
+pgq_req_free(struct pgq_req *r)
+{
+	int	 i;
+
+	for (i = 0; i < r->pr_nparams; i++)
+		free(r->pr_params[i]);
+	PQclear(r->pr_res);
+	free(r);
+}
+
+/* Hand r its answer (res NULL: failed) and free it. */
+static void
+pgq_finish(struct pgq *q, struct pgq_req *r, PGresult *res)
+{
+	struct conn	*c = r->pr_conn;
+
+	q->q_count--;
+	if (c != NULL)
+		c->c_pending = NULL;
+	if (r->pr_cb != NULL)
+		r->pr_cb(c, res, r->pr_arg);
+	pgq_req_free(r);
+}
+
+static void
+pgq_fail_list(struct pgq *q, struct pgq_req *r)
+{
+	struct pgq_req	*next;
+
+	for (; r != NULL; r = next) {
+		next = r->pr_next;
+		pgq_finish(q, r, NULL);
+	}
+}
+
+/* PostgreSQL is gone: every waiting connection gets its 503 now. */
+static void
+pgq_down(struct pgq *q, const char *why)
+{
+	struct pgq_req	*sent = q->q_sent, *wait = q->q_wait;
+
+	if (q->q_state != PQ_DOWN)
+		LOG(LVL_WARN, "db_retry", KV_S("conn", "oauth"),
+		    KV_S("error", why), KV_I("retry_ms", q->q_backoff));
+	ctr_add(&W.wk_slot->sl_pg_errors, 1);
+	if (q->q_fd >= 0)
+		epoll_ctl(q->q_epfd, EPOLL_CTL_DEL, q->q_fd, NULL);
+	q->q_fd = -1;
+	q->q_events = 0;
+	if (q->q_db)
+		PQfinish(q->q_db);
+	q->q_db = NULL;
+	q->q_state = PQ_DOWN;
+	q->q_retry_ms = W.wk_now_ms + q->q_backoff;
+	q->q_backoff = q->q_backoff * 2 > PGQ_BACKOFF_MAX ? PGQ_BACKOFF_MAX :
+	    q->q_backoff * 2;
+	q->q_sent = q->q_wait = NULL;
+	q->q_sent_tail = &q->q_sent;
+	q->q_wait_tail = &q->q_wait;
+	/* The callbacks may submit again: the lists are already detached. */
+	pgq_fail_list(q, sent);
+	pgq_fail_list(q, wait);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static void
+pgq_flush(struct pgq *q)
+{
+	int	 r = PQflush(q->q_db);
+
+	if (r == -1) {
+		pgq_down(q, PQerrorMessage(q->q_db));
+		return;
+	}
+	pgq_watch(q, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/* Put every waiting query on the wire, each followed by its sync. */
+static void
+pgq_send(struct pgq *q)
+{
+	struct pgq_req	*r;
+	int		 n = 0;
+
+	while ((r = q->q_wait) != NULL) {
+		if (!PQsendQueryParams(q->q_db, r->pr_sql, r->pr_nparams, NULL,
+		    (const char *const *)r->pr_params, NULL, NULL, 0) ||
+		    !PQpipelineSync(q->q_db)) {
+			pgq_down(q, PQerrorMessage(q->q_db));
+			return;
+		}
+		q->q_wait = r->pr_next;
+		r->pr_next = NULL;
+		r->pr_sent_ms = W.wk_now_ms;
+		*q->q_sent_tail = r;
+		q->q_sent_tail = &r->pr_next;
+		n++;
+	}
+	q->q_wait_tail = &q->q_wait;
+	if (n > 0)
+		pgq_flush(q);
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+/* Keep the statement's first result; anything after it is dropped. */
+static void
+pgq_result(struct pgq_req *r, PGresult *res)
+{
+	ExecStatusType	 st = PQresultStatus(res);
+	const char	*msg;
+
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		if (r->pr_res == NULL && !r->pr_failed) {
+			r->pr_res = res;
+			return;
+		}
+	} else if (!r->pr_failed) {
+		r->pr_failed = 1;
+		/* The primary message only: a DETAIL may quote row values. */
+		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		LOG(LVL_ERROR, "db_error", KV_S("conn", "oauth"),
+		    KV_S("error", msg ? msg : PQresStatus(st)));
+		ctr_add(&W.wk_slot->sl_pg_errors, 1);
+	}
+	PQclear(res);
+}
+
+/*
+ * Read every result that is complete.  Per query the stream is: its
+ * result(s), a NULL, then the PGRES_PIPELINE_SYNC of its own sync, which
+ * completes it.
+ */
+static void
+pgq_results(struct pgq *q)
+{
+	PGconn		*db = q->q_db;
+	struct pgq_req	*r;
+	PGresult	*res;
+
+	int		 nulls = 0;
+
+	while ((r = q->q_sent) != NULL && q->q_db == db && !PQisBusy(db)) {
+		if ((res = PQgetResult(db)) == NULL) {
+			/* The end of r's statement; two in a row: nothing
+			 * more is ready. */
+			if (nulls++ > 0)
+				break;
+			continue;
+		}
+		nulls = 0;
+		if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+			pgq_result(r, res);
+			continue;
+		}
+		PQclear(res);
+		q->q_sent = r->pr_next;
+		if (q->q_sent == NULL)
+			q->q_sent_tail = &q->q_sent;
+		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+		    __ATOMIC_RELAXED);
+		pgq_finish(q, r, r->pr_failed ? NULL : r->pr_res);
+	}
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static void
+pgq_connect(struct pgq *q)
+{
+	const char *keys[] = { "dbname", "application_name", NULL };
+	const char *vals[] = { q->q_cf->cf_database_url, "tokend oauth",
+	    NULL };
+
+	q->q_db = PQconnectStartParams(keys, vals, 1);
+	if (q->q_db == NULL || PQstatus(q->q_db) == CONNECTION_BAD) {
+		pgq_down(q, q->q_db ? PQerrorMessage(q->q_db) :
+		    "out of memory");
+		return;
+	}
+	q->q_state = PQ_CONNECTING;
+	q->q_connect_ms = W.wk_now_ms;
+	pgq_watch(q, EPOLLOUT);
+}
+
+static void
+pgq_connected(struct pgq *q)
+{
+	if (PQsetnonblocking(q->q_db, 1) == -1 ||
+	    PQenterPipelineMode(q->q_db) != 1) {
+		pgq_down(q, PQerrorMessage(q->q_db));
+		return;
+	}
+	q->q_state = PQ_READY;
+	q->q_backoff = PGQ_BACKOFF_MIN;
+	pgq_watch(q, EPOLLIN);
+	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+	    __ATOMIC_RELAXED);
+	pgq_send(q);
+}
+
+static void
+pgq_connect_poll(struct pgq *q)
+{
+	switch (PQconnectPoll(q->q_db)) {
+	case PGRES_POLLING_READING:
+		pgq_watch(q, EPOLLIN);
+		break;
+	case PGRES_POLLING_WRITING:
+		pgq_watch(q, EPOLLOUT);
+		break;
+	case PGRES_POLLING_OK:
+		pgq_connected(q);
+		break;
+	default:
+		pgq_down(q, PQerrorMessage(q->q_db));
+		break;
+	}
+}
+
+/* ---- the interface ------------------------------------------------------ */
+
+static struct pgq_req *
+pgq_req_new(const char *sql, int nparams, const char *const *params)
+{
+	struct pgq_req	*r;
+	int		 i;
+
+	if (nparams < 0 || nparams > PGQ_MAX_PARAMS ||
+	    (r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->pr_sql = sql;
+	for (i = 0; i < nparams; i++) {
+		if (params[i] != NULL &&
+		    (r->pr_params[i] = strdup(params[i])) == NULL) {
+			r->pr_nparams = i;
+			pgq_req_free(r);
+			return NULL;
+		}
+	}
+	r->pr_nparams = nparams;
+	return r;
+}
+
+int
+pgq_submit(struct pgq *q, struct conn *c, const char *sql, int nparams,
+    const char *const *params, pgq_cb cb, void *arg)
+{
+	struct pgq_req	*r;
+
+	if (q == NULL || q->q_cf->cf_database_url[0] == '\0' ||
+	    q->q_count >= PGQ_MAX_QUEUED)
+		return -1;
+	/* Down: answer 503 at once while backing off, else reconnect. */
+	if (q->q_state == PQ_DOWN) {
+		if (W.wk_now_ms < q->q_retry_ms)
+			return -1;
+		pgq_connect(q);
+		if (q->q_state == PQ_DOWN)
+			return -1;
+	}
+	if ((r = pgq_req_new(sql, nparams, params)) == NULL)
+		return -1;
+	r->pr_conn = c;
+	r->pr_cb = cb;
+	r->pr_arg = arg;
+	*q->q_wait_tail = r;
+	q->q_wait_tail = &r->pr_next;
+	q->q_count++;
+	if (c != NULL)
+		c->c_pending = r;
+	/* Sent by pgq_tick at the end of this loop turn, with every other
+	 * query of the turn, and never a callback from in here. */
+	return 0;
+}
+
+void
+pgq_event(struct pgq *q, uint32_t events)
+{
+	if (q->q_state == PQ_CONNECTING) {
+		pgq_connect_poll(q);
+		return;
+	}
+	if (q->q_db == NULL)
+		return;
+	if (events & EPOLLOUT) {
+		pgq_flush(q);
+		if (q->q_db == NULL)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		if (!PQconsumeInput(q->q_db)) {
+			pgq_down(q, PQerrorMessage(q->q_db));
+			return;
+		}
+		pgq_results(q);
+	}
+}
+
+void
+pgq_tick(struct pgq *q)
+{
+	if (q == NULL)
+		return;
+	if (q->q_state == PQ_CONNECTING &&
+	    W.wk_now_ms - q->q_connect_ms > PGQ_TIMEOUT_MS)
+		pgq_down(q, "PostgreSQL did not answer in time");
+	else if (q->q_sent != NULL &&
+	    W.wk_now_ms - q->q_sent->pr_sent_ms > PGQ_TIMEOUT_MS)
+		pgq_down(q, "PostgreSQL did not answer in time");
+	else if (q->q_state == PQ_READY && q->q_wait != NULL)
+		pgq_send(q);
+}
