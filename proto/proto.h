@@ -193,4 +193,21 @@ long	form_unescape(const char *in, size_t n, char *out, size_t cap);
 /* The field's value, or NULL when absent. */
 const char *form_get(const struct form *fm, const char *name);
 
+/* ---- Scope lists (scope.c) --------------------------------------------- */
+
+#define SCOPE_MAX	1000	/* characters of a stored scope list */
+#define SCOPE_BAD_CHAR	(-1)
+#define SCOPE_TOO_LONG	(-2)
+
+/* Is the word w[0..n) one of the space-separated words of list? */
+int	scope_has(const char *list, const char *w, size_t n);
+/* Is every word of want in have?  An empty want is a subset of anything. */
+int	scope_subset(const char *want, const char *have);
+/*
+ * The canonical form of in: single spaces, duplicates dropped, at most
+ * SCOPE_MAX characters.  Returns 0, SCOPE_BAD_CHAR (not an RFC 6749
+ * scope-token) or SCOPE_TOO_LONG.
+ */
+int	scope_normalize(const char *in, char *out, size_t outlen);
+
 #endif /* TOKEND_PROTO_H */

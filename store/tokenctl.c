@@ -33,7 +33,6 @@
 #define CTL_MAX_WORDS     8
 #define CTL_NAME_MAX      128	/* user names */
 #define CTL_LABEL_MAX     128	/* PAT names */
-#define CTL_SCOPE_MAX     1000
 #define CTL_EXPIRES_MIN   60
 #define CTL_EXPIRES_MAX   315360000	/* ten years */
 #define CTL_CLIENT_ID_MAX 127	/* OAuth client ids */
@@ -633,24 +632,6 @@ cmd_user_list(struct ctl *c)
 
 /* ---- pat create ------------------------------------------------------- */
 
-/* Whether the space-separated list has the word w[0..n). */
-static int
-ctl_scope_has(const char *list, const char *w, size_t n)
-{
-	const char	*p = list;
-	size_t		 len;
-
-	while (*p != '\0') {
-		len = strcspn(p, " ");
-		if (len == n && memcmp(p, w, n) == 0)
-			return 1;
-		p += len;
-		if (*p == ' ')
-			p++;
-	}
-	return 0;
-}
-
 /*
  * RFC 6749 scope: scope-tokens of %x21 / %x23-5B / %x5D-7E separated by
  * spaces.  Runs of spaces collapse and duplicates go, so what is stored is
@@ -659,32 +640,15 @@ ctl_scope_has(const char *list, const char *w, size_t n)
 static int
 ctl_scope_normalize(struct ctl *c, const char *in, char *out, size_t outlen)
 {
-	const char	*p = in, *end;
-	size_t		 n, used = 0;
-
-	out[0] = '\0';
-	for (;;) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return 0;
-		for (end = p; *end != '\0' && *end != ' '; end++)
-			if (*end < 0x21 || *end > 0x7e || *end == '"' ||
-			    *end == '\\')
-				return ctl_fail(c, "invalid scope: printable "
-				    "ASCII words, no quotes or backslashes");
-		n = (size_t)(end - p);
-		if (!ctl_scope_has(out, p, n)) {
-			if (used + (used > 0) + n > CTL_SCOPE_MAX ||
-			    used + (used > 0) + n >= outlen)
-				return ctl_fail(c, "invalid scope: longer "
-				    "than %d characters", CTL_SCOPE_MAX);
-			if (used > 0)
-				out[used++] = ' ';
-			memcpy(out + used, p, n);
-			out[used += n] = '\0';
-		}
-		p = end;
+	switch (scope_normalize(in, out, outlen)) {
+	case 0:
+		return 0;
+	case SCOPE_BAD_CHAR:
+		return ctl_fail(c, "invalid scope: printable ASCII words, no "
+		    "quotes or backslashes");
+	default:
+		return ctl_fail(c, "invalid scope: longer than %d characters",
+		    SCOPE_MAX);
 	}
 }
 
@@ -776,7 +740,7 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
 static int
 cmd_pat_create(struct ctl *c)
 {
-	char		 scope[CTL_SCOPE_MAX + 1], uid[32], tok[TOKEN_LEN + 1];
+	char		 scope[SCOPE_MAX + 1], uid[32], tok[TOKEN_LEN + 1];
 	const char	*expires = NULL;
 	int		 rc = -1;
 
@@ -874,7 +838,7 @@ cmd_client_add(struct ctl *c)
 {
 	static char	 uris[CTL_MAX_URIS * (CTL_URI_MAX + 3) + 3];
 	const char	*id = c->ctl_words[2], *params[5];
-	char		 scope[CTL_SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
+	char		 scope[SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
 	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
 	PGresult	*res;
 

@@ -44,44 +44,6 @@ auth_challenge(struct conn *c, int status, const char *error,
 	resp_json_end(c, resp_error_obj(error ? error : "unauthorized", desc));
 }
 
-/* Is the space-separated word w[0..n) one of the words of list? */
-static int
-scope_has(const char *list, const char *w, size_t n)
-{
-	const char	*p = list, *e;
-
-	while (*p != '\0') {
-		e = strchr(p, ' ');
-		if ((e ? (size_t)(e - p) : strlen(p)) == n &&
-		    memcmp(p, w, n) == 0)
-			return 1;
-		if (e == NULL)
-			break;
-		p = e + 1;
-	}
-	return 0;
-}
-
-/* Is every space-separated scope of need in have? */
-static int
-scope_covers(const char *have, const char *need)
-{
-	const char	*p = need, *e;
-	size_t		 n;
-
-	for (;;) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return 1;
-		e = strchr(p, ' ');
-		n = e ? (size_t)(e - p) : strlen(p);
-		if (!scope_has(have, p, n))
-			return 0;
-		p += n;
-	}
-}
-
 static void
 auth_unavailable(struct conn *c)
 {
@@ -104,7 +66,7 @@ auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
 		    "the token is unknown, expired or revoked", NULL);
 		return;
 	}
-	if (!scope_covers(ti->ti_scope, need)) {
+	if (!scope_subset(need, ti->ti_scope)) {
 		auth_challenge(c, 403, "insufficient_scope",
 		    "the token lacks a required scope", need);
 		return;

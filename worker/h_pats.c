@@ -180,7 +180,7 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 	if (!pr->pr_has_scope)
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
 		    ti->ti_scope);
-	else if (!oauth_scope_subset(pr->pr_scope, ti->ti_scope)) {
+	else if (!scope_subset(pr->pr_scope, ti->ti_scope)) {
 		pat_error(c, 400, "invalid_scope", "a PAT's scope must be "
 		    "within the access token's");
 		return -1;

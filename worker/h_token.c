@@ -147,7 +147,7 @@ client_scope(struct conn *c, struct oreq *or)
 		    or->or_client.ci_scope);
 		return 0;
 	}
-	if (oauth_scope_subset(or->or_scope, or->or_client.ci_scope))
+	if (scope_subset(or->or_scope, or->or_client.ci_scope))
 		return 0;
 	oauth_error(c, 400, "invalid_scope", "the requested scope exceeds "
 	    "the client's");
@@ -644,8 +644,8 @@ token_params(struct conn *c, struct oreq *or)
 		return NULL;
 	}
 	if (scope != NULL) {
-		if (oauth_scope_norm(scope, or->or_scope,
-		    sizeof(or->or_scope)) == -1) {
+		if (scope_normalize(scope, or->or_scope,
+		    sizeof(or->or_scope)) != 0) {
 			oauth_error(c, 400, "invalid_scope", "malformed scope");
 			return NULL;
 		}

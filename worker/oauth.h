@@ -29,7 +29,7 @@
 #include "worker/worker.h"
 
 #define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
-#define OA_SCOPE_MAX		1000	/* fits ti_scope; tokenctl's limit */
+#define OA_SCOPE_MAX		SCOPE_MAX	/* fits ti_scope */
 #define OA_URI_MAX		2048
 #define OA_STATE_MAX		1024
 #define OA_NAME_MAX		128	/* PAT names, as tokenctl */
@@ -49,15 +49,6 @@
 int	oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
 	    char *secret, size_t secretcap, size_t *secretlen);
 
-/*
- * Normalise an RFC 6749 3.3 scope: words of %x21 / %x23-5B / %x5D-7E,
- * runs of spaces collapsed, duplicates dropped, at most OA_SCOPE_MAX
- * characters.  Returns 0 with out set, -1 when a character or the length
- * is wrong.
- */
-int	oauth_scope_norm(const char *in, char *out, size_t outlen);
-/* Is every word of want a word of have? */
-int	oauth_scope_subset(const char *want, const char *have);
 
 /* RFC 7636 4.1: 43 to 128 characters of ALPHA / DIGIT / - . _ ~ */
 int	oauth_pkce_verifier_ok(const char *v);

@@ -82,72 +82,6 @@ oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
 
 /* ---- scopes --------------------------------------------------------------- */
 
-static int
-scope_has(const char *list, const char *w, size_t n)
-{
-	const char	*p = list;
-	size_t		 len;
-
-	while (*p != '\0') {
-		len = strcspn(p, " ");
-		if (len == n && memcmp(p, w, n) == 0)
-			return 1;
-		p += len;
-		while (*p == ' ')
-			p++;
-	}
-	return 0;
-}
-
-int
-oauth_scope_norm(const char *in, char *out, size_t outlen)
-{
-	const char	*p = in, *end;
-	size_t		 n, used = 0;
-
-	if (outlen == 0)
-		return -1;
-	out[0] = '\0';
-	for (;;) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return 0;
-		for (end = p; *end != '\0' && *end != ' '; end++)
-			if (*end < 0x21 || *end > 0x7e || *end == '"' ||
-			    *end == '\\')
-				return -1;
-		n = (size_t)(end - p);
-		if (!scope_has(out, p, n)) {
-			if (used + (used > 0) + n > OA_SCOPE_MAX ||
-			    used + (used > 0) + n >= outlen)
-				return -1;
-			if (used > 0)
-				out[used++] = ' ';
-			memcpy(out + used, p, n);
-			out[used += n] = '\0';
-		}
-		p = end;
-	}
-}
-
-int
-oauth_scope_subset(const char *want, const char *have)
-{
-	const char	*p = want;
-	size_t		 n;
-
-	for (;;) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return 1;
-		n = strcspn(p, " ");
-		if (!scope_has(have, p, n))
-			return 0;
-		p += n;
-	}
-}
 
 /* ---- PKCE (RFC 7636) ------------------------------------------------------- */
 
@@ -409,7 +343,7 @@ json_scope(json_t *o, const char *key, char *out, size_t cap)
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_string(v) || json_string_length(v) >= TI_SCOPE_LEN ||
-	    oauth_scope_norm(json_string_value(v), out, cap) == -1)
+	    scope_normalize(json_string_value(v), out, cap) != 0)
 		return -1;
 	return 1;
 }
