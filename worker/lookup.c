@@ -319,9 +319,18 @@ lookup_submit(struct lookup *lk, struct conn *c,
 
 	if (lk == NULL || lk->lk_cf->cf_database_url[0] == '\0')
 		return -1;
-	/* Backing off after a failure: answer 503 at once, do not queue. */
-	if (lk->lk_state == LK_DOWN && W.wk_now_ms < lk->lk_retry_ms)
-		return -1;
+	/*
+	 * Down: answer 503 at once while backing off, else reconnect first.
+	 * A connection that fails on the spot leaves us down with nothing
+	 * queued, so no callback ever runs from inside this call.
+	 */
+	if (lk->lk_state == LK_DOWN) {
+		if (W.wk_now_ms < lk->lk_retry_ms)
+			return -1;
+		lk_connect(lk);
+		if (lk->lk_state == LK_DOWN)
+			return -1;
+	}
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return -1;
 	r->lr_conn = c;
@@ -332,10 +341,8 @@ lookup_submit(struct lookup *lk, struct conn *c,
 	*lk->lk_wait_tail = r;
 	lk->lk_wait_tail = &r->lr_next;
 	c->c_pending = r;
-	if (lk->lk_state == LK_DOWN)
-		lk_connect(lk);
-	else if (lk->lk_state == LK_READY)
-		lk_send(lk);
+	/* Sent by lookup_tick at the end of this loop turn, with every other
+	 * miss of the turn in the same query. */
 	return 0;
 }
 
@@ -382,7 +389,6 @@ lookup_tick(struct lookup *lk)
 	if ((lk->lk_state == LK_BUSY || lk->lk_state == LK_CONNECTING) &&
 	    W.wk_now_ms - lk->lk_sent_ms > LK_TIMEOUT_MS)
 		lk_down(lk, "PostgreSQL did not answer in time");
-	else if (lk->lk_state == LK_DOWN && lk->lk_wait != NULL &&
-	    W.wk_now_ms >= lk->lk_retry_ms)
-		lk_connect(lk);
+	else if (lk->lk_state == LK_READY && lk->lk_wait != NULL)
+		lk_send(lk);
 }

@@ -34,8 +34,11 @@ typedef void (*lookup_cb)(struct conn *c, const struct tok_info *ti);
 
 struct lookup *lookup_new(const struct config *cf, int epfd);
 
-/* Queue a lookup for c; cb runs later from the loop, exactly once, unless
- * lookup_cancel(c) comes first. Returns 0, or -1 (answer 503 now). */
+/*
+ * Queue a lookup for c; cb runs later from the loop (never from inside this
+ * call), exactly once, unless lookup_cancel(c) comes first.  Returns 0, or
+ * -1: PostgreSQL cannot be asked now, answer 503.
+ */
 int	lookup_submit(struct lookup *lk, struct conn *c,
 	    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb);
 void	lookup_cancel(struct lookup *lk, struct conn *c);

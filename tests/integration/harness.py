@@ -716,7 +716,7 @@ class Tokend:
         for mark in self.SANITIZER_MARKS:
             if mark in err:
                 raise AssertionError("sanitizer report from tokend:\n" +
-                                     err[err.index(mark) - 200:][:4000])
+                                     err[max(0, err.index(mark) - 200):][:6000])
 
     def _kill_group(self):
         try:
