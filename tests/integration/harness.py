@@ -44,7 +44,9 @@ tokend
         variables of the caller's environment are not passed on (env= adds
         some back).
     t.port, t.pid, t.proc, t.dir, t.config_path, t.config (dict)
-    t.start(wait=True)      start (again) with the current config file.
+    t.start(wait=True)      start (again) with the current config file; waits
+                            for /healthz and for the writer's LISTEN (until
+                            then nothing is cached).
     t.children()            {'worker 1': pid, ..., 'writer': pid} from
                             /proc (ppid == master, "tokend: ..." titles).
     t.wait_children(pred, timeout=10)  wait until pred(children()) is
@@ -631,7 +633,17 @@ class Tokend:
         self.pid = self.proc.pid
         if wait:
             self.wait_healthy()
+            self.wait_listening()
         return self
+
+    def wait_listening(self, timeout=10):
+        """Until the writer's LISTEN is up, workers answer from PostgreSQL
+        but cache nothing (a revocation could be missed).  Tests that rely
+        on the cache, such as "cached tokens survive an outage", start
+        from there."""
+        wait_until(lambda: 'reason="listen established"' in self.log() or
+                   '"reason":"listen established"' in self.log(),
+                   timeout=timeout, msg="the writer's LISTEN never came up")
 
     def wait_healthy(self, timeout=10):
         deadline = time.monotonic() + timeout
