@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import threading
 import time
@@ -318,10 +317,12 @@ class PasswordTest(OAuthBase):
             return took
         timed("alice")      # the client's secret is cached from here on
         wrong, unknown = [], []
-        for i in range(7):
+        for i in range(11):
             wrong.append(timed("alice"))
             unknown.append(timed("ghost%d" % i))
-        w, u = statistics.median(wrong), statistics.median(unknown)
+        # Other load on the machine only ever adds time, so the fastest
+        # of the interleaved samples is each path's own cost.
+        w, u = min(wrong), min(unknown)
         self.assertLess(max(w, u) / min(w, u), 1.5, (wrong, unknown))
         self.assertGreater(min(w, u), 0.005)  # argon2id really ran
 
