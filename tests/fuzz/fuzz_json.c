@@ -27,8 +27,8 @@ check_scope(const char *scope)
 	char	 again[OA_SCOPE_MAX + 1];
 
 	check_str(scope, OA_SCOPE_MAX + 1);
-	if (oauth_scope_norm(scope, again, sizeof(again)) == -1 ||
-	    strcmp(scope, again) != 0 || !oauth_scope_subset(scope, again))
+	if (scope_normalize(scope, again, sizeof(again)) != 0 ||
+	    strcmp(scope, again) != 0 || !scope_subset(scope, again))
 		abort();
 }
 
@@ -113,7 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s + 6, data, size);
 	check_basic(s, size + 6);
 	s[size + 6] = '\0';
-	if (oauth_scope_norm(s + 6, scope, sizeof(scope)) == 0)
+	if (scope_normalize(s + 6, scope, sizeof(scope)) == 0)
 		check_scope(scope);
 	free(s);
 	return 0;
