@@ -1,0 +1,11 @@
+#!/bin/sh
+# `make bench`: tokend's benchmark suite (GitHub issue 4).  The Makefile has
+# built bin/tokend and bin/tokenctl and checked the Debian packages (make
+# deps: nginx-light, wrk, gnuplot-nox, postgresql); bench.py starts its own
+# PostgreSQL, tokend and nginx, measures, and writes BENCHMARKS.md and
+# contrib/bench/plots/*.png.  Settings are environment variables, listed
+# at the top of contrib/bench/bench.py (BENCH_QUICK=1 for a smoke run,
+# BENCH_ROUNDS=N, ...).  Never part of `make test`.
+set -eu
+cd "$(dirname "$0")/../.."
+exec python3 contrib/bench/bench.py "$@"
