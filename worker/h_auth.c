@@ -57,8 +57,6 @@ auth_unavailable(struct conn *c)
 static void
 auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
 {
-	char	 uid[24] = "", id[24], exp[24];
-
 	if (ti->ti_state != TI_VALID ||
 	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
 	    (ti->ti_kind != TOKEN_ACCESS && ti->ti_kind != TOKEN_PAT)) {
@@ -73,19 +71,18 @@ auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
 	}
 	/* Count the use before the 200 leaves: see shm/README.md. */
 	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms);
-	if (ti->ti_user_id != 0)
-		snprintf(uid, sizeof(uid), "%lld", (long long)ti->ti_user_id);
-	snprintf(id, sizeof(id), "%lld", (long long)ti->ti_id);
-	snprintf(exp, sizeof(exp), "%lld", (long long)ti->ti_expires);
 	resp_start(c, 200);
 	resp_header(c, "X-Auth-User", ti->ti_user);
-	resp_header(c, "X-Auth-User-Id", uid);
+	if (ti->ti_user_id != 0)
+		resp_header_i64(c, "X-Auth-User-Id", ti->ti_user_id);
+	else
+		resp_header(c, "X-Auth-User-Id", "");
 	resp_header(c, "X-Auth-Client", ti->ti_client);
 	resp_header(c, "X-Auth-Scope", ti->ti_scope);
-	resp_header(c, "X-Auth-Token-Id", id);
+	resp_header_i64(c, "X-Auth-Token-Id", ti->ti_id);
 	resp_header(c, "X-Auth-Token-Kind",
 	    ti->ti_kind == TOKEN_PAT ? "pat" : "access");
-	resp_header(c, "X-Auth-Expires", exp);
+	resp_header_i64(c, "X-Auth-Expires", ti->ti_expires);
 	resp_header(c, "Cache-Control", "no-store");
 	resp_end(c, NULL, NULL, 0);
 }
