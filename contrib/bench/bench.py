@@ -145,7 +145,7 @@ class Settings:
                 for k, v in self.__dict__.items()}
 
 
-# ---- processes ---------------------------------------------------------------
+# ---- processes --------------------------------------------------------------
 
 def pinned(cpus, argv):
     return (["taskset", "-c", cpus] if cpus else []) + argv
@@ -272,7 +272,7 @@ class Proc:
         return self.p.returncode
 
 
-# ---- the bench directory: PostgreSQL, tokens, servers -------------------------
+# ---- the bench directory: PostgreSQL, tokens, servers -----------------------
 
 class Bench:
     def __init__(self, st):
@@ -690,7 +690,7 @@ def auth_answers(m):
                if k.startswith('tokend_requests_total{endpoint="/auth"'))
 
 
-# ---- scenarios ----------------------------------------------------------------
+# ---- scenarios --------------------------------------------------------------
 
 def med(xs):
     xs = [x for x in xs if x is not None]
@@ -1090,7 +1090,7 @@ def memory(b):
     return out
 
 
-# ---- profile ------------------------------------------------------------------
+# ---- profile ----------------------------------------------------------------
 
 SYSCALLS = ["read", "recvfrom", "write", "writev", "sendto", "sendmsg",
             "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4", "close",
@@ -1249,7 +1249,7 @@ def annotate(path, inclusive):
     return total, rows
 
 
-# ---- machine -------------------------------------------------------------------
+# ---- machine ----------------------------------------------------------------
 
 def machine():
     m = {"cores": os.cpu_count(), "kernel": platform.release()}
@@ -1286,7 +1286,7 @@ def machine():
     return m
 
 
-# ---- main ----------------------------------------------------------------------
+# ---- main -------------------------------------------------------------------
 
 def check_tools():
     missing = [t for t in ("wrk", "pgbench", "psql", "taskset", "gnuplot",

@@ -110,7 +110,7 @@ def median_row(label, runs, keys):
     return [label] + [med([r.get(k) for r in runs]) for k in keys]
 
 
-# ---- sections ------------------------------------------------------------------
+# ---- sections ---------------------------------------------------------------
 
 def sec_machine(res):
     m, s = res["machine"], res["settings"]
@@ -405,11 +405,13 @@ def sec_usage(res):
                 s["flush_interval"]) +
             table(["statement", "calls", "calls/s", "rows", "rows/s",
                    "WAL bytes/s"], rows) +
-            "\n\nUPDATEs of tokens: %d in the window, %.2f per "
-            "usage_flush_interval (target: at most 1).\n\n"
+            "\n\nUsage UPDATEs (the statement that sets use_count): %d "
+            "in the window, %.2f per usage_flush_interval (target: at most "
+            "1).%s\n\n"
             "The same counts for every scenario-1 round (all statements; "
             "tuples updated in tokens from pg_stat_user_tables):\n\n" % (
-                s["update_calls"], s["update_per_interval"]) +
+                s["update_calls"], s["update_per_interval"],
+                "  (Note: %s.)" % s["fixup"] if s.get("fixup") else "") +
             table(["round", "statements", "statements/s", "rows/s",
                    "tuples updated/s", "of which HOT/s"], pr) +
             "\n\n**last_used_at lag** (newest use to its row): sampled "
@@ -621,7 +623,7 @@ def render(res, plots=True):
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-# ---- plots ---------------------------------------------------------------------
+# ---- plots ------------------------------------------------------------------
 
 def plot_all(res):
     os.makedirs(PLOTS, exist_ok=True)
@@ -723,7 +725,7 @@ unset logscale y
 GNUPLOT_SCALING = r"""
 set output "%(out)s/scaling.png"
 set style data linespoints
-set title sprintf("Scaling (%(file)s): hit req/s by workers, wrk on the other cores")
+set title "Scaling (%(file)s): hit req/s by workers, wrk on other cores"
 set xlabel "workers"
 set ylabel "req/s"
 set format y "%%.0s%%c"
@@ -738,7 +740,7 @@ plot "%(d)s/scal.dat" using 1:2 title "tokend" lw 2 pt 7 lc rgb "#3070b0", \
 """
 
 
-# ---- the file ------------------------------------------------------------------
+# ---- the file ---------------------------------------------------------------
 
 HEADER = """# tokend benchmarks
 
