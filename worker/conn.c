@@ -163,19 +163,31 @@ conn_accept(int lfd, int tls)
 void
 conn_close(struct conn *c)
 {
+	if (c->c_closed)
+		return;
 	if (c->c_state == CS_PENDING) {
 		lookup_cancel(W.wk_lookup, c);
 		free(c->c_pending_data);
+		c->c_pending_data = NULL;
 	}
 	conn_list_remove(c);
 	if (c->c_ssl != NULL) {
 		SSL_shutdown(c->c_ssl);	/* best effort close_notify */
 		SSL_free(c->c_ssl);
+		c->c_ssl = NULL;
 	}
 	close(c->c_fd);
 	free(c->c_in);
 	free(c->c_out);
-	free(c);
+	c->c_in = c->c_out = NULL;
+	/*
+	 * The struct itself is freed at the end of the loop turn: a later
+	 * event of the same epoll batch may still point at it (a PostgreSQL
+	 * answer resumed and closed it while its socket event waits).
+	 */
+	c->c_closed = 1;
+	c->c_dead_next = W.wk_dead;
+	W.wk_dead = c;
 	if (W.wk_nconns-- == W.wk_cf->cf_max_connections && !W.wk_stopping)
 		worker_listen(1);
 	ctr_add(&W.wk_slot->sl_conns_open, (uint64_t)-1);
@@ -241,9 +253,23 @@ conn_read(struct conn *c)
 	return 0;
 }
 
+/* End of a loop turn: free the connections closed during it. */
+void
+conn_free_closed(void)
+{
+	struct conn	*c;
+
+	while ((c = W.wk_dead) != NULL) {
+		W.wk_dead = c->c_dead_next;
+		free(c);
+	}
+}
+
 void
 conn_event(struct conn *c, uint32_t events)
 {
+	if (c->c_closed)
+		return;		/* closed earlier in this epoll batch */
 	if (events & EPOLLOUT) {
 		if (conn_write(c) != 1)
 			return;

@@ -242,6 +242,7 @@ worker_main(const struct config *cf, struct shm *shm, int slot,
 		exit(1);
 	LOG(LVL_INFO, "worker_started", KV_I("slot", slot));
 	for (;;) {
+		conn_free_closed();
 		n = epoll_wait(W.wk_epfd, evs, 128, next_timeout_ms());
 		if (n == -1 && errno != EINTR) {
 			log_errorf("%s: epoll_wait: %s", __func__,

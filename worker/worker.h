@@ -62,6 +62,8 @@ struct conn {
 	int		 c_fd;
 	enum conn_state	 c_state;
 	int		 c_epollout;	/* EPOLLOUT is registered */
+	int		 c_closed;	/* freed at the end of the loop turn */
+	struct conn	*c_dead_next;
 	SSL		*c_ssl;		/* NULL on a plain connection */
 	int		 c_tls_want_out; /* a read waits for the socket to drain */
 	int		 c_keepalive;	/* of the request being answered */
@@ -119,6 +121,7 @@ struct worker {
 	int		 wk_nconns;
 	struct conn_list wk_reading;	/* header_timeout */
 	struct conn_list wk_idle;	/* keepalive_timeout */
+	struct conn	*wk_dead;	/* closed this loop turn, not yet freed */
 	SSL_CTX		*wk_tls;	/* NULL without tls_listen */
 	struct cache	*wk_cache;
 	struct lookup	*wk_lookup;
@@ -154,6 +157,7 @@ void	conn_event(struct conn *c, uint32_t events);
 /* A parked connection's handler finished: write, then go on parsing. */
 void	conn_resume(struct conn *c);
 void	conn_close(struct conn *c);
+void	conn_free_closed(void);
 void	conn_expire(int64_t now_ms);
 void	conn_list_remove(struct conn *c);
 /* Stopping: close idle connections, answer the rest with close. */
