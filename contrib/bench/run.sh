@@ -8,4 +8,7 @@
 # BENCH_ROUNDS=N, ...).  Never part of `make test`.
 set -eu
 cd "$(dirname "$0")/../.."
-exec python3 contrib/bench/bench.py "$@"
+python3 contrib/bench/bench.py "$@"
+# Issue 5's OAuth benchmarks; their section of BENCHMARKS.md is pasted from
+# contrib/bench/results/oauth.md.
+python3 contrib/bench/oauth_bench.py
