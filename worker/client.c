@@ -147,6 +147,17 @@ oreq_resume(struct conn *c, enum handler_result r)
 	conn_resume(c);
 }
 
+struct oreq *
+oreq_row(struct conn *c, PGresult *res)
+{
+	if (res == NULL || PQntuples(res) != 1) {
+		oauth_unavailable(c);
+		oreq_resume(c, HANDLER_DONE);
+		return NULL;
+	}
+	return c->c_pending_data;
+}
+
 /* ---- the cache ----------------------------------------------------------- */
 
 struct client_cache *

@@ -247,14 +247,8 @@ revoked(struct conn *c, PGresult *res, void *arg)
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 
 	(void)arg;
-	if (c == NULL)
+	if (c == NULL || (or = oreq_row(c, res)) == NULL)
 		return;
-	or = c->c_pending_data;
-	if (res == NULL || PQntuples(res) != 1) {
-		oauth_unavailable(c);
-		oreq_resume(c, HANDLER_DONE);
-		return;
-	}
 	oauth_cache_revoke(PQgetvalue(res, 0, 2));
 	if (strtol(PQgetvalue(res, 0, 1), NULL, 10) > 0) {
 		oauth_prefix(or->or_presented, pfx);

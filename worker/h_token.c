@@ -386,14 +386,8 @@ refreshed(struct conn *c, PGresult *res, void *arg)
 	int64_t		 exp;
 
 	(void)arg;
-	if (c == NULL)
+	if (c == NULL || (or = oreq_row(c, res)) == NULL)
 		return;
-	or = c->c_pending_data;
-	if (res == NULL || PQntuples(res) != 1) {
-		oauth_unavailable(c);
-		oreq_resume(c, HANDLER_DONE);
-		return;
-	}
 	st = PQgetvalue(res, 0, 0);
 	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
@@ -496,14 +490,8 @@ exchanged(struct conn *c, PGresult *res, void *arg)
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 
 	(void)arg;
-	if (c == NULL)
+	if (c == NULL || (or = oreq_row(c, res)) == NULL)
 		return;
-	or = c->c_pending_data;
-	if (res == NULL || PQntuples(res) != 1) {
-		oauth_unavailable(c);
-		oreq_resume(c, HANDLER_DONE);
-		return;
-	}
 	st = PQgetvalue(res, 0, 0);
 	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));

@@ -165,6 +165,11 @@ void	oreq_free(struct conn *c);
 enum handler_result oreq_done(struct conn *c, enum handler_result r);
 /* From a callback: on DONE free the state and resume the connection. */
 void	oreq_resume(struct conn *c, enum handler_result r);
+/*
+ * From a pgq callback expecting one row: the request's state, or NULL after
+ * answering 503 and resuming c (PostgreSQL unavailable or no row).
+ */
+struct oreq *oreq_row(struct conn *c, PGresult *res);
 
 /* OAuth responses: every one has Cache-Control: no-store and Pragma:
  * no-cache (RFC 6749 5.1). */
