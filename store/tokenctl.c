@@ -285,6 +285,43 @@ ctl_run(struct ctl *c, const char *sql, int n, const char *const *params)
 	return 0;
 }
 
+/* Run a statement; *count is how many rows it touched.  Returns 0 or -1. */
+static int
+ctl_run_count(struct ctl *c, const char *sql, int n,
+    const char *const *params, long long *count)
+{
+	PGresult	*res;
+
+	if ((res = ctl_sql(c, sql, n, params)) == NULL)
+		return -1;
+	*count = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * Run a statement that must give a row (a lookup, or an INSERT ... ON
+ * CONFLICT DO NOTHING RETURNING); without one, fmt is the reason.
+ * Returns the result, which the caller PQclears, or NULL.
+ */
+static PGresult * __attribute__((format(printf, 5, 6)))
+ctl_sql_row(struct ctl *c, const char *sql, int n, const char *const *params,
+    const char *fmt, ...)
+{
+	PGresult	*res;
+	va_list		 ap;
+
+	if ((res = ctl_sql(c, sql, n, params)) == NULL)
+		return NULL;
+	if (PQntuples(res) > 0)
+		return res;
+	PQclear(res);
+	va_start(ap, fmt);
+	vsnprintf(c->ctl_err, sizeof(c->ctl_err), fmt, ap);
+	va_end(ap);
+	return NULL;
+}
+
 /* After a failure inside BEGIN: keep the first error, end the block. */
 static void
 ctl_rollback(struct ctl *c)
@@ -316,6 +353,19 @@ ctl_check_user_name(struct ctl *c, const char *name)
 		return ctl_fail(c, "invalid user name: 1 to %d characters of "
 		    "A-Z a-z 0-9 . _ @ -", CTL_NAME_MAX);
 	return 0;
+}
+
+/*
+ * Run sql, which finds user name ($1) and gives its id in the first
+ * column.  Returns the row, which the caller PQclears, or NULL ("unknown
+ * user NAME" when there is none).
+ */
+static PGresult *
+ctl_user_row(struct ctl *c, const char *sql, const char *name)
+{
+	const char	*params[1] = { name };
+
+	return ctl_sql_row(c, sql, 1, params, "unknown user %s", name);
 }
 
 /* ---- Output: aligned tables or JSON ----------------------------------- */
@@ -436,14 +486,22 @@ out:
 	return rc == 0 ? 0 : ctl_fail(c, "out of memory");
 }
 
+/* Run a query and print its rows: a table, or with --json an array. */
 static int
-ctl_print(struct ctl *c, const PGresult *res, const struct ctl_col *cols,
-    int ncols)
+ctl_list(struct ctl *c, const char *sql, int n, const char *const *params,
+    const struct ctl_col *cols, int ncols)
 {
+	PGresult	*res;
+	int		 rc = 0;
+
+	if ((res = ctl_sql(c, sql, n, params)) == NULL)
+		return -1;
 	if (c->ctl_opts & OPT_JSON)
-		return ctl_print_json(c, res, cols, ncols);
-	ctl_print_table(res, cols, ncols);
-	return 0;
+		rc = ctl_print_json(c, res, cols, ncols);
+	else
+		ctl_print_table(res, cols, ncols);
+	PQclear(res);
+	return rc;
 }
 
 /* Timestamps as ISO 8601 UTC, whatever the session's TimeZone. */
@@ -550,15 +608,10 @@ cmd_user_add(struct ctl *c)
 		return -1;
 	params[0] = name;
 	params[1] = (c->ctl_opts & OPT_PASSWORD_STDIN) ? hash : NULL;
-	res = ctl_sql(c, "INSERT INTO users (name, password_hash) "
+	if ((res = ctl_sql_row(c, "INSERT INTO users (name, password_hash) "
 	    "VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
-	    2, params);
-	if (res == NULL)
+	    2, params, "user %s already exists", name)) == NULL)
 		return -1;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return ctl_fail(c, "user %s already exists", name);
-	}
 	printf("user %s added (id %s)\n", name, PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return 0;
@@ -573,37 +626,30 @@ static int
 cmd_user_disable(struct ctl *c)
 {
 	const char	*name = c->ctl_words[2], *params[1];
-	PGresult	*res = NULL;
+	PGresult	*res;
 	char		 id[32];
+	long long	 n;
 	int		 rc = -1;
 
 	if (ctl_check_user_name(c, name) == -1 || ctl_connect(c, 1) == -1)
 		return -1;
 	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
 		return -1;
-	params[0] = name;
-	if ((res = ctl_sql(c, "UPDATE users SET disabled = true "
-	    "WHERE name = $1 RETURNING id", 1, params)) == NULL)
+	if ((res = ctl_user_row(c, "UPDATE users SET disabled = true "
+	    "WHERE name = $1 RETURNING id", name)) == NULL)
 		goto out;
-	if (PQntuples(res) == 0) {
-		ctl_fail(c, "unknown user %s", name);
-		goto out;
-	}
 	snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
 	params[0] = id;
-	if ((res = ctl_sql(c, "UPDATE tokens SET revoked_at = now() "
-	    "WHERE user_id = $1 AND revoked_at IS NULL", 1, params)) == NULL)
+	if (ctl_run_count(c, "UPDATE tokens SET revoked_at = now() "
+	    "WHERE user_id = $1 AND revoked_at IS NULL", 1, params, &n) == -1 ||
+	    ctl_run(c, "COMMIT", 0, NULL) == -1)
 		goto out;
-	if (ctl_run(c, "COMMIT", 0, NULL) == -1)
-		goto out;
-	printf("user %s disabled, %s tokens revoked\n", name,
-	    PQcmdTuples(res));
+	printf("user %s disabled, %lld tokens revoked\n", name, n);
 	rc = 0;
 out:
 	if (rc == -1)
 		ctl_rollback(c);
-	PQclear(res);
 	return rc;
 }
 
@@ -616,18 +662,11 @@ cmd_user_list(struct ctl *c)
 		{ "disabled", COL_BOOL, "-" },
 		{ "created", COL_STR, "-" },
 	};
-	PGresult	*res;
-	int		 rc;
 
 	if (ctl_connect(c, 1) == -1)
 		return -1;
-	res = ctl_sql(c, "SELECT id, name, disabled, " CTL_TS("created_at")
-	    " FROM users ORDER BY id", 0, NULL);
-	if (res == NULL)
-		return -1;
-	rc = ctl_print(c, res, cols, 4);
-	PQclear(res);
-	return rc;
+	return ctl_list(c, "SELECT id, name, disabled, " CTL_TS("created_at")
+	    " FROM users ORDER BY id", 0, NULL, cols, 4);
 }
 
 /* ---- pat create ------------------------------------------------------- */
@@ -691,17 +730,13 @@ ctl_check_pat_args(struct ctl *c, char *scope, size_t scopelen,
 static int
 ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
 {
-	const char	*params[1] = { name };
 	PGresult	*res;
 	int		 rc = -1;
 
-	res = ctl_sql(c, "SELECT id, disabled FROM users WHERE name = $1 "
-	    "FOR SHARE", 1, params);
-	if (res == NULL)
+	if ((res = ctl_user_row(c, "SELECT id, disabled FROM users "
+	    "WHERE name = $1 FOR SHARE", name)) == NULL)
 		return -1;
-	if (PQntuples(res) == 0)
-		ctl_fail(c, "unknown user %s", name);
-	else if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
 		ctl_fail(c, "user %s is disabled", name);
 	else {
 		snprintf(id, idlen, "%s", PQgetvalue(res, 0, 0));
@@ -862,15 +897,12 @@ cmd_client_add(struct ctl *c)
 	params[2] = pub ? "t" : "f";
 	params[3] = uris;
 	params[4] = scope;
-	res = ctl_sql(c, "INSERT INTO clients (client_id, secret_hash, public, "
-	    "redirect_uris, scope) VALUES ($1, $2, $3, $4::text[], $5) "
-	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 5, params);
-	if (res == NULL)
+	if ((res = ctl_sql_row(c, "INSERT INTO clients (client_id, "
+	    "secret_hash, public, redirect_uris, scope) "
+	    "VALUES ($1, $2, $3, $4::text[], $5) "
+	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 5, params,
+	    "client %s already exists", id)) == NULL)
 		return -1;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return ctl_fail(c, "client %s already exists", id);
-	}
 	printf("client %s added (id %s, %s)\n", id, PQgetvalue(res, 0, 0),
 	    pub ? "public" : "confidential");
 	PQclear(res);
@@ -882,21 +914,14 @@ cmd_client_add(struct ctl *c)
 static int
 ctl_user_id(struct ctl *c, const char *name, char *id, size_t idlen)
 {
-	const char	*params[1] = { name };
 	PGresult	*res;
-	int		 rc = -1;
 
-	res = ctl_sql(c, "SELECT id FROM users WHERE name = $1", 1, params);
-	if (res == NULL)
+	if ((res = ctl_user_row(c, "SELECT id FROM users WHERE name = $1",
+	    name)) == NULL)
 		return -1;
-	if (PQntuples(res) == 0)
-		ctl_fail(c, "unknown user %s", name);
-	else {
-		snprintf(id, idlen, "%s", PQgetvalue(res, 0, 0));
-		rc = 0;
-	}
+	snprintf(id, idlen, "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
-	return rc;
+	return 0;
 }
 
 static int
@@ -916,8 +941,6 @@ cmd_token_list(struct ctl *c)
 	};
 	const char	*params[1] = { NULL };
 	char		 uid[32];
-	PGresult	*res;
-	int		 rc;
 
 	if (c->ctl_user != NULL && ctl_check_user_name(c, c->ctl_user) == -1)
 		return -1;
@@ -928,16 +951,11 @@ cmd_token_list(struct ctl *c)
 			return -1;
 		params[0] = uid;
 	}
-	res = ctl_sql(c, "SELECT id, kind, prefix, name, scope, "
+	return ctl_list(c, "SELECT id, kind, prefix, name, scope, "
 	    CTL_TS("created_at") ", " CTL_TS("expires_at") ", "
 	    CTL_TS("last_used_at") ", use_count, " CTL_TS("revoked_at")
 	    " FROM tokens WHERE $1::bigint IS NULL OR user_id = $1 "
-	    "ORDER BY id", 1, params);
-	if (res == NULL)
-		return -1;
-	rc = ctl_print(c, res, cols, 10);
-	PQclear(res);
-	return rc;
+	    "ORDER BY id", 1, params, cols, 10);
 }
 
 /* A positive int64 in decimal, nothing else. */
@@ -968,32 +986,21 @@ ctl_revoke(struct ctl *c, const char *id, int *was_revoked, long long *n)
 	char		 family[32];
 	int		 refresh;
 
-	res = ctl_sql(c, "SELECT kind, coalesce(family, id), "
+	if ((res = ctl_sql_row(c, "SELECT kind, coalesce(family, id), "
 	    "revoked_at IS NOT NULL FROM tokens WHERE id = $1 FOR UPDATE",
-	    1, params);
-	if (res == NULL)
+	    1, params, "unknown token %s", id)) == NULL)
 		return -1;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		return ctl_fail(c, "unknown token %s", id);
-	}
 	refresh = strcmp(PQgetvalue(res, 0, 0), "refresh") == 0;
 	snprintf(family, sizeof(family), "%s", PQgetvalue(res, 0, 1));
 	*was_revoked = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 	PQclear(res);
 	params[1] = family;
 	if (refresh)
-		res = ctl_sql(c, "UPDATE tokens SET revoked_at = now() "
+		return ctl_run_count(c, "UPDATE tokens SET revoked_at = now() "
 		    "WHERE revoked_at IS NULL "
-		    "AND (id = $1 OR id = $2 OR family = $2)", 2, params);
-	else
-		res = ctl_sql(c, "UPDATE tokens SET revoked_at = now() "
-		    "WHERE revoked_at IS NULL AND id = $1", 1, params);
-	if (res == NULL)
-		return -1;
-	*n = strtoll(PQcmdTuples(res), NULL, 10);
-	PQclear(res);
-	return 0;
+		    "AND (id = $1 OR id = $2 OR family = $2)", 2, params, n);
+	return ctl_run_count(c, "UPDATE tokens SET revoked_at = now() "
+	    "WHERE revoked_at IS NULL AND id = $1", 1, params, n);
 }
 
 static int
@@ -1032,7 +1039,7 @@ cmd_cleanup(struct ctl *c)
 {
 	const char	*params[1];
 	char		 ret[32];
-	PGresult	*res = NULL;
+	long long	 n;
 	int		 rc = -1;
 
 	if (ctl_config(c) == -1 || ctl_connect(c, 1) == -1)
@@ -1041,21 +1048,19 @@ cmd_cleanup(struct ctl *c)
 	params[0] = ret;
 	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
 		return -1;
-	if ((res = ctl_sql(c, "DELETE FROM tokens WHERE "
+	if (ctl_run_count(c, "DELETE FROM tokens WHERE "
 	    "expires_at < now() - $1::bigint * interval '1 second' OR "
 	    "revoked_at < now() - $1::bigint * interval '1 second'",
-	    1, params)) == NULL)
-		goto out;
-	if (ctl_run(c, "DELETE FROM usage_batches WHERE "
+	    1, params, &n) == -1 ||
+	    ctl_run(c, "DELETE FROM usage_batches WHERE "
 	    "at < now() - $1::bigint * interval '1 second'", 1, params) == -1 ||
 	    ctl_run(c, "COMMIT", 0, NULL) == -1)
 		goto out;
-	printf("deleted %s tokens\n", PQcmdTuples(res));
+	printf("deleted %lld tokens\n", n);
 	rc = 0;
 out:
 	if (rc == -1)
 		ctl_rollback(c);
-	PQclear(res);
 	return rc;
 }
 
