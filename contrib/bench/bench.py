@@ -308,8 +308,11 @@ class Bench:
             with open(os.path.join(self.pgdir, "data",
                                    "postmaster.pid")) as f:
                 pm = int(f.readline())
-            for pid in [pm] + [p for _, p in children(pm)]:
-                run(["taskset", "-pc", self.st.pg_cpus, str(pid)])
+            run(["taskset", "-pc", self.st.pg_cpus, str(pm)])
+            for _, pid in children(pm):
+                # A child may be gone already (the startup process).
+                run(["taskset", "-pc", self.st.pg_cpus, str(pid)],
+                    check=False)
         run([os.path.join(self.bin, "tokenctl"), "--database-url", self.url,
              "migrate"])
         for name in ("hit", "bulk", "other"):
