@@ -210,4 +210,31 @@ int	scope_subset(const char *want, const char *have);
  */
 int	scope_normalize(const char *in, char *out, size_t outlen);
 
+/* ---- JSON objects written in place (jsonw.c) --------------------------- */
+
+/*
+ * A flat JSON object written straight into a caller's buffer, for the one
+ * hot JSON answer (/introspect on a cache hit), where building a jansson
+ * tree and dumping it cost more instructions than the rest of the request.
+ * Strings are escaped as RFC 8259 requires; a byte that is not part of
+ * valid UTF-8 is written as U+FFFD, so the output is always valid JSON.
+ * A string of n bytes takes at most 6 * n bytes escaped.
+ */
+struct jsonw {
+	char	*jw_buf;
+	size_t	 jw_cap;
+	size_t	 jw_len;
+	int	 jw_fields;
+	int	 jw_full;	/* something did not fit */
+};
+
+void	jw_begin(struct jsonw *jw, char *buf, size_t cap);
+void	jw_str(struct jsonw *jw, const char *key, const char *val);
+void	jw_int(struct jsonw *jw, const char *key, int64_t v);
+/* v's decimal digits as a JSON string ("sub": "42"). */
+void	jw_int_str(struct jsonw *jw, const char *key, int64_t v);
+void	jw_bool(struct jsonw *jw, const char *key, int v);
+/* Close the object: its length, or -1 when the buffer was too small. */
+long	jw_end(struct jsonw *jw);
+
 #endif /* TOKEND_PROTO_H */

@@ -86,40 +86,49 @@ oauth_cache_issued(const char *tok, const struct tok_info *ti,
 
 /* ---- /introspect ---------------------------------------------------------- */
 
+/*
+ * Written with jsonw rather than jansson: on a cache hit, building and
+ * dumping a jansson object was a third of an introspection's instructions.
+ * The buffer holds the longest answer: every string escaped at 6 bytes a
+ * byte.
+ */
 static void
 introspect_answer(struct conn *c, const struct tok_info *ti)
 {
-	char	 sub[24];
-	json_t	*o;
+	static const char inactive[] = "{\"active\":false}";
+	char		 body[6 * (TI_SCOPE_LEN + 2 * TI_CLIENT_LEN +
+			    TI_USER_LEN) + 256];
+	struct jsonw	 jw;
+	long		 n;
 
 	if (ti->ti_state != TI_VALID ||
 	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
 	    (ti->ti_kind != TOKEN_ACCESS && ti->ti_kind != TOKEN_PAT &&
 	    ti->ti_kind != TOKEN_REFRESH)) {
-		oauth_json(c, 200, json_pack("{s:b}", "active", 0));
+		oauth_body(c, 200, inactive, sizeof(inactive) - 1);
 		return;
 	}
 	/* Counted before the answer leaves, as /auth does. */
 	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms);
-	o = json_pack("{s:b, s:s, s:s, s:I}", "active", 1, "scope",
-	    ti->ti_scope, "token_type", "Bearer", "iat",
-	    (json_int_t)ti->ti_iat);
-	if (o == NULL) {
+	jw_begin(&jw, body, sizeof(body));
+	jw_bool(&jw, "active", 1);
+	jw_str(&jw, "scope", ti->ti_scope);
+	jw_str(&jw, "token_type", "Bearer");
+	jw_int(&jw, "iat", ti->ti_iat);
+	if (ti->ti_client[0] != '\0')
+		jw_str(&jw, "client_id", ti->ti_client);
+	if (ti->ti_user_id != 0) {
+		jw_str(&jw, "username", ti->ti_user);
+		jw_int_str(&jw, "sub", ti->ti_user_id);
+	} else if (ti->ti_client[0] != '\0')
+		jw_str(&jw, "sub", ti->ti_client);
+	if (ti->ti_expires != 0)
+		jw_int(&jw, "exp", ti->ti_expires);
+	if ((n = jw_end(&jw)) < 0) {
 		oauth_unavailable(c);
 		return;
 	}
-	if (ti->ti_client[0] != '\0')
-		json_object_set_new(o, "client_id", json_string(ti->ti_client));
-	if (ti->ti_user_id != 0) {
-		snprintf(sub, sizeof(sub), "%lld", (long long)ti->ti_user_id);
-		json_object_set_new(o, "username", json_string(ti->ti_user));
-		json_object_set_new(o, "sub", json_string(sub));
-	} else if (ti->ti_client[0] != '\0')
-		json_object_set_new(o, "sub", json_string(ti->ti_client));
-	if (ti->ti_expires != 0)
-		json_object_set_new(o, "exp",
-		    json_integer((json_int_t)ti->ti_expires));
-	oauth_json(c, 200, o);
+	oauth_body(c, 200, body, (size_t)n);
 }
 
 static void

@@ -174,6 +174,8 @@ struct oreq *oreq_row(struct conn *c, PGresult *res);
 /* OAuth responses: every one has Cache-Control: no-store and Pragma:
  * no-cache (RFC 6749 5.1). */
 void	oauth_json(struct conn *c, int status, json_t *obj);
+/* The same with a body already serialised (json[0..len)). */
+void	oauth_body(struct conn *c, int status, const char *json, size_t len);
 void	oauth_error(struct conn *c, int status, const char *error,
 	    const char *desc);
 /* 503 temporarily_unavailable with Retry-After. */

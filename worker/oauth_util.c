@@ -57,6 +57,7 @@ oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
 	const char	*p = auth.s_ptr, *colon;
 	size_t		 n = auth.s_len;
 	long		 m, s;
+	int		 rc;
 
 	if (p == NULL || n < 6 || strncasecmp(p, "Basic ", 6) != 0)
 		return 0;
@@ -64,20 +65,22 @@ oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
 		;
 	while (n > 0 && p[n - 1] == ' ')
 		n--;
-	if (n / 4 * 3 > sizeof(raw) || (m = b64_decode(p, n, raw)) < 0)
+	if (n / 4 * 3 > sizeof(raw))
 		return -1;
-	if ((colon = memchr(raw, ':', (size_t)m)) == NULL)
-		return -1;
-	if (form_unescape((const char *)raw, (size_t)(colon - (char *)raw), id,
-	    idlen) <= 0)
-		return -1;
-	s = form_unescape(colon + 1, (size_t)((char *)raw + m - colon - 1),
-	    secret, secretcap);
-	OPENSSL_cleanse(raw, sizeof(raw));
-	if (s < 0)
-		return -1;
-	*secretlen = (size_t)s;
-	return 1;
+	/* Every way out wipes what b64_decode may have written, and only
+	 * that: the whole buffer was most of a cached introspection. */
+	rc = -1;
+	if ((m = b64_decode(p, n, raw)) >= 0 &&
+	    (colon = memchr(raw, ':', (size_t)m)) != NULL &&
+	    form_unescape((const char *)raw, (size_t)(colon - (char *)raw), id,
+	    idlen) > 0 &&
+	    (s = form_unescape(colon + 1, (size_t)((char *)raw + m - colon - 1),
+	    secret, secretcap)) >= 0) {
+		*secretlen = (size_t)s;
+		rc = 1;
+	}
+	OPENSSL_cleanse(raw, n / 4 * 3);
+	return rc;
 }
 
 /* ---- scopes --------------------------------------------------------------- */

@@ -156,10 +156,11 @@ resp_error(struct conn *c, int status, const char *error, const char *desc)
 void
 resp_json_end(struct conn *c, json_t *obj)
 {
-	char	 buf[4096] = "";
+	char	 buf[4096];		/* not zeroed: 4 KiB a response */
 	char	*big = NULL;
 	size_t	 n;
 
+	buf[0] = '\0';
 	n = obj ? json_dumpb(obj, buf, sizeof(buf), JSON_COMPACT) : 0;
 	if (n > sizeof(buf)) {
 		big = json_dumps(obj, JSON_COMPACT);

@@ -5,11 +5,14 @@
  * Checks the documented invariants of whatever they accept: every string
  * NUL-terminated inside its buffer and within its limit, scopes already
  * canonical, a challenge of 43 base64url characters, and a redirect_to that
- * always fits the buffer the handler gives it.
+ * always fits the buffer the handler gives it.  Also the JSON writer
+ * behind /introspect (proto/jsonw.c), on the same bytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "worker/oauth.h"
 
@@ -96,6 +99,39 @@ check_basic(const char *s, size_t n)
 		abort();
 }
 
+/*
+ * The JSON the workers write themselves (proto/jsonw.c): whatever bytes a
+ * stored name holds, jansson parses the object back, and a string that was
+ * valid UTF-8 comes back unchanged.  s is NUL-terminated.
+ */
+static void
+check_jsonw(const char *s)
+{
+	char		*out;
+	size_t		 cap = 6 * strlen(s) + 64;
+	struct jsonw	 jw;
+	json_t		*o, *v, *ref;
+	long		 n;
+
+	if ((out = malloc(cap)) == NULL)
+		return;
+	jw_begin(&jw, out, cap);
+	jw_str(&jw, "k", s);
+	jw_int(&jw, "n", (int64_t)strlen(s));
+	if ((n = jw_end(&jw)) < 0)
+		abort();
+	if ((o = json_loadb(out, (size_t)n, 0, NULL)) == NULL ||
+	    (v = json_object_get(o, "k")) == NULL || !json_is_string(v))
+		abort();
+	/* jansson's json_string() takes exactly the valid UTF-8. */
+	if ((ref = json_string(s)) != NULL &&
+	    strcmp(json_string_value(v), s) != 0)
+		abort();
+	json_decref(ref);
+	json_decref(o);
+	free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -115,6 +151,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s[size + 6] = '\0';
 	if (scope_normalize(s + 6, scope, sizeof(scope)) == 0)
 		check_scope(scope);
+	check_jsonw(s + 6);
 	free(s);
 	return 0;
 }

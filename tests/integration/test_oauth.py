@@ -697,6 +697,24 @@ class IntrospectTest(OAuthBase):
         for tok in ("tka_nonsense", "", "tka_" + "0" * 49, pat[:-1] + "x"):
             self.assertEqual(self.introspect(tok).json(), {"active": False})
 
+    def test_any_stored_name_comes_back_exactly(self):
+        """tokenctl only makes plain user names, but a row written with SQL
+        may hold any text: the answer, written by hand on a cache hit,
+        must still be JSON that gives it back unchanged."""
+        name = 'Zo\u00eb "q" \\ \t\u2603 end'
+        uid = harness.pg().sql("INSERT INTO users (name) VALUES (%s) "
+                               "RETURNING id", name)[0][0]
+        pat = harness.tokenctl("pat", "create", "--user", "bob", "--name",
+                               "p").stdout.strip()
+        harness.pg().sql("UPDATE tokens SET user_id = %s WHERE prefix = %s",
+                         int(uid), pat[:8])
+        for _ in range(2):      # a miss, then a cache hit
+            r = self.introspect(pat)
+            self.assertEqual(r.header("content-type"), "application/json")
+            i = r.json()
+            self.assertEqual((i["active"], i["username"], i["sub"]),
+                             (True, name, uid))
+
     def test_each_active_introspection_counts_a_use(self):
         tok = self.login()["access_token"]
         for _ in range(3):

@@ -1,0 +1,191 @@
+/*
+ * JSON objects written in place (proto.h).  No allocation, no printf.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+static void
+jw_put(struct jsonw *jw, const char *s, size_t n)
+{
+	if (jw->jw_full || jw->jw_cap - jw->jw_len < n) {
+		jw->jw_full = 1;
+		return;
+	}
+	memcpy(jw->jw_buf + jw->jw_len, s, n);
+	jw->jw_len += n;
+}
+
+/*
+ * The length of the valid UTF-8 sequence at s[0..n), or 0 when s[0] does
+ * not start one (RFC 3629: no overlongs, no surrogates, nothing past
+ * U+10FFFF).
+ */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char	 lo = 0x80, hi = 0xbf;
+	size_t		 len, i;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+static void
+jw_string(struct jsonw *jw, const char *str)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str;
+	size_t		 n = strlen(str), run, u;
+	char		 esc[6];
+
+	jw_put(jw, "\"", 1);
+	while (n > 0) {
+		/* Plain ASCII goes in runs. */
+		for (run = 0; run < n && s[run] >= 0x20 && s[run] < 0x80 &&
+		    s[run] != '"' && s[run] != '\\'; run++)
+			;
+		jw_put(jw, (const char *)s, run);
+		s += run;
+		n -= run;
+		if (n == 0)
+			break;
+		if (*s >= 0x80) {
+			if ((u = utf8_len(s, n)) > 0)
+				jw_put(jw, (const char *)s, u);
+			else {
+				jw_put(jw, "\\ufffd", 6);
+				u = 1;
+			}
+			s += u;
+			n -= u;
+			continue;
+		}
+		esc[0] = '\\';
+		switch (*s) {
+		case '"':  esc[1] = '"';  break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b';  break;
+		case '\f': esc[1] = 'f';  break;
+		case '\n': esc[1] = 'n';  break;
+		case '\r': esc[1] = 'r';  break;
+		case '\t': esc[1] = 't';  break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[*s >> 4];
+			esc[5] = hex[*s & 0xf];
+			jw_put(jw, esc, 6);
+			s++;
+			n--;
+			continue;
+		}
+		jw_put(jw, esc, 2);
+		s++;
+		n--;
+	}
+	jw_put(jw, "\"", 1);
+}
+
+static void
+jw_key(struct jsonw *jw, const char *key)
+{
+	if (jw->jw_fields++ > 0)
+		jw_put(jw, ",", 1);
+	jw_string(jw, key);
+	jw_put(jw, ":", 1);
+}
+
+void
+jw_begin(struct jsonw *jw, char *buf, size_t cap)
+{
+	jw->jw_buf = buf;
+	jw->jw_cap = cap;
+	jw->jw_len = 0;
+	jw->jw_fields = 0;
+	jw->jw_full = 0;
+	jw_put(jw, "{", 1);
+}
+
+void
+jw_str(struct jsonw *jw, const char *key, const char *val)
+{
+	jw_key(jw, key);
+	jw_string(jw, val);
+}
+
+/* v in decimal, without printf; buf holds 24 bytes, the digits end there. */
+static size_t
+jw_digits(int64_t v, char buf[24], char **start)
+{
+	char		*p = buf + 24;
+	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	*start = p;
+	return (size_t)(buf + 24 - p);
+}
+
+void
+jw_int(struct jsonw *jw, const char *key, int64_t v)
+{
+	char	 buf[24], *p;
+	size_t	 n = jw_digits(v, buf, &p);
+
+	jw_key(jw, key);
+	jw_put(jw, p, n);
+}
+
+void
+jw_int_str(struct jsonw *jw, const char *key, int64_t v)
+{
+	char	 buf[24], *p;
+	size_t	 n = jw_digits(v, buf, &p);
+
+	jw_key(jw, key);
+	jw_put(jw, "\"", 1);
+	jw_put(jw, p, n);
+	jw_put(jw, "\"", 1);
+}
+
+void
+jw_bool(struct jsonw *jw, const char *key, int v)
+{
+	jw_key(jw, key);
+	if (v)
+		jw_put(jw, "true", 4);
+	else
+		jw_put(jw, "false", 5);
+}
+
+long
+jw_end(struct jsonw *jw)
+{
+	jw_put(jw, "}", 1);
+	return jw->jw_full ? -1 : (long)jw->jw_len;
+}
