@@ -67,26 +67,25 @@ Python 3 standard library only.
 import datetime
 import json
 import os
-import platform
 import random
 import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import http.client
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+# benchlib.py (and report.py) lie beside this script, whatever the cwd.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import (  # noqa: E402
+    BIN, HERE, ROOT, Proc, call, children, cpu_busy, cpu_s, env_int,
+    foreign, free_port, log, med, parse_wrk, pinned, retry_round, run,
+    run_pgbench, run_wrk, stat_fields, wait_http, wait_quiet, wrk_argv)
+
 LUA = os.path.join(HERE, "auth.lua")
 RESULTS = os.path.join(HERE, "results")
 PLOTS = os.path.join(HERE, "plots")
-BIN = os.path.abspath(os.environ.get("BENCH_BIN") or
-                      os.path.join(ROOT, "bin"))
 
 TARGETS = {
     "hit_ratio": 0.9, "hit_p99": 1.5, "scale_ratio": 0.9,
@@ -95,32 +94,14 @@ TARGETS = {
 }
 
 
-def env_int(name, default):
-    v = os.environ.get(name)
-    return int(v) if v not in (None, "") else default
-
-
-def log(*a):
-    print("bench:", *a, file=sys.stderr, flush=True)
-
-
-class Settings:
+class Settings(benchlib.Settings):
     def __init__(self):
-        self.quick = os.environ.get("BENCH_QUICK") == "1"
-        self.rounds = env_int("BENCH_ROUNDS", 1 if self.quick else 5)
-        self.duration = env_int("BENCH_DURATION", 3 if self.quick else 10)
-        self.conns = env_int("BENCH_CONNS", 32)
+        super().__init__(rounds=5, duration=10)
         self.wrk_threads = env_int("BENCH_WRK_THREADS", 1)
         self.workers = env_int("BENCH_WORKERS", 1)
         self.bulk = env_int("BENCH_BULK", 100000 if self.quick else 1000000)
         self.hit_n = 1000
         self.scale_n = min(100000, self.bulk)
-        ncpu = os.cpu_count() or 1
-        self.server_cpus = os.environ.get("BENCH_SERVER_CPUS",
-                                          "0" if ncpu > 1 else "")
-        rest = ",".join(str(i) for i in range(1, ncpu))
-        self.client_cpus = os.environ.get("BENCH_CLIENT_CPUS",
-                                          rest if ncpu > 1 else "")
         sc = os.environ.get("BENCH_SCENARIOS",
                             "1,2,3,4,5,6" if self.quick else "C,1,2,3,4,5,6")
         self.scenarios = set(s.strip() for s in sc.split(",") if s.strip())
@@ -129,83 +110,22 @@ class Settings:
         self.report = os.environ.get(
             "BENCH_REPORT", "" if self.quick else
             os.path.join(ROOT, "BENCHMARKS.md"))
-        self.keep = os.environ.get("BENCH_KEEP") == "1"
-        self.quiet_wait = env_int("BENCH_QUIET_WAIT", 60)
-        self.retries = env_int("BENCH_RETRIES", 2)
         self.setup_sql = os.environ.get("BENCH_SETUP_SQL", "")
         self.writer_cpus = os.environ.get("BENCH_WRITER_CPUS", "")
         self.pg_cpus = os.environ.get("BENCH_PG_CPUS", "")
         self.tokend_extra = dict(
             kv.split("=", 1) for kv in
             os.environ.get("BENCH_TOKEND_CONF", "").split(",") if "=" in kv)
-        self.max_foreign = float(os.environ.get("BENCH_MAX_FOREIGN", "0.2"))
-
-    def as_dict(self):
-        return {k: (sorted(v) if isinstance(v, set) else v)
-                for k, v in self.__dict__.items()}
 
 
 # ---- processes --------------------------------------------------------------
 
-def pinned(cpus, argv):
-    return (["taskset", "-c", cpus] if cpus else []) + argv
-
-
-def run(argv, **kw):
-    kw.setdefault("check", True)
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(argv, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_ticks(pid):
-    """utime + stime of pid, in seconds; None when it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def cpu_user(pid):
-    """utime of pid alone, in seconds (cpu_ticks less this is stime)."""
+    """utime of pid alone, in seconds (cpu_s less this is stime)."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        return int(stat_fields(pid)[11]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
-
-
-def children(ppid):
-    """[(title, pid)] of ppid's children (titles repeat: nginx workers,
-    PostgreSQL backends)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read().rsplit(")", 1)[1].split()
-            if int(st[1]) != ppid:
-                continue
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                title = f.read().split(b"\0")[0].decode(errors="replace")
-            if "valgrind" in title or "-linux" in title:
-                # Under valgrind the title shows only in comm (prctl).
-                with open("/proc/%s/comm" % d) as f:
-                    title = f.read()
-            out.append((title.strip(), int(d)))
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
 
 
 def mem_of(pid):
@@ -227,63 +147,11 @@ def mem_of(pid):
     return m
 
 
-def http_get(port, path, token=None, timeout=5):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        h = {"Authorization": "Bearer " + token} if token else {}
-        c.request("GET", path, headers=h)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
-
-
-def wait_http(port, path, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if http_get(port, path, timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("nothing answers 200 on port %d %s" % (port, path))
-
-
-class Proc:
-    """A server this script started, in its own session, stopped by pid."""
-
-    def __init__(self, argv, logpath, cwd=None):
-        self.logf = open(logpath, "ab")
-        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=self.logf,
-                                  stdin=subprocess.DEVNULL, cwd=cwd,
-                                  start_new_session=True)
-        self.pid = self.p.pid
-
-    def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.p.wait()
-        self.logf.close()
-        return self.p.returncode
-
-
 # ---- the bench directory: PostgreSQL, tokens, servers -----------------------
 
-class Bench:
+class Bench(benchlib.Bench):
     def __init__(self, st):
-        self.st = st
-        self.dir = tempfile.mkdtemp(prefix="tkbench-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.bin = BIN
-        self.pgdir = os.path.join(self.dir, "pg")
-        self.pgport = None
-        self.url = None
-        self.tokend = None
+        super().__init__(st, "tkbench-")
         self.tokend_port = None
         self.nginx = None
         self.nginx_port = None
@@ -299,34 +167,14 @@ class Bench:
         return [line.split("|") for line in r.stdout.splitlines()]
 
     def start_pg(self):
-        self.pgport = free_port()
-        r = run(["sh", os.path.join(ROOT, "contrib/pg.sh"), "start",
-                 self.pgdir, str(self.pgport)], cwd=ROOT)
-        self.url = r.stdout.strip().splitlines()[-1]
-        if self.st.pg_cpus:
-            # New backends inherit the postmaster's affinity.
-            with open(os.path.join(self.pgdir, "data",
-                                   "postmaster.pid")) as f:
-                pm = int(f.readline())
-            run(["taskset", "-pc", self.st.pg_cpus, str(pm)])
-            for _, pid in children(pm):
-                # A child may be gone already (the startup process).
-                run(["taskset", "-pc", self.st.pg_cpus, str(pid)],
-                    check=False)
-        run([os.path.join(self.bin, "tokenctl"), "--database-url", self.url,
-             "migrate"])
+        super().start_pg(self.st.pg_cpus)
+        self.tokenctl("migrate")
         for name in ("hit", "bulk", "other"):
-            run([os.path.join(self.bin, "tokenctl"), "--database-url",
-                 self.url, "user", "add", name])
+            self.tokenctl("user", "add", name)
         for uid, name in self.psql("SELECT id, name FROM users"):
             self.users[name] = uid
         if self.st.setup_sql:
             self.psql(self.st.setup_sql)
-
-    def stop_pg(self):
-        if self.url:
-            run(["sh", os.path.join(ROOT, "contrib/pg.sh"), "stop",
-                 self.pgdir], check=False, cwd=ROOT)
 
     # -- tokens
 
@@ -365,9 +213,8 @@ class Bench:
         r["hit"] = self.mint("hit", self.st.hit_n - 1, user="hit")
         # One PAT made the ordinary way, as a check that the minted ones
         # are the same thing.
-        tok = run([os.path.join(self.bin, "tokenctl"), "--database-url",
-                   self.url, "pat", "create", "--user", "hit", "--name",
-                   "tokenctl"]).stdout.strip()
+        tok = self.tokenctl("pat", "create", "--user", "hit", "--name",
+                            "tokenctl").strip()
         with open(self.files["hit"], "a") as f:
             f.write(tok + "\n")
         r["bulk"] = self.mint("bulk", self.st.bulk, user="bulk")
@@ -386,56 +233,20 @@ class Bench:
     def start_tokend(self, extra=None):
         if self.tokend_port is None:
             self.tokend_port = free_port()
-        d = os.path.join(self.dir, "tokend")
-        os.makedirs(d, exist_ok=True)
-        conf = os.path.join(d, "tokend.conf")
-        cfg = {
-            "listen": "127.0.0.1:%d" % self.tokend_port,
-            "workers": str(self.st.workers),
-            "database_url": self.url,
-            "cache_dir": os.path.join(d, "cache"),
-            "log_file": os.path.join(d, "tokend.log"),
-            "log_level": "warn",
-        }
-        cfg.update(self.st.tokend_extra)
-        cfg.update(extra or {})
-        with open(conf, "w") as f:
-            for k, v in cfg.items():
-                f.write("%s = %s\n" % (k, v))
-        self.tokend_conf = cfg
-        self.tokend = Proc(pinned(self.st.server_cpus,
-                                  [os.path.join(self.bin, "tokend"),
-                                   "-c", conf]),
-                           os.path.join(d, "stderr"))
-        wait_http(self.tokend_port, "/readyz")
-        # The children are forked after the listeners open: wait for all.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if len(self.tokend_children("worker")) == self.st.workers and \
-                    self.tokend_children("writer"):
-                break
-            time.sleep(0.05)
+        self.tokend_conf = self.launch_tokend(
+            os.path.join(self.dir, "tokend"), self.tokend_port,
+            self.st.workers, {**self.st.tokend_extra, **(extra or {})})
+        self.tokend_forked(self.st.workers)
         if self.st.writer_cpus:
             for pid in self.tokend_children("writer"):
                 run(["taskset", "-pc", self.st.writer_cpus, str(pid)])
-
-    def tokend_children(self, kind):
-        return [pid for t, pid in children(self.tokend.pid)
-                if t.startswith("tokend: " + kind)]
-
-    def stop_tokend(self):
-        if self.tokend:
-            rc = self.tokend.stop()
-            self.tokend = None
-            if rc != 0:
-                log("tokend exited with status %s" % rc)
 
     def restart_tokend(self):
         self.stop_tokend()
         self.start_tokend()
 
     def metrics(self):
-        st, body = http_get(self.tokend_port, "/metrics")
+        st, body = call(self.tokend_port, "GET", "/metrics", timeout=5)
         m = {}
         for line in body.decode().splitlines():
             if line and not line.startswith("#"):
@@ -468,14 +279,9 @@ class Bench:
                 if "worker" in t]
 
     def cleanup(self):
-        for p in (self.tokend, self.nginx):
-            if p is not None:
-                p.stop()
-        self.stop_pg()
-        if not self.st.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        else:
-            log("kept", self.dir)
+        if self.nginx is not None:
+            self.nginx.stop()
+        super().cleanup()
 
 
 NGINX_CONF = """%(user)sworker_processes %(workers)d;
@@ -510,62 +316,6 @@ def nginx_binary():
 
 # ---- load -------------------------------------------------------------------
 
-def parse_wrk(out):
-    for line in out.splitlines():
-        if line.startswith("BENCH_JSON "):
-            d = json.loads(line[len("BENCH_JSON "):])
-            d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
-            return d
-    raise RuntimeError("wrk printed no BENCH_JSON line:\n" + out[-2000:])
-
-
-def cpu_busy():
-    """{cpu: (busy, total)} jiffies from /proc/stat."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu") and line[3].isdigit():
-                v = [int(x) for x in line.split()[1:]]
-                idle = v[3] + v[4]
-                out[line.split()[0]] = (sum(v[:8]) - idle, sum(v[:8]))
-    return out
-
-
-def pg_cpu(b):
-    """CPU seconds of the whole PostgreSQL cluster so far: the postmaster,
-    its live children, and the children it has reaped (cutime, cstime)."""
-    try:
-        with open(os.path.join(b.pgdir, "data", "postmaster.pid")) as f:
-            pm = int(f.readline())
-        with open("/proc/%d/stat" % pm) as f:
-            st = f.read().rsplit(")", 1)[1].split()
-        tot = sum(int(x) for x in st[11:15]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError):
-        return None
-    return tot + sum(cpu_ticks(p) or 0 for _, p in children(pm))
-
-
-def wait_quiet(b):
-    """On a machine shared with others, wait (up to BENCH_QUIET_WAIT
-    seconds, default 60) until the CPUs are idle apart from our own idle
-    servers: less than 10% busy over half a second.  Returns the seconds
-    waited; the foreign CPU column shows what happened during the run."""
-    limit = b.st.quiet_wait
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        a = cpu_busy()
-        time.sleep(0.5)
-        z = cpu_busy()
-        busy = sum(z[c][0] - a[c][0] for c in z)
-        total = sum(z[c][1] - a[c][1] for c in z)
-        if total and busy / total < 0.10:
-            break
-    waited = time.monotonic() - t0 - 0.5
-    if waited > 1:
-        log("  waited %.0f s for a quiet machine" % waited)
-    return waited
-
-
 class CpuWatch:
     """CPU time around one run: server processes, PostgreSQL, each CPU."""
 
@@ -574,10 +324,10 @@ class CpuWatch:
         self.t0 = self.snap()
 
     def snap(self):
-        return {"server": sum(cpu_ticks(p) or 0 for p in self.server),
+        return {"server": sum(cpu_s(p) or 0 for p in self.server),
                 "server_user": sum(cpu_user(p) or 0 for p in self.server),
-                "writer": sum(cpu_ticks(p) or 0 for p in self.writer),
-                "pg": pg_cpu(self.b), "cpus": cpu_busy(),
+                "writer": sum(cpu_s(p) or 0 for p in self.writer),
+                "pg": self.b.pg_cpu(), "cpus": cpu_busy(),
                 "t": time.monotonic()}
 
     def done(self, d, client_rusage=None):
@@ -607,22 +357,6 @@ class CpuWatch:
         return d
 
 
-def wait_rusage(p, timeout):
-    """Wait for a Popen (wrk, pgbench); returns (stdout, its rusage)."""
-    deadline = time.monotonic() + timeout
-    chunks = []
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid == p.pid:
-            p.returncode = os.waitstatus_to_exitcode(status)
-            chunks.append(p.stdout.read())
-            return "".join(chunks), ru
-        if time.monotonic() > deadline:
-            p.kill()
-            raise RuntimeError("%s ran past its time" % p.args)
-        time.sleep(0.05)
-
-
 class Load:
     """One wrk run, with CPU time of the server processes around it."""
 
@@ -637,20 +371,15 @@ class Load:
 
     def argv(self, duration, conns=None):
         st = self.b.st
-        return pinned(st.client_cpus, [
-            "wrk", "-t", str(st.wrk_threads), "-c", str(conns or st.conns),
-            "-d", "%ds" % duration, "--timeout", "5s", "-s", LUA,
-            "http://127.0.0.1:%d/" % self.port])
+        return wrk_argv(st.client_cpus, LUA, self.port, conns or st.conns,
+                        duration, threads=st.wrk_threads)
 
     def run(self, duration=None, conns=None):
         duration = duration or self.b.st.duration
-        waited = wait_quiet(self.b)
-        cw = CpuWatch(self.b, self.server_pids, self.writer_pids)
-        p = subprocess.Popen(self.argv(duration, conns), env=self.env,
-                             stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-        out, ru = wait_rusage(p, duration + 60)
-        d = cw.done(parse_wrk(out), ru)
+        waited = wait_quiet(self.b.st.quiet_wait)
+        d = run_wrk(self.argv(duration, conns), self.env, duration,
+                    lambda: CpuWatch(self.b, self.server_pids,
+                                     self.writer_pids))
         d["label"] = self.label
         d["waited_quiet_s"] = waited
         return d
@@ -661,9 +390,8 @@ def fill(bench, tokens, first, count, conns, expect_entries):
     env = dict(os.environ, BENCH_TOKENS=tokens, BENCH_MODE="seq",
                BENCH_FIRST=str(first), BENCH_COUNT=str(count),
                BENCH_THREADS="1", BENCH_STOP=str(count))
-    argv = pinned(bench.st.client_cpus, [
-        "wrk", "-t1", "-c", str(conns), "-d", "3600s", "--timeout", "10s",
-        "-s", LUA, "http://127.0.0.1:%d/" % bench.tokend_port])
+    argv = wrk_argv(bench.st.client_cpus, LUA, bench.tokend_port, conns,
+                    3600, timeout="10s")
     m0 = bench.metrics()
     t0 = time.monotonic()
     p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
@@ -695,16 +423,6 @@ def auth_answers(m):
 
 # ---- scenarios --------------------------------------------------------------
 
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def foreign(run):
-    v, w = run.get("other_cpu_s"), run.get("wall_s")
-    return v / w if v is not None and w else 0.0
-
-
 def one_round(b, fns):
     """Run the callables of one round (each returns a run), and run the
     whole round again, up to BENCH_RETRIES times (default 2), when one of
@@ -712,18 +430,11 @@ def one_round(b, fns):
     0.2) of a CPU of work that is none of ours.  Each run records how many
     attempts its round took and the foreign share of the attempts thrown
     away."""
-    dropped = []
-    for attempt in range(1 + b.st.retries):
-        runs = [fn() for fn in fns]
-        worst = max(foreign(r) for r in runs)
-        if worst <= b.st.max_foreign or attempt == b.st.retries:
-            break
-        dropped.append(round(worst, 3))
-        log("  round disturbed (%.0f%% of a CPU foreign), again" % (
-            100 * worst))
+    runs, how = retry_round(b.st, lambda: [fn() for fn in fns],
+                            lambda runs: max(foreign(r) for r in runs))
     for r in runs:
-        r["attempts"] = attempt + 1
-        r["dropped_foreign"] = dropped
+        r["attempts"] = how["attempts"]
+        r["dropped_foreign"] = how["dropped_foreign"]
     return runs
 
 
@@ -845,32 +556,12 @@ def pgbench(b):
     """pgbench -S at the same client count; 10% of transactions logged for
     the latency percentiles."""
     st = b.st
-    d = os.path.join(b.dir, "pgbench")
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
     argv = pinned(st.client_cpus, [
         "pgbench", "-n", "-S", "-c", str(st.conns), "-j", "1",
         "-T", str(st.duration), "-l", "--sampling-rate", "0.1", b.url])
-    cw = CpuWatch(b, [])
-    p = subprocess.Popen(argv, cwd=d, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    out, ru = wait_rusage(p, st.duration + 60)
-    m = re.search(r"tps = ([0-9.]+) \(without", out)
-    if p.returncode != 0 or not m:
-        raise RuntimeError("pgbench failed:\n" + out[-2000:])
-    tps = float(m.group(1))
-    nx = re.search(r"number of transactions actually processed: (\d+)", out)
-    lat = []
-    for name in os.listdir(d):
-        with open(os.path.join(d, name)) as f:
-            lat += [int(line.split()[2]) for line in f if line.strip()]
-    lat.sort()
-    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
-           if lat else None)
-    return cw.done({"label": "pgbench -S", "rps": tps, "p50_us": pct(0.5),
-                    "p99_us": pct(0.99),
-                    "requests": int(nx.group(1)) if nx else None,
-                    "sampled": len(lat)}, ru)
+    cw, ru, d = run_pgbench(os.path.join(b.dir, "pgbench"), argv,
+                            st.duration, lambda: CpuWatch(b, []))
+    return cw.done(dict(d, label="pgbench -S"), ru)
 
 
 def scenario_miss(b):
@@ -1255,17 +946,14 @@ def annotate(path, inclusive):
 # ---- machine ----------------------------------------------------------------
 
 def machine():
-    m = {"cores": os.cpu_count(), "kernel": platform.release()}
-    try:
-        r = run(["lscpu"], check=False)
-        for line in r.stdout.splitlines():
-            k, _, v = line.partition(":")
-            if k.strip() in ("Model name", "Hypervisor vendor",
-                             "Thread(s) per core", "CPU MHz",
-                             "L2 cache", "L3 cache"):
-                m[k.strip()] = v.strip()
-    except OSError:
-        pass
+    m = benchlib.machine(
+        ("Model name", "Hypervisor vendor", "Thread(s) per core", "CPU MHz",
+         "L2 cache", "L3 cache"),
+        (("tokend", [os.path.join(BIN, "tokend"), "--version"]),
+         ("nginx", [nginx_binary(), "-v"]),
+         ("wrk", ["wrk", "-v"]),
+         ("postgres", ["psql", "--version"]),
+         ("pgbench", ["pgbench", "--version"])))
     try:
         with open("/proc/meminfo") as f:
             m["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
@@ -1273,30 +961,14 @@ def machine():
             m["loadavg_at_start"] = f.read().split()[:3]
     except OSError:
         pass
-    vers = {}
-    for name, argv in (("tokend", [os.path.join(BIN, "tokend"),
-                                   "--version"]),
-                       ("nginx", [nginx_binary(), "-v"]),
-                       ("wrk", ["wrk", "-v"]),
-                       ("postgres", ["psql", "--version"]),
-                       ("pgbench", ["pgbench", "--version"])):
-        try:
-            r = run(argv, check=False)
-            vers[name] = (r.stdout + r.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
-            vers[name] = "?"
-    m["versions"] = vers
     return m
 
 
 # ---- main -------------------------------------------------------------------
 
 def check_tools():
-    missing = [t for t in ("wrk", "pgbench", "psql", "taskset", "gnuplot",
-                           "cc") if not shutil.which(t)]
-    for f in ("tokend", "tokenctl"):
-        if not os.access(os.path.join(BIN, f), os.X_OK):
-            missing.append(os.path.join(BIN, f) + " (make all)")
+    missing = benchlib.missing_tools(
+        ("wrk", "pgbench", "psql", "taskset", "gnuplot", "cc"), "make all")
     if missing:
         sys.exit("bench: missing: %s (make deps)" % ", ".join(missing))
 
@@ -1347,7 +1019,8 @@ def sanity(b):
         last_hit = f.read().split()[-1]
     want = {"hit": 200, "bulk": 200, "unknown": 401, "badsum": 401}
     for name, tok in list(first.items()) + [("hit", last_hit)]:
-        s = http_get(b.tokend_port, "/auth", tok)[0]
+        s = call(b.tokend_port, "GET", "/auth", "Bearer " + tok,
+                 timeout=5)[0]
         if s != want[name]:
             raise RuntimeError("%s token: %d, not %d" % (name, s, want[name]))
     # The bulk token above is now cached: scenario 3 starts from a random
@@ -1368,7 +1041,6 @@ def main():
     name = "quick.json" if st.quick else "run.json"
     with open(os.path.join(RESULTS, name), "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
-    sys.path.insert(0, HERE)
     import report
     if st.report:
         report.write_all(st.report, os.path.join(RESULTS, name))
@@ -1378,5 +1050,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, HERE)
     main()

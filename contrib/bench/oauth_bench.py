@@ -46,30 +46,28 @@ Environment:
 Python 3 standard library only.
 """
 
-import base64
 import datetime
 import http.client
 import json
 import os
-import platform
-import random
 import re
-import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+# benchlib.py lies beside this script, whatever the cwd.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import (  # noqa: E402
+    BIN, HERE, ROOT, basic, call, cpu_busy, cpu_s, foreign, free_port, log,
+    machine_busy, med, percentile, pinned, retry_round, run, run_pgbench,
+    run_wrk, wait_quiet, wrk_argv)
+
+benchlib.NAME = "oauth_bench"
 REQ_LUA = os.path.join(HERE, "oauth_req.lua")
 REFRESH_LUA = os.path.join(HERE, "oauth_refresh.lua")
-BIN = os.path.abspath(os.environ.get("BENCH_BIN") or os.path.join(ROOT, "bin"))
 
 TARGETS = {"introspect_ratio": 0.8, "refresh_ratio": 0.5,
            "interference_p99_ratio": 2.0}
@@ -80,28 +78,10 @@ USER = "alice"
 PASSWORD = "bench-password-alice"
 
 
-def env_int(name, default):
-    v = os.environ.get(name)
-    return int(v) if v not in (None, "") else default
-
-
-def log(*a):
-    print("oauth_bench:", *a, file=sys.stderr, flush=True)
-
-
-class Settings:
+class Settings(benchlib.Settings):
     def __init__(self):
-        self.quick = os.environ.get("BENCH_QUICK") == "1"
-        self.rounds = env_int("BENCH_ROUNDS", 1 if self.quick else 3)
-        self.duration = env_int("BENCH_DURATION", 3 if self.quick else 8)
-        self.conns = env_int("BENCH_CONNS", 32)
+        super().__init__(rounds=3, duration=8)
         self.password_conns = 4
-        ncpu = os.cpu_count() or 1
-        self.server_cpus = os.environ.get("BENCH_SERVER_CPUS",
-                                          "0" if ncpu > 1 else "")
-        self.client_cpus = os.environ.get(
-            "BENCH_CLIENT_CPUS",
-            ",".join(str(i) for i in range(1, ncpu)) if ncpu > 1 else "")
         self.benches = [s.strip().upper() for s in os.environ.get(
             "OAUTH_BENCHES", "I,R,P,X").split(",") if s.strip()]
         self.x_workers = [int(s) for s in os.environ.get(
@@ -109,277 +89,35 @@ class Settings:
         self.grant_rate = float(os.environ.get("OAUTH_GRANT_RATE", "10"))
         self.results = os.environ.get("OAUTH_RESULTS") or (
             "" if self.quick else os.path.join(HERE, "results"))
-        self.quiet_wait = env_int("BENCH_QUIET_WAIT", 60)
-        self.max_foreign = float(os.environ.get("BENCH_MAX_FOREIGN", "0.2"))
-        self.retries = env_int("BENCH_RETRIES", 2)
-        self.keep = os.environ.get("BENCH_KEEP") == "1"
-
-    def as_dict(self):
-        return dict(self.__dict__)
-
-
-# ---- processes and /proc -----------------------------------------------------
-
-def pinned(cpus, argv):
-    return (["taskset", "-c", cpus] if cpus else []) + argv
-
-
-def run(argv, **kw):
-    kw.setdefault("check", True)
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(argv, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stat_fields(pid):
-    """/proc/PID/stat after the comm field: comm ("tokend: worker 1")
-    holds spaces, so split after the last ')'."""
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def cpu_s(pid, reaped=False):
-    """utime + stime of pid (all its threads), plus its reaped children's
-    when reaped; None when it is gone."""
-    try:
-        f = stat_fields(pid)
-    except (OSError, IndexError):
-        return None
-    n = 15 if reaped else 13
-    return sum(int(x) for x in f[11:n]) / os.sysconf("SC_CLK_TCK")
-
-
-def children(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if int(stat_fields(int(d))[1]) != ppid:
-                continue
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                title = f.read().split(b"\0")[0].decode(errors="replace")
-            out.append((title.strip(), int(d)))
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
-def cpu_busy():
-    """(busy, total) jiffies over all CPUs, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v[:8]) - idle, sum(v[:8])
-
-
-def wait_quiet(limit):
-    """Wait up to limit seconds for the machine to be under 10% busy: other
-    sessions share it.  Returns the seconds waited."""
-    def quiet():
-        a = cpu_busy()
-        time.sleep(0.5)
-        z = cpu_busy()
-        return z[1] > a[1] and (z[0] - a[0]) / (z[1] - a[1]) < 0.10
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        # Another benchmark waiting the same way would start at the same
-        # moment: a random pause, then look again.
-        if quiet():
-            time.sleep(random.uniform(0.3, 2.0))
-            if quiet():
-                break
-    waited = time.monotonic() - t0 - 0.5
-    if waited > 1:
-        log("  waited %.0f s for a quiet machine" % waited)
-    return round(max(0.0, waited), 1)
-
-
-class Proc:
-    """A server this script started, in its own session, stopped by pid."""
-
-    def __init__(self, argv, logpath):
-        self.logf = open(logpath, "ab")
-        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=self.logf,
-                                  stdin=subprocess.DEVNULL,
-                                  start_new_session=True)
-        self.pid = self.p.pid
-
-    def stop(self, timeout=20):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.p.wait()
-        self.logf.close()
-        return self.p.returncode
-
-
-def wait_rusage(p, timeout):
-    """Wait for a Popen (wrk, pgbench); returns (stdout, its rusage)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid == p.pid:
-            p.returncode = os.waitstatus_to_exitcode(status)
-            return p.stdout.read(), ru
-        if time.monotonic() > deadline:
-            p.kill()
-            raise RuntimeError("%s ran past its time" % p.args)
-        time.sleep(0.05)
-
-
-# ---- HTTP ----------------------------------------------------------------------
-
-def basic(cid, secret):
-    q = urllib.parse.quote
-    raw = "%s:%s" % (q(cid, safe=""), q(secret, safe=""))
-    return "Basic " + base64.b64encode(raw.encode()).decode()
-
-
-def call(port, method, path, authz=None, form=None, timeout=10):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        h = {}
-        body = None
-        if authz:
-            h["Authorization"] = authz
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        return r.status, data
-    finally:
-        c.close()
-
-
-def wait_http(port, path, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if call(port, "GET", path, timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("nothing answers 200 on port %d %s" % (port, path))
-
-
-def parse_wrk(out):
-    for line in out.splitlines():
-        if line.startswith("BENCH_JSON "):
-            d = json.loads(line[len("BENCH_JSON "):])
-            d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
-            return d
-    raise RuntimeError("wrk printed no BENCH_JSON line:\n" + out[-2000:])
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 # ---- the bench directory: PostgreSQL, tokend ---------------------------------------
 
-class Bench:
+class Bench(benchlib.Bench):
     def __init__(self, st):
-        self.st = st
-        self.dir = tempfile.mkdtemp(prefix="tkoauth-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.pgdir = os.path.join(self.dir, "pg")
-        self.url = None
-        self.tokend = None
+        super().__init__(st, "tkoauth-")
         self.port = None
         self.workers = None
         self.client_authz = basic(CLIENT_ID, CLIENT_SECRET)
         self.res = {"settings": st.as_dict(), "benches": {}}
         self.seed_errors = []
 
-    def tokenctl(self, *args, stdin=None):
-        return run([os.path.join(BIN, "tokenctl"), "--database-url",
-                    self.url] + list(args), input=stdin).stdout
-
     def start_pg(self):
-        port = free_port()
-        r = run(["sh", os.path.join(ROOT, "contrib/pg.sh"), "start",
-                 self.pgdir, str(port)], cwd=ROOT)
-        self.url = r.stdout.strip().splitlines()[-1]
+        super().start_pg()
         self.tokenctl("migrate")
         self.tokenctl("user", "add", USER, "--password-stdin",
                       stdin=PASSWORD + "\n")
         self.tokenctl("client", "add", CLIENT_ID, "--secret-stdin",
                       "--scope", "read write", stdin=CLIENT_SECRET + "\n")
 
-    def pg_cpu(self):
-        """CPU seconds of the whole cluster: postmaster, live backends, and
-        the backends it has reaped."""
-        try:
-            with open(os.path.join(self.pgdir, "data",
-                                   "postmaster.pid")) as f:
-                pm = int(f.readline())
-        except (OSError, ValueError):
-            return None
-        tot = cpu_s(pm, reaped=True) or 0
-        return tot + sum(cpu_s(p) or 0 for _, p in children(pm))
-
     def start_tokend(self, workers):
         self.stop_tokend()
         self.port = free_port()
         self.workers = workers
-        d = os.path.join(self.dir, "tokend-%d" % workers)
-        os.makedirs(d, exist_ok=True)
-        conf = os.path.join(d, "tokend.conf")
-        cfg = {"listen": "127.0.0.1:%d" % self.port, "workers": str(workers),
-               "database_url": self.url,
-               "cache_dir": os.path.join(d, "cache"),
-               "log_file": os.path.join(d, "tokend.log"),
-               "log_level": "warn"}
-        with open(conf, "w") as f:
-            for k, v in cfg.items():
-                f.write("%s = %s\n" % (k, v))
-        self.tokend = Proc(pinned(self.st.server_cpus,
-                                  [os.path.join(BIN, "tokend"), "-c", conf]),
-                           os.path.join(d, "stderr"))
-        wait_http(self.port, "/readyz")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if len(self.children("worker")) == workers and \
-                    self.children("writer"):
-                break
-            time.sleep(0.05)
-        else:
+        self.launch_tokend(os.path.join(self.dir, "tokend-%d" % workers),
+                           self.port, workers)
+        if not self.tokend_forked(workers):
             raise RuntimeError("tokend: workers did not all start")
-
-    def children(self, kind):
-        return [pid for t, pid in children(self.tokend.pid)
-                if t.startswith("tokend: " + kind)]
-
-    def stop_tokend(self):
-        if self.tokend:
-            rc = self.tokend.stop()
-            self.tokend = None
-            if rc != 0:
-                log("tokend exited with status %s" % rc)
-
-    def cleanup(self):
-        self.stop_tokend()
-        if self.url:
-            run(["sh", os.path.join(ROOT, "contrib/pg.sh"), "stop",
-                 self.pgdir], check=False, cwd=ROOT)
-        if self.st.keep:
-            log("kept", self.dir)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- OAuth calls
 
@@ -413,14 +151,15 @@ class Watch:
 
     def __init__(self, b):
         self.b = b
-        self.workers = b.children("worker") if b.tokend else []
-        self.writer = b.children("writer") if b.tokend else []
+        self.workers = b.tokend_children("worker") if b.tokend else []
+        self.writer = b.tokend_children("writer") if b.tokend else []
         self.t0 = self.snap()
 
     def snap(self):
         return {"worker": sum(cpu_s(p) or 0 for p in self.workers),
                 "writer": sum(cpu_s(p) or 0 for p in self.writer),
-                "pg": self.b.pg_cpu() or 0, "busy": cpu_busy(),
+                "pg": self.b.pg_cpu() or 0,
+                "busy": machine_busy(cpu_busy()),
                 "self": os.times().user + os.times().system,
                 "t": time.monotonic()}
 
@@ -435,7 +174,7 @@ class Watch:
         busy = (z["busy"][0] - a["busy"][0]) / os.sysconf("SC_CLK_TCK")
         d["other_cpu_s"] = busy - (d["worker_cpu_s"] + d["writer_cpu_s"] +
                                    d["pg_cpu_s"] + d["client_cpu_s"])
-        d["foreign"] = d["other_cpu_s"] / d["wall_s"]
+        d["foreign"] = foreign(d)
         return d
 
 
@@ -444,37 +183,20 @@ def one_round(b, fn):
     while one of its runs shared the machine with more than
     BENCH_MAX_FOREIGN of a CPU of work that is none of ours (other
     sessions on a shared machine).  Records the attempts."""
-    dropped = []
-    for attempt in range(1 + b.st.retries):
-        r = fn()
-        runs = [v for v in r.values() if isinstance(v, dict) and
-                "foreign" in v]
-        worst = max(v["foreign"] for v in runs)
-        if worst <= b.st.max_foreign or attempt == b.st.retries:
-            break
-        dropped.append(round(worst, 3))
-        log("  round disturbed (%.0f%% of a CPU foreign), again" % (
-            100 * worst))
-    r["attempts"] = attempt + 1
-    r["dropped_foreign"] = dropped
-    r["foreign"] = round(worst, 3)
+    r, how = retry_round(b.st, fn, lambda r: max(
+        v["foreign"] for v in r.values()
+        if isinstance(v, dict) and "foreign" in v))
+    r.update(how)
     return r
 
 
 def wrk(b, label, script, env, conns, duration=None, quiet=True):
     st = b.st
     duration = duration or st.duration
-    waited = wait_quiet(st.quiet_wait) if quiet else None
-    argv = pinned(st.client_cpus, [
-        "wrk", "-t1", "-c", str(conns), "-d", "%ds" % duration,
-        "--timeout", "5s", "-s", script, "http://127.0.0.1:%d/" % b.port])
-    w = Watch(b)
-    p = subprocess.Popen(argv, env=dict(os.environ, BENCH_THREADS="1",
-                                        **env),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True)
-    out, ru = wait_rusage(p, duration + 60)
-    d = w.done(parse_wrk(out), ru)
+    waited = wait_quiet(st.quiet_wait, settle=True) if quiet else None
+    argv = wrk_argv(st.client_cpus, script, b.port, conns, duration)
+    d = run_wrk(argv, dict(os.environ, BENCH_THREADS="1", **env), duration,
+                lambda: Watch(b))
     d.update(label=label, conns=conns, workers=b.workers,
              waited_quiet_s=waited)
     return d
@@ -582,33 +304,16 @@ def pgbench_tpcb(b):
     """pgbench's default (TPC-B-like) transaction, same clients, same
     database, 10% of transactions logged for the latency percentiles."""
     st = b.st
-    d = os.path.join(b.dir, "pgbench")
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    waited = wait_quiet(st.quiet_wait)
+    waited = wait_quiet(st.quiet_wait, settle=True)
     argv = pinned(st.client_cpus, [
         "pgbench", "-n", "-c", str(st.conns), "-j", "1", "-T",
         str(st.duration), "-l", "--sampling-rate", "0.1", b.url])
-    w = Watch(b)
-    p = subprocess.Popen(argv, cwd=d, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    out, ru = wait_rusage(p, st.duration + 60)
-    m = re.search(r"tps = ([0-9.]+) \(without", out)
-    if p.returncode != 0 or not m:
-        raise RuntimeError("pgbench failed:\n" + out[-2000:])
-    lat = []
-    for name in os.listdir(d):
-        with open(os.path.join(d, name)) as f:
-            lat += [int(line.split()[2]) for line in f if line.strip()]
-    lat.sort()
-
-    def pct(q):
-        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
-    nx = re.search(r"number of transactions actually processed: (\d+)", out)
-    return w.done({"label": "pgbench TPC-B-like", "rps": float(m.group(1)),
-                   "requests": int(nx.group(1)) if nx else None,
-                   "p50_us": pct(0.5), "p99_us": pct(0.99),
-                   "conns": st.conns, "waited_quiet_s": waited}, ru)
+    w, ru, d = run_pgbench(os.path.join(b.dir, "pgbench"), argv,
+                           st.duration, lambda: Watch(b))
+    return w.done({"label": "pgbench TPC-B-like", "rps": d["rps"],
+                   "requests": d["requests"], "p50_us": d["p50_us"],
+                   "p99_us": d["p99_us"], "conns": st.conns,
+                   "waited_quiet_s": waited}, ru)
 
 
 def bench_refresh(b):
@@ -759,8 +464,7 @@ class Pacer:
         lat = sorted(self.lat)
 
         def pct(q):
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6) \
-                if lat else None
+            return round(percentile(lat, q) * 1e6) if lat else None
         return {"sent": self.sent, "rate": self.sent / self.elapsed,
                 "status": self.status, "p50_us": pct(0.5),
                 "p99_us": pct(0.99), "max_us": pct(1.0)}
@@ -778,7 +482,7 @@ def bench_interference(b, workers):
     def loaded():
         # The pacer starts first and runs past wrk's end, so every wrk
         # second has grants running beside it.
-        waited = wait_quiet(st.quiet_wait)
+        waited = wait_quiet(st.quiet_wait, settle=True)
         with Pacer(b, st.grant_rate) as p:
             time.sleep(0.3)
             d = wrk_auth(b, tok, quiet=False)
@@ -822,24 +526,11 @@ def bench_interference(b, workers):
 # ---- machine, report ------------------------------------------------------------------
 
 def machine():
-    m = {"cores": os.cpu_count(), "kernel": platform.release()}
-    r = run(["lscpu"], check=False)
-    for line in r.stdout.splitlines():
-        k, _, v = line.partition(":")
-        if k.strip() in ("Model name", "Thread(s) per core",
-                         "Hypervisor vendor"):
-            m[k.strip()] = v.strip()
-    vers = {}
-    for name, argv in (("tokend", [os.path.join(BIN, "tokend"), "--version"]),
-                       ("wrk", ["wrk", "-v"]),
-                       ("pgbench", ["pgbench", "--version"])):
-        try:
-            r = run(argv, check=False)
-            vers[name] = (r.stdout + r.stderr).strip().splitlines()[0]
-        except (OSError, IndexError):
-            vers[name] = "?"
-    m["versions"] = vers
-    return m
+    return benchlib.machine(
+        ("Model name", "Thread(s) per core", "Hypervisor vendor"),
+        (("tokend", [os.path.join(BIN, "tokend"), "--version"]),
+         ("wrk", ["wrk", "-v"]),
+         ("pgbench", ["pgbench", "--version"])))
 
 
 def ms(us):
@@ -1040,11 +731,8 @@ def render(res):
 # ---- main -----------------------------------------------------------------------------
 
 def check_tools():
-    missing = [t for t in ("wrk", "pgbench", "psql", "taskset")
-               if not shutil.which(t)]
-    for f in ("tokend", "tokenctl"):
-        if not os.access(os.path.join(BIN, f), os.X_OK):
-            missing.append(os.path.join(BIN, f) + " (make all, or BENCH_BIN)")
+    missing = benchlib.missing_tools(("wrk", "pgbench", "psql", "taskset"),
+                                     "make all, or BENCH_BIN")
     if missing:
         sys.exit("oauth_bench: missing: %s" % ", ".join(missing))
 
