@@ -214,6 +214,8 @@ void	usage_poll(struct shm_slot *sl);
 
 /* Writer: ask every slot's worker to freeze its active table. */
 void	usage_request_swap(struct shm *shm);
+/* Writer: how many live workers have not answered the last request yet. */
+int	usage_swaps_pending(struct shm *shm);
 
 /*
  * Writer: for a RETIRED slot (no process writes it any more), freeze its

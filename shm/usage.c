@@ -144,6 +144,24 @@ usage_request_swap(struct shm *shm)
 	}
 }
 
+int
+usage_swaps_pending(struct shm *shm)
+{
+	uint32_t	 i;
+	int		 n = 0;
+
+	for (i = 0; i < shm->sh_nslots; i++) {
+		struct shm_slot *sl = &shm->sh_slots[i];
+
+		if (__atomic_load_n(&sl->sl_state, __ATOMIC_ACQUIRE) ==
+		    SLOT_USED &&
+		    __atomic_load_n(&sl->sl_swap_ack, __ATOMIC_ACQUIRE) !=
+		    __atomic_load_n(&sl->sl_swap_req, __ATOMIC_ACQUIRE))
+			n++;
+	}
+	return n;
+}
+
 void
 usage_sweep_retired(struct shm *shm)
 {

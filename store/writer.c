@@ -38,6 +38,7 @@
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)
 #define WIPE_MS		(10 * 1000)	/* successor boxes a dead worker left */
+#define SWAP_WAIT_MS	150		/* an idle worker's tick, and some */
 
 struct sbuf {
 	char	*sb_buf;
@@ -413,14 +414,20 @@ interval_ms(void)
 	return (int64_t)(WR.wr_cf->cf_usage_flush_interval * 1000.0 + 0.5);
 }
 
+static void	wr_await_swaps(int64_t now);
+
 /* Periodic work that is due now. */
 static void
 wr_due(int64_t now)
 {
 	if (now >= WR.wr_next_flush_ms) {
 		WR.wr_next_flush_ms = now + interval_ms();
-		if (WR.wr_db != NULL && wr_flush() == 0)
+		if (WR.wr_db != NULL) {
 			usage_request_swap(WR.wr_shm);
+			wr_await_swaps(now);
+			if (WR.wr_db != NULL)	/* may have dropped meanwhile */
+				wr_flush();
+		}
 	}
 	if (WR.wr_db != NULL && now >= WR.wr_next_cleanup_ms) {
 		WR.wr_next_cleanup_ms = now + CLEANUP_MS;
@@ -434,11 +441,11 @@ wr_due(int64_t now)
 		wr_ping();
 }
 
+/* Sleep until something arrives or t milliseconds pass; take it. */
 static void
-wr_wait(int64_t now)
+wr_wait(int64_t t)
 {
 	struct pollfd	 pfd[2];
-	int64_t		 t = WR.wr_next_flush_ms - now;
 	int		 n = 1;
 	char		 buf[64];
 
@@ -460,6 +467,24 @@ wr_wait(int64_t now)
 		got_term = 1;	/* the master is gone */
 	if (n == 2 && pfd[1].revents)
 		wr_notifications();
+}
+
+/*
+ * Swap, then flush: wait for the workers to freeze their tables, so that a
+ * flush carries the uses up to now rather than up to the previous tick
+ * (last_used_at lags the last use by at most one interval, not two).  A
+ * busy worker answers within a loop turn; an idle one within its 100 ms
+ * tick, and has nothing to give.  Revocation notices are taken meanwhile.
+ */
+static void
+wr_await_swaps(int64_t now)
+{
+	int64_t	 end = now + (SWAP_WAIT_MS < interval_ms() / 2 ? SWAP_WAIT_MS :
+		    interval_ms() / 2);
+
+	while (!got_term && WR.wr_db != NULL &&
+	    usage_swaps_pending(WR.wr_shm) > 0 && (now = shm_now_ms()) < end)
+		wr_wait(end - now < 2 ? end - now : 2);
 }
 
 /* SIGTERM: one last flush of everything, retrying until shutdown_timeout. */
@@ -514,7 +539,7 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 			got_usr1 = 0;
 			log_reopen();
 		}
-		wr_wait(shm_now_ms());
+		wr_wait(WR.wr_next_flush_ms - shm_now_ms());
 	}
 	wr_final();
 	LOG(LVL_INFO, "writer_stopped");
