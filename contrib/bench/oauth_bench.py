@@ -18,7 +18,11 @@ JSON keeps every round.
                    included); reports the argon2id parameters
     X interference /auth p99 while a paced client sends 10 password grants
                    per second, vs /auth p99 alone: ratio, target <= 2;
-                   with 1 worker, and again with 2
+                   with 1 worker, and again with 2; each under two /auth
+                   loads: saturating (wrk's closed loop, no pause) and
+                   paced (each connection pauses OAUTH_X_PACE_MS between
+                   an answer and its next request: a busy server, not a
+                   saturated one)
 
 Environment:
     BENCH_QUICK=1       smoke run: 1 round of 3 s, report on stdout only
@@ -29,12 +33,16 @@ Environment:
     BENCH_SERVER_CPUS   taskset list for tokend (default 0)
     BENCH_CLIENT_CPUS   taskset list for wrk, pgbench and this script's
                         paced client (default: the other CPUs)
+    BENCH_PG_CPUS       taskset list for PostgreSQL (default: unpinned)
     OAUTH_BENCHES       e.g. "I,R": only these (default I,R,P,X)
     OAUTH_X_WORKERS     worker counts for X (default "1,2")
     OAUTH_GRANT_RATE    password grants per second during X (default 10)
+    OAUTH_X_PACE_MS     the paced load's pause, milliseconds (default 1;
+                        0: measure the saturating load only)
     OAUTH_RESULTS=DIR   where oauth.json and oauth.md go (default
-                        contrib/bench/results; quick runs write nothing
-                        unless it is set)
+                        contrib/bench/results, and then the report also
+                        replaces BENCHMARKS.md's OAuth section; quick runs
+                        write nothing unless it is set)
     BENCH_QUIET_WAIT=S  before each run, wait up to S seconds (default 60)
                         for the CPUs to be under 10% busy
     BENCH_MAX_FOREIGN=F a round in which some run saw more than F (default
@@ -87,6 +95,8 @@ class Settings(benchlib.Settings):
         self.x_workers = [int(s) for s in os.environ.get(
             "OAUTH_X_WORKERS", "1,2").split(",") if s.strip()]
         self.grant_rate = float(os.environ.get("OAUTH_GRANT_RATE", "10"))
+        self.x_pace_ms = int(os.environ.get("OAUTH_X_PACE_MS", "1"))
+        self.pg_cpus = os.environ.get("BENCH_PG_CPUS", "")
         self.results = os.environ.get("OAUTH_RESULTS") or (
             "" if self.quick else os.path.join(HERE, "results"))
 
@@ -103,7 +113,7 @@ class Bench(benchlib.Bench):
         self.seed_errors = []
 
     def start_pg(self):
-        super().start_pg()
+        super().start_pg(self.st.pg_cpus)
         self.tokenctl("migrate")
         self.tokenctl("user", "add", USER, "--password-stdin",
                       stdin=PASSWORD + "\n")
@@ -202,10 +212,12 @@ def wrk(b, label, script, env, conns, duration=None, quiet=True):
     return d
 
 
-def wrk_auth(b, tok, quiet=True):
-    return wrk(b, "/auth", REQ_LUA,
-               {"BENCH_METHOD": "GET", "BENCH_PATH": "/auth",
-                "BENCH_AUTHZ": "Bearer " + tok}, b.st.conns, quiet=quiet)
+def wrk_auth(b, tok, quiet=True, pace_ms=0):
+    env = {"BENCH_METHOD": "GET", "BENCH_PATH": "/auth",
+           "BENCH_AUTHZ": "Bearer " + tok}
+    if pace_ms:
+        env["BENCH_PACE_MS"] = str(pace_ms)
+    return wrk(b, "/auth", REQ_LUA, env, b.st.conns, quiet=quiet)
 
 
 def wrk_introspect(b, tok):
@@ -423,7 +435,15 @@ class Pacer:
         self.threads = []
         self.sent = 0
 
+    @staticmethod
+    def background():
+        """This thread at nice 19: the client's own work for a grant (a
+        Python thread, a connection) then never delays wrk, which shares
+        its CPU; what is measured is the server's interference."""
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
     def one(self):
+        self.background()
         t0 = time.monotonic()
         try:
             s, _ = call(self.b.port, "POST", "/token", self.b.client_authz,
@@ -436,6 +456,7 @@ class Pacer:
             self.status[str(s)] = self.status.get(str(s), 0) + 1
 
     def loop(self):
+        self.background()
         t0 = time.monotonic()
         i = 0
         while not self.stop_ev.is_set():
@@ -470,10 +491,12 @@ class Pacer:
                 "p99_us": pct(0.99), "max_us": pct(1.0)}
 
 
-def bench_interference(b, workers):
+def bench_interference(b, workers, pace_ms=0):
     st = b.st
     log("X: /auth p99 alone and with %g password grants/s, -c%d, "
-        "%d worker(s)" % (st.grant_rate, st.conns, workers))
+        "%d worker(s), %s" % (st.grant_rate, st.conns, workers,
+                              "paced %d ms" % pace_ms if pace_ms else
+                              "saturating"))
     b.start_tokend(workers)
     tok = b.access_token()
     for _ in range(workers):  # every worker has the client authenticated
@@ -485,18 +508,18 @@ def bench_interference(b, workers):
         waited = wait_quiet(st.quiet_wait, settle=True)
         with Pacer(b, st.grant_rate) as p:
             time.sleep(0.3)
-            d = wrk_auth(b, tok, quiet=False)
+            d = wrk_auth(b, tok, quiet=False, pace_ms=pace_ms)
         d["grants"] = p.summary()
         d["waited_quiet_s"] = waited
         return d
     rounds = []
     def one(i):
         if i % 2 == 0:
-            a = wrk_auth(b, tok)
+            a = wrk_auth(b, tok, pace_ms=pace_ms)
             g = loaded()
         else:
             g = loaded()
-            a = wrk_auth(b, tok)
+            a = wrk_auth(b, tok, pace_ms=pace_ms)
         for d in (a, g):
             d["ok_rps"] = ok_rps(d)
         r = g["p99_us"] / a["p99_us"] if a["p99_us"] else None
@@ -509,8 +532,10 @@ def bench_interference(b, workers):
             "%.0f/s (grants %.1f/s %s); ratio %.2f" % (
                 i + 1, a["p99_us"] / 1e3, a["ok_rps"], g["p99_us"] / 1e3,
                 g["ok_rps"], g["grants"]["rate"], g["grants"]["status"], r))
-    b.res["benches"]["interference_w%d" % workers] = {
+    key = "interference_%sw%d" % ("paced_" if pace_ms else "", workers)
+    b.res["benches"][key] = {
         "workers": workers, "conns": st.conns, "grant_rate": st.grant_rate,
+        "pace_ms": pace_ms,
         "rounds": rounds,
         "median_p99_ratio": med([r["p99_ratio"] for r in rounds]),
         "median_alone_p99_us": med([r["alone"]["p99_us"] for r in rounds]),
@@ -541,6 +566,11 @@ def verdict(v, target, le=False):
     if v is None:
         return "-"
     return "PASS" if (v <= target if le else v >= target) else "FAIL"
+
+
+def load_name(x):
+    return "paced %d ms" % x["pace_ms"] if x.get("pace_ms") else \
+        "saturating"
 
 
 def render(res):
@@ -603,8 +633,8 @@ def render(res):
             x = bs[k]
             v = x["median_p99_ratio"]
             out.append("| /auth p99 with %g grants/s ÷ without, %d "
-                       "worker(s) | %.2f | ≤ %.0f | %s |" % (
-                           x["grant_rate"], x["workers"], v,
+                       "worker(s), %s load | %.2f | ≤ %.0f | %s |" % (
+                           x["grant_rate"], x["workers"], load_name(x), v,
                            TARGETS["interference_p99_ratio"],
                            verdict(v, TARGETS["interference_p99_ratio"],
                                    le=True)))
@@ -686,7 +716,8 @@ def render(res):
         out.append("| median | %.1f | | **%.1f** | | %s | |" % (
             x["median_grants_per_s"], x["median_grants_per_core_s"] or 0,
             ms(x["median_p50_us"])))
-    xs = [k for k in sorted(bs) if k.startswith("interference_")]
+    xs = sorted((k for k in bs if k.startswith("interference_")),
+                key=lambda k: (bs[k]["workers"], bs[k].get("pace_ms", 0)))
     if xs:
         out += ["", "### /auth p99 under password grants", "",
                 "`wrk -c%d` on /auth with a cached access token, alone and "
@@ -696,30 +727,44 @@ def render(res):
                 "workers are on CPU %s, so with 2 workers the argon2 "
                 "threads still share that one CPU with the event loops; "
                 "what changes is that a grant's worker is not always the "
-                "one serving the /auth connection." % (
+                "one serving the /auth connection. The paced client's "
+                "threads run at nice 19, so that its own work for a grant "
+                "does not delay wrk." % (
                     st["conns"], st["grant_rate"],
                     st["server_cpus"] or "any"), "",
-                "| workers | round | alone p99 | alone req/s | with grants "
-                "p99 | with grants req/s | grants/s sent | grant p50 | "
-                "grant p99 | answers | ratio |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "Two /auth loads: *saturating* is wrk's closed loop (each "
+                "connection sends its next request as soon as the answer "
+                "arrives: the worker's CPU is always busy, so any other "
+                "work on it shows up as queueing in every request's "
+                "latency); *paced* has each connection pause %d ms between "
+                "an answer and its next request (contrib/bench/"
+                "oauth_req.lua's delay()), a busy server with CPU to spare, "
+                "where the p99 shows whether a grant's work delays "
+                "requests that arrive meanwhile." % st.get("x_pace_ms", 0),
+                "",
+                "| workers | load | round | alone p99 | alone req/s | with "
+                "grants p99 | with grants req/s | grants/s sent | grant "
+                "p50 | grant p99 | answers | ratio |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for k in xs:
             x = bs[k]
             for i, r in enumerate(x["rounds"]):
                 a, g = r["alone"], r["with_grants"]
                 gr = g["grants"]
-                out.append("| %d | %d | %s | %.0f | %s | %.0f | %.1f | %s | "
-                           "%s | %s | %.2f |" % (
-                               x["workers"], i + 1, ms(a["p99_us"]),
+                out.append("| %d | %s | %d | %s | %.0f | %s | %.0f | %.1f "
+                           "| %s | %s | %s | %.2f |" % (
+                               x["workers"], load_name(x), i + 1,
+                               ms(a["p99_us"]),
                                a["ok_rps"], ms(g["p99_us"]), g["ok_rps"],
                                gr["rate"], ms(gr["p50_us"]),
                                ms(gr["p99_us"]),
                                ", ".join("%s×%d" % kv for kv in
                                          sorted(gr["status"].items())),
                                r["p99_ratio"]))
-            out.append("| %d | median | %s | %.0f | %s | %.0f | | | %s | | "
-                       "**%.2f** |" % (
-                           x["workers"], ms(x["median_alone_p99_us"]),
+            out.append("| %d | %s | median | %s | %.0f | %s | %.0f | | | "
+                       "%s | | **%.2f** |" % (
+                           x["workers"], load_name(x),
+                           ms(x["median_alone_p99_us"]),
                            x["median_alone_rps"], ms(x["median_with_p99_us"]),
                            x["median_with_rps"],
                            ms(x["median_grant_p99_us"]),
@@ -768,6 +813,8 @@ def main():
         if "X" in st.benches:
             for w in st.x_workers:
                 bench_interference(b, w)
+                if st.x_pace_ms:
+                    bench_interference(b, w, st.x_pace_ms)
     finally:
         b.res["elapsed_s"] = time.monotonic() - t0
         b.cleanup()
@@ -779,7 +826,30 @@ def main():
         with open(os.path.join(st.results, "oauth.md"), "w") as f:
             f.write(md)
         log("wrote", os.path.join(st.results, "oauth.{json,md}"))
+        if os.path.realpath(st.results) == os.path.realpath(
+                os.path.join(HERE, "results")):
+            splice_report(md)
     print(md)
+
+
+BEGIN = "<!-- BEGIN OAUTH GENERATED by make bench (contrib/bench/oauth_bench.py) -->"
+END = "<!-- END OAUTH GENERATED -->"
+
+
+def splice_report(md):
+    """Put md between BENCHMARKS.md's OAuth markers (appended, with them,
+    when the file has none); everything else in the file stays."""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    block = BEGIN + "\n\n" + md.strip() + "\n\n" + END
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    log("wrote", path, "(OAuth section)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 --   BENCH_AUTHZ   the whole Authorization header value ("Bearer tka_...",
 --                 "Basic ...")
 --   BENCH_BODY    form body for POST (application/x-www-form-urlencoded)
+--   BENCH_PACE_MS when set, each connection waits this many milliseconds
+--                 between an answer and its next request (an offered load
+--                 below saturation: connections / (pace + latency) req/s)
 --
 -- done() prints one JSON line, prefixed "BENCH_JSON ", for the driver.
 
@@ -15,7 +18,14 @@ local method = os.getenv("BENCH_METHOD") or "GET"
 local path = os.getenv("BENCH_PATH") or "/auth"
 local authz = os.getenv("BENCH_AUTHZ")
 local body = os.getenv("BENCH_BODY")
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "")
 local req
+
+if pace then
+	function delay()
+		return pace
+	end
+end
 
 function init(args)
 	local h = {}
