@@ -1,5 +1,6 @@
 /*
- * JSON objects written in place (proto.h).  No allocation, no printf.
+ * JSON objects written in place (proto.h).  No allocation, no printf; and
+ * i64_digits, which the HTTP responses use too.
  */
 #include <stdint.h>
 #include <string.h>
@@ -134,11 +135,10 @@ jw_str(struct jsonw *jw, const char *key, const char *val)
 	jw_string(jw, val);
 }
 
-/* v in decimal, without printf; buf holds 24 bytes, the digits end there. */
-static size_t
-jw_digits(int64_t v, char buf[24], char **start)
+char *
+i64_digits(int64_t v, char buf[I64_DIGITS], size_t *len)
 {
-	char		*p = buf + 24;
+	char		*p = buf + I64_DIGITS;
 	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
 
 	do {
@@ -147,16 +147,17 @@ jw_digits(int64_t v, char buf[24], char **start)
 	} while (u != 0);
 	if (v < 0)
 		*--p = '-';
-	*start = p;
-	return (size_t)(buf + 24 - p);
+	*len = (size_t)(buf + I64_DIGITS - p);
+	return p;
 }
 
 void
 jw_int(struct jsonw *jw, const char *key, int64_t v)
 {
-	char	 buf[24], *p;
-	size_t	 n = jw_digits(v, buf, &p);
+	char	 buf[I64_DIGITS], *p;
+	size_t	 n;
 
+	p = i64_digits(v, buf, &n);
 	jw_key(jw, key);
 	jw_put(jw, p, n);
 }
@@ -164,9 +165,10 @@ jw_int(struct jsonw *jw, const char *key, int64_t v)
 void
 jw_int_str(struct jsonw *jw, const char *key, int64_t v)
 {
-	char	 buf[24], *p;
-	size_t	 n = jw_digits(v, buf, &p);
+	char	 buf[I64_DIGITS], *p;
+	size_t	 n;
 
+	p = i64_digits(v, buf, &n);
 	jw_key(jw, key);
 	jw_put(jw, "\"", 1);
 	jw_put(jw, p, n);

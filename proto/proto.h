@@ -153,6 +153,13 @@ enum token_kind token_kind_from_name(const char *name);
 
 /* Lower-case hex of n bytes into out (2n+1 bytes with the NUL). */
 void	hex_encode(const uint8_t *in, size_t n, char *out);
+/*
+ * v in decimal, without printf (formatting numbers with snprintf was a
+ * tenth of a cache hit's instructions): the digits end at buf + I64_DIGITS,
+ * the return value points at the first, *len is their count.
+ */
+#define I64_DIGITS	24
+char	*i64_digits(int64_t v, char buf[I64_DIGITS], size_t *len);
 /* The value of one hex digit (either case), or -1. */
 int	hex_value(int c);
 

@@ -53,23 +53,14 @@ out_str(struct conn *c, const char *s)
 	out_append(c, s, strlen(s));
 }
 
-/*
- * Decimal digits of v, without printf: formatting numbers with snprintf
- * was a tenth of a cache hit's instructions.
- */
 static void
 out_i64(struct conn *c, int64_t v)
 {
-	char		 buf[24], *p = buf + sizeof(buf);
-	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	char	 buf[I64_DIGITS], *p;
+	size_t	 n;
 
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		*--p = '-';
-	out_append(c, p, (size_t)(buf + sizeof(buf) - p));
+	p = i64_digits(v, buf, &n);
+	out_append(c, p, n);
 }
 
 void
