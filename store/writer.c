@@ -414,33 +414,6 @@ interval_ms(void)
 	return (int64_t)(WR.wr_cf->cf_usage_flush_interval * 1000.0 + 0.5);
 }
 
-static void	wr_await_swaps(int64_t now);
-
-/* Periodic work that is due now. */
-static void
-wr_due(int64_t now)
-{
-	if (now >= WR.wr_next_flush_ms) {
-		WR.wr_next_flush_ms = now + interval_ms();
-		if (WR.wr_db != NULL) {
-			usage_request_swap(WR.wr_shm);
-			wr_await_swaps(now);
-			if (WR.wr_db != NULL)	/* may have dropped meanwhile */
-				wr_flush();
-		}
-	}
-	if (WR.wr_db != NULL && now >= WR.wr_next_cleanup_ms) {
-		WR.wr_next_cleanup_ms = now + CLEANUP_MS;
-		wr_cleanup();
-	}
-	if (WR.wr_db != NULL && now >= WR.wr_next_wipe_ms) {
-		WR.wr_next_wipe_ms = now + WIPE_MS;
-		wr_wipe_boxes();
-	}
-	if (WR.wr_db != NULL && now - WR.wr_last_ok_ms >= PING_MS)
-		wr_ping();
-}
-
 /* Sleep until something arrives or t milliseconds pass; take it. */
 static void
 wr_wait(int64_t t)
@@ -485,6 +458,31 @@ wr_await_swaps(int64_t now)
 	while (!got_term && WR.wr_db != NULL &&
 	    usage_swaps_pending(WR.wr_shm) > 0 && (now = shm_now_ms()) < end)
 		wr_wait(end - now < 2 ? end - now : 2);
+}
+
+/* Periodic work that is due now. */
+static void
+wr_due(int64_t now)
+{
+	if (now >= WR.wr_next_flush_ms) {
+		WR.wr_next_flush_ms = now + interval_ms();
+		if (WR.wr_db != NULL) {
+			usage_request_swap(WR.wr_shm);
+			wr_await_swaps(now);
+			if (WR.wr_db != NULL)	/* may have dropped meanwhile */
+				wr_flush();
+		}
+	}
+	if (WR.wr_db != NULL && now >= WR.wr_next_cleanup_ms) {
+		WR.wr_next_cleanup_ms = now + CLEANUP_MS;
+		wr_cleanup();
+	}
+	if (WR.wr_db != NULL && now >= WR.wr_next_wipe_ms) {
+		WR.wr_next_wipe_ms = now + WIPE_MS;
+		wr_wipe_boxes();
+	}
+	if (WR.wr_db != NULL && now - WR.wr_last_ok_ms >= PING_MS)
+		wr_ping();
 }
 
 /* SIGTERM: one last flush of everything, retrying until shutdown_timeout. */
