@@ -90,8 +90,13 @@ class UsageTest(unittest.TestCase):
             loads = self.loads(t)
             for _ in range(3):
                 time.sleep(0.7)
-                os.kill(t.children()["writer"], signal.SIGKILL)
-                t.wait_children(lambda k: "writer" in k, timeout=10)
+                old = t.children()["writer"]
+                os.kill(old, signal.SIGKILL)
+                # Until the kill lands the old writer is still listed, and
+                # a quick second death is respawned after a backoff: wait
+                # for a writer that is not the one just killed.
+                t.wait_children(lambda k: k.get("writer", old) != old,
+                                timeout=10)
             time.sleep(0.5)
             for load in loads:
                 load.stop()
