@@ -37,7 +37,7 @@
 #define WR_BACKOFF_MAX	5000
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)
-#define WIPE_MS		(10 * 1000)	/* successor boxes a dead worker left */
+#define WIPE_MS		1000	/* successor boxes past their grace */
 #define SWAP_WAIT_MS	150		/* an idle worker's tick, and some */
 
 struct sbuf {
@@ -371,8 +371,10 @@ wr_cleanup(void)
 
 /*
  * Refresh rotation keeps each successor pair encrypted for refresh_grace
- * seconds; the worker that rotated wipes it then.  A worker that died first
- * leaves its boxes to this sweep.
+ * seconds; this sweep, once a WIPE_MS, is what wipes them after (it used to
+ * run inside every rotation: store/migrations/004_wipe_in_writer.sql says
+ * why no more).  A replay past the grace is refused whether or not the box
+ * is wiped yet.
  */
 static void
 wr_wipe_boxes(void)

@@ -50,7 +50,6 @@ static const char code_sql[] =
     "$4, decode($5, 'hex'), $6, $7::integer, decode($8, 'hex'), $9, "
     "$10::integer)";
 
-static const char wipe_sql[] = "SELECT tokend_wipe_boxes($1::integer)";
 
 /* The SQL parameters that describe the freshly minted tokens. */
 struct minted {
@@ -396,7 +395,6 @@ refreshed(struct conn *c, PGresult *res, void *arg)
 	exp = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
 	if (strcmp(st, "rotated") == 0) {
 		prime_cache(or, res, 5, 7);
-		oauth_wipe_later();
 		log_issued(or, "token_refreshed", "refresh_token");
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	} else if (strcmp(st, "replay") == 0 && refresh_replay(or, res) == 0) {
@@ -653,38 +651,4 @@ h_token(struct conn *c)
 	if ((g = token_params(c, or)) == NULL || client_creds(c, or) == -1)
 		return oreq_done(c, HANDLER_DONE);
 	return oreq_done(c, client_auth(c, or, 0, g->gr_fn));
-}
-
-/* ---- wiping successor boxes ------------------------------------------------ */
-
-/* Later boxes push the wipe back; earlier ones meanwhile are wiped by the
- * rotations that keep coming (tokend_refresh wipes stale boxes first). */
-void
-oauth_wipe_later(void)
-{
-	int64_t	 at = W.wk_now_ms + ((int64_t)W.wk_cf->cf_refresh_grace + 1) *
-	    1000;
-
-	if (at > W.wk_box_wipe_ms)
-		W.wk_box_wipe_ms = at;
-}
-
-/*
- * The rotation path wipes stale boxes too, but only when refreshes keep
- * coming; this makes sure a box this worker stored is gone soon after its
- * grace even if no other refresh follows.
- */
-void
-oauth_tick(void)
-{
-	char		 grace[16];
-	const char	*p[1] = { grace };
-
-	if (W.wk_box_wipe_ms == 0 || W.wk_now_ms < W.wk_box_wipe_ms)
-		return;
-	snprintf(grace, sizeof(grace), "%d", W.wk_cf->cf_refresh_grace);
-	if (pgq_submit(W.wk_pgq, NULL, wipe_sql, 1, p, NULL, NULL) == 0)
-		W.wk_box_wipe_ms = 0;
-	else
-		W.wk_box_wipe_ms = W.wk_now_ms + 1000;
 }

@@ -260,7 +260,6 @@ worker_main(const struct config *cf, struct shm *shm, int slot,
 			worker_stop_begin();
 		usage_poll(W.wk_slot);
 		lookup_tick(W.wk_lookup);
-		oauth_tick();
 		pgq_tick(W.wk_pgq);
 		conn_expire(W.wk_now_ms);
 		if (W.wk_stopping) {

@@ -224,11 +224,4 @@ enum handler_result client_auth(struct conn *c, struct oreq *or,
 /* 401 invalid_client for or's credentials. */
 void	client_invalid(struct conn *c, const struct oreq *or);
 
-/* ---- h_token.c ------------------------------------------------------------ */
-
-/* Once per loop turn: wipe successor boxes whose grace is over. */
-void	oauth_tick(void);
-/* A rotation stored a box: ask for a wipe after the grace. */
-void	oauth_wipe_later(void);
-
 #endif /* TOKEND_OAUTH_H */

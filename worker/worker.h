@@ -128,7 +128,6 @@ struct worker {
 	struct pgq	*wk_pgq;	/* OAuth queries (pgq.h) */
 	struct hashpool	*wk_hashpool;	/* argon2id threads (hashpool.h) */
 	struct client_cache *wk_clients; /* authenticated clients */
-	int64_t		 wk_box_wipe_ms; /* successor boxes to wipe then */
 	int		 wk_stopping;
 	int64_t		 wk_stop_at_ms;	/* when stopping began */
 	int64_t		 wk_now_ms;	/* monotonic, once per loop turn */
