@@ -2,13 +2,10 @@
  * argon2id verification threads; the design is in hashpool.h.
  */
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/eventfd.h>
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -63,34 +60,6 @@ hp_take(struct hashpool *hp)
 	return j;
 }
 
-/*
- * When the box is busy, the event loops should get the CPU first: a lower
- * priority (nice applies per thread on Linux; not the lowest, or logins
- * would starve under load), and, on kernels whose scheduler takes a
- * per-task slice (EEVDF, 6.12+), a short slice, so that a worker waiting
- * for the CPU waits HASHPOOL_SLICE_NS, not a whole default slice.  Both
- * are best effort: an older kernel ignores the slice.
- */
-static void
-hp_sched(void)
-{
-	struct {		/* the kernel's struct sched_attr, version 0 */
-		uint32_t size, sched_policy;
-		uint64_t sched_flags;
-		int32_t	 sched_nice;
-		uint32_t sched_priority;
-		uint64_t sched_runtime, sched_deadline, sched_period;
-	} attr;
-
-	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), HASHPOOL_NICE);
-	memset(&attr, 0, sizeof(attr));
-	attr.size = sizeof(attr);
-	attr.sched_policy = SCHED_OTHER;
-	attr.sched_nice = HASHPOOL_NICE;
-	attr.sched_runtime = HASHPOOL_SLICE_NS;
-	(void)syscall(SYS_sched_setattr, 0, &attr, 0);
-}
-
 static void *
 hp_thread(void *arg)
 {
@@ -98,7 +67,8 @@ hp_thread(void *arg)
 	struct hp_job	*j;
 	uint64_t	 one = 1;
 
-	hp_sched();
+	/* Below the loop, with the default slice: hashpool.h says why. */
+	worker_sched(HASHPOOL_NICE, 0);
 	for (;;) {
 		j = hp_take(hp);
 		j->jb_ok = passwd_verify(j->jb_has_hash ? j->jb_hash : NULL,

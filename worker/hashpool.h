@@ -10,9 +10,18 @@
  * answers 503, so a flood of logins costs bounded CPU and memory.
  *
  * Threads touch only the job's own copies of the hash and password (wiped
- * after use), never a connection or anything else of the worker.  They run
- * at nice HASHPOOL_NICE with a short scheduler slice, so that on a busy box
- * the event loops get the CPU first and a login waits rather than /auth.
+ * after use), never a connection or anything else of the worker.
+ *
+ * Scheduling: on a busy box the event loop should get the CPU first, and a
+ * login wait rather than /auth.  The threads run HASHPOOL_NICE below the
+ * worker (nice is per thread on Linux; not the lowest, or logins would
+ * starve under load), and the loop thread asks for a short scheduler slice
+ * (WORKER_SLICE_NS, worker.h).  On EEVDF kernels (6.12+) a task woken with
+ * a shorter slice than the running one preempts it at once: a request that
+ * arrives while argon2id computes is served within microseconds, where
+ * with the slices the other way round it waited for the next timer tick,
+ * up to 4 ms at HZ=250 (BENCHMARKS.md, interference).  Older kernels
+ * ignore the slice and go by nice alone.
  */
 #ifndef TOKEND_HASHPOOL_H
 #define TOKEND_HASHPOOL_H
@@ -22,8 +31,7 @@
 
 #define HASHPOOL_THREADS	1
 #define HASHPOOL_MAX_QUEUED	64
-#define HASHPOOL_NICE		10
-#define HASHPOOL_SLICE_NS	100000	/* 0.1 ms, the kernel's minimum */
+#define HASHPOOL_NICE		10	/* added to the worker's nice */
 
 struct conn;
 struct hashpool;

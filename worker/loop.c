@@ -4,8 +4,11 @@
  * other workers is read-mostly (the LMDB cache) or its own slot of shm.
  */
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +77,32 @@ ep_add(int fd, uint32_t events, void *ptr)
  * request 163k vs 175k and 183k vs 179k: within the rounds' spread, so the
  * design that fails no request on reload wins.
  */
+void
+worker_sched(int nice_delta, uint64_t slice_ns)
+{
+	struct {		/* the kernel's struct sched_attr, version 0 */
+		uint32_t size, sched_policy;
+		uint64_t sched_flags;
+		int32_t	 sched_nice;
+		uint32_t sched_priority;
+		uint64_t sched_runtime, sched_deadline, sched_period;
+	} attr;
+	int	 nice;
+
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, 0);	/* this thread's */
+	if (nice == -1 && errno != 0)
+		nice = 0;
+	nice = nice + nice_delta > 19 ? 19 : nice + nice_delta;
+	memset(&attr, 0, sizeof(attr));
+	attr.size = sizeof(attr);
+	attr.sched_policy = SCHED_OTHER;
+	attr.sched_nice = nice;
+	attr.sched_runtime = slice_ns;
+	if (syscall(SYS_sched_setattr, 0, &attr, 0) == -1)
+		(void)setpriority(PRIO_PROCESS, 0, nice);
+}
+
 void
 worker_listen(int on)
 {
@@ -168,6 +197,7 @@ worker_init(const struct config *cf, struct shm *shm, int slot,
 	W.wk_lookup = lookup_new(cf, W.wk_epfd);
 	W.wk_pgq = pgq_new(cf, W.wk_epfd);
 	W.wk_clients = client_cache_new();
+	worker_sched(0, WORKER_SLICE_NS);
 	/* Threads only now, after fork: fork copies only the calling one. */
 	if ((W.wk_hashpool = hashpool_new(W.wk_epfd)) == NULL)
 		LOG(LVL_ERROR, "hashpool_failed");

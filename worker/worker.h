@@ -146,6 +146,14 @@ void	worker_main(const struct config *cf, struct shm *shm, int slot,
 	    __attribute__((noreturn));
 /* Arm (1) or disarm (0) the listeners: max_connections, stopping. */
 void	worker_listen(int on);
+/*
+ * The calling thread's nice, nice_delta above the one it inherited (at most
+ * 19), and its requested scheduler slice (0: the kernel's default), which
+ * kernels with EEVDF (6.12+) honour and older ones ignore.  Best effort.
+ */
+void	worker_sched(int nice_delta, uint64_t slice_ns);
+/* The loop thread's slice: hashpool.h says why it is short. */
+#define WORKER_SLICE_NS	100000	/* 0.1 ms, the kernel's minimum */
 /* Microseconds on the monotonic clock. */
 int64_t	worker_now_us(void);
 
