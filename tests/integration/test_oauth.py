@@ -400,6 +400,25 @@ class RefreshTest(OAuthBase):
                          r"family_size=6 " % fam)
         self.assertNotIn(j["refresh_token"], log)
 
+    def test_replay_past_the_grace_is_reuse_even_if_the_box_is_left(self):
+        # The writer's sweep wipes boxes; with it stopped, the box outlives
+        # the grace, and must still never be handed out.
+        writer = self.t.children()["writer"]
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            j = self.login()
+            k = self.refresh(j["refresh_token"]).json()
+            time.sleep(GRACE + 0.3)
+            self.assertEqual(self.row(j["refresh_token"],
+                                      "successor_box IS NULL"), [("f",)])
+            r = self.refresh(j["refresh_token"])
+            self.assertEqual(r.json(), BAD_GRANT)
+            self.assertEqual(self.auth(k["access_token"]), 401)
+            self.assertEqual(self.refresh(k["refresh_token"]).json(),
+                             BAD_GRANT)
+        finally:
+            os.kill(writer, signal.SIGCONT)
+
     def test_box_is_wiped_after_the_grace(self):
         j = self.login()
         self.refresh(j["refresh_token"])
