@@ -198,6 +198,13 @@ def _pg_bindir():
     return "/usr/lib/postgresql/15/bin"
 
 
+# The WHERE condition for one token's row, given the whole token string as
+# its parameter: tokens.hash is the SHA-256 of the string.  Not the display
+# prefix: its 4 random characters (62^4 values) repeat, among a few hundred
+# tokens of one kind, often enough to fail a test now and then.
+BY_TOKEN = "hash = sha256(convert_to(%s, 'UTF8'))"
+
+
 def sql_literal(v):
     """v as an SQL literal (standard_conforming_strings is on)."""
     if v is None:

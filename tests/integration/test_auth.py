@@ -57,8 +57,8 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(r.body, b"")
         uid = harness.pg().sql("SELECT id FROM users WHERE name = 'alice'")
         tid = harness.pg().sql("SELECT id, floor(extract(epoch FROM "
-                               "expires_at))::bigint FROM tokens WHERE "
-                               "prefix = %s", tok[:8])
+                               "expires_at))::bigint FROM tokens WHERE " +
+                               harness.BY_TOKEN, tok)
         self.assertEqual(r.header("x-auth-user"), "alice")
         self.assertEqual(r.header("x-auth-user-id"), uid[0][0])
         self.assertEqual(r.header("x-auth-client"), "")
@@ -113,7 +113,7 @@ class AuthTest(unittest.TestCase):
 
     def test_unknown_token_is_401_and_cached_negative(self):
         tok = pat()
-        harness.pg().sql("DELETE FROM tokens WHERE prefix = %s", tok[:8])
+        harness.pg().sql("DELETE FROM tokens WHERE " + harness.BY_TOKEN, tok)
         time.sleep(0.2)
         self.assert_invalid(tok)
         neg = metric(self.t, "tokend_cache_negative_hits_total")
@@ -139,28 +139,28 @@ class AuthTest(unittest.TestCase):
         tok = pat(expires=60)
         self.assertEqual(auth(self.t, tok).status, 200)
         harness.pg().sql("UPDATE tokens SET expires_at = now() - "
-                         "interval '1 second' WHERE prefix = %s", tok[:8])
+                         "interval '1 second' WHERE " + harness.BY_TOKEN, tok)
         self.assertIsNotNone(fails_within(self.t, tok))
 
     def test_revoked_by_tokenctl_fails_within_a_second(self):
         tok = pat()
         self.assertEqual(auth(self.t, tok).status, 200)
-        tid = harness.pg().sql("SELECT id FROM tokens WHERE prefix = %s",
-                               tok[:8])[0][0]
+        tid = harness.pg().sql("SELECT id FROM tokens WHERE " +
+                               harness.BY_TOKEN, tok)[0][0]
         harness.tokenctl("token", "revoke", tid)
         self.assertIsNotNone(fails_within(self.t, tok))
 
     def test_revoked_by_sql_update_fails_within_a_second(self):
         tok = pat()
         self.assertEqual(auth(self.t, tok).status, 200)
-        harness.pg().sql("UPDATE tokens SET revoked_at = now() "
-                         "WHERE prefix = %s", tok[:8])
+        harness.pg().sql("UPDATE tokens SET revoked_at = now() WHERE " +
+                         harness.BY_TOKEN, tok)
         self.assertIsNotNone(fails_within(self.t, tok))
 
     def test_deleted_by_sql_fails_within_a_second(self):
         tok = pat()
         self.assertEqual(auth(self.t, tok).status, 200)
-        harness.pg().sql("DELETE FROM tokens WHERE prefix = %s", tok[:8])
+        harness.pg().sql("DELETE FROM tokens WHERE " + harness.BY_TOKEN, tok)
         self.assertIsNotNone(fails_within(self.t, tok))
 
     def test_user_disable_fails_within_a_second(self):

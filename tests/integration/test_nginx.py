@@ -116,8 +116,8 @@ http {
     def test_revoked_token_is_401(self):
         tok = self.pat()
         self.assertEqual(self.get("/api/hello", tok).status, 200)
-        harness.pg().sql("UPDATE tokens SET revoked_at = now() "
-                         "WHERE prefix = %s", tok[:8])
+        harness.pg().sql("UPDATE tokens SET revoked_at = now() WHERE " +
+                         harness.BY_TOKEN, tok)
         harness.wait_until(lambda: self.get("/api/hello", tok).status == 401,
                            timeout=1.5)
 

@@ -141,8 +141,8 @@ class OAuthBase(unittest.TestCase):
         self.assertIn("error_description", r.json())
 
     def row(self, tok, cols="revoked_at IS NOT NULL"):
-        return harness.pg().sql("SELECT %s FROM tokens WHERE prefix = %%s"
-                                % cols, tok[:8])
+        return harness.pg().sql("SELECT %s FROM tokens WHERE " % cols +
+                                harness.BY_TOKEN, tok)
 
 
 class ClientCredentialsTest(OAuthBase):
@@ -430,8 +430,8 @@ class RefreshTest(OAuthBase):
         j = self.login()
         k = self.refresh(j["refresh_token"]).json()
         harness.pg().sql("UPDATE tokens SET expires_at = now() - "
-                         "interval '1 second' WHERE prefix = %s",
-                         k["refresh_token"][:8])
+                         "interval '1 second' WHERE " + harness.BY_TOKEN,
+                         k["refresh_token"])
         self.assertEqual(self.refresh(k["refresh_token"]).json(), BAD_GRANT)
         self.assertEqual(self.auth(k["access_token"]), 200)
         fam = self.row(j["refresh_token"], "family")[0][0]
@@ -441,10 +441,11 @@ class RefreshTest(OAuthBase):
 
     def test_one_body_for_unknown_revoked_and_malformed(self):
         j = self.login()
-        harness.pg().sql("UPDATE tokens SET revoked_at = now() "
-                         "WHERE prefix = %s", j["refresh_token"][:8])
+        harness.pg().sql("UPDATE tokens SET revoked_at = now() WHERE " +
+                         harness.BY_TOKEN, j["refresh_token"])
         unknown = self.login()["refresh_token"]
-        harness.pg().sql("DELETE FROM tokens WHERE prefix = %s", unknown[:8])
+        harness.pg().sql("DELETE FROM tokens WHERE " + harness.BY_TOKEN,
+                         unknown)
         for rt in (j["refresh_token"], unknown, "tkr_garbage",
                    j["access_token"]):
             self.assertEqual(self.refresh(rt).json(), BAD_GRANT, rt)
@@ -625,8 +626,8 @@ class CodeTest(OAuthBase):
     def test_expired_code(self):
         j = self.code("web", REDIRECT)
         harness.pg().sql("UPDATE tokens SET expires_at = now() - "
-                         "interval '1 second' WHERE prefix = %s",
-                         j["code"][:8])
+                         "interval '1 second' WHERE " + harness.BY_TOKEN,
+                         j["code"])
         self.assertEqual(self.exchange(j["code"], uri=REDIRECT, client=None,
                                        headers=WEB).json(), BAD_GRANT)
 
@@ -726,8 +727,8 @@ class IntrospectTest(OAuthBase):
                                "RETURNING id", name)[0][0]
         pat = harness.tokenctl("pat", "create", "--user", "bob", "--name",
                                "p").stdout.strip()
-        harness.pg().sql("UPDATE tokens SET user_id = %s WHERE prefix = %s",
-                         int(uid), pat[:8])
+        harness.pg().sql("UPDATE tokens SET user_id = %s WHERE " +
+                         harness.BY_TOKEN, int(uid), pat)
         for _ in range(2):      # a miss, then a cache hit
             r = self.introspect(pat)
             self.assertEqual(r.header("content-type"), "application/json")
@@ -961,7 +962,7 @@ class NodeClientTest(OAuthBase):
         self.assertTrue(out["revoked"])
         # The two concurrent refreshes got one successor, not two.
         fam = harness.pg().sql(
-            "SELECT family FROM tokens WHERE prefix = %s",
+            "SELECT family FROM tokens WHERE " + harness.BY_TOKEN,
             out["refreshed_together"])[0][0]
         self.assertEqual(harness.pg().sql(
             "SELECT count(*) FROM tokens WHERE family = %s AND "

@@ -14,8 +14,8 @@ INTERVAL = 0.2
 
 
 def use_count(token):
-    return int(harness.pg().sql("SELECT use_count FROM tokens WHERE "
-                                "prefix = %s", token[:8])[0][0])
+    return int(harness.pg().sql("SELECT use_count FROM tokens WHERE " +
+                                harness.BY_TOKEN, token)[0][0])
 
 
 def update_statements():
