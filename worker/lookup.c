@@ -16,11 +16,12 @@
 #include "worker/worker.h"
 
 #define LK_BATCH_MAX	256		/* hashes per query */
+#define LK_INFLIGHT	4		/* queries on the wire at once */
 #define LK_TIMEOUT_MS	5000		/* a query unanswered this long fails */
 #define LK_BACKOFF_MIN	100
 #define LK_BACKOFF_MAX	5000
 
-enum lk_state { LK_DOWN, LK_CONNECTING, LK_READY, LK_BUSY };
+enum lk_state { LK_DOWN, LK_CONNECTING, LK_READY };
 
 struct lk_req {
 	struct conn	*lr_conn;	/* NULL once cancelled */
@@ -28,6 +29,14 @@ struct lk_req {
 	uint8_t		 lr_hash[TOKEN_HASH_LEN];
 	uint64_t	 lr_epoch;	/* sh_cache_epoch before the query */
 	struct lk_req	*lr_next;
+};
+
+/* One query on the wire: its requests, and its result once it is in. */
+struct lk_batch {
+	struct lk_req	*lb_reqs;
+	PGresult	*lb_res;	/* the rows; NULL until they came */
+	int		 lb_failed;	/* an error came instead */
+	int64_t		 lb_sent_ms;
 };
 
 struct lookup {
@@ -40,10 +49,12 @@ struct lookup {
 	uint32_t	 lk_events;
 	int64_t		 lk_retry_ms;	/* DOWN: next connection attempt */
 	int64_t		 lk_backoff;
-	int64_t		 lk_sent_ms;	/* BUSY: when the query went out */
+	int64_t		 lk_connect_ms;	/* CONNECTING: since when */
 	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
 	struct lk_req	**lk_wait_tail;
-	struct lk_req	*lk_sent;	/* in the query in flight */
+	/* Queries in flight, oldest first: a ring of lk_nsent from lk_head. */
+	struct lk_batch	 lk_sent[LK_INFLIGHT];
+	int		 lk_head, lk_nsent;
 	char		 lk_param[LK_BATCH_MAX * (2 * TOKEN_HASH_LEN + 1) + 1];
 };
 
@@ -117,7 +128,9 @@ lk_fail_list(struct lk_req *r)
 static void
 lk_down(struct lookup *lk, const char *why)
 {
-	struct lk_req	*sent = lk->lk_sent, *wait = lk->lk_wait;
+	struct lk_batch	 sent[LK_INFLIGHT];
+	struct lk_req	*wait = lk->lk_wait;
+	int		 i, n = lk->lk_nsent;
 
 	if (lk->lk_state != LK_DOWN)
 		LOG(LVL_WARN, "db_retry", KV_S("conn", "lookup"),
@@ -134,9 +147,16 @@ lk_down(struct lookup *lk, const char *why)
 	lk->lk_retry_ms = W.wk_now_ms + lk->lk_backoff;
 	lk->lk_backoff = lk->lk_backoff * 2 > LK_BACKOFF_MAX ? LK_BACKOFF_MAX :
 	    lk->lk_backoff * 2;
-	lk->lk_sent = lk->lk_wait = NULL;
+	for (i = 0; i < n; i++)
+		sent[i] = lk->lk_sent[(lk->lk_head + i) % LK_INFLIGHT];
+	lk->lk_head = lk->lk_nsent = 0;
+	lk->lk_wait = NULL;
 	lk->lk_wait_tail = &lk->lk_wait;
-	lk_fail_list(sent);
+	/* The lists are detached first: a callback may submit again. */
+	for (i = 0; i < n; i++) {
+		PQclear(sent[i].lb_res);
+		lk_fail_list(sent[i].lb_reqs);
+	}
 	lk_fail_list(wait);
 }
 
@@ -187,49 +207,104 @@ lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
 		r->lr_cb(r->lr_conn, &ti);
 }
 
+static const char *
+db_message(const PGresult *res)
+{
+	const char	*msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	return msg != NULL ? msg : PQresStatus(PQresultStatus(res));
+}
+
+/* The oldest query's sync came: answer its requests, or fail them. */
+static void
+lk_complete(struct lookup *lk)
+{
+	struct lk_batch	 b = lk->lk_sent[lk->lk_head];
+	struct lk_req	*r, *next;
+
+	lk->lk_head = (lk->lk_head + 1) % LK_INFLIGHT;
+	lk->lk_nsent--;
+	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+	    __ATOMIC_RELAXED);
+	if (b.lb_reqs == NULL && (b.lb_res == NULL || b.lb_failed)) {
+		PQclear(b.lb_res);
+		lk_down(lk, "cannot prepare the lookup statement");
+		return;
+	}
+	if (b.lb_res == NULL || b.lb_failed) {
+		/* Without a result set its waiters get 503. */
+		ctr_add(&W.wk_slot->sl_pg_errors, 1);
+		PQclear(b.lb_res);
+		lk_fail_list(b.lb_reqs);
+		return;
+	}
+	for (r = b.lb_reqs; r != NULL; r = next) {
+		next = r->lr_next;
+		lk_answer(lk, b.lb_res, r);
+		free(r);
+	}
+	PQclear(b.lb_res);
+}
+
+/*
+ * Read every result that is complete (pipeline mode, as pgq.c): per query
+ * the stream is its result, a NULL, then the PGRES_PIPELINE_SYNC of its
+ * own sync, which completes it.
+ */
 static void
 lk_results(struct lookup *lk)
 {
-	struct lk_req	*r, *next;
+	PGconn		*db = lk->lk_db;
+	struct lk_batch	*b;
 	PGresult	*res;
-	int		 ok = 0;
+	int		 nulls = 0;
 
-	while (!PQisBusy(lk->lk_db) && (res = PQgetResult(lk->lk_db)) != NULL) {
-		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-			ok = 1;
-			for (r = lk->lk_sent; r != NULL; r = next) {
-				next = r->lr_next;
-				lk_answer(lk, res, r);
-				free(r);
+	while (lk->lk_nsent > 0 && lk->lk_db == db && !PQisBusy(db)) {
+		if ((res = PQgetResult(db)) == NULL) {
+			/* The end of a statement; two in a row: nothing more
+			 * is ready. */
+			if (nulls++ > 0)
+				break;
+			continue;
+		}
+		nulls = 0;
+		b = &lk->lk_sent[lk->lk_head];
+		switch (PQresultStatus(res)) {
+		case PGRES_PIPELINE_SYNC:
+			PQclear(res);
+			lk_complete(lk);
+			break;
+		case PGRES_TUPLES_OK:
+		case PGRES_COMMAND_OK:		/* the PREPARE */
+			if (b->lb_res == NULL) {
+				b->lb_res = res;
+				break;
 			}
-			lk->lk_sent = NULL;
-		} else
-			LOG(LVL_ERROR, "db_error", KV_S("conn", "lookup"),
-			    KV_S("error", PQresultErrorMessage(res)));
-		PQclear(res);
+			PQclear(res);
+			break;
+		default:
+			/* The primary message only, as pgq.c. */
+			if (!b->lb_failed)
+				LOG(LVL_ERROR, "db_error", KV_S("conn", "lookup"),
+				    KV_S("error", db_message(res)));
+			b->lb_failed = 1;
+			PQclear(res);
+			break;
+		}
 	}
-	if (PQisBusy(lk->lk_db))
-		return;
-	/* The query ended: without a result set its waiters get 503. */
-	if (!ok) {
-		ctr_add(&W.wk_slot->sl_pg_errors, 1);
-		lk_fail_list(lk->lk_sent);
-		lk->lk_sent = NULL;
-	}
-	lk->lk_state = LK_READY;
-	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
-	    __ATOMIC_RELAXED);
 }
 
 /* ---- sending ------------------------------------------------------------ */
 
+/* Put the waiting requests on the wire as one query, with its sync. */
 static void
 lk_send(struct lookup *lk)
 {
 	const char	*params[1];
-	struct lk_req	*r, **tail = &lk->lk_sent;
+	struct lk_batch	*b;
+	struct lk_req	*r, *reqs = NULL, **tail = &reqs;
 	char		*p = lk->lk_param;
-	int		 n = 0;
+	int		 n = 0, rc;
 
 	while ((r = lk->lk_wait) != NULL && n < LK_BATCH_MAX) {
 		lk->lk_wait = r->lr_next;
@@ -249,19 +324,55 @@ lk_send(struct lookup *lk)
 		lk->lk_wait_tail = &lk->lk_wait;
 	if (n == 0)
 		return;
+	b = &lk->lk_sent[(lk->lk_head + lk->lk_nsent) % LK_INFLIGHT];
+	memset(b, 0, sizeof(*b));
+	b->lb_reqs = reqs;
+	b->lb_sent_ms = W.wk_now_ms;
+	lk->lk_nsent++;
 	*p = '\0';
 	params[0] = lk->lk_param;
-	if (!PQsendQueryParams(lk->lk_db, lookup_sql, 1, NULL, params, NULL,
-	    NULL, 0)) {
+	if (!PQsendQueryPrepared(lk->lk_db, "lookup", 1, params, NULL, NULL,
+	    0) || !PQpipelineSync(lk->lk_db) ||
+	    (rc = PQflush(lk->lk_db)) == -1) {
 		lk_down(lk, PQerrorMessage(lk->lk_db));
 		return;
 	}
-	lk->lk_state = LK_BUSY;
-	lk->lk_sent_ms = W.wk_now_ms;
-	lk_watch(lk, PQflush(lk->lk_db) == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+/* Send what waits while there is room on the wire. */
+static void
+lk_send_all(struct lookup *lk)
+{
+	while (lk->lk_state == LK_READY && lk->lk_wait != NULL &&
+	    lk->lk_nsent < LK_INFLIGHT)
+		lk_send(lk);
 }
 
 /* ---- connecting --------------------------------------------------------- */
+
+/*
+ * The lookup statement is parsed and planned once per connection: first in
+ * the pipeline, as a query with no requests (lk_complete goes down if it
+ * fails).
+ */
+static void
+lk_prepare(struct lookup *lk)
+{
+	struct lk_batch	*b = &lk->lk_sent[(lk->lk_head + lk->lk_nsent) %
+			    LK_INFLIGHT];
+	int		 rc;
+
+	memset(b, 0, sizeof(*b));
+	b->lb_sent_ms = W.wk_now_ms;
+	lk->lk_nsent++;
+	if (!PQsendPrepare(lk->lk_db, "lookup", lookup_sql, 1, NULL) ||
+	    !PQpipelineSync(lk->lk_db) || (rc = PQflush(lk->lk_db)) == -1) {
+		lk_down(lk, PQerrorMessage(lk->lk_db));
+		return;
+	}
+	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
 
 static void
 lk_connect(struct lookup *lk)
@@ -277,7 +388,7 @@ lk_connect(struct lookup *lk)
 		return;
 	}
 	lk->lk_state = LK_CONNECTING;
-	lk->lk_sent_ms = W.wk_now_ms;
+	lk->lk_connect_ms = W.wk_now_ms;
 	lk_watch(lk, EPOLLOUT);
 }
 
@@ -292,16 +403,19 @@ lk_connect_poll(struct lookup *lk)
 		lk_watch(lk, EPOLLOUT);
 		break;
 	case PGRES_POLLING_OK:
-		if (PQsetnonblocking(lk->lk_db, 1) == -1) {
+		if (PQsetnonblocking(lk->lk_db, 1) == -1 ||
+		    PQenterPipelineMode(lk->lk_db) != 1) {
 			lk_down(lk, PQerrorMessage(lk->lk_db));
 			break;
 		}
+		lk_prepare(lk);
+		if (lk->lk_state == LK_DOWN)
+			break;
 		lk->lk_state = LK_READY;
 		lk->lk_backoff = LK_BACKOFF_MIN;
-		lk_watch(lk, EPOLLIN);
 		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
 		    __ATOMIC_RELAXED);
-		lk_send(lk);
+		lk_send_all(lk);
 		break;
 	default:
 		lk_down(lk, PQerrorMessage(lk->lk_db));
@@ -366,19 +480,25 @@ lookup_event(struct lookup *lk, uint32_t events)
 	}
 	if (lk->lk_db == NULL)
 		return;
-	if ((events & EPOLLOUT) && PQflush(lk->lk_db) == 0)
-		lk_watch(lk, EPOLLIN);
+	if (events & EPOLLOUT) {
+		switch (PQflush(lk->lk_db)) {
+		case -1:
+			lk_down(lk, PQerrorMessage(lk->lk_db));
+			return;
+		case 0:
+			lk_watch(lk, EPOLLIN);
+			break;
+		}
+	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		if (!PQconsumeInput(lk->lk_db)) {
 			lk_down(lk, PQerrorMessage(lk->lk_db));
 			return;
 		}
-		if (lk->lk_state == LK_BUSY)
-			lk_results(lk);
 		/* Notices and stray input on an idle connection are dropped. */
+		lk_results(lk);
 	}
-	if (lk->lk_state == LK_READY && lk->lk_wait != NULL)
-		lk_send(lk);
+	lk_send_all(lk);
 }
 
 void
@@ -386,9 +506,11 @@ lookup_tick(struct lookup *lk)
 {
 	if (lk == NULL)
 		return;
-	if ((lk->lk_state == LK_BUSY || lk->lk_state == LK_CONNECTING) &&
-	    W.wk_now_ms - lk->lk_sent_ms > LK_TIMEOUT_MS)
+	if ((lk->lk_state == LK_CONNECTING &&
+	    W.wk_now_ms - lk->lk_connect_ms > LK_TIMEOUT_MS) ||
+	    (lk->lk_nsent > 0 && W.wk_now_ms -
+	    lk->lk_sent[lk->lk_head].lb_sent_ms > LK_TIMEOUT_MS))
 		lk_down(lk, "PostgreSQL did not answer in time");
-	else if (lk->lk_state == LK_READY && lk->lk_wait != NULL)
-		lk_send(lk);
+	else
+		lk_send_all(lk);
 }

@@ -1,12 +1,22 @@
 /*
  * lookup: a worker's own PostgreSQL connection for cache misses.
  *
- * Non-blocking libpq (PQconnectStart/PQconnectPoll, PQsendQueryParams,
- * PQconsumeInput) driven by the worker's epoll loop, so a slow or absent
- * PostgreSQL never stalls the worker's other connections.  At most one
- * query is in flight; every miss that arrives meanwhile waits and goes out
- * in the next query as one more element of "hash = ANY(...)", so under load
- * the misses of many connections share one round trip.
+ * Non-blocking libpq in pipeline mode (PQconnectStart/PQconnectPoll,
+ * PQsendQueryPrepared + PQpipelineSync, PQconsumeInput) driven by the
+ * worker's epoll loop, so a slow or absent PostgreSQL never stalls the
+ * worker's other connections.  The misses of one loop turn go out together
+ * as one query ("hash = ANY(...)", up to LK_BATCH_MAX hashes), each with
+ * its own sync (its own transaction), and up to LK_INFLIGHT queries are on
+ * the wire at once; past that, misses wait and join the next query, so
+ * under load the misses of many connections share one round trip.  The
+ * statement is prepared once per connection, first in the pipeline.
+ *
+ * Measured (BENCHMARKS.md, scenario 3, 1 worker, 32 connections, every
+ * request a miss): the prepared statement took misses from 21,500/s to
+ * 29,500/s: parsing and planning each query had been about a quarter of
+ * what PostgreSQL spent per miss.  Several queries in flight instead of one changed nothing
+ * measurable there (a single backend runs them one after the other), but
+ * a miss no longer waits for the query before it to come back.
  *
  * Each answer is written to the cache (unless an invalidation happened
  * since the query was sent: see the epoch in shm/README.md, or the writer's

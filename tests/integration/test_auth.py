@@ -1,6 +1,8 @@
 """GET /auth: bearer validation through the cache (SPEC sections 3-5)."""
 
+import hashlib
 import re
+import threading
 import time
 import unittest
 
@@ -190,6 +192,48 @@ class AuthTest(unittest.TestCase):
             timeout=10)
         self.assertEqual(metric(self.t, "tokend_cache_entries"), 0)
         self.assertEqual(auth(self.t, tok).status, 200)
+
+    def test_concurrent_misses_each_get_their_own_answer(self):
+        # One worker, 16 connections, every request a miss: the worker has
+        # several lookup queries on the wire at once (worker/lookup.h), and
+        # each answer must reach the requests of its own query.
+        users = ("alice", "bob")
+        toks = [pat(user=users[i % 2], name="m%d" % i) for i in range(96)]
+        gone = [pat(name="g%d" % i) for i in range(16)]
+        for tok in gone:
+            harness.pg().sql("DELETE FROM tokens WHERE " + harness.BY_TOKEN,
+                             tok)
+        ids = dict(harness.pg().sql(
+            "SELECT encode(hash, 'hex'), id FROM tokens"))
+        want = {}
+        for i, tok in enumerate(toks):
+            h = hashlib.sha256(tok.encode()).hexdigest()
+            want[tok] = (200, ids[h], users[i % 2])
+        for tok in gone:
+            want[tok] = (401, None, None)
+        order = sorted(want, key=lambda tok: hashlib.sha256(
+            tok[::-1].encode()).digest())    # users and unknowns mixed
+        got, errors = {}, []
+
+        def client(part):
+            try:
+                with t.conn() as c:
+                    for tok in part:
+                        r = c.request("GET", "/auth", headers={
+                            "Authorization": "Bearer " + tok})
+                        got[tok] = (r.status, r.header("x-auth-token-id"),
+                                    r.header("x-auth-user"))
+            except Exception as e:  # reported below, with the others
+                errors.append(repr(e))
+        with harness.Tokend(workers=1) as t:
+            threads = [threading.Thread(target=client, args=(order[k::16],))
+                       for k in range(16)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(got, want)
 
 
 class OutageTest(unittest.TestCase):
