@@ -355,8 +355,9 @@ def sec_miss(res):
             "Each round restarts tokend (the master clears the cache at "
             "start) and walks the bulk tokens in order from a random line, "
             "so every request is a token the cache has never seen; the "
-            "worker batches the misses of all waiting connections into one "
-            "`= ANY` query.  `pgbench -S -c %d -j 1` (single-row "
+            "worker sends the misses of each loop turn as one `= ANY` "
+            "query of a prepared statement, up to 4 queries in flight "
+            "(worker/lookup.h).  `pgbench -S -c %d -j 1` (single-row "
             "primary-key SELECT, scale 10) runs against the same database "
             "right after; its p50 and p99 come from a 10%% sample of its "
             "per-transaction log.\n\n" % res["settings"]["conns"] +
