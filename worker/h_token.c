@@ -377,6 +377,21 @@ refresh_reuse(struct conn *c, struct oreq *or, PGresult *res)
 	oauth_error(c, 400, "invalid_grant", bad_grant);
 }
 
+/*
+ * tokend_refresh and tokend_code_exchange both start their row with
+ * o_status, o_user, o_username, o_scope: take the last three into or and
+ * return the status.
+ */
+static const char *
+grant_head(struct oreq *or, PGresult *res)
+{
+	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
+	snprintf(or->or_scope, sizeof(or->or_scope), "%s",
+	    PQgetvalue(res, 0, 3));
+	return PQgetvalue(res, 0, 0);
+}
+
 static void
 refreshed(struct conn *c, PGresult *res, void *arg)
 {
@@ -387,11 +402,7 @@ refreshed(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL || (or = oreq_row(c, res)) == NULL)
 		return;
-	st = PQgetvalue(res, 0, 0);
-	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
-	snprintf(or->or_scope, sizeof(or->or_scope), "%s",
-	    PQgetvalue(res, 0, 3));
+	st = grant_head(or, res);
 	exp = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
 	if (strcmp(st, "rotated") == 0) {
 		prime_cache(or, res, 5, 7);
@@ -490,11 +501,7 @@ exchanged(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL || (or = oreq_row(c, res)) == NULL)
 		return;
-	st = PQgetvalue(res, 0, 0);
-	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
-	snprintf(or->or_scope, sizeof(or->or_scope), "%s",
-	    PQgetvalue(res, 0, 3));
+	st = grant_head(or, res);
 	if (strcmp(st, "ok") == 0) {
 		prime_cache(or, res, 4, 6);
 		log_issued(or, "token_issued", "authorization_code");
