@@ -50,7 +50,6 @@ static const char code_sql[] =
     "$4, decode($5, 'hex'), $6, $7::integer, decode($8, 'hex'), $9, "
     "$10::integer)";
 
-
 /* The SQL parameters that describe the freshly minted tokens. */
 struct minted {
 	char	 mt_ahash[2 * TOKEN_HASH_LEN + 1];

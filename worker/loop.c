@@ -67,16 +67,6 @@ ep_add(int fd, uint32_t events, void *ptr)
 	return 0;
 }
 
-/*
- * The listeners are shared by every worker: EPOLLEXCLUSIVE wakes one waiter
- * per connection instead of all of them, and a shared socket (unlike one
- * SO_REUSEPORT socket per worker) keeps queued connections when workers are
- * replaced on reload.  Measured against SO_REUSEPORT per worker
- * (contrib/bench/listeners.sh, 16-core machine, medians of 3): keep-alive
- * 831k vs 859k req/s at 8 workers and 553k vs 557k at 4, a connection per
- * request 163k vs 175k and 183k vs 179k: within the rounds' spread, so the
- * design that fails no request on reload wins.
- */
 void
 worker_sched(int nice_delta, uint64_t slice_ns)
 {
@@ -103,6 +93,16 @@ worker_sched(int nice_delta, uint64_t slice_ns)
 		(void)setpriority(PRIO_PROCESS, 0, nice);
 }
 
+/*
+ * The listeners are shared by every worker: EPOLLEXCLUSIVE wakes one waiter
+ * per connection instead of all of them, and a shared socket (unlike one
+ * SO_REUSEPORT socket per worker) keeps queued connections when workers are
+ * replaced on reload.  Measured against SO_REUSEPORT per worker
+ * (contrib/bench/listeners.sh, 16-core machine, medians of 3): keep-alive
+ * 831k vs 859k req/s at 8 workers and 553k vs 557k at 4, a connection per
+ * request 163k vs 175k and 183k vs 179k: within the rounds' spread, so the
+ * design that fails no request on reload wins.
+ */
 void
 worker_listen(int on)
 {
