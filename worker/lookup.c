@@ -296,15 +296,42 @@ lk_results(struct lookup *lk)
 
 /* ---- sending ------------------------------------------------------------ */
 
+/* A query for reqs (NULL: the PREPARE) goes out: the ring's next slot. */
+static void
+lk_push(struct lookup *lk, struct lk_req *reqs)
+{
+	struct lk_batch	*b = &lk->lk_sent[(lk->lk_head + lk->lk_nsent) %
+			    LK_INFLIGHT];
+
+	memset(b, 0, sizeof(*b));
+	b->lb_reqs = reqs;
+	b->lb_sent_ms = W.wk_now_ms;
+	lk->lk_nsent++;
+}
+
+/* End the query just handed to libpq (sent: it took it) with its sync,
+ * and flush; any failure takes the connection down. */
+static void
+lk_sync(struct lookup *lk, int sent)
+{
+	int	 rc;
+
+	if (!sent || !PQpipelineSync(lk->lk_db) ||
+	    (rc = PQflush(lk->lk_db)) == -1) {
+		lk_down(lk, PQerrorMessage(lk->lk_db));
+		return;
+	}
+	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
 /* Put the waiting requests on the wire as one query, with its sync. */
 static void
 lk_send(struct lookup *lk)
 {
 	const char	*params[1];
-	struct lk_batch	*b;
 	struct lk_req	*r, *reqs = NULL, **tail = &reqs;
 	char		*p = lk->lk_param;
-	int		 n = 0, rc;
+	int		 n = 0;
 
 	while ((r = lk->lk_wait) != NULL && n < LK_BATCH_MAX) {
 		lk->lk_wait = r->lr_next;
@@ -324,20 +351,11 @@ lk_send(struct lookup *lk)
 		lk->lk_wait_tail = &lk->lk_wait;
 	if (n == 0)
 		return;
-	b = &lk->lk_sent[(lk->lk_head + lk->lk_nsent) % LK_INFLIGHT];
-	memset(b, 0, sizeof(*b));
-	b->lb_reqs = reqs;
-	b->lb_sent_ms = W.wk_now_ms;
-	lk->lk_nsent++;
 	*p = '\0';
 	params[0] = lk->lk_param;
-	if (!PQsendQueryPrepared(lk->lk_db, "lookup", 1, params, NULL, NULL,
-	    0) || !PQpipelineSync(lk->lk_db) ||
-	    (rc = PQflush(lk->lk_db)) == -1) {
-		lk_down(lk, PQerrorMessage(lk->lk_db));
-		return;
-	}
-	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	lk_push(lk, reqs);
+	lk_sync(lk, PQsendQueryPrepared(lk->lk_db, "lookup", 1, params, NULL,
+	    NULL, 0));
 }
 
 /* Send what waits while there is room on the wire. */
@@ -359,19 +377,8 @@ lk_send_all(struct lookup *lk)
 static void
 lk_prepare(struct lookup *lk)
 {
-	struct lk_batch	*b = &lk->lk_sent[(lk->lk_head + lk->lk_nsent) %
-			    LK_INFLIGHT];
-	int		 rc;
-
-	memset(b, 0, sizeof(*b));
-	b->lb_sent_ms = W.wk_now_ms;
-	lk->lk_nsent++;
-	if (!PQsendPrepare(lk->lk_db, "lookup", lookup_sql, 1, NULL) ||
-	    !PQpipelineSync(lk->lk_db) || (rc = PQflush(lk->lk_db)) == -1) {
-		lk_down(lk, PQerrorMessage(lk->lk_db));
-		return;
-	}
-	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	lk_push(lk, NULL);
+	lk_sync(lk, PQsendPrepare(lk->lk_db, "lookup", lookup_sql, 1, NULL));
 }
 
 static void
