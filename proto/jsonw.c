@@ -151,28 +151,32 @@ i64_digits(int64_t v, char buf[I64_DIGITS], size_t *len)
 	return p;
 }
 
-void
-jw_int(struct jsonw *jw, const char *key, int64_t v)
+/* v in decimal, as a JSON number or (quoted) a string. */
+static void
+jw_digits(struct jsonw *jw, const char *key, int64_t v, int quoted)
 {
 	char	 buf[I64_DIGITS], *p;
 	size_t	 n;
 
 	p = i64_digits(v, buf, &n);
 	jw_key(jw, key);
+	if (quoted)
+		jw_put(jw, "\"", 1);
 	jw_put(jw, p, n);
+	if (quoted)
+		jw_put(jw, "\"", 1);
+}
+
+void
+jw_int(struct jsonw *jw, const char *key, int64_t v)
+{
+	jw_digits(jw, key, v, 0);
 }
 
 void
 jw_int_str(struct jsonw *jw, const char *key, int64_t v)
 {
-	char	 buf[I64_DIGITS], *p;
-	size_t	 n;
-
-	p = i64_digits(v, buf, &n);
-	jw_key(jw, key);
-	jw_put(jw, "\"", 1);
-	jw_put(jw, p, n);
-	jw_put(jw, "\"", 1);
+	jw_digits(jw, key, v, 1);
 }
 
 void
