@@ -33,6 +33,7 @@ enum {
 	CT_ADDRS,	/* listen array, count at ck_noff; repeatable */
 	CT_URL,		/* issuer */
 	CT_SCOPES,	/* space-separated RFC 6749 scope-tokens */
+	CT_MODE,	/* int member, octal file mode in [ck_min, ck_max] */
 };
 
 struct cf_key {
@@ -49,8 +50,8 @@ struct cf_key {
 /* Where each key was last set, for errors found after loading. */
 struct cf_load {
 	const char	*cl_file;
-	int		 cl_line[32];	/* file line, 0 when not in the file */
-	int		 cl_env[32];	/* set from the environment */
+	int		 cl_line[64];	/* file line, 0 when not in the file */
+	int		 cl_env[64];	/* set from the environment */
 };
 
 static const char *const cf_levels[] = { "debug", "info", "warn", "error",
@@ -107,9 +108,17 @@ static const struct cf_key cf_keys[] = {
 	PATH("pid_file", cf_pid_file, cf_nowords),
 	{ .ck_name = "scopes_supported", .ck_type = CT_SCOPES,
 	    F(cf_scopes_supported) },
+	{ .ck_name = "listen_mode", .ck_type = CT_MODE, F(cf_listen_mode),
+	    .ck_min = 0, .ck_max = 0777 },
+	{ .ck_name = "listen_group", .ck_type = CT_STR, F(cf_listen_group) },
+	INT("max_revocation_lag", cf_max_revocation_lag, 1, 3600),
+	INT("stale_cache_ttl", cf_stale_cache_ttl, 0, 86400),
+	INT("pat_max_lifetime", cf_pat_max_lifetime, 0, 315360000),
+	INT("refresh_family_max_age", cf_refresh_family_max_age, 60,
+	    315360000),
 };
 #define CF_NKEYS	(sizeof(cf_keys) / sizeof(cf_keys[0]))
-_Static_assert(CF_NKEYS <= 32, "cf_load arrays too small");
+_Static_assert(CF_NKEYS <= 64, "cf_load arrays too small");
 
 void
 config_defaults(struct config *cf)
@@ -139,6 +148,11 @@ config_defaults(struct config *cf)
 	cf->cf_max_body = 65536;
 	cf->cf_log_level = LVL_INFO;
 	cf->cf_log_format = LOGF_LOGFMT;
+	cf->cf_listen_mode = 0660;
+	cf->cf_max_revocation_lag = 5;
+	cf->cf_stale_cache_ttl = 600;
+	cf->cf_pat_max_lifetime = 7776000;
+	cf->cf_refresh_family_max_age = 7776000;
 }
 
 static const struct cf_key *
@@ -231,6 +245,26 @@ cf_set_int(const struct cf_key *ck, void *m, const char *val, char *why,
 	if (cf_parse_int(val, &v) == -1 || v < ck->ck_min || v > ck->ck_max) {
 		snprintf(why, whylen, "must be an integer from %lld to %lld",
 		    ck->ck_min, ck->ck_max);
+		return -1;
+	}
+	*(int *)m = (int)v;
+	return 0;
+}
+
+/* A file mode: octal digits only ("0660", "660"), within the key's range. */
+static int
+cf_set_mode(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	char	*end;
+	long	 v;
+
+	errno = 0;
+	v = strtol(val, &end, 8);
+	if (*val < '0' || *val > '7' || *end != '\0' || errno != 0 ||
+	    v < ck->ck_min || v > ck->ck_max) {
+		snprintf(why, whylen, "must be an octal mode from %04llo to "
+		    "%04llo", ck->ck_min, ck->ck_max);
 		return -1;
 	}
 	*(int *)m = (int)v;
@@ -437,6 +471,8 @@ cf_set(const struct cf_key *ck, struct config *cf, const char *val,
 		return cf_set_int(ck, m, val, why, whylen);
 	case CT_SIZE:
 		return cf_set_size(ck, m, val, why, whylen);
+	case CT_MODE:
+		return cf_set_mode(ck, m, val, why, whylen);
 	case CT_NUM:
 		return cf_set_num(ck, m, val, why, whylen);
 	case CT_ENUM:

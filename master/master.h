@@ -66,6 +66,12 @@ struct config {
 	char	cf_access_log[CF_PATH_LEN];	/* "" is off */
 	char	cf_pid_file[CF_PATH_LEN];	/* "" is none */
 	char	cf_scopes_supported[CF_SCOPES_LEN]; /* space-separated, "" none */
+	int	cf_listen_mode;			/* unix: sockets, 0660 */
+	char	cf_listen_group[CF_ADDR_LEN];	/* unix: sockets' group, "" */
+	int	cf_max_revocation_lag;		/* SPEC 5 bounded staleness */
+	int	cf_stale_cache_ttl;
+	int	cf_pat_max_lifetime;		/* 0: no limit */
+	int	cf_refresh_family_max_age;
 };
 
 /*

@@ -118,6 +118,12 @@ Test(config, defaults)
 	cr_expect_str_eq(cf.cf_access_log, "");
 	cr_expect_str_eq(cf.cf_pid_file, "");
 	cr_expect_str_eq(cf.cf_scopes_supported, "");
+	cr_expect_eq(cf.cf_listen_mode, 0660);
+	cr_expect_str_eq(cf.cf_listen_group, "");
+	cr_expect_eq(cf.cf_max_revocation_lag, 5);
+	cr_expect_eq(cf.cf_stale_cache_ttl, 600);
+	cr_expect_eq(cf.cf_pat_max_lifetime, 7776000);
+	cr_expect_eq(cf.cf_refresh_family_max_age, 7776000);
 	cr_expect_str_eq(cf.cf_file, "");
 }
 
@@ -157,7 +163,12 @@ Test(config, every_key_good)
 	    "log_file = /var/log/tokend.log\n"
 	    "access_log = /var/log/tokend-access.log\n"
 	    "pid_file = /run/tokend.pid\n"
-	    "scopes_supported = read  write:all openid\n", conf, conf);
+	    "scopes_supported = read  write:all openid\n"
+	    "listen_mode = 0600\n"
+	    "max_revocation_lag = 2\n"
+	    "stale_cache_ttl = 0\n"
+	    "pat_max_lifetime = 0\n"
+	    "refresh_family_max_age = 86400\n", conf, conf);
 	cr_assert_eq(load(text), 0, "%s", err);
 	cr_expect_eq(cf.cf_nlisten, 3);
 	cr_expect_str_eq(cf.cf_listen[0], "0.0.0.0:9000");
@@ -194,6 +205,11 @@ Test(config, every_key_good)
 	cr_expect_str_eq(cf.cf_access_log, "/var/log/tokend-access.log");
 	cr_expect_str_eq(cf.cf_pid_file, "/run/tokend.pid");
 	cr_expect_str_eq(cf.cf_scopes_supported, "read write:all openid");
+	cr_expect_eq(cf.cf_listen_mode, 0600);
+	cr_expect_eq(cf.cf_max_revocation_lag, 2);
+	cr_expect_eq(cf.cf_stale_cache_ttl, 0);
+	cr_expect_eq(cf.cf_pat_max_lifetime, 0);
+	cr_expect_eq(cf.cf_refresh_family_max_age, 86400);
 	cr_expect_str_eq(cf.cf_file, conf);
 }
 
@@ -258,6 +274,16 @@ Test(config, bad_integers)
 	    "refresh_token_ttl: must be an integer from 60 to 31536000");
 	expect_bad("refresh_grace = 61",
 	    "refresh_grace: must be an integer from 0 to 60");
+	expect_bad("listen_mode = 0800",
+	    "listen_mode: must be an octal mode from 0000 to 0777");
+	expect_bad("listen_mode = 1777",
+	    "listen_mode: must be an octal mode from 0000 to 0777");
+	expect_bad("listen_mode = rw",
+	    "listen_mode: must be an octal mode from 0000 to 0777");
+	expect_bad("max_revocation_lag = 0",
+	    "max_revocation_lag: must be an integer from 1 to 3600");
+	expect_bad("pat_max_lifetime = -1",
+	    "pat_max_lifetime: must be an integer from 0 to 315360000");
 	expect_bad("refresh_grace = ten",
 	    "refresh_grace: must be an integer from 0 to 60");
 	expect_bad("code_ttl = 0", "code_ttl: must be an integer from 1 to 600");
