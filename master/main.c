@@ -96,12 +96,13 @@ static struct master {
 	struct listener	 ms_ls[2 * CF_MAX_LISTEN];
 	int		 ms_nls;
 	struct shm	*ms_shm;
+	struct writer_conf *ms_wconf;	/* the writer's newer configurations */
 	int		 ms_pipe[2];	/* children hold [0]; EOF = master gone */
 	struct child	 ms_ch[MAX_CHILDREN];
 	int		 ms_gen;
 	int		 ms_stopping;
 	int64_t		 ms_stop_ms;
-	int		 ms_writer_restart; /* start a writer once the old is reaped */
+	int		 ms_final_writer; /* one started to flush at the stop */
 	int		 ms_exit_code;
 } M;
 
@@ -159,7 +160,8 @@ child_fork(struct child *ch)
 	if (pid == 0) {
 		if (ch->ch_kind == CK_WRITER) {
 			child_init("tokend: writer");
-			writer_main(&M.ms_cf, M.ms_shm, M.ms_pipe[0]);
+			writer_main(&M.ms_cf, M.ms_wconf, M.ms_shm,
+			    M.ms_pipe[0]);
 		}
 		snprintf(title, sizeof(title), "tokend: worker %d", ch->ch_num);
 		child_init(title);
@@ -293,11 +295,6 @@ child_died(struct child *ch, int status)
 			shm_slot_retire(M.ms_shm, ch->ch_slot);
 		ch->ch_pid = 0;
 		ch->ch_waiting = 0;
-		if (ch->ch_kind == CK_WRITER && M.ms_writer_restart &&
-		    !M.ms_stopping) {
-			M.ms_writer_restart = 0;
-			spawn_writer();
-		}
 		return;
 	}
 	if (ch->ch_kind == CK_WORKER)
@@ -377,7 +374,11 @@ reload_keep_fixed(struct config *ncf)
 	ncf->cf_cache_map_size = M.ms_cf.cf_cache_map_size;
 }
 
-/* Everything alive now belongs to the old generation. */
+/*
+ * Every worker alive now belongs to the old generation.  The writer is not
+ * replaced: it takes the new configuration (writer_conf_publish) and keeps
+ * its LISTEN connection, so the cache survives the reload.
+ */
 static void
 reload_mark_old(void)
 {
@@ -386,7 +387,9 @@ reload_mark_old(void)
 	for (i = 0; i < MAX_CHILDREN; i++) {
 		struct child *ch = &M.ms_ch[i];
 
-		if (ch->ch_waiting && ch->ch_kind == CK_WORKER) {
+		if (ch->ch_kind != CK_WORKER)
+			continue;
+		if (ch->ch_waiting) {
 			ch->ch_waiting = 0;	/* superseded, never respawn */
 			shm_slot_retire(M.ms_shm, ch->ch_slot);
 		}
@@ -395,10 +398,7 @@ reload_mark_old(void)
 	}
 }
 
-/*
- * Once the new workers are forked, the old ones stop gracefully.  The old
- * writer stops too; child_died starts its successor once it is reaped.
- */
+/* Once the new workers are forked, the old ones stop gracefully. */
 static void
 reload_stop_old(void)
 {
@@ -407,11 +407,9 @@ reload_stop_old(void)
 	for (i = 0; i < MAX_CHILDREN; i++) {
 		struct child *ch = &M.ms_ch[i];
 
-		if (ch->ch_pid <= 0 || !ch->ch_stopping)
-			continue;
-		kill(ch->ch_pid, SIGTERM);
-		if (ch->ch_kind == CK_WRITER)
-			M.ms_writer_restart = 1;
+		if (ch->ch_pid > 0 && ch->ch_stopping &&
+		    ch->ch_kind == CK_WORKER)
+			kill(ch->ch_pid, SIGTERM);
 	}
 }
 
@@ -444,6 +442,8 @@ reload(void)
 	for (i = 1; i <= M.ms_cf.cf_workers; i++)
 		spawn_worker(i);
 	reload_stop_old();
+	writer_conf_publish(M.ms_wconf, &M.ms_cf);
+	signal_children(SIGHUP, CK_WRITER);
 	if (count_children(CK_WRITER) == 0)
 		spawn_writer();
 	LOG(LVL_INFO, "reloaded", KV_I("workers", M.ms_cf.cf_workers),
@@ -459,6 +459,9 @@ stop_begin(int sig)
 		return;
 	M.ms_stopping = 1;
 	M.ms_stop_ms = shm_now_ms();
+	/* A writer that got its own SIGTERM now waits for stop_progress. */
+	__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WORKERS,
+	    __ATOMIC_RELEASE);
 	LOG(LVL_INFO, "stopping", KV_S("signal", strsignal(sig)));
 	for (i = 0; i < MAX_CHILDREN; i++) {
 		struct child *ch = &M.ms_ch[i];
@@ -487,6 +490,18 @@ stop_progress(int64_t now)
 		if (now - M.ms_stop_ms > budget)
 			signal_children(SIGKILL, CK_WORKER);
 		return 0;
+	}
+	__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WRITER, __ATOMIC_RELEASE);
+	if (count_children(CK_WRITER) == 0 && !M.ms_final_writer &&
+	    usage_tables_pending(M.ms_shm) > 0) {
+		/* The writer died, or was waiting to respawn: one more makes
+		 * the last flush (sh_stop tells it to do only that). */
+		M.ms_final_writer = 1;
+		if (spawn_writer() == 0)
+			for (i = 0; i < MAX_CHILDREN; i++)
+				if (M.ms_ch[i].ch_pid > 0 &&
+				    M.ms_ch[i].ch_kind == CK_WRITER)
+					M.ms_ch[i].ch_stopping = 2;
 	}
 	if (count_children(CK_WRITER) > 0) {
 		for (i = 0; i < MAX_CHILDREN; i++)
@@ -624,10 +639,39 @@ pid_file_write(const char *path)
 	return fclose(f);
 }
 
+/*
+ * The shared segment, in cache_dir/usage.shm: what a previous run left in
+ * it (all processes killed) is flushed by the first writer, exactly once.
+ */
+static int
+master_shm(char *err, size_t errlen)
+{
+	char			 path[CF_PATH_LEN + 16];
+	struct shm_recovery	 rec;
+	uint32_t		 nslots;
+
+	nslots = 4 * (uint32_t)M.ms_cf.cf_workers;
+	if (nslots < 8)
+		nslots = 8;
+	snprintf(path, sizeof(path), "%s/usage.shm", M.ms_cf.cf_cache_dir);
+	if ((M.ms_shm = shm_open_file(path, nslots,
+	    (M.ms_cf.cf_shutdown_timeout + 5) * 1000, &rec, err,
+	    errlen)) == NULL)
+		return -1;
+	if (rec.sr_ignored[0] != '\0')
+		LOG(LVL_WARN, "usage_file_ignored", KV_S("file", path),
+		    KV_S("reason", rec.sr_ignored));
+	if (rec.sr_uses > 0)
+		LOG(LVL_INFO, "usage_recovered", KV_S("file", path),
+		    KV_S("instance", M.ms_shm->sh_instance), KV_I("uses",
+		    rec.sr_uses), KV_I("tables", rec.sr_tables), KV_I("slots",
+		    rec.sr_slots));
+	return 0;
+}
+
 static int
 master_init(char *err, size_t errlen)
 {
-	uint32_t	 nslots;
 
 	if ((M.ms_nls = listen_open(&M.ms_cf, NULL, 0, M.ms_ls,
 	    2 * CF_MAX_LISTEN, err, errlen)) == -1)
@@ -635,10 +679,9 @@ master_init(char *err, size_t errlen)
 	if (cache_reset_dir(M.ms_cf.cf_cache_dir, M.ms_cf.cf_cache_map_size,
 	    err, errlen) == -1)
 		return -1;
-	nslots = 4 * (uint32_t)M.ms_cf.cf_workers;
-	if (nslots < 8)
-		nslots = 8;
-	if ((M.ms_shm = shm_create(nslots)) == NULL) {
+	if (master_shm(err, errlen) == -1)
+		return -1;
+	if ((M.ms_wconf = writer_conf_new(&M.ms_cf)) == NULL) {
 		snprintf(err, errlen, "shared memory: %s", strerror(errno));
 		return -1;
 	}

@@ -2,14 +2,18 @@
  * The shared segment: creation, slot hand-out, counters and the /metrics
  * text.  The layout and its rules are in shm/README.md.
  */
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -56,14 +60,56 @@ status_index(int status)
 	}
 }
 
+static size_t
+seg_size(uint32_t nslots)
+{
+	return sizeof(struct shm) + (size_t)nslots * sizeof(struct shm_slot);
+}
+
+/* The kernel's id of this boot: a file from another boot may be torn. */
+static void
+seg_boot_id(char out[40])
+{
+	ssize_t	 n = -1;
+	int	 fd;
+
+	if ((fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY |
+	    O_CLOEXEC)) != -1) {
+		n = read(fd, out, 39);
+		close(fd);
+	}
+	out[n > 0 ? n : 0] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+}
+
+/* A fresh header: layout, boot, a new random instance id. */
+static int
+seg_init(struct shm *shm, uint32_t nslots)
+{
+	uint8_t		 id[16];
+
+	if (RAND_bytes(id, sizeof(id)) != 1) {
+		errno = EIO;
+		return -1;
+	}
+	shm->sh_magic = SHM_MAGIC;
+	shm->sh_version = SHM_VERSION;
+	shm->sh_hdr_size = sizeof(struct shm);
+	shm->sh_slot_size = sizeof(struct shm_slot);
+	shm->sh_usage_cap = USAGE_CAP;
+	seg_boot_id(shm->sh_boot_id);
+	hex_encode(id, sizeof(id), shm->sh_instance);
+	shm->sh_nslots = nslots;
+	shm->sh_size = seg_size(nslots);
+	return 0;
+}
+
 struct shm *
 shm_create(uint32_t nslots)
 {
 	struct shm	*shm;
-	uint8_t		 id[16];
-	size_t		 size;
+	size_t		 size = seg_size(nslots);
 
-	size = sizeof(struct shm) + (size_t)nslots * sizeof(struct shm_slot);
 	/*
 	 * MAP_NORESERVE: the usage tables are large but touched sparsely;
 	 * pages are only backed once a worker or the writer writes them.
@@ -72,15 +118,164 @@ shm_create(uint32_t nslots)
 	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (shm == MAP_FAILED)
 		return NULL;
-	if (RAND_bytes(id, sizeof(id)) != 1) {
+	if (seg_init(shm, nslots) == -1) {
 		munmap(shm, size);
-		errno = EIO;
 		return NULL;
 	}
-	hex_encode(id, sizeof(id), shm->sh_instance);
-	shm->sh_nslots = nslots;
-	shm->sh_size = size;
 	return shm;
+}
+
+/* Why the header of an existing usage file of size bytes cannot be
+ * reused, or NULL when it can. */
+static const char *
+seg_check(const struct shm *h, off_t size)
+{
+	char	 boot[40];
+
+	if (size < (off_t)sizeof(struct shm) || h->sh_magic != SHM_MAGIC)
+		return "not a tokend usage file";
+	if (h->sh_version != SHM_VERSION ||
+	    h->sh_hdr_size != sizeof(struct shm) ||
+	    h->sh_slot_size != sizeof(struct shm_slot) ||
+	    h->sh_usage_cap != USAGE_CAP)
+		return "another layout (another tokend version)";
+	if (h->sh_nslots == 0 || h->sh_nslots > SHM_MAX_SLOTS ||
+	    h->sh_size != seg_size(h->sh_nslots) || (off_t)h->sh_size != size)
+		return "its sizes do not add up";
+	if (memchr(h->sh_instance, '\0', sizeof(h->sh_instance)) == NULL ||
+	    strlen(h->sh_instance) != 32 ||
+	    memchr(h->sh_boot_id, '\0', sizeof(h->sh_boot_id)) == NULL)
+		return "a damaged header";
+	seg_boot_id(boot);
+	if (strcmp(boot, h->sh_boot_id) != 0)
+		return "written before a reboot (a crash may have torn it)";
+	return NULL;
+}
+
+/*
+ * A previous run's segment: keep the instance id, the batch number and the
+ * usage tables (README "The usage file"); start every counter from zero,
+ * as a new master would, and retire every slot, since no process owns one.
+ */
+static void
+seg_recover(struct shm *shm, uint32_t nslots, struct shm_recovery *rec)
+{
+	char		 instance[sizeof(shm->sh_instance)];
+	uint64_t	 seq = shm->sh_batch_seq;
+	uint32_t	 i, old = shm->sh_nslots;
+
+	memcpy(instance, shm->sh_instance, sizeof(instance));
+	memset(shm, 0, sizeof(*shm));
+	seg_init(shm, nslots);
+	memcpy(shm->sh_instance, instance, sizeof(instance));
+	shm->sh_batch_seq = seq;
+	for (i = 0; i < old; i++) {
+		struct shm_slot	*sl = &shm->sh_slots[i];
+		uint32_t	 state = sl->sl_state, active = sl->sl_active;
+		uint64_t	 uses;
+
+		memset(sl, 0, offsetof(struct shm_slot, sl_tables));
+		sl->sl_active = active & 1;
+		uses = usage_slot_recover(sl, &rec->sr_tables);
+		sl->sl_uses_recorded = uses;
+		rec->sr_uses += uses;
+		if (state != SLOT_FREE || uses > 0) {
+			sl->sl_state = SLOT_RETIRED;
+			rec->sr_slots++;
+		}
+	}
+	rec->sr_reused = 1;
+}
+
+/* flock the usage file, waiting up to wait_ms for a previous run's last
+ * process to exit. */
+static int
+seg_lock(int fd, int wait_ms)
+{
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK || wait_ms <= 0)
+			return -1;
+		usleep(50 * 1000);
+		wait_ms -= 50;
+	}
+}
+
+/* The header of the file open on fd, checked: NULL when it can be reused,
+ * else why not (also for an empty file, with *why left NULL). */
+static int
+seg_probe(int fd, uint32_t *nslots, const char **why)
+{
+	struct stat	 st;
+	struct shm	*h;
+
+	*why = NULL;
+	if (fstat(fd, &st) == -1)
+		return -1;
+	if (st.st_size == 0)
+		return 0;
+	if (st.st_size < (off_t)sizeof(struct shm)) {
+		*why = "not a tokend usage file";
+		return 0;
+	}
+	h = mmap(NULL, sizeof(*h), PROT_READ, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED)
+		return -1;
+	if ((*why = seg_check(h, st.st_size)) == NULL && h->sh_nslots > *nslots)
+		*nslots = h->sh_nslots;
+	munmap(h, sizeof(*h));
+	return *why == NULL ? 1 : 0;
+}
+
+struct shm *
+shm_open_file(const char *path, uint32_t nslots, int wait_ms,
+    struct shm_recovery *rec, char *err, size_t errlen)
+{
+	struct shm	*shm = MAP_FAILED;
+	const char	*why;
+	int		 fd, reuse;
+
+	memset(rec, 0, sizeof(*rec));
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1 || fchmod(fd, 0600) == -1)
+		goto fail;
+	if (seg_lock(fd, wait_ms) == -1) {
+		if (errno == EWOULDBLOCK)
+			snprintf(err, errlen, "%s: in use by another tokend "
+			    "(its processes still run)", path);
+		else
+			snprintf(err, errlen, "%s: flock: %s", path,
+			    strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if ((reuse = seg_probe(fd, &nslots, &why)) == -1)
+		goto fail;
+	if (why != NULL)
+		snprintf(rec->sr_ignored, sizeof(rec->sr_ignored), "%s", why);
+	/* Not reused: empty it, so that nothing of it is read as ours. */
+	if ((!reuse && ftruncate(fd, 0) == -1) ||
+	    ftruncate(fd, (off_t)seg_size(nslots)) == -1)
+		goto fail;
+	shm = mmap(NULL, seg_size(nslots), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (shm == MAP_FAILED)
+		goto fail;
+	if (reuse)
+		seg_recover(shm, nslots, rec);
+	else if (seg_init(shm, nslots) == -1)
+		goto fail;
+	/* fd stays open, and the lock held, in this process and its
+	 * children: the lock is gone only when all of them are. */
+	return shm;
+fail:
+	snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (shm != MAP_FAILED)
+		munmap(shm, seg_size(nslots));
+	if (fd != -1)
+		close(fd);
+	return NULL;
 }
 
 int

@@ -7,8 +7,11 @@
  *   usage.c  the per-slot usage tables (record, swap, drain).
  *   ratelimit.c  failed logins per username (lock-free, all workers).
  *
- * Contract: shm_create is called once, by the master, before fork; the
- * segment lives until the master exits.  Nothing in it is a pointer.  A
+ * Contract: shm_open_file is called once, by the master, before fork; the
+ * segment is the file cache_dir/usage.shm, mapped MAP_SHARED, so what the
+ * processes leave in it outlives them all and the next start applies it
+ * (shm/README.md "The usage file").  shm_create is the same segment in
+ * anonymous memory, for the unit tests.  Nothing in it is a pointer.  A
  * function named for a role (usage_record: worker; usage_take: writer) may
  * only be called by that role.
  */
@@ -126,10 +129,32 @@ void	ratelimit_reset(struct shm *shm, const char *name);
 
 /* ---- The segment ------------------------------------------------------- */
 
+/*
+ * The usage file is reused at start only when its first five fields equal
+ * this build's.  Bump SHM_VERSION with any change to struct shm, struct
+ * shm_slot or struct usage_table that keeps their sizes.
+ */
+#define SHM_MAGIC	0x746b7573u	/* "tkus" */
+#define SHM_VERSION	2
+#define SHM_MAX_SLOTS	4096
+
+/* sh_stop: how far the master's graceful stop has gone. */
+enum { SHM_RUNNING = 0, SHM_STOP_WORKERS, SHM_STOP_WRITER };
+
 struct shm {
-	char		sh_instance[33];	/* hex id of this master's life */
+	/* Layout of the usage file (README "The usage file"). */
+	uint32_t	sh_magic;		/* SHM_MAGIC */
+	uint32_t	sh_version;		/* SHM_VERSION */
+	uint32_t	sh_hdr_size;		/* sizeof(struct shm) */
+	uint32_t	sh_slot_size;		/* sizeof(struct shm_slot) */
+	uint32_t	sh_usage_cap;		/* USAGE_CAP */
+	char		sh_boot_id[40];		/* the kernel's boot_id */
+	char		sh_instance[33];	/* hex id of this usage file */
 	uint32_t	sh_nslots;
 	uint64_t	sh_size;
+
+	/* Master writes (release), SHM_*: the writer follows a stop. */
+	uint32_t	sh_stop;
 
 	/* Any invalidator: atomic add, release.  See README "Epoch". */
 	uint64_t	sh_cache_epoch;
@@ -161,8 +186,31 @@ struct shm {
 	struct shm_slot	sh_slots[] __attribute__((aligned(64)));
 };
 
-/* Master, before fork.  Returns the mapping, or NULL with errno. */
+/* Anonymous segment (unit tests).  Returns the mapping, or NULL with errno. */
 struct shm *shm_create(uint32_t nslots);
+
+/* What shm_open_file found in an existing usage file. */
+struct shm_recovery {
+	int		 sr_reused;	/* its instance and tables carry on */
+	uint64_t	 sr_uses;	/* uses in it not yet in PostgreSQL */
+	uint32_t	 sr_tables;	/* usage tables holding them */
+	uint32_t	 sr_slots;	/* slots the previous run left */
+	char		 sr_ignored[96];	/* why it was not reused, or "" */
+};
+
+/*
+ * Master, before fork: map the usage file at path (created 0600), with at
+ * least nslots slots.  The file is locked (flock) for as long as any
+ * process of this tokend lives; another holder is waited for up to wait_ms.
+ * A valid file from a previous run keeps its instance id, batch number and
+ * usage tables: every slot it used becomes RETIRED, so that the writer
+ * flushes what it holds exactly once; its counters start from zero.  A
+ * file of another layout (or written before a reboot, when a crash may
+ * have torn it) is emptied and sr_ignored says why.  Returns the mapping,
+ * or NULL with err.
+ */
+struct shm *shm_open_file(const char *path, uint32_t nslots, int wait_ms,
+	    struct shm_recovery *rec, char *err, size_t errlen);
 
 /* Master: a FREE slot made USED for worker number w, or -1 if none. */
 int	shm_slot_claim(struct shm *shm, int w);
@@ -234,5 +282,15 @@ int	usage_collect(struct shm *shm, uint64_t batch, usage_fn fn, void *arg);
  * it FREE.  Returns the number of uses emptied (added to sh_uses_flushed).
  */
 uint64_t usage_release(struct shm *shm, uint64_t upto);
+
+/* Master and writer: usage tables of any slot that still hold uses. */
+uint32_t usage_tables_pending(const struct shm *shm);
+
+/*
+ * Master, at start on a reused usage file, before any child exists: repair
+ * the order lists a dead process may have left short, and return the uses
+ * sl's tables hold (*tables counts the tables that hold any).
+ */
+uint64_t usage_slot_recover(struct shm_slot *sl, uint32_t *tables);
 
 #endif /* TOKEND_SHM_H */

@@ -240,3 +240,57 @@ usage_release(struct shm *shm, uint64_t upto)
 	__atomic_add_fetch(&shm->sh_uses_flushed, uses, __ATOMIC_RELAXED);
 	return uses;
 }
+
+/* The order list of a table read back from the usage file is in bounds. */
+static int
+table_order_ok(const struct usage_table *t)
+{
+	uint32_t	 j;
+
+	if (t->ut_used > USAGE_CAP)
+		return 0;
+	for (j = 0; j < t->ut_used; j++)
+		if (t->ut_order[j] >= USAGE_CAP)
+			return 0;
+	return 1;
+}
+
+uint64_t
+usage_slot_recover(struct shm_slot *sl, uint32_t *tables)
+{
+	uint64_t	 uses = 0, n;
+	uint32_t	 k, j;
+
+	for (k = 0; k < 2; k++) {
+		struct usage_table *t = &sl->sl_tables[k];
+
+		if (state_get(t) == UT_FREE)
+			continue;
+		/* A dead worker may have left the order list short. */
+		if (state_get(t) == UT_ACTIVE || !table_order_ok(t))
+			table_rebuild_order(t);
+		for (n = 0, j = 0; j < t->ut_used; j++)
+			n += t->ut_ent[t->ut_order[j]].ue_count;
+		if (n > 0)
+			(*tables)++;
+		uses += n;
+	}
+	return uses;
+}
+
+uint32_t
+usage_tables_pending(const struct shm *shm)
+{
+	uint32_t	 i, k, n = 0;
+
+	for (i = 0; i < shm->sh_nslots; i++)
+		for (k = 0; k < 2; k++) {
+			const struct usage_table *t =
+			    &shm->sh_slots[i].sl_tables[k];
+
+			if (state_get(t) != UT_FREE &&
+			    __atomic_load_n(&t->ut_used, __ATOMIC_RELAXED) > 0)
+				n++;
+		}
+	return n;
+}

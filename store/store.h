@@ -207,12 +207,25 @@ const char *passwd_dummy_hash(void);
 /* ---- The writer process (writer.c) ------------------------------------ */
 
 /*
- * The writer's whole life, after fork: open the cache, connect, LISTEN,
- * flush usage every cf_usage_flush_interval, delete expired rows, exit 0
- * when the master's pipe reaches EOF or SIGTERM arrives (after a last
- * flush).  Never returns.
+ * The configuration the master hands the writer, which keeps running (and
+ * keeps its LISTEN, hence the cache) across a reload: shared memory the
+ * master maps before fork.  writer_conf_new returns it holding cf, or NULL
+ * with errno.  writer_conf_publish replaces it; the writer takes it on its
+ * next turn (SIGHUP wakes it), reconnecting only when database_url changed.
  */
-void	writer_main(const struct config *cf, struct shm *shm, int master_fd)
-	    __attribute__((noreturn));
+struct writer_conf;
+struct writer_conf *writer_conf_new(const struct config *cf);
+void	writer_conf_publish(struct writer_conf *wc, const struct config *cf);
+
+/*
+ * The writer's whole life, after fork, with cf the master's configuration
+ * at fork and wc where newer ones arrive: open the cache, connect, LISTEN,
+ * flush usage every cf_usage_flush_interval, delete expired rows.  It stops
+ * after a last flush when the master, stopping, says all workers are gone
+ * (shm sh_stop); when the master is gone, once the workers are; on a
+ * SIGTERM of its own that no stop of the master follows.  Never returns.
+ */
+void	writer_main(const struct config *cf, const struct writer_conf *wc,
+	    struct shm *shm, int master_fd) __attribute__((noreturn));
 
 #endif /* TOKEND_STORE_H */

@@ -19,6 +19,8 @@
  * Blocking libpq is fine here: the writer serves no request, and the
  * workers keep answering from the cache while it waits.
  */
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -39,6 +41,14 @@
 #define CLEANUP_MS	(300 * 1000)
 #define WIPE_MS		1000	/* successor boxes past their grace */
 #define SWAP_WAIT_MS	150		/* an idle worker's tick, and some */
+#define LONE_TERM_MS	1000	/* a SIGTERM no stop of the master follows */
+#define ORPHAN_GRACE_MS	2000	/* past shutdown_timeout, master gone */
+
+/* store.h: the master's newer configurations, a seqlock on wc_gen. */
+struct writer_conf {
+	uint64_t	 wc_gen;	/* odd while the master writes */
+	struct config	 wc_cf;
+};
 
 struct sbuf {
 	char	*sb_buf;
@@ -47,7 +57,15 @@ struct sbuf {
 };
 
 static struct writer {
-	const struct config *wr_cf;
+	const struct config *wr_cf;	/* &wr_conf */
+	struct config	 wr_conf;	/* the configuration in force */
+	const struct writer_conf *wr_wc;
+	uint64_t	 wr_conf_gen;	/* wc_gen of wr_conf */
+	int		 wr_usage_owned; /* holds the instance's usage lock */
+	int		 wr_usage_waiting; /* "usage_waiting" was logged */
+	int		 wr_orphan;	/* the master is gone */
+	int64_t		 wr_term_ms;	/* when a SIGTERM came, or 0 */
+	int64_t		 wr_stop_by_ms;	/* orphan: stop by then at the latest */
 	struct shm	*wr_shm;
 	int		 wr_master_fd;
 	struct cache	*wr_cache;
@@ -65,12 +83,13 @@ static struct writer {
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
+/* SIGHUP only wakes the loop, which looks for a new configuration. */
 static void
 on_signal(int sig)
 {
 	if (sig == SIGUSR1)
 		got_usr1 = 1;
-	else
+	else if (sig != SIGHUP)
 		got_term = 1;
 }
 
@@ -139,6 +158,7 @@ wr_disconnect(const char *why)
 	if (WR.wr_db != NULL)
 		PQfinish(WR.wr_db);
 	WR.wr_db = NULL;
+	WR.wr_usage_owned = 0;	/* the advisory lock went with the session */
 	WR.wr_retry_ms = shm_now_ms() + WR.wr_backoff;
 	WR.wr_backoff = WR.wr_backoff * 2 > WR_BACKOFF_MAX ? WR_BACKOFF_MAX :
 	    WR.wr_backoff * 2;
@@ -168,6 +188,53 @@ wr_recover_usage(char *err, size_t errlen)
 		LOG(LVL_INFO, "usage_recovered", KV_I("batch", seq),
 		    KV_I("uses", uses));
 	return 0;
+}
+
+/*
+ * Only the PostgreSQL session that holds this instance's advisory lock
+ * flushes its usage.  The session of a writer that died may still be
+ * running its last batch (a statement waiting on a row lock commits after
+ * its client is gone); until that session ends the watermark may still
+ * move, so nothing is flushed.  Then usage_batches says what committed.
+ */
+static int
+wr_usage_claim(char *err, size_t errlen)
+{
+	const char	*params[1] = { WR.wr_shm->sh_instance };
+	PGresult	*res;
+	int		 got;
+
+	res = pg_exec(WR.wr_db, "SELECT pg_try_advisory_lock("
+	    "hashtextextended('tokend usage ' || $1, 0))", 1, params, err,
+	    errlen);
+	if (res == NULL)
+		return -1;
+	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!got) {
+		if (!WR.wr_usage_waiting++)
+			LOG(LVL_WARN, "usage_waiting", KV_S("reason", "a "
+			    "previous writer's session of this instance is "
+			    "still running"));
+		return 0;
+	}
+	if (wr_recover_usage(err, errlen) == -1)
+		return -1;
+	WR.wr_usage_owned = 1;
+	WR.wr_usage_waiting = 0;
+	return 0;
+}
+
+/* Connected and owning this instance's usage, claiming it if need be. */
+static int
+wr_usage_ready(void)
+{
+	char	 err[512];
+
+	if (WR.wr_db != NULL && !WR.wr_usage_owned &&
+	    wr_usage_claim(err, sizeof(err)) == -1)
+		wr_disconnect(err);
+	return WR.wr_db != NULL && WR.wr_usage_owned;
 }
 
 /* LISTEN first, then clear: a revocation is either notified or cleared. */
@@ -210,7 +277,7 @@ wr_connect(void)
 		    "needs %d: run tokenctl migrate", v, migrate_latest());
 		v = -1;
 	}
-	if (v < 0 || wr_recover_usage(err, sizeof(err)) == -1 ||
+	if (v < 0 || wr_usage_claim(err, sizeof(err)) == -1 ||
 	    wr_listen(err, sizeof(err)) == -1) {
 		wr_disconnect(err);
 		return;
@@ -408,6 +475,95 @@ wr_ping(void)
 	wr_ok();
 }
 
+/* ---- stopping ------------------------------------------------------------------ */
+
+/*
+ * The master is gone (its pipe is at EOF): the workers drain their
+ * connections and exit on their own, for up to shutdown_timeout, and
+ * nobody is left to retire their slots.  The writer keeps flushing and
+ * stops once they are all gone.
+ */
+static void
+wr_orphaned(void)
+{
+	if (WR.wr_orphan)
+		return;
+	WR.wr_orphan = 1;
+	WR.wr_stop_by_ms = shm_now_ms() + (int64_t)WR.wr_cf->cf_shutdown_timeout *
+	    1000 + ORPHAN_GRACE_MS;
+	LOG(LVL_WARN, "master_gone", KV_S("action", "flushing until the "
+	    "workers are gone"));
+}
+
+/* A worker process still runs: it exists and is not a zombie. */
+static int
+wr_pid_alive(pid_t pid)
+{
+	char	 path[64], buf[256], *p;
+	FILE	*f;
+	int	 alive = 1;
+
+	if (pid <= 0 || (kill(pid, 0) == -1 && errno == ESRCH))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 1;
+	if (fgets(buf, sizeof(buf), f) != NULL &&
+	    (p = strrchr(buf, ')')) != NULL && p[1] == ' ' && p[2] == 'Z')
+		alive = 0;
+	fclose(f);
+	return alive;
+}
+
+/*
+ * Orphaned: retire the slot of every worker that has exited (the master
+ * would have, and no master is left to race), so that the sweep flushes
+ * what it left.  Returns 1 once no worker is left, or past the deadline.
+ */
+static int
+wr_orphan_done(int64_t now)
+{
+	uint32_t	 i;
+	int		 alive = 0;
+
+	for (i = 0; i < WR.wr_shm->sh_nslots; i++) {
+		struct shm_slot *sl = &WR.wr_shm->sh_slots[i];
+
+		if (__atomic_load_n(&sl->sl_state, __ATOMIC_ACQUIRE) !=
+		    SLOT_USED)
+			continue;
+		if (wr_pid_alive(sl->sl_pid))
+			alive++;
+		else
+			shm_slot_retire(WR.wr_shm, (int)i);
+	}
+	return alive == 0 || now >= WR.wr_stop_by_ms;
+}
+
+/*
+ * Whether to make the last flush and exit now.  A SIGTERM of the writer's
+ * own does not stop it while workers may still count uses: when every
+ * process got one at once (systemd without KillMode=mixed), the master
+ * stops the workers and then says so in sh_stop.  Only when no stop of
+ * the master follows within LONE_TERM_MS is it a request to restart the
+ * writer alone (the master respawns it).
+ */
+static int
+wr_should_stop(int64_t now)
+{
+	uint32_t	 stop;
+
+	stop = __atomic_load_n(&WR.wr_shm->sh_stop, __ATOMIC_ACQUIRE);
+	if (stop == SHM_STOP_WRITER)
+		return 1;
+	if (WR.wr_orphan)
+		return wr_orphan_done(now);
+	if (got_term && WR.wr_term_ms == 0)
+		WR.wr_term_ms = now;
+	return WR.wr_term_ms != 0 && stop == SHM_RUNNING &&
+	    now - WR.wr_term_ms >= LONE_TERM_MS;
+}
+
 /* ---- the loop ----------------------------------------------------------------- */
 
 static int64_t
@@ -421,16 +577,16 @@ static void
 wr_wait(int64_t t)
 {
 	struct pollfd	 pfd[2];
-	int		 n = 1;
+	int		 n = 2;
 	char		 buf[64];
 
-	pfd[0].fd = WR.wr_master_fd;
+	/* Once the master is gone its pipe is at EOF for good: not polled. */
+	pfd[0].fd = WR.wr_orphan ? -1 : WR.wr_master_fd;
 	pfd[0].events = POLLIN;
-	if (WR.wr_db != NULL) {
-		pfd[1].fd = PQsocket(WR.wr_db);
-		pfd[1].events = POLLIN;
-		n = 2;
-	}
+	pfd[0].revents = 0;
+	pfd[1].fd = WR.wr_db != NULL ? PQsocket(WR.wr_db) : -1;
+	pfd[1].events = POLLIN;
+	pfd[1].revents = 0;
 	if (t > PING_MS)
 		t = PING_MS;
 	if (t < 0)
@@ -439,8 +595,8 @@ wr_wait(int64_t t)
 		return;
 	if ((pfd[0].revents & (POLLIN | POLLHUP)) &&
 	    read(WR.wr_master_fd, buf, sizeof(buf)) <= 0)
-		got_term = 1;	/* the master is gone */
-	if (n == 2 && pfd[1].revents)
+		wr_orphaned();
+	if (pfd[1].revents && WR.wr_db != NULL)
 		wr_notifications();
 }
 
@@ -457,8 +613,8 @@ wr_await_swaps(int64_t now)
 	int64_t	 end = now + (SWAP_WAIT_MS < interval_ms() / 2 ? SWAP_WAIT_MS :
 		    interval_ms() / 2);
 
-	while (!got_term && WR.wr_db != NULL &&
-	    usage_swaps_pending(WR.wr_shm) > 0 && (now = shm_now_ms()) < end)
+	while (WR.wr_db != NULL && usage_swaps_pending(WR.wr_shm) > 0 &&
+	    (now = shm_now_ms()) < end)
 		wr_wait(end - now < 2 ? end - now : 2);
 }
 
@@ -468,7 +624,7 @@ wr_due(int64_t now)
 {
 	if (now >= WR.wr_next_flush_ms) {
 		WR.wr_next_flush_ms = now + interval_ms();
-		if (WR.wr_db != NULL) {
+		if (wr_usage_ready()) {
 			usage_request_swap(WR.wr_shm);
 			wr_await_swaps(now);
 			if (WR.wr_db != NULL)	/* may have dropped meanwhile */
@@ -487,7 +643,89 @@ wr_due(int64_t now)
 		wr_ping();
 }
 
-/* SIGTERM: one last flush of everything, retrying until shutdown_timeout. */
+/* ---- reload -------------------------------------------------------------------- */
+
+struct writer_conf *
+writer_conf_new(const struct config *cf)
+{
+	struct writer_conf *wc;
+
+	wc = mmap(NULL, sizeof(*wc), PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_ANONYMOUS, -1, 0);
+	if (wc == MAP_FAILED)
+		return NULL;
+	wc->wc_cf = *cf;
+	return wc;
+}
+
+void
+writer_conf_publish(struct writer_conf *wc, const struct config *cf)
+{
+	uint64_t	 gen = __atomic_load_n(&wc->wc_gen, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&wc->wc_gen, gen + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(&wc->wc_cf, cf, sizeof(*cf));
+	__atomic_store_n(&wc->wc_gen, gen + 2, __ATOMIC_RELEASE);
+}
+
+/* A configuration newer than the one in force, copied whole into out:
+ * 1, else 0 (also while the master is writing one: next turn). */
+static int
+wr_conf_take(struct config *out)
+{
+	uint64_t	 g1, g2;
+
+	for (;;) {
+		g1 = __atomic_load_n(&WR.wr_wc->wc_gen, __ATOMIC_ACQUIRE);
+		if (g1 == WR.wr_conf_gen || (g1 & 1))
+			return 0;
+		memcpy(out, &WR.wr_wc->wc_cf, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		g2 = __atomic_load_n(&WR.wr_wc->wc_gen, __ATOMIC_RELAXED);
+		if (g1 == g2) {
+			WR.wr_conf_gen = g1;
+			return 1;
+		}
+	}
+}
+
+/*
+ * A reload keeps the writer, hence its LISTEN and the cache.  Only a new
+ * database_url makes it reconnect: the uses counted so far go to the old
+ * database first, and the new connection's LISTEN clears the cache, which
+ * held the old database's answers.
+ */
+static void
+wr_reconfigure(void)
+{
+	static struct config ncf;
+	int		 moved;
+
+	if (!wr_conf_take(&ncf))
+		return;
+	moved = strcmp(ncf.cf_database_url, WR.wr_conf.cf_database_url) != 0;
+	if (moved && wr_usage_ready()) {
+		usage_request_swap(WR.wr_shm);
+		wr_await_swaps(shm_now_ms());
+		if (WR.wr_db != NULL)
+			wr_flush();
+	}
+	WR.wr_conf = ncf;
+	if (log_open(WR.wr_cf, "writer") == -1)
+		log_errorf("%s: log_open: %s", __func__, strerror(errno));
+	LOG(LVL_INFO, "writer_reloaded", KV_I("database_changed", moved));
+	if (moved && WR.wr_db != NULL) {
+		wr_disconnect("database_url changed");
+		WR.wr_retry_ms = shm_now_ms();
+	}
+}
+
+/*
+ * The last flush, of everything the exited workers left (the master or
+ * wr_orphan_done retired their slots), retrying until shutdown_timeout.
+ * What it cannot flush stays in the usage file for the next start.
+ */
 static void
 wr_final(void)
 {
@@ -498,16 +736,18 @@ wr_final(void)
 	do {
 		if (WR.wr_db == NULL && shm_now_ms() >= WR.wr_retry_ms)
 			wr_connect();
-		if (WR.wr_db != NULL && wr_flush() == 0)
+		if (wr_usage_ready() && wr_flush() == 0)
 			return;
 		usleep(100 * 1000);
 	} while (shm_now_ms() < end);
 	LOG(LVL_ERROR, "usage_unflushed", KV_S("reason",
-	    "PostgreSQL unreachable at shutdown"));
+	    "PostgreSQL unreachable at shutdown"), KV_S("kept",
+	    "in usage.shm for the next start"));
 }
 
 void
-writer_main(const struct config *cf, struct shm *shm, int master_fd)
+writer_main(const struct config *cf, const struct writer_conf *wc,
+    struct shm *shm, int master_fd)
 {
 	struct sigaction sa;
 	char		 err[256];
@@ -518,10 +758,14 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	WR.wr_cf = cf;
+	WR.wr_conf = *cf;
+	WR.wr_cf = &WR.wr_conf;
+	WR.wr_wc = wc;
+	WR.wr_conf_gen = UINT64_MAX;	/* take wc's, at least as new as cf */
+	wr_conf_take(&WR.wr_conf);
 	WR.wr_shm = shm;
 	WR.wr_master_fd = master_fd;
 	WR.wr_backoff = WR_BACKOFF_MIN;
@@ -530,8 +774,7 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
 	LOG(LVL_INFO, "writer_started", KV_S("instance", shm->sh_instance));
 	WR.wr_next_flush_ms = shm_now_ms() + interval_ms();
-	while (!got_term) {
-		now = shm_now_ms();
+	while (!wr_should_stop(now = shm_now_ms())) {
 		if (WR.wr_db == NULL && now >= WR.wr_retry_ms)
 			wr_connect();
 		wr_due(now);
@@ -539,6 +782,7 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 			got_usr1 = 0;
 			log_reopen();
 		}
+		wr_reconfigure();
 		wr_wait(WR.wr_next_flush_ms - shm_now_ms());
 	}
 	wr_final();
