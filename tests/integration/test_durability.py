@@ -1,0 +1,275 @@
+"""No use lost and reload keeps the cache (issue 10, SPEC sections 6 and 8):
+SIGTERM to every process at once, SIGKILL of every process then a restart
+(the usage file in cache_dir), the master killed alone, SIGHUP under load.
+
+Uses are counted the way a client sees them: the 200s the load received.
+use_count may exceed that by the requests in flight when a process died
+(at most one per client connection), never fall short of it."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+import unittest
+
+import harness
+from load import Load
+
+INTERVAL = 0.3
+THREADS = 2             # per token: the most uses a kill leaves in flight
+
+
+def use_count(token):
+    return int(harness.pg().sql("SELECT use_count FROM tokens WHERE " +
+                                harness.BY_TOKEN, token)[0][0])
+
+
+def metric(t, name):
+    body = t.http("GET", "/metrics").text
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def batch_seq():
+    rows = harness.pg().sql("SELECT coalesce(max(seq), 0) FROM usage_batches")
+    return int(rows[0][0])
+
+
+class RowLock:
+    """A psql session holding FOR UPDATE locks on every token row, so that
+    the writer's usage statement waits (a slow flush, held at will)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [harness.pg().psql, "-X", "-q", "-A", "-t", "-d",
+             harness.pg().url], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        self.proc.stdin.write("BEGIN;\nSELECT count(*) FROM (SELECT id FROM "
+                              "tokens FOR UPDATE) x;\n")
+        self.proc.stdin.flush()
+        self.proc.stdout.readline()     # the count: the locks are held
+
+    def release(self):
+        self.proc.stdin.write("COMMIT;\n")
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+def writer_waiting_on_lock():
+    rows = harness.pg().sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+        "'tokend writer%%' AND wait_event_type = 'Lock'")
+    return int(rows[0][0]) > 0
+
+
+class DurabilityTest(unittest.TestCase):
+    def setUp(self):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "alice")
+        self.tokens = [harness.tokenctl("pat", "create", "--user", "alice",
+                                        "--name", "n%d" % i).stdout.strip()
+                       for i in range(3)]
+
+    def start(self, **config):
+        config.setdefault("usage_flush_interval", INTERVAL)
+        return harness.Tokend(workers=2, config=config)
+
+    def loads(self, t, tokens=None, threads=THREADS):
+        return [Load(t.port, "/auth", {"Authorization": "Bearer " + tok},
+                     threads=threads).start()
+                for tok in (tokens or self.tokens)]
+
+    def stop_loads(self, loads):
+        for load in loads:
+            load.stop()
+
+    def assert_exact(self, loads, in_flight=THREADS, timeout=15):
+        """use_count reaches the 200s, and stays within the in-flight
+        allowance above them once the flushes are done."""
+        for tok, load in zip(self.tokens, loads):
+            ok = load.count(200)
+            deadline = time.monotonic() + timeout
+            while use_count(tok) < ok and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertGreaterEqual(use_count(tok), ok, "uses lost")
+        time.sleep(4 * INTERVAL)
+        for tok, load in zip(self.tokens, loads):
+            self.assertGreater(load.count(200), 50)
+            self.assertLessEqual(use_count(tok), load.count(200) + in_flight,
+                                 "uses counted twice")
+
+    def kill_all(self, t, sig):
+        """What systemd does without KillMode=mixed: every process of the
+        service gets the signal at once."""
+        os.killpg(t.pid, sig)
+
+    # ---- SIGTERM -------------------------------------------------------
+
+    def test_sigterm_to_every_process_under_load(self):
+        t = self.start()
+        loads = self.loads(t)
+        time.sleep(1.5)
+        self.kill_all(t, signal.SIGTERM)
+        status = t.proc.wait(30)
+        self.stop_loads(loads)
+        self.assertEqual(status, 0)
+        self.assertIn("event=stopped", t.log())
+        self.assertNotIn("usage_unflushed", t.log())
+        # Every process stopped gracefully: nothing is left for a restart.
+        self.assertNotIn("event=usage_recovered", t.log())
+        self.assert_exact(loads)
+
+    def test_master_killed_children_flush_before_exit(self):
+        t = self.start()
+        loads = self.loads(t)
+        time.sleep(1.5)
+        kids = list(t.children().values())
+        os.kill(t.pid, signal.SIGKILL)
+        t.proc.wait(5)
+
+        def gone():
+            for p in kids:
+                try:
+                    with open("/proc/%d/stat" % p) as f:
+                        if f.read().rpartition(")")[2].split()[0] != "Z":
+                            return False
+                except OSError:
+                    pass
+            return True
+        harness.wait_until(gone, timeout=20)
+        self.stop_loads(loads)
+        self.assertIn("event=master_gone", t.log())
+        self.assert_exact(loads)
+
+    # ---- SIGKILL of every process, then a restart ------------------------
+
+    def test_sigkill_every_process_then_restart(self):
+        t = self.start()
+        loads = self.loads(t)
+        time.sleep(1.5)
+        self.kill_all(t, signal.SIGKILL)
+        t.proc.wait(5)
+        self.stop_loads(loads)
+        t.start()
+        self.assertRegex(t.log(), r"event=usage_recovered .*uses=\d+")
+        self.assert_exact(loads)
+        # The file's instance carried on: one watermark row, not two.
+        self.assertEqual(harness.pg().sql(
+            "SELECT count(*) FROM usage_batches"), [("1",)])
+
+    def test_sigkill_right_after_a_batch_committed(self):
+        """The writer is stopped between its batch's commit and emptying
+        the tables: the restart must find the batch committed and not
+        apply it again."""
+        t = self.start()
+        loads = self.loads(t)
+        time.sleep(1.0)
+        lock = RowLock()
+        harness.wait_until(writer_waiting_on_lock, timeout=10)
+        before = batch_seq()
+        os.kill(t.children()["writer"], signal.SIGSTOP)
+        lock.release()
+        harness.wait_until(lambda: batch_seq() > before, timeout=10)
+        self.kill_all(t, signal.SIGKILL)
+        t.proc.wait(5)
+        self.stop_loads(loads)
+        t.start()
+        self.assert_exact(loads)
+
+    def test_sigkill_while_a_batch_waits_on_a_lock(self):
+        """The killed writer's statement is still waiting in PostgreSQL
+        when tokend starts again, and commits after: the new writer must
+        not send the same uses a second time."""
+        t = self.start()
+        loads = self.loads(t)
+        time.sleep(1.0)
+        lock = RowLock()
+        harness.wait_until(writer_waiting_on_lock, timeout=10)
+        self.kill_all(t, signal.SIGKILL)
+        t.proc.wait(5)
+        self.stop_loads(loads)
+        t.start()
+        harness.wait_until(lambda: len(re.findall(
+            r"event=db_connected .*conn=writer", t.log())) >= 2, timeout=10)
+        time.sleep(2 * INTERVAL)
+        lock.release()
+        self.assert_exact(loads)
+
+    def test_usage_file_of_another_layout_is_ignored(self):
+        t = harness.Tokend(workers=1, start=False)
+        cache = t.config["cache_dir"]
+        os.makedirs(cache)
+        with open(os.path.join(cache, "usage.shm"), "wb") as f:
+            f.write(b"not a usage file" * 1000)
+        t.start()
+        self.assertIn("event=usage_file_ignored", t.log())
+        tok = self.tokens[0]
+        r = t.http("GET", "/auth", headers={"Authorization": "Bearer " + tok})
+        self.assertEqual(r.status, 200)
+        st = os.stat(os.path.join(cache, "usage.shm"))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertEqual(t.stop(), 0)
+        self.assertEqual(use_count(tok), 1)
+
+    # ---- SIGHUP ----------------------------------------------------------
+
+    def test_sighup_under_load_keeps_the_cache(self):
+        extra = [harness.tokenctl("pat", "create", "--user", "alice",
+                                  "--name", "x%d" % i).stdout.strip()
+                 for i in range(9)]
+        with self.start() as t:
+            loads = self.loads(t, threads=1)
+            more = self.loads(t, extra, threads=1)
+            distinct = len(self.tokens) + len(extra)
+            harness.wait_until(
+                lambda: metric(t, "tokend_cache_entries") >= distinct)
+            kids = t.children()
+            old = {kids[k] for k in kids if k != "writer"}
+            misses = metric(t, "tokend_cache_misses_total")
+            clears = t.log().count("event=cache_cleared")
+            t.signal(signal.SIGHUP)
+            least = distinct
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                least = min(least, metric(t, "tokend_cache_entries"))
+                k = t.children()
+                if len(k) == 3 and not (set(k.values()) & old):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.5)
+            self.stop_loads(loads + more)
+            self.assertIn("event=reloaded", t.log())
+            self.assertEqual(least, distinct, "cache entries dropped")
+            self.assertLess(metric(t, "tokend_cache_misses_total") - misses,
+                            distinct, "a burst of misses after the reload")
+            self.assertEqual(t.log().count("event=cache_cleared"), clears)
+            for load in loads + more:
+                self.assertEqual(load.failures, [])
+                self.assertEqual(load.total(), load.count(200))
+            self.assert_exact(loads, in_flight=0)
+
+    def test_sighup_with_a_new_database_url_clears_the_cache(self):
+        with self.start() as t:
+            tok = self.tokens[0]
+            auth = {"Authorization": "Bearer " + tok}
+            self.assertEqual(t.http("GET", "/auth", headers=auth).status, 200)
+            self.assertGreaterEqual(metric(t, "tokend_cache_entries"), 1)
+            clears = t.log().count("event=cache_cleared")
+            # The same database over TCP: a new database_url all the same.
+            t.reload_config({"database_url": harness.pg().tcp_url}, hup=True)
+            harness.wait_until(
+                lambda: t.log().count("event=cache_cleared") > clears,
+                timeout=15)
+            self.assertIn("event=writer_reloaded", t.log())
+            self.assertRegex(t.log(), r"event=writer_reloaded .*"
+                             r"database_changed=1")
+            harness.wait_until(
+                lambda: t.http("GET", "/auth", headers=auth).status == 200,
+                timeout=10)
+            self.assertEqual(t.stop(), 0)
+            self.assertEqual(use_count(tok), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
