@@ -13,22 +13,24 @@
  *
  * START-UP ORDER
  *   config -> log -> pid file -> listeners -> schema check (a short-lived
- *   PostgreSQL connection, closed before any fork) -> cache reset -> shm ->
- *   writer -> workers.  Everything a child needs is inherited; LMDB and libpq
+ *   PostgreSQL connection, closed before any fork) -> cache reset -> shm
+ *   (cache_dir/usage.shm, kept by the reset: what a killed run left in it
+ *   is applied by the first writer) -> writer -> workers.  Everything a child needs is inherited; LMDB and libpq
  *   are opened by each child after fork.
  *
  * SIGNALS (the master blocks them all and takes them with sigtimedwait, so
  * no work happens in a handler)
  *   SIGTERM, SIGINT  graceful stop: workers stop accepting, finish what is in
  *                    flight (shutdown_timeout), then the writer flushes all
- *                    usage and exits; the master exits 0.
+ *                    usage and exits; the master exits 0.  The same when
+ *                    every process gets the signal at once: the writer
+ *                    waits for sh_stop (shm/README.md "Stopping").
  *   SIGHUP           reload: re-read the configuration; on error keep the old
  *                    one.  Fork a new generation of workers, then ask the old
  *                    ones to stop gracefully; the listening sockets stay open
- *                    throughout, so no connection is refused.  The writer is
- *                    stopped and, once reaped, started with the new
- *                    configuration (never two writers at once: see
- *                    shm/README.md on exactly-once usage).
+ *                    throughout, so no connection is refused.  The writer
+ *                    stays, takes the new configuration (writer_conf) and
+ *                    keeps its LISTEN, so the cache survives.
  *   SIGUSR1          reopen the log files; forwarded to every child.
  *   SIGCHLD          reap.
  *
@@ -43,7 +45,8 @@
  *   do not fill the cache.
  *
  * CHILDREN NOTICE THE MASTER'S DEATH through a pipe only the master writes:
- * EOF on its read end means exit.
+ * EOF on its read end means stop: workers drain and exit, the writer flushes
+ * until they are gone, then exits.
  *
  * SHARED MEMORY (shm/README.md has the details)
  *   created by the master before the first fork; slots handed out by the
