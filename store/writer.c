@@ -61,7 +61,6 @@ static struct writer {
 	struct config	 wr_conf;	/* the configuration in force */
 	const struct writer_conf *wr_wc;
 	uint64_t	 wr_conf_gen;	/* wc_gen of wr_conf */
-	int		 wr_usage_owned; /* holds the instance's usage lock */
 	int		 wr_usage_waiting; /* "usage_waiting" was logged */
 	int		 wr_orphan;	/* the master is gone */
 	int64_t		 wr_term_ms;	/* when a SIGTERM came, or 0 */
@@ -158,7 +157,6 @@ wr_disconnect(const char *why)
 	if (WR.wr_db != NULL)
 		PQfinish(WR.wr_db);
 	WR.wr_db = NULL;
-	WR.wr_usage_owned = 0;	/* the advisory lock went with the session */
 	WR.wr_retry_ms = shm_now_ms() + WR.wr_backoff;
 	WR.wr_backoff = WR.wr_backoff * 2 > WR_BACKOFF_MAX ? WR_BACKOFF_MAX :
 	    WR.wr_backoff * 2;
@@ -188,53 +186,6 @@ wr_recover_usage(char *err, size_t errlen)
 		LOG(LVL_INFO, "usage_recovered", KV_I("batch", seq),
 		    KV_I("uses", uses));
 	return 0;
-}
-
-/*
- * Only the PostgreSQL session that holds this instance's advisory lock
- * flushes its usage.  The session of a writer that died may still be
- * running its last batch (a statement waiting on a row lock commits after
- * its client is gone); until that session ends the watermark may still
- * move, so nothing is flushed.  Then usage_batches says what committed.
- */
-static int
-wr_usage_claim(char *err, size_t errlen)
-{
-	const char	*params[1] = { WR.wr_shm->sh_instance };
-	PGresult	*res;
-	int		 got;
-
-	res = pg_exec(WR.wr_db, "SELECT pg_try_advisory_lock("
-	    "hashtextextended('tokend usage ' || $1, 0))", 1, params, err,
-	    errlen);
-	if (res == NULL)
-		return -1;
-	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	if (!got) {
-		if (!WR.wr_usage_waiting++)
-			LOG(LVL_WARN, "usage_waiting", KV_S("reason", "a "
-			    "previous writer's session of this instance is "
-			    "still running"));
-		return 0;
-	}
-	if (wr_recover_usage(err, errlen) == -1)
-		return -1;
-	WR.wr_usage_owned = 1;
-	WR.wr_usage_waiting = 0;
-	return 0;
-}
-
-/* Connected and owning this instance's usage, claiming it if need be. */
-static int
-wr_usage_ready(void)
-{
-	char	 err[512];
-
-	if (WR.wr_db != NULL && !WR.wr_usage_owned &&
-	    wr_usage_claim(err, sizeof(err)) == -1)
-		wr_disconnect(err);
-	return WR.wr_db != NULL && WR.wr_usage_owned;
 }
 
 /* LISTEN first, then clear: a revocation is either notified or cleared. */
@@ -277,7 +228,7 @@ wr_connect(void)
 		    "needs %d: run tokenctl migrate", v, migrate_latest());
 		v = -1;
 	}
-	if (v < 0 || wr_usage_claim(err, sizeof(err)) == -1 ||
+	if (v < 0 || wr_recover_usage(err, sizeof(err)) == -1 ||
 	    wr_listen(err, sizeof(err)) == -1) {
 		wr_disconnect(err);
 		return;
@@ -368,28 +319,62 @@ wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms)
 }
 
 static int
-wr_flush(void)
+wr_exec(const char *sql, char *err, size_t errlen)
+{
+	PGresult	*res;
+
+	if ((res = pg_exec(WR.wr_db, sql, 0, NULL, err, errlen)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * Every flush is one transaction holding this instance's advisory
+ * transaction lock from its first statement.  A dead writer's batch that
+ * still runs in PostgreSQL (waiting on a row lock, it commits after its
+ * client is gone) holds it too, so no flush reads the watermark before
+ * that batch has committed or rolled back; the watermark then says which
+ * FROZEN tables are in already (wr_recover_usage), and only the others
+ * are sent.  A transaction lock, not a session one, so that a pooler in
+ * transaction mode cannot leave it behind.  Returns 1 with the lock held,
+ * 0 when another transaction holds it (nothing begun), -1 on error.
+ */
+static int
+wr_flush_begin(char *err, size_t errlen)
+{
+	const char	*params[1] = { WR.wr_shm->sh_instance };
+	PGresult	*res;
+	int		 got;
+
+	if (wr_exec("BEGIN", err, errlen) == -1)
+		return -1;
+	res = pg_exec(WR.wr_db, "SELECT pg_try_advisory_xact_lock("
+	    "hashtextextended('tokend usage ' || $1, 0))", 1, params, err,
+	    errlen);
+	if (res == NULL)
+		return -1;
+	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!got) {
+		if (!WR.wr_usage_waiting++)
+			LOG(LVL_WARN, "usage_waiting", KV_S("reason", "a "
+			    "batch of this instance is still running in "
+			    "PostgreSQL"));
+		return wr_exec("ROLLBACK", err, errlen) == -1 ? -1 : 0;
+	}
+	WR.wr_usage_waiting = 0;
+	return wr_recover_usage(err, errlen) == -1 ? -1 : 1;
+}
+
+/* The batch statement, in the transaction wr_flush_begin opened. */
+static int
+wr_flush_send(uint64_t seq, char *err, size_t errlen)
 {
 	const char	*params[5];
-	char		 err[512], seqs[24];
+	char		 seqs[24];
 	PGresult	*res;
-	uint64_t	 seq, uses;
-	int		 tables;
 
-	usage_sweep_retired(WR.wr_shm);
-	seq = ++WR.wr_shm->sh_batch_seq;
-	WR.wr_ids.sb_len = WR.wr_counts.sb_len = WR.wr_last.sb_len = 0;
-	WR.wr_batch_uses = 0;
-	sb_printf(&WR.wr_ids, "{");
-	sb_printf(&WR.wr_counts, "{");
-	sb_printf(&WR.wr_last, "{");
-	tables = usage_collect(WR.wr_shm, seq, wr_collect, NULL);
-	if (tables == 0)
-		return 0;
-	if (WR.wr_batch_uses == 0) {
-		usage_release(WR.wr_shm, seq);	/* only empty entries */
-		return 0;
-	}
 	sb_printf(&WR.wr_ids, "}");
 	sb_printf(&WR.wr_counts, "}");
 	sb_printf(&WR.wr_last, "}");
@@ -400,19 +385,54 @@ wr_flush(void)
 	params[3] = WR.wr_shm->sh_instance;
 	params[4] = seqs;
 	if ((res = pg_exec(WR.wr_db, usage_sql, 5, params, err,
-	    sizeof(err))) == NULL) {
-		wr_disconnect(err);
+	    errlen)) == NULL)
 		return -1;
-	}
 	__atomic_add_fetch(&WR.wr_shm->sh_rows_flushed,
 	    strtoull(PQgetvalue(res, 0, 0), NULL, 10), __ATOMIC_RELAXED);
 	PQclear(res);
+	return wr_exec("COMMIT", err, errlen);
+}
+
+/* Returns 0 (flushed, or nothing to), 1 (not now: usage_waiting), or -1
+ * (disconnected). */
+static int
+wr_flush(void)
+{
+	char		 err[512];
+	uint64_t	 seq, uses;
+	int		 tables, rc;
+
+	usage_sweep_retired(WR.wr_shm);
+	if (usage_tables_pending(WR.wr_shm) == 0)
+		return 0;
+	if ((rc = wr_flush_begin(err, sizeof(err))) == 0)
+		return 1;
+	if (rc == -1)
+		goto fail;
+	seq = ++WR.wr_shm->sh_batch_seq;
+	WR.wr_ids.sb_len = WR.wr_counts.sb_len = WR.wr_last.sb_len = 0;
+	WR.wr_batch_uses = 0;
+	sb_printf(&WR.wr_ids, "{");
+	sb_printf(&WR.wr_counts, "{");
+	sb_printf(&WR.wr_last, "{");
+	tables = usage_collect(WR.wr_shm, seq, wr_collect, NULL);
+	if (WR.wr_batch_uses == 0) {
+		usage_release(WR.wr_shm, seq);	/* only empty entries */
+		if (wr_exec("COMMIT", err, sizeof(err)) == -1)
+			goto fail;
+		return 0;
+	}
+	if (wr_flush_send(seq, err, sizeof(err)) == -1)
+		goto fail;
 	uses = usage_release(WR.wr_shm, seq);
 	__atomic_add_fetch(&WR.wr_shm->sh_flushes, 1, __ATOMIC_RELAXED);
 	wr_ok();
 	LOG(LVL_INFO, "usage_flushed", KV_I("batch", seq), KV_I("uses", uses),
 	    KV_I("tables", tables));
 	return 0;
+fail:
+	wr_disconnect(err);
+	return -1;
 }
 
 static void
@@ -624,7 +644,7 @@ wr_due(int64_t now)
 {
 	if (now >= WR.wr_next_flush_ms) {
 		WR.wr_next_flush_ms = now + interval_ms();
-		if (wr_usage_ready()) {
+		if (WR.wr_db != NULL) {
 			usage_request_swap(WR.wr_shm);
 			wr_await_swaps(now);
 			if (WR.wr_db != NULL)	/* may have dropped meanwhile */
@@ -705,7 +725,7 @@ wr_reconfigure(void)
 	if (!wr_conf_take(&ncf))
 		return;
 	moved = strcmp(ncf.cf_database_url, WR.wr_conf.cf_database_url) != 0;
-	if (moved && wr_usage_ready()) {
+	if (moved && WR.wr_db != NULL) {
 		usage_request_swap(WR.wr_shm);
 		wr_await_swaps(shm_now_ms());
 		if (WR.wr_db != NULL)
@@ -736,7 +756,7 @@ wr_final(void)
 	do {
 		if (WR.wr_db == NULL && shm_now_ms() >= WR.wr_retry_ms)
 			wr_connect();
-		if (wr_usage_ready() && wr_flush() == 0)
+		if (WR.wr_db != NULL && wr_flush() == 0)
 			return;
 		usleep(100 * 1000);
 	} while (shm_now_ms() < end);

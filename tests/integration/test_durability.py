@@ -9,7 +9,6 @@ use_count may exceed that by the requests in flight when a process died
 import os
 import re
 import signal
-import subprocess
 import time
 import unittest
 
@@ -36,30 +35,29 @@ def batch_seq():
     return int(rows[0][0])
 
 
-class RowLock:
-    """A psql session holding FOR UPDATE locks on every token row, so that
-    the writer's usage statement waits (a slow flush, held at will)."""
+class CommitHold:
+    """Every commit that wrote something waits for a synchronous standby
+    that does not exist, until release(): the writer's batch is held
+    between its COMMIT and the answer, the window a kill must survive.
+    Nothing else writes meanwhile (lookups and LISTEN do not)."""
 
     def __init__(self):
-        self.proc = subprocess.Popen(
-            [harness.pg().psql, "-X", "-q", "-A", "-t", "-d",
-             harness.pg().url], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        self.proc.stdin.write("BEGIN;\nSELECT count(*) FROM (SELECT id FROM "
-                              "tokens FOR UPDATE) x;\n")
-        self.proc.stdin.flush()
-        self.proc.stdout.readline()     # the count: the locks are held
+        # contrib/pg.sh turns synchronous_commit off for speed.
+        harness.pg().sql("ALTER SYSTEM SET synchronous_commit = on")
+        harness.pg().sql("ALTER SYSTEM SET synchronous_standby_names = "
+                         "'nobody'")
+        harness.pg().sql("SELECT pg_reload_conf()")
 
     def release(self):
-        self.proc.stdin.write("COMMIT;\n")
-        self.proc.stdin.close()
-        self.proc.wait(10)
+        harness.pg().sql("ALTER SYSTEM RESET synchronous_standby_names")
+        harness.pg().sql("ALTER SYSTEM RESET synchronous_commit")
+        harness.pg().sql("SELECT pg_reload_conf()")
 
 
-def writer_waiting_on_lock():
+def writer_commit_waiting():
     rows = harness.pg().sql(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-        "'tokend writer%%' AND wait_event_type = 'Lock'")
+        "'tokend writer%%' AND wait_event = 'SyncRep'")
     return int(rows[0][0]) > 0
 
 
@@ -165,11 +163,13 @@ class DurabilityTest(unittest.TestCase):
         t = self.start()
         loads = self.loads(t)
         time.sleep(1.0)
-        lock = RowLock()
-        harness.wait_until(writer_waiting_on_lock, timeout=10)
-        before = batch_seq()
-        os.kill(t.children()["writer"], signal.SIGSTOP)
-        lock.release()
+        hold = CommitHold()
+        try:
+            harness.wait_until(writer_commit_waiting, timeout=10)
+            before = batch_seq()
+            os.kill(t.children()["writer"], signal.SIGSTOP)
+        finally:
+            hold.release()
         harness.wait_until(lambda: batch_seq() > before, timeout=10)
         self.kill_all(t, signal.SIGKILL)
         t.proc.wait(5)
@@ -177,23 +177,24 @@ class DurabilityTest(unittest.TestCase):
         t.start()
         self.assert_exact(loads)
 
-    def test_sigkill_while_a_batch_waits_on_a_lock(self):
-        """The killed writer's statement is still waiting in PostgreSQL
-        when tokend starts again, and commits after: the new writer must
-        not send the same uses a second time."""
+    def test_sigkill_while_a_batch_commits(self):
+        """The killed writer's batch is still committing in PostgreSQL
+        when tokend starts again, and becomes visible after: the new writer
+        must wait for it and not send the same uses a second time."""
         t = self.start()
         loads = self.loads(t)
         time.sleep(1.0)
-        lock = RowLock()
-        harness.wait_until(writer_waiting_on_lock, timeout=10)
-        self.kill_all(t, signal.SIGKILL)
-        t.proc.wait(5)
-        self.stop_loads(loads)
-        t.start()
-        harness.wait_until(lambda: len(re.findall(
-            r"event=db_connected .*conn=writer", t.log())) >= 2, timeout=10)
-        time.sleep(2 * INTERVAL)
-        lock.release()
+        hold = CommitHold()
+        try:
+            harness.wait_until(writer_commit_waiting, timeout=10)
+            self.kill_all(t, signal.SIGKILL)
+            t.proc.wait(5)
+            self.stop_loads(loads)
+            t.start()
+            harness.wait_until(lambda: "event=usage_waiting" in t.log(),
+                               timeout=10)
+        finally:
+            hold.release()
         self.assert_exact(loads)
 
     def test_usage_file_of_another_layout_is_ignored(self):
