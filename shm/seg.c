@@ -202,8 +202,11 @@ seg_lock(int fd, int wait_ms)
 	}
 }
 
-/* The header of the file open on fd, checked: NULL when it can be reused,
- * else why not (also for an empty file, with *why left NULL). */
+/*
+ * Check the header of the file open on fd.  Returns 1 when it can be
+ * reused (*nslots raised to its slot count), 0 when not (*why says why, or
+ * is NULL for a new, empty file), -1 on error.
+ */
 static int
 seg_probe(int fd, uint32_t *nslots, const char **why)
 {
