@@ -330,15 +330,16 @@ wr_exec(const char *sql, char *err, size_t errlen)
 }
 
 /*
- * Every flush is one transaction holding this instance's advisory
- * transaction lock from its first statement.  A dead writer's batch that
- * still runs in PostgreSQL (waiting on a row lock, it commits after its
- * client is gone) holds it too, so no flush reads the watermark before
- * that batch has committed or rolled back; the watermark then says which
- * FROZEN tables are in already (wr_recover_usage), and only the others
- * are sent.  A transaction lock, not a session one, so that a pooler in
- * transaction mode cannot leave it behind.  Returns 1 with the lock held,
- * 0 when another transaction holds it (nothing begun), -1 on error.
+ * Every flush is one transaction that takes this instance's advisory
+ * transaction lock before anything else.  A dead writer's batch whose
+ * COMMIT was already sent (waiting on synchronous replication or a slow
+ * disk, it becomes visible after its client is gone) holds it too, so no
+ * flush reads the watermark before that batch has committed or rolled
+ * back; the watermark then says which FROZEN tables are in already
+ * (wr_recover_usage), and only the others are sent.  A transaction lock,
+ * not a session one, so that a pooler in transaction mode cannot leave it
+ * behind.  Returns 1 with the lock held, 0 when another transaction holds
+ * it (nothing begun), -1 on error.
  */
 static int
 wr_flush_begin(char *err, size_t errlen)
@@ -690,21 +691,24 @@ writer_conf_publish(struct writer_conf *wc, const struct config *cf)
 }
 
 /* A configuration newer than the one in force, copied whole into out:
- * 1, else 0 (also while the master is writing one: next turn). */
+ * 1, else 0, out untouched (also while the master is writing one: next
+ * turn). */
 static int
 wr_conf_take(struct config *out)
 {
+	static struct config copy;
 	uint64_t	 g1, g2;
 
 	for (;;) {
 		g1 = __atomic_load_n(&WR.wr_wc->wc_gen, __ATOMIC_ACQUIRE);
 		if (g1 == WR.wr_conf_gen || (g1 & 1))
 			return 0;
-		memcpy(out, &WR.wr_wc->wc_cf, sizeof(*out));
+		memcpy(&copy, &WR.wr_wc->wc_cf, sizeof(copy));
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		g2 = __atomic_load_n(&WR.wr_wc->wc_gen, __ATOMIC_RELAXED);
 		if (g1 == g2) {
 			WR.wr_conf_gen = g1;
+			*out = copy;
 			return 1;
 		}
 	}
