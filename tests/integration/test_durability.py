@@ -14,14 +14,11 @@ import unittest
 
 import harness
 from load import Load
+import test_usage
+from test_usage import use_count
 
 INTERVAL = 0.3
 THREADS = 2             # per token: the most uses a kill leaves in flight
-
-
-def use_count(token):
-    return int(harness.pg().sql("SELECT use_count FROM tokens WHERE " +
-                                harness.BY_TOKEN, token)[0][0])
 
 
 def metric(t, name):
@@ -62,12 +59,8 @@ def writer_commit_waiting():
 
 
 class DurabilityTest(unittest.TestCase):
-    def setUp(self):
-        harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
-        self.tokens = [harness.tokenctl("pat", "create", "--user", "alice",
-                                        "--name", "n%d" % i).stdout.strip()
-                       for i in range(3)]
+    # A clean database, alice, three PATs in self.tokens.
+    setUp = test_usage.UsageTest.setUp
 
     def start(self, **config):
         config.setdefault("usage_flush_interval", INTERVAL)
@@ -77,6 +70,13 @@ class DurabilityTest(unittest.TestCase):
         return [Load(t.port, "/auth", {"Authorization": "Bearer " + tok},
                      threads=threads).start()
                 for tok in (tokens or self.tokens)]
+
+    def under_load(self, seconds=1.5):
+        """A tokend serving /auth for every token for that long."""
+        t = self.start()
+        loads = self.loads(t)
+        time.sleep(seconds)
+        return t, loads
 
     def stop_loads(self, loads):
         for load in loads:
@@ -97,21 +97,20 @@ class DurabilityTest(unittest.TestCase):
             self.assertLessEqual(use_count(tok), load.count(200) + in_flight,
                                  "uses counted twice")
 
-    def kill_all(self, t, sig):
+    def kill_all(self, t, sig, loads):
         """What systemd does without KillMode=mixed: every process of the
-        service gets the signal at once."""
+        service gets the signal at once.  Returns the master's status once
+        it is gone, with the load stopped."""
         os.killpg(t.pid, sig)
+        status = t.proc.wait(30)
+        self.stop_loads(loads)
+        return status
 
     # ---- SIGTERM -------------------------------------------------------
 
     def test_sigterm_to_every_process_under_load(self):
-        t = self.start()
-        loads = self.loads(t)
-        time.sleep(1.5)
-        self.kill_all(t, signal.SIGTERM)
-        status = t.proc.wait(30)
-        self.stop_loads(loads)
-        self.assertEqual(status, 0)
+        t, loads = self.under_load(1.5)
+        self.assertEqual(self.kill_all(t, signal.SIGTERM, loads), 0)
         self.assertIn("event=stopped", t.log())
         self.assertNotIn("usage_unflushed", t.log())
         # Every process stopped gracefully: nothing is left for a restart.
@@ -119,9 +118,7 @@ class DurabilityTest(unittest.TestCase):
         self.assert_exact(loads)
 
     def test_master_killed_children_flush_before_exit(self):
-        t = self.start()
-        loads = self.loads(t)
-        time.sleep(1.5)
+        t, loads = self.under_load(1.5)
         kids = list(t.children().values())
         os.kill(t.pid, signal.SIGKILL)
         t.proc.wait(5)
@@ -143,12 +140,8 @@ class DurabilityTest(unittest.TestCase):
     # ---- SIGKILL of every process, then a restart ------------------------
 
     def test_sigkill_every_process_then_restart(self):
-        t = self.start()
-        loads = self.loads(t)
-        time.sleep(1.5)
-        self.kill_all(t, signal.SIGKILL)
-        t.proc.wait(5)
-        self.stop_loads(loads)
+        t, loads = self.under_load(1.5)
+        self.kill_all(t, signal.SIGKILL, loads)
         t.start()
         self.assertRegex(t.log(), r"event=usage_recovered .*uses=\d+")
         self.assert_exact(loads)
@@ -160,9 +153,7 @@ class DurabilityTest(unittest.TestCase):
         """The writer is stopped between its batch's commit and emptying
         the tables: the restart must find the batch committed and not
         apply it again."""
-        t = self.start()
-        loads = self.loads(t)
-        time.sleep(1.0)
+        t, loads = self.under_load(1.0)
         hold = CommitHold()
         try:
             harness.wait_until(writer_commit_waiting, timeout=10)
@@ -171,9 +162,7 @@ class DurabilityTest(unittest.TestCase):
         finally:
             hold.release()
         harness.wait_until(lambda: batch_seq() > before, timeout=10)
-        self.kill_all(t, signal.SIGKILL)
-        t.proc.wait(5)
-        self.stop_loads(loads)
+        self.kill_all(t, signal.SIGKILL, loads)
         t.start()
         self.assert_exact(loads)
 
@@ -181,15 +170,11 @@ class DurabilityTest(unittest.TestCase):
         """The killed writer's batch is still committing in PostgreSQL
         when tokend starts again, and becomes visible after: the new writer
         must wait for it and not send the same uses a second time."""
-        t = self.start()
-        loads = self.loads(t)
-        time.sleep(1.0)
+        t, loads = self.under_load(1.0)
         hold = CommitHold()
         try:
             harness.wait_until(writer_commit_waiting, timeout=10)
-            self.kill_all(t, signal.SIGKILL)
-            t.proc.wait(5)
-            self.stop_loads(loads)
+            self.kill_all(t, signal.SIGKILL, loads)
             t.start()
             harness.wait_until(lambda: "event=usage_waiting" in t.log(),
                                timeout=10)
