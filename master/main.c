@@ -105,7 +105,7 @@ static struct master {
 	int		 ms_gen;
 	int		 ms_stopping;
 	int64_t		 ms_stop_ms;
-	int		 ms_final_writer; /* one started to flush at the stop */
+	int		 ms_writer_told;	/* sh_stop is SHM_STOP_WRITER */
 	int		 ms_exit_code;
 } M;
 
@@ -479,6 +479,43 @@ stop_begin(int sig)
 }
 
 /*
+ * All workers are gone: the writer's turn.  sh_stop says so to a writer
+ * that got a SIGTERM of its own and waits for it; the others get SIGTERM.
+ * A writer that died, or was waiting to be respawned, is replaced once by
+ * one that only makes the last flush (it starts with sh_stop set; no
+ * SIGTERM, which could reach it before its handler).  Returns 1 when no
+ * writer is left.
+ */
+static int
+stop_writer(int64_t now, int64_t budget)
+{
+	int	 i;
+
+	if (!M.ms_writer_told) {
+		M.ms_writer_told = 1;
+		__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WRITER,
+		    __ATOMIC_RELEASE);
+		if (count_children(CK_WRITER) == 0 &&
+		    usage_tables_pending(M.ms_shm) > 0 && spawn_writer() == 0)
+			for (i = 0; i < MAX_CHILDREN; i++)
+				if (M.ms_ch[i].ch_pid > 0 &&
+				    M.ms_ch[i].ch_kind == CK_WRITER)
+					M.ms_ch[i].ch_stopping = 2;
+	}
+	if (count_children(CK_WRITER) == 0)
+		return 1;
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (M.ms_ch[i].ch_pid > 0 && M.ms_ch[i].ch_kind == CK_WRITER &&
+		    M.ms_ch[i].ch_stopping < 2) {
+			kill(M.ms_ch[i].ch_pid, SIGTERM);
+			M.ms_ch[i].ch_stopping = 2;
+		}
+	if (now - M.ms_stop_ms > 2 * budget)
+		signal_children(SIGKILL, CK_WRITER);
+	return 0;
+}
+
+/*
  * Stopping proceeds in two steps: workers first, the writer once they are all
  * gone (so its last flush sees every use).  Children that outlive their
  * budget are killed.  Returns 1 when the master may exit.
@@ -487,38 +524,13 @@ static int
 stop_progress(int64_t now)
 {
 	int64_t	 budget = (int64_t)M.ms_cf.cf_shutdown_timeout * 1000 + 2000;
-	int	 i;
 
 	if (count_children(CK_WORKER) > 0) {
 		if (now - M.ms_stop_ms > budget)
 			signal_children(SIGKILL, CK_WORKER);
 		return 0;
 	}
-	__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WRITER, __ATOMIC_RELEASE);
-	if (count_children(CK_WRITER) == 0 && !M.ms_final_writer &&
-	    usage_tables_pending(M.ms_shm) > 0) {
-		/* The writer died, or was waiting to respawn: one more makes
-		 * the last flush (sh_stop tells it to do only that). */
-		M.ms_final_writer = 1;
-		if (spawn_writer() == 0)
-			for (i = 0; i < MAX_CHILDREN; i++)
-				if (M.ms_ch[i].ch_pid > 0 &&
-				    M.ms_ch[i].ch_kind == CK_WRITER)
-					M.ms_ch[i].ch_stopping = 2;
-	}
-	if (count_children(CK_WRITER) > 0) {
-		for (i = 0; i < MAX_CHILDREN; i++)
-			if (M.ms_ch[i].ch_pid > 0 &&
-			    M.ms_ch[i].ch_kind == CK_WRITER &&
-			    M.ms_ch[i].ch_stopping < 2) {
-				kill(M.ms_ch[i].ch_pid, SIGTERM);
-				M.ms_ch[i].ch_stopping = 2;
-			}
-		if (now - M.ms_stop_ms > 2 * budget)
-			signal_children(SIGKILL, CK_WRITER);
-		return 0;
-	}
-	return 1;
+	return stop_writer(now, budget);
 }
 
 /* ---- main loop ---------------------------------------------------------- */

@@ -27,6 +27,15 @@ def metric(t, name):
     return int(m.group(1)) if m else None
 
 
+def proc_state(pid):
+    """The state letter in /proc/PID/stat (R, S, T, Z...), None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return None
+
+
 def batch_seq():
     rows = harness.pg().sql("SELECT coalesce(max(seq), 0) FROM usage_batches")
     return int(rows[0][0])
@@ -117,22 +126,36 @@ class DurabilityTest(unittest.TestCase):
         self.assertNotIn("event=usage_recovered", t.log())
         self.assert_exact(loads)
 
+    def test_writer_dies_while_the_workers_drain(self):
+        """The writer dies after the stop began, so it is not respawned;
+        a worker still finishes a request, whose use only a writer started
+        for the last flush alone can write."""
+        t, loads = self.under_load()
+        self.stop_loads(loads)
+        writer = t.children()["writer"]
+        c = t.conn()
+        c.send(("GET /auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                "%s\r\n" % self.tokens[0]).encode())
+        time.sleep(0.2)
+        t.signal(signal.SIGTERM)
+        harness.wait_until(lambda: "event=stopping" in t.log())
+        os.kill(writer, signal.SIGKILL)
+        harness.wait_until(lambda: "event=writer_exited" in t.log())
+        c.send(b"\r\n")
+        self.assertEqual(c.read_response(method="GET").status, 200)
+        self.assertEqual(t.proc.wait(30), 0)
+        self.assertEqual(t.log().count("event=writer_started"), 2)
+        self.assertEqual(use_count(self.tokens[0]), loads[0].count(200) + 1)
+        for tok, load in zip(self.tokens[1:], loads[1:]):
+            self.assertEqual(use_count(tok), load.count(200))
+
     def test_master_killed_children_flush_before_exit(self):
         t, loads = self.under_load(1.5)
         kids = list(t.children().values())
         os.kill(t.pid, signal.SIGKILL)
         t.proc.wait(5)
-
-        def gone():
-            for p in kids:
-                try:
-                    with open("/proc/%d/stat" % p) as f:
-                        if f.read().rpartition(")")[2].split()[0] != "Z":
-                            return False
-                except OSError:
-                    pass
-            return True
-        harness.wait_until(gone, timeout=20)
+        harness.wait_until(lambda: all(proc_state(p) in ("Z", None)
+                                       for p in kids), timeout=20)
         self.stop_loads(loads)
         self.assertIn("event=master_gone", t.log())
         self.assert_exact(loads)
