@@ -131,11 +131,15 @@ child_alloc(void)
 	return NULL;
 }
 
-/* In the child, right after fork: shed what belongs to the master. */
+/*
+ * In the child, right after fork: shed what belongs to the master.  The
+ * signals stay blocked until worker_main or writer_main has its handlers: a
+ * SIGTERM (every process signalled at once) or the master's SIGHUP to the
+ * writer that arrives meanwhile waits for them instead of killing.
+ */
 static void
 child_init(const char *title)
 {
-	sigset_t	 none;
 	struct sigaction sa;
 	int		 s;
 
@@ -144,8 +148,6 @@ child_init(const char *title)
 	sa.sa_handler = SIG_DFL;
 	for (s = 1; s < NSIG; s++)
 		sigaction(s, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
 	proctitle_set(title);
 	log_set_proc(title + strlen("tokend: "));
 }

@@ -774,6 +774,7 @@ writer_main(const struct config *cf, const struct writer_conf *wc,
     struct shm *shm, int master_fd)
 {
 	struct sigaction sa;
+	sigset_t	 none;
 	char		 err[256];
 	int64_t		 now;
 
@@ -785,6 +786,8 @@ writer_main(const struct config *cf, const struct writer_conf *wc,
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&none);	/* blocked since fork: see child_init */
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	WR.wr_conf = *cf;
 	WR.wr_cf = &WR.wr_conf;
 	WR.wr_wc = wc;

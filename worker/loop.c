@@ -36,6 +36,12 @@ on_signal(int sig)
 		got_term = 1;
 }
 
+/*
+ * SIGTERM and SIGINT mean a graceful stop whoever sends them: the master
+ * (stop, reload), or systemd and a terminal signalling every process at
+ * once.  The signals have been blocked since fork (master/main.c
+ * child_init); one that came meanwhile is taken once the handlers are in.
+ */
 static void
 signals_init(void)
 {
