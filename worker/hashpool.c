@@ -150,28 +150,29 @@ fail:
 /*
  * An entry of hp_peer for a job of peer: its index, -1 for a job with no
  * connection, HASHPOOL_BUSY when peer has its share of the queue already.
- * The queue holds at most HASHPOOL_MAX_QUEUED jobs, so a free entry exists.
+ * The caller checked hp_queued, so a free entry exists; none would be
+ * answered as busy, never written past the table.
  */
 static int
 hp_peer_claim(struct hashpool *hp, const char *peer)
 {
-	int	 i, n = 0, free = -1;
+	int	 i, n = 0, slot = -1;
 
 	if (peer == NULL)
 		return -1;
 	for (i = 0; i < HASHPOOL_MAX_QUEUED; i++) {
 		if (hp->hp_peer[i][0] == '\0') {
-			if (free == -1)
-				free = i;
+			if (slot == -1)
+				slot = i;
 		} else if (strcmp(hp->hp_peer[i], peer) == 0)
 			n++;
 	}
-	if (n >= HASHPOOL_MAX_PER_PEER)
+	if (n >= HASHPOOL_MAX_PER_PEER || slot == -1)
 		return HASHPOOL_BUSY;
 	/* An empty c_peer cannot happen (conn.c writes "unix" at least). */
-	snprintf(hp->hp_peer[free], sizeof(hp->hp_peer[free]), "%s",
+	snprintf(hp->hp_peer[slot], sizeof(hp->hp_peer[slot]), "%s",
 	    peer[0] != '\0' ? peer : "?");
-	return free;
+	return slot;
 }
 
 int
