@@ -6,7 +6,6 @@ identities that must never be cut short."""
 import base64
 import re
 import statistics
-import threading
 import time
 import unittest
 import urllib.parse
@@ -49,23 +48,36 @@ def timed(fn):
     return r, time.monotonic() - t0
 
 
-class ClientPressureTest(unittest.TestCase):
-    """Item 5: wrong client secrets cannot fill the hash queue or enumerate
-    client ids."""
+class OneServer(unittest.TestCase):
+    """A fresh database with clients (id: secret) and users (name: password),
+    and one tokend with config."""
+    clients = {}
+    users = {}
+    workers = 1
+    config = {}
 
     @classmethod
     def setUpClass(cls):
         harness.pg().reset()
-        add_client("web", "web-secret")
-        add_client("victim", "victim-secret")
-        add_client("locked", "locked-secret")
-        add_user("alice", "alice-pw")
-        cls.t = harness.Tokend(workers=2, config={
-            "login_max_failures": 5, "login_window": WINDOW})
+        for cid, secret in cls.clients.items():
+            add_client(cid, secret)
+        for name, pw in cls.users.items():
+            add_user(name, pw)
+        cls.t = harness.Tokend(workers=cls.workers, config=cls.config)
 
     @classmethod
     def tearDownClass(cls):
         cls.t.stop()
+
+
+class ClientPressureTest(OneServer):
+    """Item 5: wrong client secrets cannot fill the hash queue or enumerate
+    client ids."""
+    clients = {"web": "web-secret", "victim": "victim-secret",
+               "locked": "locked-secret"}
+    users = {"alice": "alice-pw"}
+    workers = 2
+    config = {"login_max_failures": 5, "login_window": WINDOW}
 
     def login(self):
         return self.t.http("POST", "/token", headers=basic("web", "web-secret"),
@@ -128,19 +140,10 @@ class ClientPressureTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
 
 
-class ClientTimingTest(unittest.TestCase):
+class ClientTimingTest(OneServer):
     """Item 5: an unknown client id costs what a wrong secret costs."""
-
-    @classmethod
-    def setUpClass(cls):
-        harness.pg().reset()
-        add_client("known", "known-secret")
-        cls.t = harness.Tokend(workers=1, config={
-            "login_max_failures": 1000, "login_window": WINDOW})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.t.stop()
+    clients = {"known": "known-secret"}
+    config = {"login_max_failures": 1000, "login_window": WINDOW}
 
     def attempt(self, cid):
         return timed(lambda: self.t.http(
@@ -239,20 +242,15 @@ class SharedLoginLimitTest(unittest.TestCase):
             [("1",)])
 
 
-class BadBytesTest(unittest.TestCase):
+class BadBytesTest(OneServer):
     """Item 9: text PostgreSQL would refuse never reaches it."""
+    clients = {"web": "web-secret"}
 
     @classmethod
     def setUpClass(cls):
-        harness.pg().reset()
-        add_client("web", "web-secret")
+        super().setUpClass()
         harness.tokenctl("client", "add", "spa", "--public", "--redirect-uri",
                          "https://spa.example/cb", "--scope", "read")
-        cls.t = harness.Tokend(workers=1)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.t.stop()
 
     def test_non_utf8_values_are_refused_before_any_query(self):
         before = metric(self.t, "tokend_pg_errors_total")
@@ -286,18 +284,9 @@ class BadBytesTest(unittest.TestCase):
 LONG = "u" * 127
 
 
-class TruncationTest(unittest.TestCase):
+class TruncationTest(OneServer):
     """Item 10: an identity is refused where it would not fit, never cut."""
-
-    @classmethod
-    def setUpClass(cls):
-        harness.pg().reset()
-        add_client("web", "web-secret")
-        cls.t = harness.Tokend(workers=1)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.t.stop()
+    clients = {"web": "web-secret"}
 
     def test_tokenctl_refuses_a_128_character_name(self):
         r = harness.tokenctl("user", "add", LONG + "a", "--password-stdin",
