@@ -6,6 +6,7 @@
  *   token.c   token generation and format check (SPEC section 3),
  *             SHA-256 hashing, display prefixes.
  *   form.c    application/x-www-form-urlencoded and query decoding.
+ *   text.c    UTF-8 validity; copies that refuse instead of truncating.
  *
  * Contract: every function here is pure computation over caller-owned
  * memory.  No function allocates, logs, or touches a file descriptor, so
@@ -216,6 +217,28 @@ int	scope_subset(const char *want, const char *have);
  * scope-token) or SCOPE_TOO_LONG.
  */
 int	scope_normalize(const char *in, char *out, size_t outlen);
+
+/* ---- Text (text.c) ---------------------------------------------------- */
+
+/*
+ * The length of the UTF-8 sequence at s[0..n) (1 for ASCII), or 0 when it
+ * is not valid RFC 3629 UTF-8: no overlongs, no surrogates, nothing past
+ * U+10FFFF, no truncated sequence.
+ */
+size_t	utf8_seq_len(const unsigned char *s, size_t n);
+/*
+ * Is s[0..n) valid UTF-8 without NUL?  What every text value must be
+ * before it is sent to PostgreSQL: a UTF-8 database refuses anything else
+ * with an error, which must not be the client's to cause.
+ */
+int	utf8_valid(const char *s, size_t n);
+/* The same for a C string; NULL (an absent value) is valid. */
+int	utf8_valid_str(const char *s);
+/*
+ * Copy src into dst[0..cap) whole, or return -1 and copy nothing: an
+ * identity (user, client, scope) is never cut short to fit.
+ */
+int	text_copy(char *dst, size_t cap, const char *src);
 
 /* ---- JSON objects written in place (jsonw.c) --------------------------- */
 

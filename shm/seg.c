@@ -275,6 +275,9 @@ shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
 	    "PostgreSQL errors in workers and the writer.",
 	    SLOT_SUM(shm, sl_pg_errors) + __atomic_load_n(
 	    &shm->sh_writer_pg_errors, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_login_lockouts_total", "counter",
+	    "Logins and client authentications refused by the failure limit.",
+	    SLOT_SUM(shm, sl_login_lockouts));
 	metric(&mb, "tokend_revocations_applied_total", "counter",
 	    "Revocation notifications applied to the cache.",
 	    __atomic_load_n(&shm->sh_revocations, __ATOMIC_RELAXED));

@@ -5,7 +5,8 @@
  *
  *   seg.c    creation, slots, counters, the /metrics text.
  *   usage.c  the per-slot usage tables (record, swap, drain).
- *   ratelimit.c  failed logins per username (lock-free, all workers).
+ *   ratelimit.c  failed client authentications per client id (lock-free,
+ *            all workers; password logins are counted in PostgreSQL).
  *
  * Contract: shm_create is called once, by the master, before fork; the
  * segment lives until the master exits.  Nothing in it is a pointer.  A
@@ -91,6 +92,7 @@ struct shm_slot {
 	uint64_t	sl_uses_recorded;
 	uint64_t	sl_uses_dropped;
 	uint64_t	sl_pg_errors;
+	uint64_t	sl_login_lockouts;	/* refused by a failure limit */
 	uint64_t	sl_swap_ack;
 	uint32_t	sl_active;		/* index of the ACTIVE table */
 
@@ -100,11 +102,11 @@ struct shm_slot {
 	struct usage_table sl_tables[2];
 } __attribute__((aligned(64)));
 
-/* ---- Login rate limit (ratelimit.c) ---------------------------------- */
+/* ---- Client rate limit (ratelimit.c) --------------------------------- */
 
 /*
- * Failed logins per username, shared by every worker: RL_SETS sets of
- * RL_WAYS 64-bit words, each word one username's (window start, count,
+ * Failures per name (an OAuth client id), shared by every worker: RL_SETS
+ * sets of RL_WAYS 64-bit words, each word one name's (window start, count,
  * tag), updated only by compare-and-swap.  shm/README.md has the layout.
  */
 #define RL_SETS	4096

@@ -92,6 +92,11 @@ cache_encode(const struct tok_info *ti, uint8_t *buf, size_t buflen)
 	    strnlen(ti->ti_user, TI_USER_LEN - 1) +
 	    strnlen(ti->ti_client, TI_CLIENT_LEN - 1) +
 	    strnlen(ti->ti_scope, TI_SCOPE_LEN - 1);
+	/* A field without its NUL is refused, not cut (put_str's max). */
+	if (strnlen(ti->ti_user, TI_USER_LEN) == TI_USER_LEN ||
+	    strnlen(ti->ti_client, TI_CLIENT_LEN) == TI_CLIENT_LEN ||
+	    strnlen(ti->ti_scope, TI_SCOPE_LEN) == TI_SCOPE_LEN)
+		return -1;
 	if (buflen < need || ti->ti_state < 0 || ti->ti_state > 255 ||
 	    ti->ti_kind < 0 || ti->ti_kind > 255)
 		return -1;

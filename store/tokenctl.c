@@ -601,6 +601,11 @@ cmd_user_add(struct ctl *c)
 
 	if (ctl_check_user_name(c, name) == -1)
 		return -1;
+	/* X-Auth-User holds TI_USER_LEN - 1 bytes and is never truncated;
+	 * longer names exist only from before, and may still be named. */
+	if (strlen(name) > TI_USER_LEN - 1)
+		return ctl_fail(c, "invalid user name: longer than %d "
+		    "characters", TI_USER_LEN - 1);
 	if ((c->ctl_opts & OPT_PASSWORD_STDIN) &&
 	    ctl_password_hash(c, hash, sizeof(hash)) == -1)
 		return -1;
@@ -651,6 +656,30 @@ out:
 	if (rc == -1)
 		ctl_rollback(c);
 	return rc;
+}
+
+/*
+ * Forget the user's failed logins (login_failures, migration 006): every
+ * tokend sharing the database lets the user try again at once.
+ */
+static int
+cmd_user_unlock(struct ctl *c)
+{
+	const char	*name = c->ctl_words[2];
+	PGresult	*res;
+
+	if (ctl_check_user_name(c, name) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	if ((res = ctl_user_row(c, "WITH u AS (SELECT id FROM users "
+	    "WHERE name = $1), d AS (DELETE FROM login_failures WHERE "
+	    "name = $1 AND EXISTS (SELECT 1 FROM u) RETURNING failures) "
+	    "SELECT u.id, coalesce((SELECT failures FROM d), 0) FROM u",
+	    name)) == NULL)
+		return -1;
+	printf("user %s unlocked, %s failed logins forgotten\n", name,
+	    PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return 0;
 }
 
 static int
@@ -1071,6 +1100,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "user", "add", 1, OPT_PASSWORD_STDIN, cmd_user_add,
 	    "user add NAME [--password-stdin]" },
 	{ "user", "disable", 1, 0, cmd_user_disable, "user disable NAME" },
+	{ "user", "unlock", 1, 0, cmd_user_unlock, "user unlock NAME" },
 	{ "user", "list", 0, 0, cmd_user_list, "user list" },
 	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN,
 	    cmd_pat_create, "pat create --user NAME --name LABEL "

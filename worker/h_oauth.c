@@ -157,12 +157,13 @@ introspect_refresh(struct conn *c, PGresult *res, void *arg)
 		ti.ti_kind = TOKEN_REFRESH;
 		ti.ti_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		ti.ti_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-		snprintf(ti.ti_user, sizeof(ti.ti_user), "%s",
-		    PQgetvalue(res, 0, 2));
-		snprintf(ti.ti_client, sizeof(ti.ti_client), "%s",
-		    PQgetvalue(res, 0, 3));
-		snprintf(ti.ti_scope, sizeof(ti.ti_scope), "%s",
-		    PQgetvalue(res, 0, 4));
+		/* Too long to hold whole: inactive, never cut short. */
+		if (text_copy(ti.ti_user, sizeof(ti.ti_user),
+		    PQgetvalue(res, 0, 2)) == -1 || text_copy(ti.ti_client,
+		    sizeof(ti.ti_client), PQgetvalue(res, 0, 3)) == -1 ||
+		    text_copy(ti.ti_scope, sizeof(ti.ti_scope),
+		    PQgetvalue(res, 0, 4)) == -1)
+			ti.ti_state = TI_NEGATIVE;
 		ti.ti_expires = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
 		ti.ti_iat = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
 	}

@@ -167,18 +167,26 @@ row_to_info(PGresult *res, int i, struct tok_info *ti, int64_t now)
 	ti->ti_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 	ti->ti_kind = token_kind_from_name(PQgetvalue(res, i, 2));
 	ti->ti_user_id = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-	snprintf(ti->ti_user, sizeof(ti->ti_user), "%s",
-	    PQgetvalue(res, i, 4));
-	snprintf(ti->ti_client, sizeof(ti->ti_client), "%s",
-	    PQgetvalue(res, i, 5));
-	snprintf(ti->ti_scope, sizeof(ti->ti_scope), "%s",
-	    PQgetvalue(res, i, 6));
 	ti->ti_expires = strtoll(PQgetvalue(res, i, 7), NULL, 10);
 	ti->ti_iat = strtoll(PQgetvalue(res, i, 8), NULL, 10);
 	ti->ti_state = TI_VALID;
 	if (PQgetvalue(res, i, 9)[0] == 't' || PQgetvalue(res, i, 10)[0] ==
 	    't' || (ti->ti_expires != 0 && ti->ti_expires <= now))
 		ti->ti_state = TI_NEGATIVE;
+	/* A value that does not fit (a row from before migration 006's
+	 * checks) refuses the token: a cut name would be another user's. */
+	if (text_copy(ti->ti_user, sizeof(ti->ti_user),
+	    PQgetvalue(res, i, 4)) == -1 || text_copy(ti->ti_client,
+	    sizeof(ti->ti_client), PQgetvalue(res, i, 5)) == -1 ||
+	    text_copy(ti->ti_scope, sizeof(ti->ti_scope),
+	    PQgetvalue(res, i, 6)) == -1) {
+		LOG(LVL_WARN, "token_refused", KV_I("token_id", ti->ti_id),
+		    KV_S("reason", "stored user, client or scope too long"));
+		memset(ti->ti_user, 0, sizeof(ti->ti_user));
+		memset(ti->ti_client, 0, sizeof(ti->ti_client));
+		memset(ti->ti_scope, 0, sizeof(ti->ti_scope));
+		ti->ti_state = TI_NEGATIVE;
+	}
 }
 
 /* Find the row for r's hash; unknown hashes become negative entries. */

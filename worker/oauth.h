@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/hashpool.h"
 #include "worker/worker.h"
 
 #define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
@@ -166,6 +167,13 @@ enum handler_result oreq_done(struct conn *c, enum handler_result r);
 /* From a callback: on DONE free the state and resume the connection. */
 void	oreq_resume(struct conn *c, enum handler_result r);
 /*
+ * Queue an argon2id check (hashpool_verify; encoded NULL: the dummy hash)
+ * for c's request: PENDING, or DONE after answering 429 (this source
+ * address has its share of the queue) or 503 (queue full, no pool).
+ */
+enum handler_result oreq_verify(struct conn *c, const char *encoded,
+	    const char *pw, size_t len, hashpool_cb cb, void *arg);
+/*
  * From a pgq callback expecting one row: the request's state, or NULL after
  * answering 503 and resuming c (PostgreSQL unavailable or no row).
  */
@@ -180,6 +188,8 @@ void	oauth_error(struct conn *c, int status, const char *error,
 	    const char *desc);
 /* 503 temporarily_unavailable with Retry-After. */
 void	oauth_unavailable(struct conn *c);
+/* 429 temporarily_unavailable with Retry-After: wait seconds (at least 1). */
+void	oauth_busy(struct conn *c, int wait, const char *desc);
 
 /*
  * After a revocation committed in PostgreSQL: bump sh_cache_epoch, then
