@@ -41,8 +41,8 @@ struct client_cache {
 };
 
 static const char client_sql[] =
-    "SELECT id, client_id, secret_hash, public, scope FROM clients "
-    "WHERE client_id = $1";
+    "SELECT id, client_id, secret_hash, public, scope, introspect "
+    "FROM clients WHERE client_id = $1";
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -355,6 +355,7 @@ client_row(struct conn *c, struct oreq *or, PGresult *res)
 	ci->ci_public = PQgetvalue(res, 0, 3)[0] == 't';
 	snprintf(ci->ci_scope, sizeof(ci->ci_scope), "%s",
 	    PQgetvalue(res, 0, 4));
+	ci->ci_introspect = PQgetvalue(res, 0, 5)[0] == 't';
 	if (ci->ci_public) {
 		/* A public client has no secret to present. */
 		if (or->or_has_secret || or->or_need_conf)
