@@ -122,6 +122,29 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	conn_resume(c);
 }
 
+/*
+ * What the worker knows of the bearer token: a user's valid access token
+ * holding the requested scope.  1, or 0 after answering.  Its client's
+ * first-party flag is not in the cache: tokend_authorize checks it.
+ */
+static int
+authorize_bearer_ok(struct conn *c, const struct authorize_req *ar,
+    const struct tok_info *ti)
+{
+	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
+		return 0;
+	if (ti->ti_user_id == 0) {
+		auth_bearer_denied(c, "a user's access token is required");
+		return 0;
+	}
+	if (ar->ar_has_scope && !scope_subset(ar->ar_scope, ti->ti_scope)) {
+		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
+		    "the access token's");
+		return 0;
+	}
+	return 1;
+}
+
 /* The bearer token is the user's: store a code for them. */
 static enum handler_result
 authorize_go(struct conn *c, const struct tok_info *ti)
@@ -132,17 +155,8 @@ authorize_go(struct conn *c, const struct tok_info *ti)
 	char		 pfx[TOKEN_DISPLAY_LEN + 1], tid[24];
 	const char	*p[9];
 
-	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
+	if (!authorize_bearer_ok(c, ar, ti))
 		return HANDLER_DONE;
-	if (ti->ti_user_id == 0) {
-		auth_bearer_denied(c, "a user's access token is required");
-		return HANDLER_DONE;
-	}
-	if (ar->ar_has_scope && !scope_subset(ar->ar_scope, ti->ti_scope)) {
-		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
-		    "the access token's");
-		return HANDLER_DONE;
-	}
 	snprintf(az->az_user, sizeof(az->az_user), "%s", ti->ti_user);
 	if (token_generate(TOKEN_CODE, az->az_code) == -1) {
 		oauth_unavailable(c);

@@ -56,6 +56,13 @@ static const char delete_sql[] =
     "RETURNING encode(hash, 'hex') AS hex, prefix) "
     "SELECT b.o_status, d.hex, d.prefix FROM b LEFT JOIN d ON true";
 
+/* Said by the worker's own checks and by tokend_pat_create's alike. */
+static const char scope_why[] =
+    "a PAT's scope must be within the access token's";
+static const char reauth_why[] =
+    "sign in again: this needs an access token issued less than 10 minutes "
+    "ago";
+
 enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE };
 
 /* The request's state, in c_pending_data. */
@@ -116,11 +123,9 @@ pat_status(struct conn *c, PGresult *res)
 		auth_bearer_forbidden(c, "only an access token issued to a "
 		    "first-party client may manage personal access tokens");
 	else if (strcmp(st, "reauthentication_required") == 0)
-		pat_error(c, 403, st, "sign in again: this needs an access "
-		    "token issued less than 10 minutes ago");
+		pat_error(c, 403, st, reauth_why);
 	else if (strcmp(st, "invalid_scope") == 0)
-		pat_error(c, 400, st, "a PAT's scope must be within the "
-		    "access token's");
+		pat_error(c, 400, st, scope_why);
 	else if (strcmp(st, "invalid_lifetime") == 0)
 		pat_error(c, 400, "invalid_request", "expires_in exceeds "
 		    "pat_max_lifetime");
@@ -232,9 +237,7 @@ pat_limits(struct conn *c, struct pat_req *pr, const struct tok_info *ti)
 	char		 why[96];
 
 	if (W.wk_now - ti->ti_iat >= OA_PAT_REAUTH) {
-		pat_error(c, 403, "reauthentication_required", "sign in again: "
-		    "this needs an access token issued less than 10 minutes "
-		    "ago");
+		pat_error(c, 403, "reauthentication_required", reauth_why);
 		return -1;
 	}
 	if (max != 0 && pr->pr_expires_in > max) {
@@ -262,8 +265,7 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
 		    ti->ti_scope);
 	else if (!scope_subset(pr->pr_scope, ti->ti_scope)) {
-		pat_error(c, 400, "invalid_scope", "a PAT's scope must be "
-		    "within the access token's");
+		pat_error(c, 400, "invalid_scope", scope_why);
 		return -1;
 	} else
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",

@@ -13,39 +13,17 @@ the OAuth endpoints (SPEC sections 4 and 12).
 Each test fails on the code before this change (which had none of these
 rules, nor migration 005's columns or the tokenctl flags)."""
 
-import base64
-import hashlib
-import os
 import time
 import unittest
-import urllib.parse
 
 import harness
+from test_oauth import BAD_GRANT, basic, bearer, pkce
 
 PAT_MAX = 86400
 FAMILY_MAX = 3600
 FLUSH = 0.2
 WEB_REDIRECT = "https://app.example/cb"
 WIDE_REDIRECT = "https://wide.example/cb"
-
-BAD_GRANT = {"error": "invalid_grant", "error_description":
-             "the grant is invalid, expired, revoked or was already used"}
-
-
-def basic(cid, secret):
-    raw = "%s:%s" % (urllib.parse.quote(cid, safe=""),
-                     urllib.parse.quote(secret, safe=""))
-    return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
-
-
-def bearer(tok):
-    return {"Authorization": "Bearer " + tok}
-
-
-def pkce_challenge():
-    verifier = base64.urlsafe_b64encode(os.urandom(40)).decode().rstrip("=")
-    return base64.urlsafe_b64encode(
-        hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
 
 
 WEB = basic("web", "web-secret")          # first-party, may introspect
@@ -101,7 +79,7 @@ class Base(unittest.TestCase):
 
     def authorize(self, at, client="wide", uri=WIDE_REDIRECT, **extra):
         body = dict(client_id=client, redirect_uri=uri, state="s",
-                    code_challenge=pkce_challenge(),
+                    code_challenge=pkce()[1],
                     code_challenge_method="S256", **extra)
         return self.t.http("POST", "/authorize", headers=bearer(at),
                            json=body)
