@@ -442,6 +442,11 @@ seal_successor(struct oreq *or, char *boxhex)
 	return n;
 }
 
+/*
+ * tokend_refresh (migration 005) holds the family to the client's scope as
+ * it is now, gives a narrower "scope" to the new access token only, and
+ * ends the family refresh_family_max_age after its sign-in.
+ */
 static enum handler_result
 grant_refresh(struct conn *c, struct oreq *or)
 {
