@@ -54,6 +54,8 @@ enum {
 	OPT_PUBLIC = 1 << 8,
 	OPT_SECRET_STDIN = 1 << 9,
 	OPT_REDIRECT_URI = 1 << 10,	/* repeatable */
+	OPT_FIRST_PARTY = 1 << 11,
+	OPT_INTROSPECT = 1 << 12,
 };
 #define OPT_GLOBAL (OPT_URL | OPT_CONFIG | OPT_JSON)
 
@@ -102,6 +104,8 @@ static const struct ctl_opt {
 	{ "--public", OPT_PUBLIC, 0 },
 	{ "--secret-stdin", OPT_SECRET_STDIN, 0 },
 	{ "--redirect-uri", OPT_REDIRECT_URI, offsetof(struct ctl, ctl_uri) },
+	{ "--first-party", OPT_FIRST_PARTY, 0 },
+	{ "--introspect", OPT_INTROSPECT, 0 },
 };
 
 /* Format the reason for main to print; always returns -1. */
@@ -897,18 +901,23 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 	return 0;
 }
 
+/*
+ * --first-party: its users' access tokens may call POST /authorize and the
+ * PAT API.  --introspect: it may call /introspect, which needs client
+ * authentication, so a public client cannot.
+ */
 static int
 cmd_client_add(struct ctl *c)
 {
 	static char	 uris[CTL_MAX_URIS * (CTL_URI_MAX + 3) + 3];
-	const char	*id = c->ctl_words[2], *params[5];
+	const char	*id = c->ctl_words[2], *params[7];
 	char		 scope[SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
 	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
 	PGresult	*res;
 
-	if (pub && (c->ctl_opts & OPT_SECRET_STDIN))
+	if (pub && (c->ctl_opts & (OPT_SECRET_STDIN | OPT_INTROSPECT)))
 		ctl_usage(ctl_cmd_usage(cmd_client_add), "a --public client "
-		    "has no secret");
+		    "has no secret and cannot introspect");
 	if (!pub && !(c->ctl_opts & OPT_SECRET_STDIN))
 		ctl_usage(ctl_cmd_usage(cmd_client_add), "a confidential "
 		    "client needs --secret-stdin (or give --public)");
@@ -926,10 +935,12 @@ cmd_client_add(struct ctl *c)
 	params[2] = pub ? "t" : "f";
 	params[3] = uris;
 	params[4] = scope;
+	params[5] = c->ctl_opts & OPT_FIRST_PARTY ? "t" : "f";
+	params[6] = c->ctl_opts & OPT_INTROSPECT ? "t" : "f";
 	if ((res = ctl_sql_row(c, "INSERT INTO clients (client_id, "
-	    "secret_hash, public, redirect_uris, scope) "
-	    "VALUES ($1, $2, $3, $4::text[], $5) "
-	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 5, params,
+	    "secret_hash, public, redirect_uris, scope, first_party, "
+	    "introspect) VALUES ($1, $2, $3, $4::text[], $5, $6, $7) "
+	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 7, params,
 	    "client %s already exists", id)) == NULL)
 		return -1;
 	printf("client %s added (id %s, %s)\n", id, PQgetvalue(res, 0, 0),
@@ -1109,8 +1120,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "token list [--user NAME]" },
 	{ "token", "revoke", 1, 0, cmd_token_revoke, "token revoke ID" },
 	{ "client", "add", 1, OPT_PUBLIC | OPT_SECRET_STDIN | OPT_REDIRECT_URI |
-	    OPT_SCOPE, cmd_client_add, "client add ID [--public] "
-	    "[--secret-stdin] [--redirect-uri URI]... [--scope \"a b\"]" },
+	    OPT_SCOPE | OPT_FIRST_PARTY | OPT_INTROSPECT, cmd_client_add,
+	    "client add ID [--public] [--secret-stdin] [--redirect-uri URI]... "
+	    "[--scope \"a b\"] [--first-party] [--introspect]" },
 	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

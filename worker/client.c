@@ -49,8 +49,8 @@ struct client_cache {
 };
 
 static const char client_sql[] =
-    "SELECT id, client_id, secret_hash, public, scope FROM clients "
-    "WHERE client_id = $1";
+    "SELECT id, client_id, secret_hash, public, scope, introspect "
+    "FROM clients WHERE client_id = $1";
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -403,6 +403,7 @@ client_take_row(struct oreq *or, PGresult *res)
 	}
 	ci->ci_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	ci->ci_public = PQgetvalue(res, 0, 3)[0] == 't';
+	ci->ci_introspect = PQgetvalue(res, 0, 5)[0] == 't';
 	return 0;
 }
 

@@ -215,6 +215,12 @@ auth_bearer_denied(struct conn *c, const char *desc)
 	auth_challenge(c, 401, "invalid_token", desc, NULL);
 }
 
+void
+auth_bearer_forbidden(struct conn *c, const char *desc)
+{
+	auth_challenge(c, 403, "insufficient_scope", desc, NULL);
+}
+
 int
 auth_bearer_check(struct conn *c, const struct tok_info *ti, unsigned kinds)
 {

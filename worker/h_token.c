@@ -46,7 +46,7 @@ static const char refresh_sql[] =
     "o_refresh_id, o_iat, o_access_exp, o_family, o_family_size, o_n, "
     "o_hashes FROM tokend_refresh(decode($1, 'hex'), $2::bigint, $3, "
     "$4::integer, decode($5, 'hex'), decode($6, 'hex'), $7, $8::integer, "
-    "decode($9, 'hex'), $10, $11::integer)";
+    "decode($9, 'hex'), $10, $11::integer, $12::integer)";
 
 static const char code_sql[] =
     "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
@@ -472,14 +472,19 @@ seal_successor(struct oreq *or, char *boxhex)
 	return n;
 }
 
+/*
+ * tokend_refresh (migration 005) holds the family to the client's scope as
+ * it is now, gives a narrower "scope" to the new access token only, and
+ * ends the family refresh_family_max_age after its sign-in.
+ */
 static enum handler_result
 grant_refresh(struct conn *c, struct oreq *or)
 {
 	const char	*rt = form_get(&or->or_form, "refresh_token");
 	char		 old[2 * TOKEN_HASH_LEN + 1], cid[24], grace[16];
-	char		 boxhex[2 * OA_BOX_MAX + 1];
+	char		 boxhex[2 * OA_BOX_MAX + 1], maxage[16];
 	struct minted	 mt;
-	const char	*p[11];
+	const char	*p[12];
 	int		 n;
 
 	if (rt == NULL) {
@@ -497,6 +502,8 @@ grant_refresh(struct conn *c, struct oreq *or)
 	oauth_hash_hex(rt, old);
 	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	snprintf(grace, sizeof(grace), "%d", W.wk_cf->cf_refresh_grace);
+	snprintf(maxage, sizeof(maxage), "%d",
+	    W.wk_cf->cf_refresh_family_max_age);
 	p[0] = old;
 	p[1] = cid;
 	p[2] = or->or_has_scope ? or->or_scope : NULL;
@@ -508,9 +515,10 @@ grant_refresh(struct conn *c, struct oreq *or)
 	p[8] = mt.mt_rhash;
 	p[9] = mt.mt_rpfx;
 	p[10] = mt.mt_rttl;
+	p[11] = maxage;
 	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);
-	if (pgq_submit(W.wk_pgq, c, refresh_sql, 11, p, refreshed,
+	if (pgq_submit(W.wk_pgq, c, refresh_sql, 12, p, refreshed,
 	    NULL) == 0)
 		return HANDLER_PENDING;
 fail:

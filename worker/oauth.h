@@ -37,6 +37,7 @@
 #define OA_CHALLENGE_LEN	43	/* base64url of SHA-256, no padding */
 #define OA_EXPIRES_MIN		60	/* PAT expires_in, as tokenctl */
 #define OA_EXPIRES_MAX		315360000
+#define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
@@ -120,6 +121,7 @@ void	oauth_hash_hex(const char *tok, char out[2 * TOKEN_HASH_LEN + 1]);
 struct client_info {
 	int64_t	 ci_id;				/* clients.id */
 	int	 ci_public;
+	int	 ci_introspect;			/* may call /introspect */
 	char	 ci_client_id[OA_CLIENT_ID_MAX + 1];
 	char	 ci_scope[TI_SCOPE_LEN];	/* allowed scopes */
 };

@@ -233,6 +233,9 @@ int	auth_bearer_check(struct conn *c, const struct tok_info *ti,
 	    unsigned kinds);
 /* 401 invalid_token with its WWW-Authenticate challenge. */
 void	auth_bearer_denied(struct conn *c, const char *desc);
+/* 403 insufficient_scope with its challenge (RFC 6750 3.1): a valid
+ * token that may not call this endpoint. */
+void	auth_bearer_forbidden(struct conn *c, const char *desc);
 
 /* OAuth 2.0 (worker/oauth.h has the shared parts). */
 enum handler_result h_token(struct conn *c);
