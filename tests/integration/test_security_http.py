@@ -39,8 +39,8 @@ def raw(port, data, timeout=5):
         return c.read_response(timeout)
 
 
-class HeaderInjection(unittest.TestCase):
-    """Item 3: nothing a client sends reaches a response header raw."""
+class WithAlice(unittest.TestCase):
+    """One worker, and a PAT of alice's in cls.tok."""
 
     @classmethod
     def setUpClass(cls):
@@ -52,6 +52,10 @@ class HeaderInjection(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.t.stop()
+
+
+class HeaderInjection(WithAlice):
+    """Item 3: nothing a client sends reaches a response header raw."""
 
     def auth(self, query):
         return self.t.http("GET", "/auth" + query,
@@ -107,19 +111,8 @@ class HeaderInjection(unittest.TestCase):
         self.assertNotIn("evil", line)
 
 
-class Conformance(unittest.TestCase):
+class Conformance(WithAlice):
     """Item 13: RFC 9112 3.2 (Host) and 3.2.2 (absolute-form)."""
-
-    @classmethod
-    def setUpClass(cls):
-        harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
-        cls.tok = pat("alice")
-        cls.t = Tokend(workers=1)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.t.stop()
 
     def test_absolute_form_is_routed_by_its_path(self):
         r = raw(self.t.port, "GET http://127.0.0.1:%d/healthz HTTP/1.1\r\n"

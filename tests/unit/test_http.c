@@ -547,6 +547,16 @@ Test(http, absolute_form_refused)
 	cr_assert_eq(parse("GET http://h/ HTTP/1.1\r\n\r\n"), -400);
 }
 
+/* A request for / with the given Host value. */
+static int
+parse_host(const char *host)
+{
+	char	buf[256];
+
+	snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+	return parse(buf);
+}
+
 Test(http, host_values)
 {
 	static const char *const good[] = {
@@ -557,34 +567,40 @@ Test(http, host_values)
 		"a b", "a/b", "a@b", "h:x", "h:1:2", "%zz", "%2", "[::1",
 		"[::1]x", "[]", ":80", "a\"b", "a\\b", "\xc3\xa9",
 	};
-	char	buf[256];
 	size_t	i;
 
 	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
-		    good[i]);
-		cr_assert_gt(parse(buf), 0, "%s", good[i]);
+		cr_assert_gt(parse_host(good[i]), 0, "%s", good[i]);
 		cr_assert(http_str_eq(req.rq_host, good[i]));
 	}
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n",
-		    bad[i]);
-		cr_assert_eq(parse(buf), -400, "%s", bad[i]);
-	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(parse_host(bad[i]), -400, "%s", bad[i]);
 }
 
 Test(http, response_field_checks)
 {
-	cr_assert(http_field_name_ok("WWW-Authenticate", 16));
-	cr_assert_not(http_field_name_ok("", 0));
-	cr_assert_not(http_field_name_ok("X-A b", 5));
-	cr_assert_not(http_field_name_ok("X-A:", 4));
-	cr_assert_not(http_field_name_ok("X\r\nY", 4));
-	cr_assert(http_field_value_ok("Bearer realm=\"tokend\"", 21));
-	cr_assert(http_field_value_ok("", 0));
-	cr_assert(http_field_value_ok("a\tb \x01\x7f\xff", 7));
-	cr_assert_not(http_field_value_ok("admin\r\nSet-Cookie: a=b", 23));
-	cr_assert_not(http_field_value_ok("a\rb", 3));
-	cr_assert_not(http_field_value_ok("a\nb", 3));
-	cr_assert_not(http_field_value_ok("a\0b", 3));
+	static const struct {
+		const char	*s;
+		size_t		 n;
+		int		 name_ok, value_ok;
+	} cases[] = {
+		{ "WWW-Authenticate", 16, 1, 1 },
+		{ "Bearer realm=\"tokend\"", 21, 0, 1 },
+		{ "", 0, 0, 1 },
+		{ "X-A b", 5, 0, 1 },
+		{ "X-A:", 4, 0, 1 },
+		{ "a\tb \x01\x7f\xff", 7, 0, 1 },
+		{ "admin\r\nSet-Cookie: a=b", 23, 0, 0 },
+		{ "a\rb", 3, 0, 0 },
+		{ "a\nb", 3, 0, 0 },
+		{ "a\0b", 3, 0, 0 },
+	};
+	size_t	i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(http_field_name_ok(cases[i].s, cases[i].n),
+		    cases[i].name_ok, "%zu", i);
+		cr_assert_eq(http_field_value_ok(cases[i].s, cases[i].n),
+		    cases[i].value_ok, "%zu", i);
+	}
 }
