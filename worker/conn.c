@@ -282,6 +282,7 @@ conn_read(struct conn *c)
 		/* EOF or error: nothing more will come. */
 		if (c->c_state == CS_PENDING) {
 			c->c_peer_gone = 1;
+			conn_watch(c);	/* the EOF would stay readable */
 			return 0;
 		}
 		conn_close(c);
@@ -365,10 +366,10 @@ conn_out_full(const struct conn *c)
 
 /*
  * Register the events the connection can act on now.  Input is not
- * watched while unsent output is at the cap, nor while the input buffer is
- * full and cannot be compacted (a pending handler): nothing would read it,
- * and a level-triggered EPOLLIN would wake the loop for ever.  Costs no
- * syscall when nothing changed.
+ * watched while unsent output is at the cap, while the input buffer is
+ * full and cannot be compacted (a pending handler), nor after EOF: nothing
+ * would read it, and a level-triggered EPOLLIN would wake the loop for
+ * ever.  Costs no syscall when nothing changed.
  */
 static void
 conn_watch(struct conn *c)
@@ -380,7 +381,7 @@ conn_watch(struct conn *c)
 	in_full = c->c_inlen == c->c_incap && c->c_incap >= conn_in_max() &&
 	    (c->c_inoff == 0 || c->c_state == CS_PENDING);
 	ev.events = 0;
-	if (!blocked && !in_full)
+	if (!blocked && !in_full && !c->c_peer_gone)
 		ev.events |= EPOLLIN | EPOLLRDHUP;
 	if (c->c_outlen > c->c_outoff || c->c_tls_want_out)
 		ev.events |= EPOLLOUT;
