@@ -52,6 +52,7 @@
  *   writer (or the master, for restart counts).
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -74,6 +75,12 @@
 #define BACKOFF_MIN_MS	100
 #define BACKOFF_MAX_MS	5000
 #define EX_CONFIG	78
+/*
+ * Descriptors a worker holds besides its connections: stdio, the logs, up
+ * to 2 * CF_MAX_LISTEN listeners, epoll, the master's pipe, LMDB, its
+ * PostgreSQL connections, the hash pool's eventfd, TLS files.
+ */
+#define NOFILE_RESERVE	64
 
 enum child_kind { CK_WORKER, CK_WRITER };
 
@@ -362,6 +369,48 @@ start_children(void)
 	return 0;
 }
 
+/* The soft RLIMIT_NOFILE up to the hard one: connections are descriptors. */
+static void
+nofile_raise(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_errorf("%s: setrlimit: %s", __func__, strerror(errno));
+}
+
+/*
+ * max_connections (per worker) down to what RLIMIT_NOFILE leaves after
+ * NOFILE_RESERVE, with a warning that gives the numbers: past the limit a
+ * worker would only meet EMFILE.  Returns -1 when no room is left.
+ */
+static int
+nofile_fit(struct config *cf)
+{
+	struct rlimit	 rl;
+	rlim_t		 room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	room = rl.rlim_cur > NOFILE_RESERVE ? rl.rlim_cur - NOFILE_RESERVE : 0;
+	if ((rlim_t)cf->cf_max_connections <= room)
+		return 0;
+	if (room == 0) {
+		LOG(LVL_ERROR, "nofile_too_low", KV_I("nofile_limit",
+		    rl.rlim_cur), KV_I("reserved", NOFILE_RESERVE));
+		return -1;
+	}
+	LOG(LVL_WARN, "max_connections_clamped", KV_I("max_connections",
+	    cf->cf_max_connections), KV_I("clamped_to", room),
+	    KV_I("nofile_limit", rl.rlim_cur), KV_I("reserved",
+	    NOFILE_RESERVE));
+	cf->cf_max_connections = (int)room;
+	return 0;
+}
+
 /* Values that only a restart can change, because the running children
  * share them: the cache location and size. */
 static void
@@ -428,6 +477,8 @@ reload(void)
 		return;
 	}
 	reload_keep_fixed(&ncf);
+	if (nofile_fit(&ncf) == -1)
+		return;
 	n = listen_open(&ncf, M.ms_ls, M.ms_nls, nls, 2 * CF_MAX_LISTEN, err,
 	    sizeof(err));
 	if (n == -1) {
@@ -566,12 +617,20 @@ config_fail(const char *err, int check_only)
 static int
 config_check_start(const struct config *cf, char *err, size_t errlen)
 {
+	size_t	 n;
+
 	if (cf->cf_database_url[0] == '\0') {
 		snprintf(err, errlen, "%s: database_url: not set (make run "
 		    "starts a throwaway PostgreSQL and sets it)",
 		    cf->cf_file[0] ? cf->cf_file : "tokend");
 		return -1;
 	}
+	/* "FILE: cache_dir PATH: reason", as the other start checks say. */
+	n = (size_t)snprintf(err, errlen, "%s: ", cf->cf_file[0] ?
+	    cf->cf_file : "tokend");
+	if (n < errlen &&
+	    cache_dir_check(cf->cf_cache_dir, err + n, errlen - n) == -1)
+		return -1;
 	/* Load the certificate once here, so a bad one fails -t and start
 	 * instead of every worker at fork. */
 	if (cf->cf_ntls_listen > 0) {
@@ -611,17 +670,37 @@ schema_check(const struct config *cf)
 	return 0;
 }
 
+/*
+ * The pid file, opened without following a symbolic link: in a directory
+ * others can write, a link planted there would make the master truncate
+ * and write whatever file it points at.  Returns 0, or -1 with err set.
+ */
 static int
-pid_file_write(const char *path)
+pid_file_write(const char *path, char *err, size_t errlen)
 {
-	FILE	*f;
+	char	 buf[32];
+	int	 fd, n, rc = -1;
 
 	if (path[0] == '\0')
 		return 0;
-	if ((f = fopen(path, "w")) == NULL)
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0644);
+	if (fd == -1) {
+		snprintf(err, errlen, "pid_file %s: %s", path, errno == ELOOP ?
+		    "is a symbolic link; refusing to follow it" :
+		    strerror(errno));
 		return -1;
-	fprintf(f, "%ld\n", (long)getpid());
-	return fclose(f);
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		snprintf(err, errlen, "pid_file %s: write: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
 }
 
 static int
@@ -702,16 +781,19 @@ main(int argc, char **argv)
 	sigdelset(&set, SIGFPE);
 	sigdelset(&set, SIGILL);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	if (schema_check(&M.ms_cf) == -1)
-		return 1;
-	if (master_init(err, sizeof(err)) == -1) {
-		fprintf(stderr, "tokend: %s\n", err);
-		LOG(LVL_ERROR, "start_failed", KV_S("error", err));
+	nofile_raise();
+	if (nofile_fit(&M.ms_cf) == -1) {
+		fprintf(stderr, "tokend: RLIMIT_NOFILE is too low: a worker "
+		    "needs more than %d descriptors\n", NOFILE_RESERVE);
 		return 1;
 	}
-	if (pid_file_write(M.ms_cf.cf_pid_file) == -1)
-		log_errorf("%s: pid_file %s: %s", __func__,
-		    M.ms_cf.cf_pid_file, strerror(errno));
+	if (schema_check(&M.ms_cf) == -1)
+		return 1;
+	/* The pid file after the listeners: a second tokend on the same
+	 * addresses fails there and leaves the first one's pid file alone. */
+	if (master_init(err, sizeof(err)) == -1 ||
+	    pid_file_write(M.ms_cf.cf_pid_file, err, sizeof(err)) == -1)
+		goto fail;
 	LOG(LVL_INFO, "started", KV_S("version", TOKEND_VERSION),
 	    KV_I("workers", M.ms_cf.cf_workers),
 	    KV_S("listen", M.ms_cf.cf_listen[0]));
@@ -722,4 +804,8 @@ main(int argc, char **argv)
 		unlink(M.ms_cf.cf_pid_file);
 	LOG(LVL_INFO, "stopped");
 	return M.ms_exit_code;
+fail:
+	fprintf(stderr, "tokend: %s\n", err);
+	LOG(LVL_ERROR, "start_failed", KV_S("error", err));
+	return 1;
 }

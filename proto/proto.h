@@ -49,7 +49,7 @@ struct http_header {
 struct http_req {
 	enum http_method rq_method;
 	struct http_str	 rq_method_str;
-	struct http_str	 rq_target;	/* as sent: path plus ?query */
+	struct http_str	 rq_target;	/* as sent: path plus ?query, or a URI */
 	struct http_str	 rq_path;	/* target up to '?' */
 	struct http_str	 rq_query;	/* after '?', empty if none */
 	int		 rq_minor;	/* HTTP/1.rq_minor: 0 or 1 */
@@ -76,7 +76,12 @@ struct http_req {
  *        -501 Transfer-Encoding (chunked bodies are refused), -505 a
  *        version other than HTTP/1.0 or HTTP/1.1, -413 Content-Length over
  *        max_body).  A second Host, Content-Length, Authorization or
- *        Content-Type is -400, as is a missing Host in HTTP/1.1.
+ *        Content-Type is -400, as is a missing Host in HTTP/1.1 and a
+ *        Host value that is not uri-host [":" port] (RFC 9112 3.2).
+ * The target is origin-form or absolute-form (an http or https URI, RFC
+ * 9112 3.2.2): rq_path and rq_query are then those of the URI ("/" for an
+ * empty path, a static string) and rq_host is its authority, whatever the
+ * Host header said.
  * The parser is stateless: calling it again on a longer prefix of the same
  * bytes gives the same answer as a single call on the whole.  req's slices
  * point into buf and live as long as buf does.
@@ -90,6 +95,14 @@ const struct http_str *http_header_get(const struct http_req *req,
 
 /* "Not Found" for 404, ...; "Unknown" for codes we never send. */
 const char *http_reason(int status);
+
+/*
+ * For the response writer: may s[0..n) be sent as a header field name (a
+ * token, RFC 9110 5.6.2) or value (no CR, LF or NUL, which would split the
+ * header or the response)?  1 or 0.
+ */
+int	http_field_name_ok(const char *s, size_t n);
+int	http_field_value_ok(const char *s, size_t n);
 
 /*
  * RFC 6750 2.1: "Bearer" (any case), one or more spaces, the token68, and

@@ -192,6 +192,36 @@ mkdir_p(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+int
+cache_dir_check(const char *dir, char *err, size_t errlen)
+{
+	struct stat	 st;
+
+	if (stat(dir, &st) == -1) {
+		if (errno == ENOENT)
+			return 0;	/* created 0700 at start */
+		snprintf(err, errlen, "cache_dir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "cache_dir %s: not a directory", dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "cache_dir %s: owned by uid %ld, not by "
+		    "uid %ld that tokend runs as", dir, (long)st.st_uid,
+		    (long)geteuid());
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "cache_dir %s: mode %04o is group- or "
+		    "world-writable (chmod go-w it)", dir,
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 /* Create and open an environment with the flags every process uses. */
 static MDB_env *
 env_open(const char *dir, uint64_t map_size, char *err, size_t errlen)

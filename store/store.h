@@ -73,6 +73,14 @@ int	cache_decode(const uint8_t *buf, size_t len, struct tok_info *ti);
 struct cache;
 
 /*
+ * Whoever can write in cache_dir can forge cache entries that /auth would
+ * believe: refuse a directory that is group- or world-writable or owned by
+ * another user than the effective one.  A missing one passes (it is
+ * created 0700).  Returns 0, or -1 with err set ("cache_dir PATH: ...").
+ */
+int	cache_dir_check(const char *dir, char *err, size_t errlen);
+
+/*
  * Master, at start, before any child exists: remove and recreate the
  * environment's files in dir, so nothing from a previous run survives.
  * Returns 0, or -1 with err set.

@@ -102,7 +102,12 @@ auth_resolved(struct conn *c, const struct tok_info *ti)
 	conn_resume(c);
 }
 
-/* The ?scope= requirement, decoded into need.  Returns 0 or -1 (bad). */
+/*
+ * The ?scope= requirement, decoded into need as a canonical scope list.
+ * Returns 0, -1 for a bad query string, or -2 for a scope that is not an
+ * RFC 6749 3.3 list: it is echoed in WWW-Authenticate, so a CR LF in it
+ * would split the response.
+ */
 static int
 required_scope(const struct http_req *rq, char *need, size_t needlen)
 {
@@ -118,8 +123,8 @@ required_scope(const struct http_req *rq, char *need, size_t needlen)
 	    sizeof(arena)) == -1)
 		return -1;
 	if ((s = form_get(&fm, "scope")) != NULL &&
-	    snprintf(need, needlen, "%s", s) >= (int)needlen)
-		return -1;
+	    scope_normalize(s, need, needlen) != 0)
+		return -2;
 	return 0;
 }
 
@@ -134,8 +139,10 @@ h_auth(struct conn *c)
 	enum token_kind	 kind;
 	int		 r;
 
-	if (required_scope(&c->c_req, need, sizeof(need)) == -1) {
-		resp_error(c, 400, "invalid_request", "bad query string");
+	if ((r = required_scope(&c->c_req, need, sizeof(need))) != 0) {
+		resp_error(c, 400, "invalid_request", r == -1 ?
+		    "bad query string" : "scope must be scope-tokens (RFC 6749 "
+		    "3.3) separated by spaces");
 		return HANDLER_DONE;
 	}
 	if (!http_bearer(c->c_req.rq_authorization, &tok)) {
