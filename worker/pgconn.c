@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <libpq-fe.h>
@@ -51,12 +52,72 @@ pgconn_watch(struct pgconn *pc, uint32_t events)
 	pc->pc_events = events;
 }
 
+/*
+ * The comma-separated list in, rotated to begin at its k-th element (k
+ * modulo its length), into out.  Returns the number of elements.
+ */
+static int
+pgconn_rotate(const char *in, uint64_t k, char *out, size_t outlen)
+{
+	const char	*p, *cut;
+	int		 n = 1;
+
+	for (p = in; (p = strchr(p, ',')) != NULL; p++)
+		n++;
+	for (cut = in, k %= (uint64_t)n; k > 0; k--)
+		cut = strchr(cut, ',') + 1;
+	if (cut == in)
+		snprintf(out, outlen, "%s", in);
+	else
+		snprintf(out, outlen, "%s,%.*s", cut, (int)(cut - in - 1), in);
+	return n;
+}
+
+/*
+ * The attempt's hosts: libpq tries a multi-host URL's hosts in order, and
+ * asynchronously it has no per-host timeout, so a first host that drops
+ * packets (a machine that is gone) would hold every attempt until the
+ * owner's timeout (lookup.c, pgq.c: 5 s).  Each failed attempt therefore starts one host
+ * further along; host, hostaddr and port rotate together (a single port
+ * applies to every host and stays).  Adds keys after dbname, which
+ * override the URL's.  Returns the number of keys added.
+ */
+static int
+pgconn_hosts(struct pgconn *pc, const char *url, const char **keys,
+    const char **vals)
+{
+	static const char *const rotated[] = { "host", "hostaddr", "port" };
+	PQconninfoOption *opts, *o;
+	size_t		 i;
+	int		 n = 0, nhosts = 0, cnt;
+
+	if ((opts = PQconninfoParse(url, NULL)) == NULL)
+		return 0;
+	for (i = 0; i < 3; i++)
+		for (o = opts; o->keyword != NULL; o++) {
+			if (strcmp(o->keyword, rotated[i]) != 0 ||
+			    o->val == NULL || o->val[0] == '\0')
+				continue;
+			cnt = pgconn_rotate(o->val, pc->pc_retry.rt_attempts,
+			    pc->pc_hosts[i], sizeof(pc->pc_hosts[i]));
+			if (i == 0)
+				nhosts = cnt;
+			if (cnt > 1 && (i == 0 || cnt == nhosts)) {
+				keys[n] = rotated[i];
+				vals[n++] = pc->pc_hosts[i];
+			}
+		}
+	PQconninfoFree(opts);
+	return n;
+}
+
 int
 pgconn_start(struct pgconn *pc, const char *url, const char *appname)
 {
-	const char *keys[] = { "dbname", "application_name", NULL };
-	const char *vals[] = { url, appname, NULL };
+	const char	*keys[6] = { "dbname", "application_name" };
+	const char	*vals[6] = { url, appname };
 
+	pgconn_hosts(pc, url, keys + 2, vals + 2);
 	pc->pc_db = PQconnectStartParams(keys, vals, 1);
 	if (pc->pc_db == NULL || PQstatus(pc->pc_db) == CONNECTION_BAD) {
 		pgconn_drop(pc, pc->pc_db != NULL ?

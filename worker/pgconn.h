@@ -11,6 +11,11 @@
  * epoll, so the new one must be added again, or the connection waits for
  * an event that never comes.
  *
+ * libpq has no per-host timeout when connecting asynchronously: a first
+ * host that drops packets would hold every attempt until the owner's
+ * timeout.  So each failed attempt starts one host further along the
+ * URL's list (pgconn.c, pgconn_hosts).
+ *
  * Worker-only.  The owner keeps its own state (what it sends, what waits)
  * and drives this: pgconn_start when a connection is wanted and
  * pg_retry_due allows; pgconn_poll on each event while connecting;
@@ -34,6 +39,8 @@ struct pgconn {
 	uint32_t	 pc_events;
 	int64_t		 pc_connect_ms;	/* when the attempt began */
 	struct pg_retry	 pc_retry;	/* conn= of its log lines */
+	char		 pc_hosts[3][1024];	/* this attempt's host, hostaddr
+					 * and port lists */
 };
 
 void	pgconn_init(struct pgconn *pc, int epfd, void *owner,

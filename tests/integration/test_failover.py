@@ -13,6 +13,7 @@ primary, with use_count exact."""
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -158,9 +159,12 @@ class AuthLoad:
 
 
 def grant(port):
-    return harness.http(port, "POST", "/token", form={
-        "grant_type": "client_credentials", "client_id": "svc",
-        "client_secret": "svc-secret"}).status
+    try:
+        return harness.http(port, "POST", "/token", timeout=10, form={
+            "grant_type": "client_credentials", "client_id": "svc",
+            "client_secret": "svc-secret"}).status
+    except OSError:
+        return 0
 
 
 def use_counts(cluster):
@@ -236,6 +240,35 @@ class FailoverTest(unittest.TestCase):
             == 3, timeout=5, msg="usage did not reach PostgreSQL")
         self.assertLess(self.assert_revocation_reaches_auth(
             t.port, toks[0], live.port), 2)
+
+    def test_first_host_silent(self):
+        """A first host that drops packets (a machine that is gone, not
+        one that refuses): libpq has no per-host timeout when connecting
+        asynchronously, so tokend moves on to the next host itself."""
+        live = harness.pg()
+        live.reset()
+        toks = self.seed(live.tcp_url, 2)
+        # A listening socket whose accept queue is full: loopback SYNs to
+        # it are dropped, as they are to a host that is down.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        filler = socket.create_connection(hole.getsockname())
+        self.addCleanup(hole.close)
+        self.addCleanup(filler.close)
+        url = ("postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d/tokend"
+               "?target_session_attrs=read-write&connect_timeout=2" %
+               (hole.getsockname()[1], live.port))
+        t = self.tokend(url)
+        began = time.monotonic()
+        for tok in toks:
+            harness.wait_until(lambda: t.http("GET", "/auth", timeout=10,
+                               headers={"Authorization": "Bearer " + tok}
+                               ).status == 200, timeout=20, interval=0.2,
+                               msg="no miss got through the second host")
+        harness.wait_until(lambda: grant(t.port) == 200, timeout=20,
+                           interval=0.2, msg="no grant")
+        self.assertLess(time.monotonic() - began, 15)
 
     def test_follows_promoted_standby(self):
         primary, standby = self.cluster("primary"), self.cluster("standby")
