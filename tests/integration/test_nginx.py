@@ -61,6 +61,14 @@ class NginxTest(unittest.TestCase):
             .replace("127.0.0.1:8080", "127.0.0.1:%d" % cls.t.port) \
             .replace("127.0.0.1:9000", "127.0.0.1:%d" % cls.app.server_port) \
             .replace("127.0.0.1:8000", "127.0.0.1:%d" % cls.port)
+        # The same server, its auth location requiring a scope, as the
+        # file's comment says to do it: for the 403.
+        cls.admin_port = harness.free_port()
+        site += site[site.index("\nserver {"):] \
+            .replace("proxy_pass http://tokend/auth;",
+                     "proxy_pass http://tokend/auth?scope=admin;") \
+            .replace("127.0.0.1:%d" % cls.port,
+                     "127.0.0.1:%d" % cls.admin_port)
         d = cls.dir
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
@@ -98,11 +106,12 @@ http {
         cls.t.stop()
 
     @classmethod
-    def get(cls, path, token=None, extra=()):
+    def get(cls, path, token=None, extra=(), port=None):
         headers = [("Authorization", "Bearer " + token)] if token else []
         headers += list(extra)
         try:
-            return harness.http(cls.port, "GET", path, headers=headers)
+            return harness.http(port or cls.port, "GET", path,
+                                headers=headers)
         except OSError:
             return harness.Response("HTTP/1.1", 0, "", [], b"")
 
@@ -129,6 +138,13 @@ http {
         self.assertEqual(r.status, 401)
         self.assertIsInstance(r.headers.get("www-authenticate"), str, r)
         self.assertIn('error="invalid_token"', r.header("www-authenticate"))
+
+    def test_missing_scope_is_403_with_one_challenge(self):
+        r = self.get("/api/hello", self.pat(), port=self.admin_port)
+        self.assertEqual(r.status, 403, r)
+        self.assertIsInstance(r.headers.get("www-authenticate"), str, r)
+        self.assertIn('error="insufficient_scope"',
+                      r.header("www-authenticate"))
 
     def test_application_sees_only_what_tokend_said(self):
         """Issue 9 item 11: forged X-Auth-* headers never reach the
