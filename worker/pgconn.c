@@ -77,10 +77,10 @@ pgconn_rotate(const char *in, uint64_t k, char *out, size_t outlen)
  * The attempt's hosts: libpq tries a multi-host URL's hosts in order, and
  * asynchronously it has no per-host timeout, so a first host that drops
  * packets (a machine that is gone) would hold every attempt until the
- * owner's timeout (lookup.c, pgq.c: 5 s).  Each failed attempt therefore starts one host
- * further along; host, hostaddr and port rotate together (a single port
- * applies to every host and stays).  Adds keys after dbname, which
- * override the URL's.  Returns the number of keys added.
+ * owner's timeout (lookup.c, pgq.c: 5 s).  Each failed attempt therefore
+ * starts one host further along; host, hostaddr and port rotate together
+ * (a single port applies to every host and stays).  Adds keys after
+ * dbname, which override the URL's.  Returns the number of keys added.
  */
 static int
 pgconn_hosts(struct pgconn *pc, const char *url, const char **keys,
@@ -100,9 +100,9 @@ pgconn_hosts(struct pgconn *pc, const char *url, const char **keys,
 				continue;
 			cnt = pgconn_rotate(o->val, pc->pc_retry.rt_attempts,
 			    pc->pc_hosts[i], sizeof(pc->pc_hosts[i]));
-			if (i == 0)
+			if (nhosts == 0)
 				nhosts = cnt;
-			if (cnt > 1 && (i == 0 || cnt == nhosts)) {
+			if (cnt > 1 && cnt == nhosts) {
 				keys[n] = rotated[i];
 				vals[n++] = pc->pc_hosts[i];
 			}
