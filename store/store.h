@@ -3,7 +3,8 @@
  *
  *   cache.c     LMDB environment in cache_dir: token hash -> tok_info.
  *   pg.c        blocking libpq helpers for tokenctl, the master's schema
- *               check and the writer.
+ *               check and the writer; the reconnect rule and the notice
+ *               receiver, which workers' connections use too.
  *   migrate.c   versioned schema: store/migrations/NNN_*.sql, applied in
  *               order, each inside one transaction, recorded in
  *               schema_migrations.
