@@ -93,6 +93,25 @@ int	http_parse_request(const char *buf, size_t len, size_t max_body,
 const struct http_str *http_header_get(const struct http_req *req,
 	    const char *name);
 
+/*
+ * Every status tokend sends, with its reason phrase: the one list behind
+ * http_reason and the status labels of tokend_requests_total (shm.h), so a
+ * status that can be sent has its own label.
+ */
+#define HTTP_STATUSES \
+	X(100, "Continue") X(200, "OK") X(201, "Created") \
+	X(204, "No Content") X(301, "Moved Permanently") X(302, "Found") \
+	X(304, "Not Modified") X(400, "Bad Request") \
+	X(401, "Unauthorized") X(403, "Forbidden") X(404, "Not Found") \
+	X(405, "Method Not Allowed") X(408, "Request Timeout") \
+	X(411, "Length Required") X(413, "Content Too Large") \
+	X(414, "URI Too Long") X(415, "Unsupported Media Type") \
+	X(429, "Too Many Requests") \
+	X(431, "Request Header Fields Too Large") \
+	X(500, "Internal Server Error") X(501, "Not Implemented") \
+	X(502, "Bad Gateway") X(503, "Service Unavailable") \
+	X(505, "HTTP Version Not Supported")
+
 /* "Not Found" for 404, ...; "Unknown" for codes we never send. */
 const char *http_reason(int status);
 

@@ -26,8 +26,8 @@ static const char *const endpoint_names[EP__COUNT] = {
 };
 
 static const int status_codes[ST__COUNT] = {
-#define X(n) [ST_##n] = n,
-	SHM_STATUSES
+#define X(n, reason) [ST_##n] = n,
+	HTTP_STATUSES
 #undef X
 	[ST_OTHER] = 0,
 };
@@ -48,8 +48,8 @@ int
 status_index(int status)
 {
 	switch (status) {
-#define X(n) case n: return ST_##n;
-	SHM_STATUSES
+#define X(n, reason) case n: return ST_##n;
+	HTTP_STATUSES
 #undef X
 	default:
 		return ST_OTHER;

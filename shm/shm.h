@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "proto/proto.h"
+
 /* ---- Metrics dimensions ------------------------------------------------ */
 
 enum endpoint {
@@ -28,13 +30,11 @@ enum endpoint {
 	EP__COUNT
 };
 
-/* The statuses tokend sends; anything else counts as "other". */
-#define SHM_STATUSES \
-	X(200) X(201) X(204) X(400) X(401) X(403) X(404) X(405) X(408) \
-	X(411) X(413) X(429) X(431) X(500) X(501) X(503) X(505)
+/* One label per status tokend sends (proto.h's HTTP_STATUSES); anything
+ * else counts as "other". */
 enum status_idx {
-#define X(n) ST_##n,
-	SHM_STATUSES
+#define X(n, reason) ST_##n,
+	HTTP_STATUSES
 #undef X
 	ST_OTHER,
 	ST__COUNT

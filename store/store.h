@@ -3,7 +3,8 @@
  *
  *   cache.c     LMDB environment in cache_dir: token hash -> tok_info.
  *   pg.c        blocking libpq helpers for tokenctl, the master's schema
- *               check and the writer.
+ *               check and the writer; the reconnect rule and the notice
+ *               receiver, which workers' connections use too.
  *   migrate.c   versioned schema: store/migrations/NNN_*.sql, applied in
  *               order, each inside one transaction, recorded in
  *               schema_migrations.
@@ -153,6 +154,38 @@ PGconn	*pg_connect(const char *url, const char *appname, char *err,
  * row values) and returns NULL. */
 PGresult *pg_exec(PGconn *db, const char *sql, int nparams,
 	    const char *const *params, char *err, size_t errlen);
+
+/*
+ * Reconnecting, one rule for every PostgreSQL connection a process keeps
+ * open (the writer's, a worker's lookup and OAuth connections; any other
+ * long-lived one should use it too).  After a failed attempt or a broken
+ * connection, pg_retry_failed logs db_retry (conn=rt_conn, the error, the
+ * attempt number and the delay; at most one line a second per connection)
+ * and sets the next attempt 100 ms later, the delay doubling up to 5 s;
+ * pg_retry_due says whether that time has come; pg_retry_ok resets the
+ * delay once a connection works.  Times are shm_now_ms() milliseconds.
+ */
+struct pg_retry {
+	const char	*rt_conn;	/* static: "writer", "lookup", ... */
+	int64_t		 rt_next_ms;	/* no attempt before this */
+	int64_t		 rt_backoff;	/* the next delay */
+	int64_t		 rt_logged_ms;	/* the last db_retry line */
+	uint64_t	 rt_attempts;	/* failures since the last success */
+};
+
+void	pg_retry_init(struct pg_retry *rt, const char *conn);
+void	pg_retry_failed(struct pg_retry *rt, const char *why, int64_t now_ms);
+int	pg_retry_due(const struct pg_retry *rt, int64_t now_ms);
+void	pg_retry_ok(struct pg_retry *rt);
+
+/*
+ * Send db's notices and warnings (a RAISE NOTICE, a migration's "already
+ * exists") to the log as pg_notice events, conn=conn (static), severity and
+ * primary message only (a DETAIL may quote row values), instead of libpq's
+ * default of printing them raw on stderr.  pg_connect does it for its
+ * connections; an asynchronous one calls it right after PQconnectStart.
+ */
+void	pg_notices(PGconn *db, const char *conn);
 
 /* ---- Schema (migrate.c) ----------------------------------------------- */
 

@@ -33,8 +33,6 @@
 #include "shm/shm.h"
 #include "store/store.h"
 
-#define WR_BACKOFF_MIN	100
-#define WR_BACKOFF_MAX	5000
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)
 #define WIPE_MS		1000	/* successor boxes past their grace */
@@ -52,8 +50,7 @@ static struct writer {
 	int		 wr_master_fd;
 	struct cache	*wr_cache;
 	PGconn		*wr_db;
-	int64_t		 wr_retry_ms;
-	int64_t		 wr_backoff;
+	struct pg_retry	 wr_retry;	/* reconnecting after a failure */
 	int64_t		 wr_next_flush_ms;
 	int64_t		 wr_next_cleanup_ms;
 	int64_t		 wr_next_wipe_ms;
@@ -134,14 +131,10 @@ wr_disconnect(const char *why)
 	__atomic_store_n(&WR.wr_shm->sh_listening, 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&WR.wr_shm->sh_writer_pg_errors, 1,
 	    __ATOMIC_RELAXED);
-	LOG(LVL_WARN, "db_retry", KV_S("conn", "writer"), KV_S("error", why),
-	    KV_I("retry_ms", WR.wr_backoff));
+	pg_retry_failed(&WR.wr_retry, why, shm_now_ms());
 	if (WR.wr_db != NULL)
 		PQfinish(WR.wr_db);
 	WR.wr_db = NULL;
-	WR.wr_retry_ms = shm_now_ms() + WR.wr_backoff;
-	WR.wr_backoff = WR.wr_backoff * 2 > WR_BACKOFF_MAX ? WR_BACKOFF_MAX :
-	    WR.wr_backoff * 2;
 }
 
 /*
@@ -215,7 +208,7 @@ wr_connect(void)
 		wr_disconnect(err);
 		return;
 	}
-	WR.wr_backoff = WR_BACKOFF_MIN;
+	pg_retry_ok(&WR.wr_retry);
 	wr_ok();
 	LOG(LVL_INFO, "db_connected", KV_S("conn", "writer"));
 }
@@ -496,7 +489,8 @@ wr_final(void)
 
 	usage_request_swap(WR.wr_shm);
 	do {
-		if (WR.wr_db == NULL && shm_now_ms() >= WR.wr_retry_ms)
+		if (WR.wr_db == NULL && pg_retry_due(&WR.wr_retry,
+		    shm_now_ms()))
 			wr_connect();
 		if (WR.wr_db != NULL && wr_flush() == 0)
 			return;
@@ -524,7 +518,7 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 	WR.wr_cf = cf;
 	WR.wr_shm = shm;
 	WR.wr_master_fd = master_fd;
-	WR.wr_backoff = WR_BACKOFF_MIN;
+	pg_retry_init(&WR.wr_retry, "writer");
 	if ((WR.wr_cache = cache_open(cf->cf_cache_dir, cf->cf_cache_map_size,
 	    err, sizeof(err))) == NULL)
 		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
@@ -532,7 +526,7 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 	WR.wr_next_flush_ms = shm_now_ms() + interval_ms();
 	while (!got_term) {
 		now = shm_now_ms();
-		if (WR.wr_db == NULL && now >= WR.wr_retry_ms)
+		if (WR.wr_db == NULL && pg_retry_due(&WR.wr_retry, now))
 			wr_connect();
 		wr_due(now);
 		if (got_usr1) {

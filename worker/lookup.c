@@ -4,7 +4,6 @@
  */
 #include <sys/epoll.h>
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +12,12 @@
 #include <libpq-fe.h>
 
 #include "worker/lookup.h"
+#include "worker/pgconn.h"
 #include "worker/worker.h"
 
 #define LK_BATCH_MAX	256		/* hashes per query */
 #define LK_INFLIGHT	4		/* queries on the wire at once */
 #define LK_TIMEOUT_MS	5000		/* a query unanswered this long fails */
-#define LK_BACKOFF_MIN	100
-#define LK_BACKOFF_MAX	5000
 
 enum lk_state { LK_DOWN, LK_CONNECTING, LK_READY };
 
@@ -42,14 +40,8 @@ struct lk_batch {
 struct lookup {
 	struct evsrc	 lk_ev;
 	const struct config *lk_cf;
-	int		 lk_epfd;
 	enum lk_state	 lk_state;
-	PGconn		*lk_db;
-	int		 lk_fd;		/* registered socket, -1 none */
-	uint32_t	 lk_events;
-	int64_t		 lk_retry_ms;	/* DOWN: next connection attempt */
-	int64_t		 lk_backoff;
-	int64_t		 lk_connect_ms;	/* CONNECTING: since when */
+	struct pgconn	 lk_pc;		/* the connection, NULL while down */
 	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
 	struct lk_req	**lk_wait_tail;
 	/* Queries in flight, oldest first: a ring of lk_nsent from lk_head. */
@@ -78,35 +70,9 @@ lookup_new(const struct config *cf, int epfd)
 		return NULL;
 	lk->lk_ev.ev_type = EV_LOOKUP;
 	lk->lk_cf = cf;
-	lk->lk_epfd = epfd;
-	lk->lk_fd = -1;
+	pgconn_init(&lk->lk_pc, epfd, lk, "lookup");
 	lk->lk_wait_tail = &lk->lk_wait;
-	lk->lk_backoff = LK_BACKOFF_MIN;
 	return lk;
-}
-
-/* ---- the socket in epoll ------------------------------------------------ */
-
-static void
-lk_watch(struct lookup *lk, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = lk };
-	int	 fd = lk->lk_db ? PQsocket(lk->lk_db) : -1;
-
-	if (fd != lk->lk_fd && lk->lk_fd >= 0)
-		epoll_ctl(lk->lk_epfd, EPOLL_CTL_DEL, lk->lk_fd, NULL);
-	if (fd < 0) {
-		lk->lk_fd = -1;
-		return;
-	}
-	if (fd != lk->lk_fd) {
-		if (epoll_ctl(lk->lk_epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
-			log_errorf("%s: epoll_ctl: %s", __func__,
-			    strerror(errno));
-	} else if (events != lk->lk_events)
-		epoll_ctl(lk->lk_epfd, EPOLL_CTL_MOD, fd, &ev);
-	lk->lk_fd = fd;
-	lk->lk_events = events;
 }
 
 /* ---- answering the waiting connections ---------------------------------- */
@@ -132,21 +98,9 @@ lk_down(struct lookup *lk, const char *why)
 	struct lk_req	*wait = lk->lk_wait;
 	int		 i, n = lk->lk_nsent;
 
-	if (lk->lk_state != LK_DOWN)
-		LOG(LVL_WARN, "db_retry", KV_S("conn", "lookup"),
-		    KV_S("error", why), KV_I("retry_ms", lk->lk_backoff));
 	ctr_add(&W.wk_slot->sl_pg_errors, 1);
-	lk_watch(lk, 0);
-	if (lk->lk_fd >= 0)
-		epoll_ctl(lk->lk_epfd, EPOLL_CTL_DEL, lk->lk_fd, NULL);
-	lk->lk_fd = -1;
-	if (lk->lk_db)
-		PQfinish(lk->lk_db);
-	lk->lk_db = NULL;
+	pgconn_drop(&lk->lk_pc, why);
 	lk->lk_state = LK_DOWN;
-	lk->lk_retry_ms = W.wk_now_ms + lk->lk_backoff;
-	lk->lk_backoff = lk->lk_backoff * 2 > LK_BACKOFF_MAX ? LK_BACKOFF_MAX :
-	    lk->lk_backoff * 2;
 	for (i = 0; i < n; i++)
 		sent[i] = lk->lk_sent[(lk->lk_head + i) % LK_INFLIGHT];
 	lk->lk_head = lk->lk_nsent = 0;
@@ -262,12 +216,12 @@ lk_complete(struct lookup *lk)
 static void
 lk_results(struct lookup *lk)
 {
-	PGconn		*db = lk->lk_db;
+	PGconn		*db = lk->lk_pc.pc_db;
 	struct lk_batch	*b;
 	PGresult	*res;
 	int		 nulls = 0;
 
-	while (lk->lk_nsent > 0 && lk->lk_db == db && !PQisBusy(db)) {
+	while (lk->lk_nsent > 0 && lk->lk_pc.pc_db == db && !PQisBusy(db)) {
 		if ((res = PQgetResult(db)) == NULL) {
 			/* The end of a statement; two in a row: nothing more
 			 * is ready. */
@@ -324,12 +278,12 @@ lk_sync(struct lookup *lk, int sent)
 {
 	int	 rc;
 
-	if (!sent || !PQpipelineSync(lk->lk_db) ||
-	    (rc = PQflush(lk->lk_db)) == -1) {
-		lk_down(lk, PQerrorMessage(lk->lk_db));
+	if (!sent || !PQpipelineSync(lk->lk_pc.pc_db) ||
+	    (rc = PQflush(lk->lk_pc.pc_db)) == -1) {
+		lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 		return;
 	}
-	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	pgconn_watch(&lk->lk_pc, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* Put the waiting requests on the wire as one query, with its sync. */
@@ -362,7 +316,7 @@ lk_send(struct lookup *lk)
 	*p = '\0';
 	params[0] = lk->lk_param;
 	lk_push(lk, reqs);
-	lk_sync(lk, PQsendQueryPrepared(lk->lk_db, "lookup", 1, params, NULL,
+	lk_sync(lk, PQsendQueryPrepared(lk->lk_pc.pc_db, "lookup", 1, params, NULL,
 	    NULL, 0));
 }
 
@@ -386,54 +340,35 @@ static void
 lk_prepare(struct lookup *lk)
 {
 	lk_push(lk, NULL);
-	lk_sync(lk, PQsendPrepare(lk->lk_db, "lookup", lookup_sql, 1, NULL));
+	lk_sync(lk, PQsendPrepare(lk->lk_pc.pc_db, "lookup", lookup_sql, 1,
+	    NULL));
 }
 
 static void
 lk_connect(struct lookup *lk)
 {
-	const char *keys[] = { "dbname", "application_name", NULL };
-	const char *vals[] = { lk->lk_cf->cf_database_url, "tokend worker",
-	    NULL };
-
-	lk->lk_db = PQconnectStartParams(keys, vals, 1);
-	if (lk->lk_db == NULL || PQstatus(lk->lk_db) == CONNECTION_BAD) {
-		lk_down(lk, lk->lk_db ? PQerrorMessage(lk->lk_db) :
-		    "out of memory");
-		return;
-	}
-	lk->lk_state = LK_CONNECTING;
-	lk->lk_connect_ms = W.wk_now_ms;
-	lk_watch(lk, EPOLLOUT);
+	if (pgconn_start(&lk->lk_pc, lk->lk_cf->cf_database_url,
+	    "tokend worker") == 0)
+		lk->lk_state = LK_CONNECTING;
 }
 
 static void
 lk_connect_poll(struct lookup *lk)
 {
-	switch (PQconnectPoll(lk->lk_db)) {
-	case PGRES_POLLING_READING:
-		lk_watch(lk, EPOLLIN);
+	switch (pgconn_poll(&lk->lk_pc)) {
+	case 0:
 		break;
-	case PGRES_POLLING_WRITING:
-		lk_watch(lk, EPOLLOUT);
-		break;
-	case PGRES_POLLING_OK:
-		if (PQsetnonblocking(lk->lk_db, 1) == -1 ||
-		    PQenterPipelineMode(lk->lk_db) != 1) {
-			lk_down(lk, PQerrorMessage(lk->lk_db));
-			break;
-		}
+	case 1:
 		lk_prepare(lk);
 		if (lk->lk_state == LK_DOWN)
 			break;
 		lk->lk_state = LK_READY;
-		lk->lk_backoff = LK_BACKOFF_MIN;
 		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
 		    __ATOMIC_RELAXED);
 		lk_send_all(lk);
 		break;
 	default:
-		lk_down(lk, PQerrorMessage(lk->lk_db));
+		lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 		break;
 	}
 }
@@ -454,7 +389,7 @@ lookup_submit(struct lookup *lk, struct conn *c,
 	 * queued, so no callback ever runs from inside this call.
 	 */
 	if (lk->lk_state == LK_DOWN) {
-		if (W.wk_now_ms < lk->lk_retry_ms)
+		if (!pg_retry_due(&lk->lk_pc.pc_retry, W.wk_now_ms))
 			return -1;
 		lk_connect(lk);
 		if (lk->lk_state == LK_DOWN)
@@ -493,21 +428,24 @@ lookup_event(struct lookup *lk, uint32_t events)
 		lk_connect_poll(lk);
 		return;
 	}
-	if (lk->lk_db == NULL)
+	if (lk->lk_pc.pc_db == NULL)
 		return;
 	if (events & EPOLLOUT) {
-		switch (PQflush(lk->lk_db)) {
+		switch (PQflush(lk->lk_pc.pc_db)) {
 		case -1:
-			lk_down(lk, PQerrorMessage(lk->lk_db));
+			lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 			return;
 		case 0:
-			lk_watch(lk, EPOLLIN);
+			pgconn_watch(&lk->lk_pc, EPOLLIN);
 			break;
 		}
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!PQconsumeInput(lk->lk_db)) {
-			lk_down(lk, PQerrorMessage(lk->lk_db));
+		/* A server that went away (a failover, a restart) is noticed
+		 * here, idle or not, so the next miss reconnects at once. */
+		if (!PQconsumeInput(lk->lk_pc.pc_db) ||
+		    PQstatus(lk->lk_pc.pc_db) == CONNECTION_BAD) {
+			lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 			return;
 		}
 		/* Notices and stray input on an idle connection are dropped. */
@@ -522,7 +460,7 @@ lookup_tick(struct lookup *lk)
 	if (lk == NULL)
 		return;
 	if ((lk->lk_state == LK_CONNECTING &&
-	    W.wk_now_ms - lk->lk_connect_ms > LK_TIMEOUT_MS) ||
+	    W.wk_now_ms - lk->lk_pc.pc_connect_ms > LK_TIMEOUT_MS) ||
 	    (lk->lk_nsent > 0 && W.wk_now_ms -
 	    lk->lk_sent[lk->lk_head].lb_sent_ms > LK_TIMEOUT_MS))
 		lk_down(lk, "PostgreSQL did not answer in time");
