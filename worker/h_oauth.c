@@ -215,8 +215,16 @@ introspect_go(struct conn *c, struct oreq *or)
 	    ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		introspect_answer(c, &ti);
-		return HANDLER_DONE;
+		switch (auth_hit(c, hash, &ti, introspect_looked)) {
+		case 1:
+			introspect_answer(c, &ti);
+			return HANDLER_DONE;
+		case 2:
+			return HANDLER_PENDING;
+		default:
+			oauth_unavailable(c);
+			return HANDLER_DONE;
+		}
 	}
 	ctr_add(&W.wk_slot->sl_cache_misses, 1);
 	if (lookup_submit(W.wk_lookup, c, hash, introspect_looked) == -1) {
