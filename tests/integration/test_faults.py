@@ -144,9 +144,9 @@ class PoolerTest(Base):
     def test_transaction_mode_is_detected_and_hits_verified(self):
         bouncer = PgBouncer("transaction")
         self.addCleanup(bouncer.stop)
-        tok = pat("x")
+        tok, busy = pat("x"), pat("busy")
         lag = 2
-        with harness.Tokend(workers=1, config={
+        with harness.Tokend(workers=2, config={
                 "database_url": bouncer.url,
                 "max_revocation_lag": lag}) as t:
             self.assertEqual(auth(t, tok).status, 200)
@@ -162,6 +162,16 @@ class PoolerTest(Base):
             self.assertLess(refused_within(t, tok, lag + 1.0), lag + 1.0)
             # Logged once, not once per ping.
             self.assertEqual(t.log().count("event=feed_unconfirmed"), 1)
+            # Verified hits through the pooler, from every worker at once
+            # (prepared statements do not survive there: lookup.c).
+            load = Load(t.port, "/auth", {"Authorization": "Bearer " + busy},
+                        threads=4).start()
+            try:
+                load.wait_for(200)
+            finally:
+                load.stop()
+            self.assertEqual(load.failures, [])
+            self.assertEqual(load.total(), load.count(200), load.status)
 
 
 class WriterStallTest(Base):
