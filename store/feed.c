@@ -29,7 +29,6 @@
  * sh_feed_due_ms before each step that may wait, for the master's
  * liveness check (shm/README.md "Writer liveness").
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>

@@ -278,6 +278,27 @@ class EveryPathTest(Base):
             self.assertLess(refused_within(t, tok, 1.0), 1.0)
 
 
+class ReadyzTest(Base):
+    def test_stopping_is_not_ready(self):
+        with harness.Tokend(workers=1) as t:
+            harness.wait_until(lambda: readyz(t)[1]["feed"] == "fresh",
+                               timeout=10)
+            r, body = readyz(t)
+            self.assertEqual(r.status, 200, body)
+            with t.conn() as c:
+                # A request in flight when SIGTERM comes is still answered.
+                c.send(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+                time.sleep(0.2)
+                t.signal(signal.SIGTERM)
+                harness.wait_until(lambda: "event=worker_stopping" in
+                                   t.log(), timeout=5)
+                c.send(b"\r\n")
+                r = c.read_response()
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.json()["reason"], "stopping")
+            self.assertIsNotNone(r.header("retry-after"))
+
+
 class StaleCacheTest(Base):
     def tearDown(self):
         harness.pg().start()
