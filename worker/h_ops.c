@@ -78,8 +78,8 @@ h_readyz(struct conn *c)
 	    "not_ready" : "ready", "feed", rd.rd_feed, "postgresql", rd.rd_pg,
 	    "cache", rd.rd_cache);
 	if (o != NULL) {
-		json_object_set_new(o, "feed_age_seconds", rd.rd_age_ms < 0 ?
-		    json_null() : json_real((double)rd.rd_age_ms / 1000.0));
+		json_object_set_new(o, "feed_age_ms", rd.rd_age_ms < 0 ?
+		    json_null() : json_integer(rd.rd_age_ms));
 		if (rd.rd_why != NULL)
 			json_object_set_new(o, "reason", json_string(rd.rd_why));
 		else if (!rd.rd_fresh)
