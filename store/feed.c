@@ -47,7 +47,7 @@
 #define FD_WAIT_MS	100	/* longest poll: how soon a stop is seen */
 #define FD_PINGS	64	/* sent times remembered, by sequence */
 #define FD_ASK_TIMEOUT	"5s"	/* the ask connection's statement_timeout */
-#define FD_IDLE_DUE_MS	3000	/* a loop turn, with room for a busy box */
+#define FD_IDLE_DUE_MS	5000	/* a loop turn, with room for a busy box */
 #define FD_ASK_DUE_MS	8000	/* a statement on the ask connection */
 #define FD_CONNECT_DUE_MS 30000	/* two connections, connect_timeout each */
 
