@@ -45,7 +45,7 @@
 #define WR_LOCK_TIMEOUT	"5s"		/* a flush retries after it */
 #define WR_STATEMENT_DUE_MS (60000 + 5000)
 #define WR_CONNECT_DUE_MS 30000		/* connect_timeout, multi-host */
-#define WR_IDLE_DUE_MS	(PING_MS + 5000)	/* a loop turn, and a busy box */
+#define WR_IDLE_DUE_MS	(PING_MS + 5000)	/* a loop turn, busy box */
 
 struct sbuf {
 	char	*sb_buf;

@@ -81,7 +81,8 @@ h_readyz(struct conn *c)
 		json_object_set_new(o, "feed_age_ms", rd.rd_age_ms < 0 ?
 		    json_null() : json_integer(rd.rd_age_ms));
 		if (rd.rd_why != NULL)
-			json_object_set_new(o, "reason", json_string(rd.rd_why));
+			json_object_set_new(o, "reason",
+			    json_string(rd.rd_why));
 		else if (!rd.rd_fresh)
 			json_object_set_new(o, "degraded", json_string(
 			    rd.rd_pg ? "every cache hit is verified in "

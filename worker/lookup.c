@@ -37,7 +37,7 @@ struct lk_batch {
 	struct lk_req	*lb_reqs;
 	PGresult	*lb_res;	/* the rows; NULL until they came */
 	int		 lb_failed;	/* an error came instead */
-	int		 lb_unprepared;	/* ... saying the statement is missing */
+	int		 lb_unprepared;	/* ... "no such statement" */
 	int64_t		 lb_sent_ms;
 };
 
