@@ -160,7 +160,7 @@ fd_connect(void)
 	PQclear(res);
 	FD.fd_backoff = FD_BACKOFF_MIN;
 	FD.fd_next_ping_ms = shm_now_ms();
-	FD.fd_seq_ok = FD.fd_seq;	/* the last connection's pings are void */
+	FD.fd_seq_ok = FD.fd_seq;	/* earlier pings are void */
 	FD.fd_confirmed_logged = 0;
 	fd_state(FEED_UNCONFIRMED);
 	LOG(LVL_INFO, "db_connected", KV_S("conn", "feed"));
