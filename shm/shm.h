@@ -162,7 +162,7 @@ struct shm {
 	 * The revocation feed's heartbeat (README "Bounded staleness"): the
 	 * writer's feed thread writes both (release), after applying every
 	 * notification that came before; workers read sh_feed_ok_ms once
-	 * per cache hit (relaxed).  sh_feed_ok_ms: when the last ping that
+	 * per request, before the cache (acquire).  sh_feed_ok_ms: when the last ping that
 	 * came back on the LISTEN connection was sent, monotonic ms, 0 for
 	 * never.  The master sets sh_feed_state to FEED_DOWN when the writer
 	 * dies.

@@ -12,9 +12,9 @@
  *
  * Bounded staleness (SPEC 5): a hit is trusted while the writer's
  * revocation feed confirmed a round trip within max_revocation_lag (one
- * relaxed load of sh_feed_ok_ms); past that it is verified like a miss
- * (auth_hit), and when PostgreSQL cannot answer the cached answer stands
- * until stale_cache_ttl after that confirmation, then 503.
+ * load of sh_feed_ok_ms, before the cache read); past that it is verified
+ * like a miss (auth_hit), and when PostgreSQL cannot answer the cached
+ * answer stands until stale_cache_ttl after that confirmation, then 503.
  *
  * auth_bearer_begin and auth_bearer_check give the same validation to the
  * endpoints that act for a user (/authorize, /pats).
@@ -151,11 +151,8 @@ auth_park(struct conn *c, int r, const char *need)
 
 int
 auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
-    const struct tok_info *ti, bearer_cb cb)
+    const struct tok_info *ti, int64_t ok, bearer_cb cb)
 {
-	int64_t	 ok = __atomic_load_n(&W.wk_shm->sh_feed_ok_ms,
-	    __ATOMIC_RELAXED);
-
 	if (ti->ti_state != TI_VALID || (ok > 0 && W.wk_now_ms - ok <=
 	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000))
 		return 1;
@@ -173,6 +170,7 @@ h_auth(struct conn *c)
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	char		 need[REQ_SCOPE_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 	int		 r;
 
 	if (required_scope(&c->c_req, need, sizeof(need)) == -1) {
@@ -191,11 +189,12 @@ h_auth(struct conn *c)
 		return HANDLER_DONE;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
+	ok = auth_feed_mark();
 	r = W.wk_cache ? cache_get(W.wk_cache, hash, &ti) : -1;
 	if (r == 1 && ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		if ((r = auth_hit(c, hash, &ti, auth_resolved)) == 1) {
+		if ((r = auth_hit(c, hash, &ti, ok, auth_resolved)) == 1) {
 			auth_answer(c, &ti, need);
 			return HANDLER_DONE;
 		}
@@ -216,6 +215,7 @@ auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
 	struct http_str	 tok;
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 
 	if (!http_bearer(c->c_req.rq_authorization, &tok)) {
 		auth_challenge(c, 401, NULL, "a bearer token is required",
@@ -230,11 +230,12 @@ auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
 		return 0;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
+	ok = auth_feed_mark();
 	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, ti) == 1 &&
 	    ti->ti_until > W.wk_now) {
 		ctr_add(ti->ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		switch (auth_hit(c, hash, ti, cb)) {
+		switch (auth_hit(c, hash, ti, ok, cb)) {
 		case 1:
 			return 1;
 		case 2:

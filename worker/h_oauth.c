@@ -196,6 +196,7 @@ introspect_go(struct conn *c, struct oreq *or)
 	struct tok_info	 ti;
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 
 	if (tok == NULL) {
 		oauth_error(c, 400, "invalid_request", "token is required");
@@ -211,11 +212,12 @@ introspect_go(struct conn *c, struct oreq *or)
 		return HANDLER_DONE;
 	}
 	token_hash(tok, strlen(tok), hash);
+	ok = auth_feed_mark();
 	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, &ti) == 1 &&
 	    ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		switch (auth_hit(c, hash, &ti, introspect_looked)) {
+		switch (auth_hit(c, hash, &ti, ok, introspect_looked)) {
 		case 1:
 			introspect_answer(c, &ti);
 			return HANDLER_DONE;
