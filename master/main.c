@@ -42,6 +42,14 @@
  *   master clears sh_listening: until the new writer's LISTEN is up, workers
  *   do not fill the cache.
  *
+ * WHEN THE WRITER HANGS
+ *   Each of the writer's two threads (the work loop and the revocation
+ *   feed) stores in shm when it will be back (shm/README.md "Writer
+ *   liveness").  A writer that misses either time (stopped, wedged) is
+ *   logged as writer_stalled, killed with SIGKILL and respawned as after a
+ *   crash.  Meanwhile the feed's heartbeat ages and workers verify their
+ *   cache hits in PostgreSQL (bounded staleness, SPEC 5).
+ *
  * CHILDREN NOTICE THE MASTER'S DEATH through a pipe only the master writes:
  * EOF on its read end means exit.
  *
@@ -81,6 +89,7 @@
  * PostgreSQL connections, the hash pool's eventfd, TLS files.
  */
 #define NOFILE_RESERVE	64
+#define WRITER_START_DUE_MS 10000	/* fork to the writer's first promise */
 
 enum child_kind { CK_WORKER, CK_WRITER };
 
@@ -153,12 +162,24 @@ child_init(const char *title)
 	log_set_proc(title + strlen("tokend: "));
 }
 
+/* The new writer has this long before its threads promise anything. */
+static void
+writer_due_reset(int64_t now)
+{
+	__atomic_store_n(&M.ms_shm->sh_writer_due_ms, now + WRITER_START_DUE_MS,
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&M.ms_shm->sh_feed_due_ms, now + WRITER_START_DUE_MS,
+	    __ATOMIC_RELAXED);
+}
+
 static int
 child_fork(struct child *ch)
 {
 	char	 title[64];
 	pid_t	 pid;
 
+	if (ch->ch_kind == CK_WRITER)
+		writer_due_reset(shm_now_ms());
 	if ((pid = fork()) == -1) {
 		log_errorf("%s: fork: %s", __func__, strerror(errno));
 		return -1;
@@ -293,8 +314,11 @@ child_died(struct child *ch, int status)
 	if (cache_reader_check(M.ms_cf.cf_cache_dir,
 	    M.ms_cf.cf_cache_map_size, &dead) == 0 && dead > 0)
 		LOG(LVL_INFO, "cache_readers_cleared", KV_I("count", dead));
-	if (ch->ch_kind == CK_WRITER)
+	if (ch->ch_kind == CK_WRITER) {
 		__atomic_store_n(&M.ms_shm->sh_listening, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&M.ms_shm->sh_feed_state, FEED_DOWN,
+		    __ATOMIC_RELEASE);
+	}
 	if (ch->ch_stopping || M.ms_stopping) {
 		if (ch->ch_kind == CK_WORKER)
 			shm_slot_retire(M.ms_shm, ch->ch_slot);
@@ -328,6 +352,39 @@ reap(void)
 				child_died(&M.ms_ch[i], status);
 				break;
 			}
+}
+
+/*
+ * A running writer that missed the time one of its threads promised to be
+ * back by is stopped or wedged: SIGKILL, and child_died respawns it as after
+ * a crash.  One that is stopping is left to stop_progress's budget.
+ */
+static void
+writer_check(int64_t now)
+{
+	int64_t	 main_due, feed_due;
+	int	 i;
+
+	main_due = __atomic_load_n(&M.ms_shm->sh_writer_due_ms,
+	    __ATOMIC_RELAXED);
+	feed_due = __atomic_load_n(&M.ms_shm->sh_feed_due_ms,
+	    __ATOMIC_RELAXED);
+	if (now <= main_due && now <= feed_due)
+		return;
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_pid <= 0 || ch->ch_kind != CK_WRITER ||
+		    ch->ch_stopping)
+			continue;
+		LOG(LVL_ERROR, "writer_stalled", KV_I("child_pid", ch->ch_pid),
+		    KV_S("thread", now > main_due ? "main" : "feed"),
+		    KV_I("late_ms", now - (now > main_due ? main_due :
+		    feed_due)));
+		kill(ch->ch_pid, SIGKILL);
+		/* Once: the next writer gets its own start-up time. */
+		writer_due_reset(now);
+	}
 }
 
 /* Respawn the children whose delay has passed; returns ms to the next. */
@@ -576,6 +633,8 @@ master_loop(void)
 		next = respawn_due(now);
 		if (M.ms_stopping && stop_progress(now))
 			return;
+		if (!M.ms_stopping)
+			writer_check(now);
 		if (next < 0 || next > 100)
 			next = M.ms_stopping ? 50 : 1000;
 		ts.tv_sec = next / 1000;

@@ -93,6 +93,7 @@ struct shm_slot {
 	uint64_t	sl_uses_dropped;
 	uint64_t	sl_pg_errors;
 	uint64_t	sl_login_lockouts;	/* refused by a failure limit */
+	uint64_t	sl_cache_verified;	/* hits sent to PostgreSQL (SPEC 5) */
 	uint64_t	sl_swap_ack;
 	uint32_t	sl_active;		/* index of the ACTIVE table */
 
@@ -128,6 +129,9 @@ void	ratelimit_reset(struct shm *shm, const char *name);
 
 /* ---- The segment ------------------------------------------------------- */
 
+/* sh_feed_state: the writer's LISTEN connection and its round trips. */
+enum { FEED_DOWN = 0, FEED_UNCONFIRMED, FEED_CONFIRMED };
+
 struct shm {
 	char		sh_instance[33];	/* hex id of this master's life */
 	uint32_t	sh_nslots;
@@ -155,6 +159,26 @@ struct shm {
 	 * notification) and when LISTEN comes up; workers' client caches
 	 * are valid only while it is unchanged.  README "Client epoch". */
 	uint64_t	sh_client_epoch;
+
+	/*
+	 * The revocation feed's heartbeat (README "Bounded staleness"): the
+	 * writer's feed thread writes both (release), after applying every
+	 * notification that came before; workers read sh_feed_ok_ms once
+	 * per request, before the cache (acquire).  sh_feed_ok_ms: when the last ping that
+	 * came back on the LISTEN connection was sent, monotonic ms, 0 for
+	 * never.  The master sets sh_feed_state to FEED_DOWN when the writer
+	 * dies.
+	 */
+	int64_t		sh_feed_ok_ms;
+	uint32_t	sh_feed_state;		/* FEED_* */
+
+	/*
+	 * Writer liveness (README "Writer liveness"): each of the writer's
+	 * two threads stores the time by which it will store again
+	 * (relaxed); the master kills a writer that misses either.
+	 */
+	int64_t		sh_writer_due_ms;	/* main loop, monotonic ms */
+	int64_t		sh_feed_due_ms;		/* feed thread, monotonic ms */
 
 	/* Any worker, lock-free CAS per word.  README "Login rate limit". */
 	uint64_t	sh_login_rl[RL_SETS * RL_WAYS] __attribute__((aligned(64)));

@@ -8,7 +8,9 @@
  *   migrate.c   versioned schema: store/migrations/NNN_*.sql, applied in
  *               order, each inside one transaction, recorded in
  *               schema_migrations.
- *   writer.c    the writer process: usage flushes, LISTEN, cleanup.
+ *   writer.c    the writer process: usage flushes, cleanup.
+ *   feed.c      the writer's revocation feed thread: LISTEN, the cache,
+ *               the heartbeat of bounded staleness.
  *   tokenctl.c  the tokenctl command (its own main).
  *
  * (A worker's own non-blocking PostgreSQL connection for cache misses is
@@ -255,5 +257,19 @@ const char *passwd_dummy_hash(void);
  */
 void	writer_main(const struct config *cf, struct shm *shm, int master_fd)
 	    __attribute__((noreturn));
+
+/* ---- The revocation feed (feed.c) ------------------------------------ */
+
+/*
+ * Writer only, once: start the feed thread, which connects twice to
+ * cf_database_url, LISTENs, applies notifications to cache (which from now
+ * on belongs to the thread; may be NULL), and keeps sh_feed_ok_ms,
+ * sh_feed_state, sh_listening and sh_feed_due_ms.  Returns 0, or -1 when
+ * the thread cannot be created (logged).
+ */
+int	feed_start(const struct config *cf, struct shm *shm,
+	    struct cache *cache);
+/* Writer: stop the thread and close its connections (feed down). */
+void	feed_stop(void);
 
 #endif /* TOKEND_STORE_H */

@@ -1,20 +1,22 @@
 /*
- * The writer process.  One PostgreSQL connection, used for three things:
+ * The writer process.  Its main thread has one PostgreSQL connection, the
+ * work connection, used for:
  *
  *   usage     every usage_flush_interval, one statement applies every FROZEN
  *             usage table (shm/README.md) and records the batch number for
  *             this master's instance in usage_batches, so that a writer
  *             killed between the commit and emptying the tables never
  *             counts a use twice.
- *   LISTEN    tokend_revoke notifications ('t' + token hash, 'u' + user id)
- *             delete cache entries; 'c' + client id bumps the client
- *             epoch, which empties every worker's client cache.  Each time
- *             LISTEN is (re)established the whole cache is cleared (and the
- *             client epoch bumped), since notifications sent while it was
- *             down are lost.
  *   cleanup   rows expired or revoked longer ago than `retention` are
  *             deleted every CLEANUP_MS; refresh successor boxes past
  *             their grace are wiped every WIPE_MS.
+ *
+ * The revocation feed (LISTEN, the cache, the heartbeat) is a thread of its
+ * own with its own connections (feed.c), so that nothing the work
+ * connection waits on can hold a revocation back.  The work connection has
+ * a statement_timeout and a lock_timeout, so that nothing waits forever,
+ * and before each step that may wait the main thread stores in
+ * sh_writer_due_ms when it will be back (shm/README.md "Writer liveness").
  *
  * Blocking libpq is fine here: the writer serves no request, and the
  * workers keep answering from the cache while it waits.
@@ -37,6 +39,11 @@
 #define CLEANUP_MS	(300 * 1000)
 #define WIPE_MS		1000	/* successor boxes past their grace */
 #define SWAP_WAIT_MS	150		/* an idle worker's tick, and some */
+#define WR_STATEMENT_TIMEOUT "60s"	/* work connection; lock_timeout: */
+#define WR_LOCK_TIMEOUT	"5s"		/* a flush retries after it */
+#define WR_STATEMENT_DUE_MS (60000 + 5000)
+#define WR_CONNECT_DUE_MS 30000		/* connect_timeout, multi-host */
+#define WR_IDLE_DUE_MS	(PING_MS + 5000)	/* a loop turn, busy box */
 
 struct sbuf {
 	char	*sb_buf;
@@ -125,10 +132,26 @@ wr_ok(void)
 	    __ATOMIC_RELAXED);
 }
 
+/* Tell the master when this thread will be back (liveness). */
+static void
+wr_promise(int64_t ms)
+{
+	__atomic_store_n(&WR.wr_shm->sh_writer_due_ms, shm_now_ms() + ms,
+	    __ATOMIC_RELAXED);
+}
+
+/* pg_exec on the work connection, within the promise of a statement. */
+static PGresult *
+wr_exec(const char *sql, int nparams, const char *const *params, char *err,
+    size_t errlen)
+{
+	wr_promise(WR_STATEMENT_DUE_MS);
+	return pg_exec(WR.wr_db, sql, nparams, params, err, errlen);
+}
+
 static void
 wr_disconnect(const char *why)
 {
-	__atomic_store_n(&WR.wr_shm->sh_listening, 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&WR.wr_shm->sh_writer_pg_errors, 1,
 	    __ATOMIC_RELAXED);
 	pg_retry_failed(&WR.wr_retry, why, shm_now_ms());
@@ -148,7 +171,7 @@ wr_recover_usage(char *err, size_t errlen)
 	PGresult	*res;
 	uint64_t	 seq = 0, uses;
 
-	res = pg_exec(WR.wr_db, "SELECT seq FROM usage_batches "
+	res = wr_exec("SELECT seq FROM usage_batches "
 	    "WHERE instance = $1", 1, params, err, errlen);
 	if (res == NULL)
 		return -1;
@@ -163,26 +186,18 @@ wr_recover_usage(char *err, size_t errlen)
 	return 0;
 }
 
-/* LISTEN first, then clear: a revocation is either notified or cleared. */
+/* No statement or lock wait may hold the work connection forever. */
 static int
-wr_listen(char *err, size_t errlen)
+wr_timeouts(char *err, size_t errlen)
 {
+	const char	*params[2] = { WR_STATEMENT_TIMEOUT, WR_LOCK_TIMEOUT };
 	PGresult	*res;
 
-	if ((res = pg_exec(WR.wr_db, "LISTEN tokend_revoke", 0, NULL, err,
+	if ((res = wr_exec("SELECT set_config('statement_timeout', $1, false), "
+	    "set_config('lock_timeout', $2, false)", 2, params, err,
 	    errlen)) == NULL)
 		return -1;
 	PQclear(res);
-	__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1, __ATOMIC_RELEASE);
-	/* Client changes notified while LISTEN was down are lost too. */
-	__atomic_add_fetch(&WR.wr_shm->sh_client_epoch, 1, __ATOMIC_RELEASE);
-	if (WR.wr_cache != NULL && cache_clear(WR.wr_cache) == -1) {
-		snprintf(err, errlen, "cannot clear the cache");
-		return -1;
-	}
-	__atomic_add_fetch(&WR.wr_shm->sh_cache_clears, 1, __ATOMIC_RELAXED);
-	LOG(LVL_INFO, "cache_cleared", KV_S("reason", "listen established"));
-	__atomic_store_n(&WR.wr_shm->sh_listening, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -192,6 +207,7 @@ wr_connect(void)
 	char	 err[512];
 	int	 v;
 
+	wr_promise(WR_CONNECT_DUE_MS);
 	if ((WR.wr_db = pg_connect(WR.wr_cf->cf_database_url, "tokend writer",
 	    err, sizeof(err))) == NULL) {
 		wr_disconnect(err);
@@ -203,79 +219,14 @@ wr_connect(void)
 		    "needs %d: run tokenctl migrate", v, migrate_latest());
 		v = -1;
 	}
-	if (v < 0 || wr_recover_usage(err, sizeof(err)) == -1 ||
-	    wr_listen(err, sizeof(err)) == -1) {
+	if (v < 0 || wr_timeouts(err, sizeof(err)) == -1 ||
+	    wr_recover_usage(err, sizeof(err)) == -1) {
 		wr_disconnect(err);
 		return;
 	}
 	pg_retry_ok(&WR.wr_retry);
 	wr_ok();
 	LOG(LVL_INFO, "db_connected", KV_S("conn", "writer"));
-}
-
-/* ---- revocations ----------------------------------------------------------- */
-
-static int
-wr_user_hashes(const char *uid, uint8_t (**out)[TOKEN_HASH_LEN], size_t *n)
-{
-	const char	*params[1] = { uid };
-	char		 err[256];
-	PGresult	*res;
-	int		 i;
-
-	res = pg_exec(WR.wr_db, "SELECT encode(hash, 'hex') FROM tokens "
-	    "WHERE user_id = $1::bigint", 1, params, err, sizeof(err));
-	if (res == NULL)
-		return -1;
-	*n = (size_t)PQntuples(res);
-	*out = calloc(*n + 1, TOKEN_HASH_LEN);
-	for (i = 0; *out != NULL && i < PQntuples(res); i++)
-		hex_decode(PQgetvalue(res, i, 0), 2 * TOKEN_HASH_LEN,
-		    (*out)[i], TOKEN_HASH_LEN);
-	PQclear(res);
-	return *out ? 0 : -1;
-}
-
-static void
-wr_revoke_one(const char *payload)
-{
-	uint8_t		 hash[TOKEN_HASH_LEN];
-	uint8_t		(*many)[TOKEN_HASH_LEN] = NULL;
-	size_t		 n = 0;
-
-	if (payload[0] == 't' && hex_decode(payload + 1, strlen(payload + 1),
-	    hash, TOKEN_HASH_LEN) == 0)
-		cache_del(WR.wr_cache, hash);
-	else if (payload[0] == 'u' && wr_user_hashes(payload + 1, &many,
-	    &n) == 0) {
-		cache_del_many(WR.wr_cache, (const uint8_t (*)[TOKEN_HASH_LEN])
-		    many, n);
-		free(many);
-	} else if (payload[0] == 'c')	/* every worker's client cache */
-		__atomic_add_fetch(&WR.wr_shm->sh_client_epoch, 1,
-		    __ATOMIC_RELEASE);
-	__atomic_add_fetch(&WR.wr_shm->sh_revocations, 1, __ATOMIC_RELAXED);
-}
-
-static void
-wr_notifications(void)
-{
-	PGnotify	*nt;
-	int		 bumped = 0;
-
-	if (!PQconsumeInput(WR.wr_db) || PQstatus(WR.wr_db) == CONNECTION_BAD) {
-		wr_disconnect(PQerrorMessage(WR.wr_db));
-		return;
-	}
-	while ((nt = PQnotifies(WR.wr_db)) != NULL) {
-		/* The epoch moves before the delete: see shm/README.md. */
-		if (!bumped++)
-			__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1,
-			    __ATOMIC_RELEASE);
-		if (WR.wr_cache != NULL)
-			wr_revoke_one(nt->extra);
-		PQfreemem(nt);
-	}
 }
 
 /* ---- usage flush ------------------------------------------------------------ */
@@ -325,7 +276,7 @@ wr_flush(void)
 	params[2] = WR.wr_last.sb_buf;
 	params[3] = WR.wr_shm->sh_instance;
 	params[4] = seqs;
-	if ((res = pg_exec(WR.wr_db, usage_sql, 5, params, err,
+	if ((res = wr_exec(usage_sql, 5, params, err,
 	    sizeof(err))) == NULL) {
 		wr_disconnect(err);
 		return -1;
@@ -349,7 +300,7 @@ wr_cleanup(void)
 	PGresult	*res;
 
 	snprintf(ret, sizeof(ret), "%d", WR.wr_cf->cf_retention);
-	res = pg_exec(WR.wr_db, "DELETE FROM tokens WHERE expires_at < now() - "
+	res = wr_exec("DELETE FROM tokens WHERE expires_at < now() - "
 	    "make_interval(secs => $1::int) OR revoked_at < now() - "
 	    "make_interval(secs => $1::int)", 1, params, err, sizeof(err));
 	if (res == NULL) {
@@ -377,7 +328,7 @@ wr_wipe_boxes(void)
 	PGresult	*res;
 
 	snprintf(grace, sizeof(grace), "%d", WR.wr_cf->cf_refresh_grace);
-	res = pg_exec(WR.wr_db, "SELECT tokend_wipe_boxes($1::int)", 1,
+	res = wr_exec("SELECT tokend_wipe_boxes($1::int)", 1,
 	    params, err, sizeof(err));
 	if (res == NULL) {
 		wr_disconnect(err);
@@ -392,7 +343,7 @@ wr_ping(void)
 	char		 err[512];
 	PGresult	*res;
 
-	if ((res = pg_exec(WR.wr_db, "SELECT 1", 0, NULL, err,
+	if ((res = wr_exec("SELECT 1", 0, NULL, err,
 	    sizeof(err))) == NULL) {
 		wr_disconnect(err);
 		return;
@@ -409,32 +360,25 @@ interval_ms(void)
 	return (int64_t)(WR.wr_cf->cf_usage_flush_interval * 1000.0 + 0.5);
 }
 
-/* Sleep until something arrives or t milliseconds pass; take it. */
+/* Sleep until the master's pipe says something or t milliseconds pass. */
 static void
 wr_wait(int64_t t)
 {
-	struct pollfd	 pfd[2];
-	int		 n = 1;
+	struct pollfd	 pfd;
 	char		 buf[64];
 
-	pfd[0].fd = WR.wr_master_fd;
-	pfd[0].events = POLLIN;
-	if (WR.wr_db != NULL) {
-		pfd[1].fd = PQsocket(WR.wr_db);
-		pfd[1].events = POLLIN;
-		n = 2;
-	}
+	pfd.fd = WR.wr_master_fd;
+	pfd.events = POLLIN;
 	if (t > PING_MS)
 		t = PING_MS;
 	if (t < 0)
 		t = 0;
-	if (poll(pfd, (nfds_t)n, (int)t) <= 0)
+	wr_promise(WR_IDLE_DUE_MS);
+	if (poll(&pfd, 1, (int)t) <= 0)
 		return;
-	if ((pfd[0].revents & (POLLIN | POLLHUP)) &&
+	if ((pfd.revents & (POLLIN | POLLHUP)) &&
 	    read(WR.wr_master_fd, buf, sizeof(buf)) <= 0)
 		got_term = 1;	/* the master is gone */
-	if (n == 2 && pfd[1].revents)
-		wr_notifications();
 }
 
 /*
@@ -442,7 +386,7 @@ wr_wait(int64_t t)
  * flush carries the uses up to now rather than up to the previous tick
  * (last_used_at lags the last use by at most one interval, not two).  A
  * busy worker answers within a loop turn; an idle one within its 100 ms
- * tick, and has nothing to give.  Revocation notices are taken meanwhile.
+ * tick, and has nothing to give.
  */
 static void
 wr_await_swaps(int64_t now)
@@ -523,6 +467,9 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 	    err, sizeof(err))) == NULL)
 		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
 	LOG(LVL_INFO, "writer_started", KV_S("instance", shm->sh_instance));
+	wr_promise(WR_CONNECT_DUE_MS);
+	if (feed_start(cf, shm, WR.wr_cache) == -1)
+		exit(1);	/* the master respawns the writer */
 	WR.wr_next_flush_ms = shm_now_ms() + interval_ms();
 	while (!got_term) {
 		now = shm_now_ms();
@@ -535,6 +482,7 @@ writer_main(const struct config *cf, struct shm *shm, int master_fd)
 		}
 		wr_wait(WR.wr_next_flush_ms - shm_now_ms());
 	}
+	feed_stop();
 	wr_final();
 	LOG(LVL_INFO, "writer_stopped");
 	if (WR.wr_db != NULL)

@@ -203,6 +203,7 @@ introspect_go(struct conn *c, struct oreq *or)
 	struct tok_info	 ti;
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 
 	if (!or->or_client.ci_introspect) {
 		oauth_error(c, 403, "unauthorized_client", "this client is not "
@@ -223,12 +224,21 @@ introspect_go(struct conn *c, struct oreq *or)
 		return HANDLER_DONE;
 	}
 	token_hash(tok, strlen(tok), hash);
+	ok = auth_feed_mark();
 	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, &ti) == 1 &&
 	    ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		introspect_answer(c, &ti);
-		return HANDLER_DONE;
+		switch (auth_hit(c, hash, &ti, ok, introspect_looked)) {
+		case 1:
+			introspect_answer(c, &ti);
+			return HANDLER_DONE;
+		case 2:
+			return HANDLER_PENDING;
+		default:
+			oauth_unavailable(c);
+			return HANDLER_DONE;
+		}
 	}
 	ctr_add(&W.wk_slot->sl_cache_misses, 1);
 	if (lookup_submit(W.wk_lookup, c, hash, introspect_looked) == -1) {

@@ -26,6 +26,7 @@ struct lk_req {
 	lookup_cb	 lr_cb;
 	uint8_t		 lr_hash[TOKEN_HASH_LEN];
 	uint64_t	 lr_epoch;	/* sh_cache_epoch before the query */
+	struct tok_info	*lr_cached;	/* a hit being verified, else NULL */
 	struct lk_req	*lr_next;
 };
 
@@ -34,6 +35,7 @@ struct lk_batch {
 	struct lk_req	*lb_reqs;
 	PGresult	*lb_res;	/* the rows; NULL until they came */
 	int		 lb_failed;	/* an error came instead */
+	int		 lb_unprepared;	/* ... "no such statement" */
 	int64_t		 lb_sent_ms;
 };
 
@@ -42,6 +44,7 @@ struct lookup {
 	const struct config *lk_cf;
 	enum lk_state	 lk_state;
 	struct pgconn	 lk_pc;		/* the connection, NULL while down */
+	int		 lk_unnamed;	/* prepared statements do not hold */
 	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
 	struct lk_req	**lk_wait_tail;
 	/* Queries in flight, oldest first: a ring of lk_nsent from lk_head. */
@@ -78,6 +81,17 @@ lookup_new(const struct config *cf, int epfd)
 /* ---- answering the waiting connections ---------------------------------- */
 
 static void
+lk_req_free(struct lk_req *r)
+{
+	free(r->lr_cached);
+	free(r);
+}
+
+/*
+ * No answer from PostgreSQL: 503 for a miss; a hit being verified keeps its
+ * cached answer while lookup_stale_ok says it may (SPEC 5).
+ */
+static void
 lk_fail_list(struct lk_req *r)
 {
 	struct lk_req	*next;
@@ -85,8 +99,9 @@ lk_fail_list(struct lk_req *r)
 	for (; r != NULL; r = next) {
 		next = r->lr_next;
 		if (r->lr_conn != NULL)
-			r->lr_cb(r->lr_conn, NULL);
-		free(r);
+			r->lr_cb(r->lr_conn, r->lr_cached != NULL &&
+			    lookup_stale_ok() ? r->lr_cached : NULL);
+		lk_req_free(r);
 	}
 }
 
@@ -177,6 +192,42 @@ db_message(const PGresult *res)
 	return msg != NULL ? msg : PQresStatus(PQresultStatus(res));
 }
 
+/*
+ * A pooler in transaction mode (PgBouncer before 1.21) sends each
+ * transaction to whichever server connection is free, so a statement
+ * prepared on one is missing on the next (26000), or already there when
+ * another worker prepares it (42P05).  From then on this lookup sends
+ * unnamed statements, and the requests of the query that failed go again.
+ */
+static void
+lk_unprepared(struct lookup *lk, struct lk_req *reqs)
+{
+	struct lk_req	*last;
+
+	if (!lk->lk_unnamed)
+		LOG(LVL_WARN, "lookup_unprepared", KV_S("reason", "a prepared "
+		    "statement did not survive between transactions (a pooler "
+		    "in transaction mode?): each lookup is parsed"));
+	lk->lk_unnamed = 1;
+	if (reqs == NULL)	/* the PREPARE itself */
+		return;
+	for (last = reqs; last->lr_next != NULL; last = last->lr_next)
+		;
+	last->lr_next = lk->lk_wait;
+	if (lk->lk_wait == NULL)
+		lk->lk_wait_tail = &last->lr_next;
+	lk->lk_wait = reqs;
+}
+
+static int
+lk_is_unprepared(const PGresult *res)
+{
+	const char	*st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return st != NULL && (strcmp(st, "26000") == 0 ||
+	    strcmp(st, "42P05") == 0);
+}
+
 /* The oldest query's sync came: answer its requests, or fail them. */
 static void
 lk_complete(struct lookup *lk)
@@ -188,6 +239,11 @@ lk_complete(struct lookup *lk)
 	lk->lk_nsent--;
 	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
 	    __ATOMIC_RELAXED);
+	if (b.lb_unprepared) {
+		PQclear(b.lb_res);
+		lk_unprepared(lk, b.lb_reqs);
+		return;
+	}
 	if (b.lb_reqs == NULL && (b.lb_res == NULL || b.lb_failed)) {
 		PQclear(b.lb_res);
 		lk_down(lk, "cannot prepare the lookup statement");
@@ -203,7 +259,7 @@ lk_complete(struct lookup *lk)
 	for (r = b.lb_reqs; r != NULL; r = next) {
 		next = r->lr_next;
 		lk_answer(lk, b.lb_res, r);
-		free(r);
+		lk_req_free(r);
 	}
 	PQclear(b.lb_res);
 }
@@ -245,8 +301,10 @@ lk_results(struct lookup *lk)
 			PQclear(res);
 			break;
 		default:
+			if (lk_is_unprepared(res))
+				b->lb_unprepared = 1;
 			/* The primary message only, as pgq.c. */
-			if (!b->lb_failed)
+			else if (!b->lb_failed)
 				LOG(LVL_ERROR, "db_error", KV_S("conn", "lookup"),
 				    KV_S("error", db_message(res)));
 			b->lb_failed = 1;
@@ -299,7 +357,7 @@ lk_send(struct lookup *lk)
 		lk->lk_wait = r->lr_next;
 		r->lr_next = NULL;
 		if (r->lr_conn == NULL) {	/* cancelled before it went out */
-			free(r);
+			lk_req_free(r);
 			continue;
 		}
 		if (n++ > 0)
@@ -316,7 +374,9 @@ lk_send(struct lookup *lk)
 	*p = '\0';
 	params[0] = lk->lk_param;
 	lk_push(lk, reqs);
-	lk_sync(lk, PQsendQueryPrepared(lk->lk_pc.pc_db, "lookup", 1, params, NULL,
+	lk_sync(lk, lk->lk_unnamed ? PQsendQueryParams(lk->lk_pc.pc_db,
+	    lookup_sql, 1, NULL, params, NULL, NULL, 0) :
+	    PQsendQueryPrepared(lk->lk_pc.pc_db, "lookup", 1, params, NULL,
 	    NULL, 0));
 }
 
@@ -375,14 +435,12 @@ lk_connect_poll(struct lookup *lk)
 
 /* ---- the interface ------------------------------------------------------ */
 
-int
-lookup_submit(struct lookup *lk, struct conn *c,
-    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb)
+/* Queue r for c (lookup_submit's contract); frees r when it cannot. */
+static int
+lk_enqueue(struct lookup *lk, struct conn *c, struct lk_req *r)
 {
-	struct lk_req	*r;
-
-	if (lk == NULL || lk->lk_cf->cf_database_url[0] == '\0')
-		return -1;
+	if (lk->lk_cf->cf_database_url[0] == '\0')
+		goto fail;
 	/*
 	 * Down: answer 503 at once while backing off, else reconnect first.
 	 * A connection that fails on the spot leaves us down with nothing
@@ -390,16 +448,12 @@ lookup_submit(struct lookup *lk, struct conn *c,
 	 */
 	if (lk->lk_state == LK_DOWN) {
 		if (!pg_retry_due(&lk->lk_pc.pc_retry, W.wk_now_ms))
-			return -1;
+			goto fail;
 		lk_connect(lk);
 		if (lk->lk_state == LK_DOWN)
-			return -1;
+			goto fail;
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL)
-		return -1;
 	r->lr_conn = c;
-	r->lr_cb = cb;
-	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
 	r->lr_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);
 	*lk->lk_wait_tail = r;
@@ -408,6 +462,64 @@ lookup_submit(struct lookup *lk, struct conn *c,
 	/* Sent by lookup_tick at the end of this loop turn, with every other
 	 * miss of the turn in the same query. */
 	return 0;
+fail:
+	lk_req_free(r);
+	return -1;
+}
+
+int
+lookup_submit(struct lookup *lk, struct conn *c,
+    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb)
+{
+	struct lk_req	*r;
+
+	if (lk == NULL || (r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	r->lr_cb = cb;
+	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
+	return lk_enqueue(lk, c, r);
+}
+
+int
+lookup_verify(struct lookup *lk, struct conn *c,
+    const uint8_t hash[TOKEN_HASH_LEN], const struct tok_info *cached,
+    lookup_cb cb)
+{
+	struct lk_req	*r;
+
+	if (lk == NULL || (r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	if ((r->lr_cached = malloc(sizeof(*cached))) == NULL) {
+		free(r);
+		return -1;
+	}
+	memcpy(r->lr_cached, cached, sizeof(*cached));
+	r->lr_cb = cb;
+	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
+	return lk_enqueue(lk, c, r);
+}
+
+int
+lookup_up(const struct lookup *lk)
+{
+	if (lk == NULL)
+		return -1;
+	if (lk->lk_state == LK_READY)
+		return 1;
+	/* Failed attempts are counted by lk_down only: DOWN without one is
+	 * "not yet". */
+	return lk->lk_state == LK_DOWN &&
+	    lk->lk_pc.pc_retry.rt_attempts != 0 ? -1 : 0;
+}
+
+int
+lookup_stale_ok(void)
+{
+	int64_t	 ok = __atomic_load_n(&W.wk_shm->sh_feed_ok_ms,
+	    __ATOMIC_RELAXED);
+
+	return ok > 0 && W.wk_now_ms - ok <=
+	    (int64_t)W.wk_cf->cf_stale_cache_ttl * 1000;
 }
 
 void

@@ -274,6 +274,28 @@ void	auth_bearer_denied(struct conn *c, const char *desc);
 /* 403 insufficient_scope with its challenge (RFC 6750 3.1): a valid
  * token that may not call this endpoint. */
 void	auth_bearer_forbidden(struct conn *c, const char *desc);
+/*
+ * The revocation feed's heartbeat, read before the cache (acquire: the
+ * entries it vouches for are read after it; a plain load on x86).  Read
+ * after the cache, a ping applied in between could vouch for an entry
+ * read before its revocation was.  shm/README.md "Bounded staleness".
+ */
+static inline int64_t
+auth_feed_mark(void)
+{
+	return __atomic_load_n(&W.wk_shm->sh_feed_ok_ms, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * A cache hit on hash found ti, with feed_ok from auth_feed_mark taken
+ * before the cache read (SPEC 5, bounded staleness).  1: answer from ti now
+ * (a negative entry, or the feed confirmed within max_revocation_lag, or
+ * PostgreSQL cannot be asked and the entry may still stand:
+ * lookup_stale_ok); 2: parked on the lookup to be verified, cb runs later
+ * as for a miss (lookup.h: lookup_verify); -1: answer 503.
+ */
+int	auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
+	    const struct tok_info *ti, int64_t feed_ok, bearer_cb cb);
 
 /* OAuth 2.0 (worker/oauth.h has the shared parts). */
 enum handler_result h_token(struct conn *c);
