@@ -6,9 +6,9 @@
 # TOKEND_DATABASE_URL nor the file's database_url), a throwaway PostgreSQL
 # is started under ./var/pg on port 5433 (Unix socket only) and stopped
 # again when tokend exits.  The schema is migrated, a user demo (password
-# demo), a public client demo and a PAT are created, and curl lines to try
-# are printed.  Ctrl-C (or SIGTERM, or SIGHUP) stops everything this script
-# started, and nothing it did not.
+# demo), a public first-party client demo and a PAT are created, and curl
+# lines to try are printed.  Ctrl-C (or SIGTERM, or SIGHUP) stops everything
+# this script started, and nothing it did not.
 
 set -u
 
@@ -79,7 +79,7 @@ out=$(printf demo | ctl user add demo --password-stdin 2>&1) ||
     *) die "tokenctl user add demo: $out" ;;
     esac
 client=yes
-out=$(ctl client add demo --public 2>&1) ||
+out=$(ctl client add demo --public --first-party 2>&1) ||
     case "$out" in
     *"already exists"*) ;;
     *)

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -743,6 +744,44 @@ cf_default_issuer(struct config *cf)
 	    (int)hlen, addr, port);
 }
 
+int
+config_group_gid(const char *name, gid_t *gid)
+{
+	struct group	*gr;
+	char		*end;
+	unsigned long	 v;
+
+	if ((gr = getgrnam(name)) != NULL) {
+		*gid = gr->gr_gid;
+		return 0;
+	}
+	if (*name < '0' || *name > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(name, &end, 10);
+	if (errno != 0 || *end != '\0' || v != (unsigned long)(gid_t)v)
+		return -1;
+	*gid = (gid_t)v;
+	return 0;
+}
+
+/* listen_group must name a group that exists, so -t catches a typo. */
+static int
+cf_check_group(const struct config *cf, const struct cf_load *cl, char *err,
+    size_t errlen)
+{
+	char	 where[CF_PATH_LEN + 64];
+	gid_t	 gid;
+
+	if (cf->cf_listen_group[0] == '\0' ||
+	    config_group_gid(cf->cf_listen_group, &gid) == 0)
+		return 0;
+	cf_origin(cl, cf_find("listen_group"), 1, where, sizeof(where));
+	snprintf(err, errlen, "%s: listen_group: no such group: %s", where,
+	    cf->cf_listen_group);
+	return -1;
+}
+
 static int
 cf_finish(struct config *cf, const struct cf_load *cl, char *err,
     size_t errlen)
@@ -759,6 +798,8 @@ cf_finish(struct config *cf, const struct cf_load *cl, char *err,
 	if (cf->cf_ntls_listen > 0 && (cf_check_tls(cl, "tls_cert",
 	    cf->cf_tls_cert, err, errlen) == -1 || cf_check_tls(cl, "tls_key",
 	    cf->cf_tls_key, err, errlen) == -1))
+		return -1;
+	if (cf_check_group(cf, cl, err, errlen) == -1)
 		return -1;
 	if (!cl->cl_env[issuer - cf_keys] && cl->cl_line[issuer - cf_keys] == 0)
 		cf_default_issuer(cf);

@@ -173,27 +173,62 @@ listen_unix_stale(const char *path)
 	return 0;
 }
 
+/*
+ * A unix: socket file's access is its mode and group (listen_mode,
+ * listen_group): whoever may connect may ask /auth and the OAuth
+ * endpoints, so the default is 0660, not the 0777 bind would leave.
+ */
+static int
+listen_unix_perm(const char *path, const struct config *cf,
+    const char **call)
+{
+	gid_t	 gid;
+
+	*call = "chmod";
+	if (chmod(path, (mode_t)cf->cf_listen_mode) == -1)
+		return -1;
+	if (cf->cf_listen_group[0] == '\0')
+		return 0;
+	*call = "listen_group";
+	if (config_group_gid(cf->cf_listen_group, &gid) == -1) {
+		errno = ENOENT;
+		return -1;
+	}
+	*call = "chown";
+	return chown(path, (uid_t)-1, gid);
+}
+
 static int
 listen_bind(int fd, const struct sockaddr_storage *ss, socklen_t sslen,
-    const char **call)
+    const struct config *cf, const char **call)
 {
 	const struct sockaddr_un *sun = (const struct sockaddr_un *)ss;
 	const struct sockaddr	 *sa = (const struct sockaddr *)ss;
+	mode_t			 mask = 0;
+	int			 rc;
 
+	/* The file is born with listen_mode's bits at most, not 0777 until
+	 * the chmod: the master is single-threaded, so umask is safe here. */
+	if (ss->ss_family == AF_UNIX)
+		mask = umask(~(mode_t)cf->cf_listen_mode & 0777);
 	*call = "bind";
-	if (bind(fd, sa, sslen) == -1) {
-		if (ss->ss_family != AF_UNIX || errno != EADDRINUSE)
-			return -1;
-		if (!listen_unix_stale(sun->sun_path)) {
+	rc = bind(fd, sa, sslen);
+	if (rc == -1 && ss->ss_family == AF_UNIX && errno == EADDRINUSE) {
+		if (listen_unix_stale(sun->sun_path))
+			rc = bind(fd, sa, sslen);
+		else
 			errno = EADDRINUSE;
-			return -1;
-		}
-		if (bind(fd, sa, sslen) == -1)
-			return -1;
 	}
-	/* Access to a unix: socket is the operator's to limit by directory. */
-	*call = "chmod";
-	if (ss->ss_family == AF_UNIX && chmod(sun->sun_path, 0666) == -1)
+	if (ss->ss_family == AF_UNIX) {
+		int saved = errno;
+
+		umask(mask);
+		errno = saved;
+	}
+	if (rc == -1)
+		return -1;
+	if (ss->ss_family == AF_UNIX &&
+	    listen_unix_perm(sun->sun_path, cf, call) == -1)
 		return -1;
 	*call = "listen";
 	return listen(fd, LISTEN_BACKLOG);
@@ -215,8 +250,8 @@ listen_any4(struct sockaddr_storage *ss, socklen_t *sslen)
 }
 
 static int
-listen_one(const char *kind, const char *addr, int *fdp, char *err,
-    size_t errlen)
+listen_one(const struct config *cf, const char *kind, const char *addr,
+    int *fdp, char *err, size_t errlen)
 {
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
@@ -232,7 +267,7 @@ listen_one(const char *kind, const char *addr, int *fdp, char *err,
 		listen_any4(&ss, &sslen);
 		fd = listen_socket(AF_INET, 0, &call);
 	}
-	if (fd == -1 || listen_bind(fd, &ss, sslen, &call) == -1)
+	if (fd == -1 || listen_bind(fd, &ss, sslen, cf, &call) == -1)
 		goto fail;
 	*fdp = fd;
 	return 0;
@@ -271,16 +306,25 @@ listen_find(const struct listener *old, int nold, const char *addr, int tls,
 }
 
 static int
-listen_add(const char *addr, int tls, const struct listener *old, int nold,
-    struct listener *out, int *nout, char *err, size_t errlen)
+listen_add(const struct config *cf, const char *addr, int tls,
+    const struct listener *old, int nold, struct listener *out, int *nout,
+    char *err, size_t errlen)
 {
 	struct listener	*li = &out[*nout];
+	const char	*kind = tls ? "tls_listen" : "listen", *call;
 	int		 fd;
 
 	fd = listen_find(old, nold, addr, tls, out, *nout);
-	if (fd == -1 && listen_one(tls ? "tls_listen" : "listen", addr, &fd,
-	    err, errlen) == -1)
+	if (fd == -1 && listen_one(cf, kind, addr, &fd, err, errlen) == -1)
 		return -1;
+	/* A kept unix: socket takes the reloaded mode and group. */
+	if (fd != -1 && listen_in(old, nold, fd) &&
+	    strncmp(addr, "unix:", 5) == 0 &&
+	    listen_unix_perm(addr + 5, cf, &call) == -1) {
+		snprintf(err, errlen, "%s %s: %s: %s", kind, addr, call,
+		    strerror(errno));
+		return -1;
+	}
 	li->li_fd = fd;
 	li->li_tls = tls;
 	snprintf(li->li_addr, sizeof(li->li_addr), "%s", addr);
@@ -309,12 +353,12 @@ listen_open(const struct config *cf, const struct listener *old, int nold,
 		return -1;
 	}
 	for (i = 0; i < cf->cf_nlisten; i++)
-		if (listen_add(cf->cf_listen[i], 0, old, nold, out, &n, err,
-		    errlen) == -1)
+		if (listen_add(cf, cf->cf_listen[i], 0, old, nold, out, &n,
+		    err, errlen) == -1)
 			goto out;
 	for (i = 0; i < cf->cf_ntls_listen; i++)
-		if (listen_add(cf->cf_tls_listen[i], 1, old, nold, out, &n,
-		    err, errlen) == -1)
+		if (listen_add(cf, cf->cf_tls_listen[i], 1, old, nold, out,
+		    &n, err, errlen) == -1)
 			goto out;
 	for (i = 0; i < (size_t)nold; i++)
 		if (!listen_in(out, n, old[i].li_fd))

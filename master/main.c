@@ -44,6 +44,14 @@
  *   master clears sh_listening: until the new writer's LISTEN is up, workers
  *   do not fill the cache.
  *
+ * WHEN THE WRITER HANGS
+ *   Each of the writer's two threads (the work loop and the revocation
+ *   feed) stores in shm when it will be back (shm/README.md "Writer
+ *   liveness").  A writer that misses either time (stopped, wedged) is
+ *   logged as writer_stalled, killed with SIGKILL and respawned as after a
+ *   crash.  Meanwhile the feed's heartbeat ages and workers verify their
+ *   cache hits in PostgreSQL (bounded staleness, SPEC 5).
+ *
  * CHILDREN NOTICE THE MASTER'S DEATH through a pipe only the master writes:
  * EOF on its read end means stop: workers drain and exit, the writer flushes
  * until they are gone, then exits.
@@ -55,6 +63,7 @@
  *   writer (or the master, for restart counts).
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -77,6 +86,13 @@
 #define BACKOFF_MIN_MS	100
 #define BACKOFF_MAX_MS	5000
 #define EX_CONFIG	78
+/*
+ * Descriptors a worker holds besides its connections: stdio, the logs, up
+ * to 2 * CF_MAX_LISTEN listeners, epoll, the master's pipe, LMDB, its
+ * PostgreSQL connections, the hash pool's eventfd, TLS files.
+ */
+#define NOFILE_RESERVE	64
+#define WRITER_START_DUE_MS 10000	/* fork to the writer's first promise */
 
 enum child_kind { CK_WORKER, CK_WRITER };
 
@@ -152,12 +168,24 @@ child_init(const char *title)
 	log_set_proc(title + strlen("tokend: "));
 }
 
+/* The new writer has this long before its threads promise anything. */
+static void
+writer_due_reset(int64_t now)
+{
+	__atomic_store_n(&M.ms_shm->sh_writer_due_ms, now + WRITER_START_DUE_MS,
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&M.ms_shm->sh_feed_due_ms, now + WRITER_START_DUE_MS,
+	    __ATOMIC_RELAXED);
+}
+
 static int
 child_fork(struct child *ch)
 {
 	char	 title[64];
 	pid_t	 pid;
 
+	if (ch->ch_kind == CK_WRITER)
+		writer_due_reset(shm_now_ms());
 	if ((pid = fork()) == -1) {
 		log_errorf("%s: fork: %s", __func__, strerror(errno));
 		return -1;
@@ -293,8 +321,11 @@ child_died(struct child *ch, int status)
 	if (cache_reader_check(M.ms_cf.cf_cache_dir,
 	    M.ms_cf.cf_cache_map_size, &dead) == 0 && dead > 0)
 		LOG(LVL_INFO, "cache_readers_cleared", KV_I("count", dead));
-	if (ch->ch_kind == CK_WRITER)
+	if (ch->ch_kind == CK_WRITER) {
 		__atomic_store_n(&M.ms_shm->sh_listening, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&M.ms_shm->sh_feed_state, FEED_DOWN,
+		    __ATOMIC_RELEASE);
+	}
 	if (ch->ch_stopping || M.ms_stopping) {
 		if (ch->ch_kind == CK_WORKER)
 			shm_slot_retire(M.ms_shm, ch->ch_slot);
@@ -323,6 +354,39 @@ reap(void)
 				child_died(&M.ms_ch[i], status);
 				break;
 			}
+}
+
+/*
+ * A running writer that missed the time one of its threads promised to be
+ * back by is stopped or wedged: SIGKILL, and child_died respawns it as after
+ * a crash.  One that is stopping is left to stop_progress's budget.
+ */
+static void
+writer_check(int64_t now)
+{
+	int64_t	 main_due, feed_due;
+	int	 i;
+
+	main_due = __atomic_load_n(&M.ms_shm->sh_writer_due_ms,
+	    __ATOMIC_RELAXED);
+	feed_due = __atomic_load_n(&M.ms_shm->sh_feed_due_ms,
+	    __ATOMIC_RELAXED);
+	if (now <= main_due && now <= feed_due)
+		return;
+	for (i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &M.ms_ch[i];
+
+		if (ch->ch_pid <= 0 || ch->ch_kind != CK_WRITER ||
+		    ch->ch_stopping)
+			continue;
+		LOG(LVL_ERROR, "writer_stalled", KV_I("child_pid", ch->ch_pid),
+		    KV_S("thread", now > main_due ? "main" : "feed"),
+		    KV_I("late_ms", now - (now > main_due ? main_due :
+		    feed_due)));
+		kill(ch->ch_pid, SIGKILL);
+		/* Once: the next writer gets its own start-up time. */
+		writer_due_reset(now);
+	}
 }
 
 /* Respawn the children whose delay has passed; returns ms to the next. */
@@ -361,6 +425,48 @@ start_children(void)
 	for (i = 1; i <= M.ms_cf.cf_workers; i++)
 		if (spawn_worker(i) == -1)
 			return -1;
+	return 0;
+}
+
+/* The soft RLIMIT_NOFILE up to the hard one: connections are descriptors. */
+static void
+nofile_raise(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_errorf("%s: setrlimit: %s", __func__, strerror(errno));
+}
+
+/*
+ * max_connections (per worker) down to what RLIMIT_NOFILE leaves after
+ * NOFILE_RESERVE, with a warning that gives the numbers: past the limit a
+ * worker would only meet EMFILE.  Returns -1 when no room is left.
+ */
+static int
+nofile_fit(struct config *cf)
+{
+	struct rlimit	 rl;
+	rlim_t		 room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	room = rl.rlim_cur > NOFILE_RESERVE ? rl.rlim_cur - NOFILE_RESERVE : 0;
+	if ((rlim_t)cf->cf_max_connections <= room)
+		return 0;
+	if (room == 0) {
+		LOG(LVL_ERROR, "nofile_too_low", KV_I("nofile_limit",
+		    rl.rlim_cur), KV_I("reserved", NOFILE_RESERVE));
+		return -1;
+	}
+	LOG(LVL_WARN, "max_connections_clamped", KV_I("max_connections",
+	    cf->cf_max_connections), KV_I("clamped_to", room),
+	    KV_I("nofile_limit", rl.rlim_cur), KV_I("reserved",
+	    NOFILE_RESERVE));
+	cf->cf_max_connections = (int)room;
 	return 0;
 }
 
@@ -431,6 +537,8 @@ reload(void)
 		return;
 	}
 	reload_keep_fixed(&ncf);
+	if (nofile_fit(&ncf) == -1)
+		return;
 	n = listen_open(&ncf, M.ms_ls, M.ms_nls, nls, 2 * CF_MAX_LISTEN, err,
 	    sizeof(err));
 	if (n == -1) {
@@ -557,6 +665,8 @@ master_loop(void)
 		next = respawn_due(now);
 		if (M.ms_stopping && stop_progress(now))
 			return;
+		if (!M.ms_stopping)
+			writer_check(now);
 		if (next < 0 || next > 100)
 			next = M.ms_stopping ? 50 : 1000;
 		ts.tv_sec = next / 1000;
@@ -598,12 +708,20 @@ config_fail(const char *err, int check_only)
 static int
 config_check_start(const struct config *cf, char *err, size_t errlen)
 {
+	size_t	 n;
+
 	if (cf->cf_database_url[0] == '\0') {
 		snprintf(err, errlen, "%s: database_url: not set (make run "
 		    "starts a throwaway PostgreSQL and sets it)",
 		    cf->cf_file[0] ? cf->cf_file : "tokend");
 		return -1;
 	}
+	/* "FILE: cache_dir PATH: reason", as the other start checks say. */
+	n = (size_t)snprintf(err, errlen, "%s: ", cf->cf_file[0] ?
+	    cf->cf_file : "tokend");
+	if (n < errlen &&
+	    cache_dir_check(cf->cf_cache_dir, err + n, errlen - n) == -1)
+		return -1;
 	/* Load the certificate once here, so a bad one fails -t and start
 	 * instead of every worker at fork. */
 	if (cf->cf_ntls_listen > 0) {
@@ -643,17 +761,37 @@ schema_check(const struct config *cf)
 	return 0;
 }
 
+/*
+ * The pid file, opened without following a symbolic link: in a directory
+ * others can write, a link planted there would make the master truncate
+ * and write whatever file it points at.  Returns 0, or -1 with err set.
+ */
 static int
-pid_file_write(const char *path)
+pid_file_write(const char *path, char *err, size_t errlen)
 {
-	FILE	*f;
+	char	 buf[32];
+	int	 fd, n, rc = -1;
 
 	if (path[0] == '\0')
 		return 0;
-	if ((f = fopen(path, "w")) == NULL)
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0644);
+	if (fd == -1) {
+		snprintf(err, errlen, "pid_file %s: %s", path, errno == ELOOP ?
+		    "is a symbolic link; refusing to follow it" :
+		    strerror(errno));
 		return -1;
-	fprintf(f, "%ld\n", (long)getpid());
-	return fclose(f);
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		snprintf(err, errlen, "pid_file %s: write: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
 }
 
 /*
@@ -762,16 +900,19 @@ main(int argc, char **argv)
 	sigdelset(&set, SIGFPE);
 	sigdelset(&set, SIGILL);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	if (schema_check(&M.ms_cf) == -1)
-		return 1;
-	if (master_init(err, sizeof(err)) == -1) {
-		fprintf(stderr, "tokend: %s\n", err);
-		LOG(LVL_ERROR, "start_failed", KV_S("error", err));
+	nofile_raise();
+	if (nofile_fit(&M.ms_cf) == -1) {
+		fprintf(stderr, "tokend: RLIMIT_NOFILE is too low: a worker "
+		    "needs more than %d descriptors\n", NOFILE_RESERVE);
 		return 1;
 	}
-	if (pid_file_write(M.ms_cf.cf_pid_file) == -1)
-		log_errorf("%s: pid_file %s: %s", __func__,
-		    M.ms_cf.cf_pid_file, strerror(errno));
+	if (schema_check(&M.ms_cf) == -1)
+		return 1;
+	/* The pid file after the listeners: a second tokend on the same
+	 * addresses fails there and leaves the first one's pid file alone. */
+	if (master_init(err, sizeof(err)) == -1 ||
+	    pid_file_write(M.ms_cf.cf_pid_file, err, sizeof(err)) == -1)
+		goto fail;
 	LOG(LVL_INFO, "started", KV_S("version", TOKEND_VERSION),
 	    KV_I("workers", M.ms_cf.cf_workers),
 	    KV_S("listen", M.ms_cf.cf_listen[0]));
@@ -782,4 +923,8 @@ main(int argc, char **argv)
 		unlink(M.ms_cf.cf_pid_file);
 	LOG(LVL_INFO, "stopped");
 	return M.ms_exit_code;
+fail:
+	fprintf(stderr, "tokend: %s\n", err);
+	LOG(LVL_ERROR, "start_failed", KV_S("error", err));
+	return 1;
 }

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 
 #define TOKEND_VERSION "0.1.0"
@@ -97,6 +98,13 @@ int	config_load(struct config *cf, const char *path, char *err,
 
 /* Defaults only (used by config_load and the unit tests). */
 void	config_defaults(struct config *cf);
+
+/*
+ * listen_group's gid: a group name, or a decimal gid.  Returns 0, or -1
+ * when no such group exists (config_load refuses it, so after a load only
+ * a group deleted since fails).
+ */
+int	config_group_gid(const char *name, gid_t *gid);
 
 /* ---- Logging (log.c) -------------------------------------------------- */
 
@@ -179,7 +187,9 @@ int	listen_parse(const char *addr, struct sockaddr_storage *ss,
  * count written to out (listen addresses first, then tls_listen), or -1 with
  * err set ("listen 127.0.0.1:8080: bind: Address already in use"); on error
  * nothing of old is closed and nothing newly opened is left open.  A stale
- * unix: socket file is removed only when nothing accepts on it.  Master only.
+ * unix: socket file is removed only when nothing accepts on it.  A unix:
+ * socket file gets listen_mode and listen_group (kept sockets too, so a
+ * reload applies them).  Master only.
  */
 int	listen_open(const struct config *cf, const struct listener *old,
 	    int nold, struct listener *out, int maxout, char *err,

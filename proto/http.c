@@ -57,6 +57,27 @@ static const uint8_t http_class[256] = {
 
 #define HTTP_IS(c, cls) (http_class[(uint8_t)(c)] & (cls))
 
+static int
+http_alpha(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int
+http_hex(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+	    (c >= 'A' && c <= 'F');
+}
+
+/* reg-name bytes other than pct-encoded: unreserved and sub-delims. */
+static int
+http_host_char(int c)
+{
+	return http_alpha(c) || (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
+
 /* What the header fields said, gathered before any verdict is drawn. */
 struct http_fields {
 	size_t	hf_nhost;
@@ -128,32 +149,40 @@ const char *
 http_reason(int status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 411: return "Length Required";
-	case 413: return "Content Too Large";
-	case 414: return "URI Too Long";
-	case 415: return "Unsupported Media Type";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 505: return "HTTP Version Not Supported";
+#define X(n, reason) case n: return reason;
+	HTTP_STATUSES
+#undef X
 	default: return "Unknown";
 	}
+}
+
+int
+http_field_name_ok(const char *s, size_t n)
+{
+	size_t	i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!HTTP_IS(s[i], HC_TCHAR))
+			return 0;
+	return 1;
+}
+
+/*
+ * RFC 9110 5.5: CR, LF and NUL in a field value are what splits a header
+ * or a response; other controls are merely invalid, and a recipient may
+ * turn them into SP, so only these three are refused.
+ */
+int
+http_field_value_ok(const char *s, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+			return 0;
+	return 1;
 }
 
 static struct http_str
@@ -247,17 +276,86 @@ http_parse_version(const char *p, size_t n, struct http_req *req)
 }
 
 /*
- * The request line: method SP origin-form SP version CRLF, checked left to
- * right so an error is reported as soon as its byte arrives.  Only
- * origin-form is served: absolute-form and '*' are 400.  Returns 1 with
- * *offp past the CRLF, 0 for more, or a negated status.
+ * An authority of an http(s) URI or a Host value (RFC 9110 4.2.3, 7.2; RFC
+ * 3986 3.2.2): uri-host [ ":" port ], uri-host being an IP-literal in
+ * brackets or a reg-name of unreserved, pct-encoded and sub-delims bytes.
+ * No userinfo ('@' is in neither).  An empty host is valid only where
+ * empty_ok (a Host header for a target without authority).
+ */
+static int
+http_host_ok(const char *p, size_t n, int empty_ok)
+{
+	size_t	i = 0, hlen;
+
+	if (n > 0 && p[0] == '[') {
+		for (i = 1; i < n && p[i] != ']'; i++)
+			if (!http_host_char((uint8_t)p[i]) && p[i] != ':')
+				return 0;
+		if (i == n || i == 1)
+			return 0;
+		i++;
+	} else {
+		for (; i < n && p[i] != ':'; i++) {
+			if (http_host_char((uint8_t)p[i]))
+				continue;
+			if (p[i] != '%' || n - i < 3 ||
+			    !http_hex((uint8_t)p[i + 1]) ||
+			    !http_hex((uint8_t)p[i + 2]))
+				return 0;
+			i += 2;
+		}
+	}
+	hlen = i;
+	if (hlen == 0 && (!empty_ok || n > 0))
+		return 0;
+	if (i < n && p[i++] != ':')
+		return 0;
+	for (; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+	return 1;
+}
+
+/*
+ * absolute-form (RFC 9112 3.2.2) of an http or https URI: the scheme, in
+ * any case, "//", the authority and what follows it (empty, or from its
+ * '/' or '?').  Returns 0 with *auth and *rest set, or -1.
+ */
+static int
+http_absolute(struct http_str t, struct http_str *auth, struct http_str *rest)
+{
+	size_t	i, start;
+
+	if (t.s_len > 7 && http_mem_eq_ci(t.s_ptr, "http://", 7))
+		start = 7;
+	else if (t.s_len > 8 && http_mem_eq_ci(t.s_ptr, "https://", 8))
+		start = 8;
+	else
+		return -1;
+	for (i = start; i < t.s_len && t.s_ptr[i] != '/' && t.s_ptr[i] != '?';
+	    i++)
+		;
+	if (!http_host_ok(t.s_ptr + start, i - start, 0))
+		return -1;
+	*auth = http_slice(t.s_ptr + start, i - start);
+	*rest = http_slice(t.s_ptr + i, t.s_len - i);
+	return 0;
+}
+
+/*
+ * The request line: method SP request-target SP version CRLF, checked left
+ * to right so an error is reported as soon as its byte arrives.  The target
+ * is origin-form or absolute-form (an http(s) URI, judged once whole);
+ * authority-form and '*' are 400.  Returns 1 with *offp past the CRLF, 0
+ * for more, or a negated status.
  */
 static int
 http_parse_request_line(const char *buf, size_t lim, size_t *offp,
     struct http_req *req)
 {
-	size_t	i = *offp, start = *offp;
-	int	rc;
+	struct http_str	 auth, rest;
+	size_t		 i = *offp, start = *offp;
+	int		 rc;
 
 	while (i < lim && HTTP_IS(buf[i], HC_TCHAR))
 		i++;
@@ -270,7 +368,7 @@ http_parse_request_line(const char *buf, size_t lim, size_t *offp,
 	start = ++i;
 	if (i == lim)
 		return 0;
-	if (buf[i] != '/')
+	if (buf[i] != '/' && !http_alpha((uint8_t)buf[i]))
 		return -400;
 	while (i < lim && HTTP_IS(buf[i], HC_TARGET))
 		i++;
@@ -279,6 +377,9 @@ http_parse_request_line(const char *buf, size_t lim, size_t *offp,
 	if (buf[i] != ' ')
 		return -400;
 	req->rq_target = http_slice(buf + start, i - start);
+	if (buf[start] != '/' && http_absolute(req->rq_target, &auth,
+	    &rest) == -1)
+		return -400;
 
 	i++;
 	if ((rc = http_parse_version(buf + i, lim - i, req)) <= 0)
@@ -287,22 +388,28 @@ http_parse_request_line(const char *buf, size_t lim, size_t *offp,
 	return 1;
 }
 
-/* Split the target at its first '?'; the query is empty, not NULL, without. */
+/*
+ * Split the target into path and query at its first '?'; the query is
+ * empty, not NULL, without one.  An absolute-form target (already checked
+ * by the request line) is split after its authority, returned in *auth
+ * (s_ptr NULL for origin-form); its empty path is "/" (RFC 9110 4.2.3).
+ */
 static void
-http_split_target(struct http_req *req)
+http_split_target(struct http_req *req, struct http_str *auth)
 {
-	const char	*t = req->rq_target.s_ptr;
+	struct http_str	 t = req->rq_target;
 	const char	*q;
-	size_t		 n = req->rq_target.s_len;
 
-	q = memchr(t, '?', n);
-	if (q == NULL) {
-		req->rq_path = req->rq_target;
-		req->rq_query = http_slice(t + n, 0);
-		return;
-	}
-	req->rq_path = http_slice(t, (size_t)(q - t));
-	req->rq_query = http_slice(q + 1, n - (size_t)(q - t) - 1);
+	*auth = http_slice(NULL, 0);
+	if (t.s_ptr[0] != '/')
+		(void)http_absolute(req->rq_target, auth, &t);
+	q = memchr(t.s_ptr, '?', t.s_len);
+	req->rq_path = http_slice(t.s_ptr, q ? (size_t)(q - t.s_ptr) :
+	    t.s_len);
+	req->rq_query = q ? http_slice(q + 1, t.s_len - req->rq_path.s_len -
+	    1) : http_slice(t.s_ptr + t.s_len, 0);
+	if (req->rq_path.s_len == 0)
+		req->rq_path = http_slice("/", 1);
 }
 
 /*
@@ -518,7 +625,11 @@ http_check_fields(struct http_req *req, const struct http_fields *hf,
 		return -501;
 	if (hf->hf_nlength > 1 || hf->hf_length_bad)
 		return -400;
+	/* RFC 9112 3.2: no Host in HTTP/1.1, two, or a bad one is 400. */
 	if (hf->hf_nhost > 1 || (req->rq_minor == 1 && hf->hf_nhost == 0))
+		return -400;
+	if (hf->hf_nhost == 1 && !http_host_ok(req->rq_host.s_ptr,
+	    req->rq_host.s_len, 1))
 		return -400;
 	if (hf->hf_nauth > 1 || hf->hf_nctype > 1)
 		return -400;
@@ -578,6 +689,7 @@ http_parse_request(const char *buf, size_t len, size_t max_body,
     struct http_req *req)
 {
 	struct http_fields	 hf;
+	struct http_str		 auth;
 	const char		*eoh;
 	size_t			 lim, off;
 	int			 rc;
@@ -597,12 +709,15 @@ http_parse_request(const char *buf, size_t len, size_t max_body,
 	}
 	req->rq_header_bytes = (size_t)(eoh - buf) + 4;
 	req->rq_method = http_method_of(req->rq_method_str);
-	http_split_target(req);
+	http_split_target(req, &auth);
 
 	memset(&hf, 0, sizeof(hf));
 	if ((rc = http_parse_fields(buf, off, req->rq_header_bytes - 2, req,
 	    &hf)) < 0 || (rc = http_check_fields(req, &hf, max_body)) < 0)
 		return rc;
+	/* RFC 9112 3.2.2: an absolute-form target's authority is the host. */
+	if (auth.s_ptr != NULL)
+		req->rq_host = auth;
 	return (int)req->rq_header_bytes;
 
 more:

@@ -18,41 +18,6 @@ jw_put(struct jsonw *jw, const char *s, size_t n)
 	jw->jw_len += n;
 }
 
-/*
- * The length of the valid UTF-8 sequence at s[0..n), or 0 when s[0] does
- * not start one (RFC 3629: no overlongs, no surrogates, nothing past
- * U+10FFFF).
- */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char	 lo = 0x80, hi = 0xbf;
-	size_t		 len, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		if (s[0] == 0xe0)
-			lo = 0xa0;
-		else if (s[0] == 0xed)
-			hi = 0x9f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		if (s[0] == 0xf0)
-			lo = 0x90;
-		else if (s[0] == 0xf4)
-			hi = 0x8f;
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 static void
 jw_string(struct jsonw *jw, const char *str)
 {
@@ -73,7 +38,7 @@ jw_string(struct jsonw *jw, const char *str)
 		if (n == 0)
 			break;
 		if (*s >= 0x80) {
-			if ((u = utf8_len(s, n)) > 0)
+			if ((u = utf8_seq_len(s, n)) > 0)
 				jw_put(jw, (const char *)s, u);
 			else {
 				jw_put(jw, "\\ufffd", 6);

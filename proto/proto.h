@@ -6,6 +6,7 @@
  *   token.c   token generation and format check (SPEC section 3),
  *             SHA-256 hashing, display prefixes.
  *   form.c    application/x-www-form-urlencoded and query decoding.
+ *   text.c    UTF-8 validity; copies that refuse instead of truncating.
  *
  * Contract: every function here is pure computation over caller-owned
  * memory.  No function allocates, logs, or touches a file descriptor, so
@@ -48,7 +49,7 @@ struct http_header {
 struct http_req {
 	enum http_method rq_method;
 	struct http_str	 rq_method_str;
-	struct http_str	 rq_target;	/* as sent: path plus ?query */
+	struct http_str	 rq_target;	/* as sent: path plus ?query, or a URI */
 	struct http_str	 rq_path;	/* target up to '?' */
 	struct http_str	 rq_query;	/* after '?', empty if none */
 	int		 rq_minor;	/* HTTP/1.rq_minor: 0 or 1 */
@@ -75,7 +76,12 @@ struct http_req {
  *        -501 Transfer-Encoding (chunked bodies are refused), -505 a
  *        version other than HTTP/1.0 or HTTP/1.1, -413 Content-Length over
  *        max_body).  A second Host, Content-Length, Authorization or
- *        Content-Type is -400, as is a missing Host in HTTP/1.1.
+ *        Content-Type is -400, as is a missing Host in HTTP/1.1 and a
+ *        Host value that is not uri-host [":" port] (RFC 9112 3.2).
+ * The target is origin-form or absolute-form (an http or https URI, RFC
+ * 9112 3.2.2): rq_path and rq_query are then those of the URI ("/" for an
+ * empty path, a static string) and rq_host is its authority, whatever the
+ * Host header said.
  * The parser is stateless: calling it again on a longer prefix of the same
  * bytes gives the same answer as a single call on the whole.  req's slices
  * point into buf and live as long as buf does.
@@ -87,8 +93,35 @@ int	http_parse_request(const char *buf, size_t len, size_t max_body,
 const struct http_str *http_header_get(const struct http_req *req,
 	    const char *name);
 
+/*
+ * Every status tokend sends, with its reason phrase: the one list behind
+ * http_reason and the status labels of tokend_requests_total (shm.h), so a
+ * status that can be sent has its own label.
+ */
+#define HTTP_STATUSES \
+	X(100, "Continue") X(200, "OK") X(201, "Created") \
+	X(204, "No Content") X(301, "Moved Permanently") X(302, "Found") \
+	X(304, "Not Modified") X(400, "Bad Request") \
+	X(401, "Unauthorized") X(403, "Forbidden") X(404, "Not Found") \
+	X(405, "Method Not Allowed") X(408, "Request Timeout") \
+	X(411, "Length Required") X(413, "Content Too Large") \
+	X(414, "URI Too Long") X(415, "Unsupported Media Type") \
+	X(429, "Too Many Requests") \
+	X(431, "Request Header Fields Too Large") \
+	X(500, "Internal Server Error") X(501, "Not Implemented") \
+	X(502, "Bad Gateway") X(503, "Service Unavailable") \
+	X(505, "HTTP Version Not Supported")
+
 /* "Not Found" for 404, ...; "Unknown" for codes we never send. */
 const char *http_reason(int status);
+
+/*
+ * For the response writer: may s[0..n) be sent as a header field name (a
+ * token, RFC 9110 5.6.2) or value (no CR, LF or NUL, which would split the
+ * header or the response)?  1 or 0.
+ */
+int	http_field_name_ok(const char *s, size_t n);
+int	http_field_value_ok(const char *s, size_t n);
 
 /*
  * RFC 6750 2.1: "Bearer" (any case), one or more spaces, the token68, and
@@ -216,6 +249,28 @@ int	scope_subset(const char *want, const char *have);
  * scope-token) or SCOPE_TOO_LONG.
  */
 int	scope_normalize(const char *in, char *out, size_t outlen);
+
+/* ---- Text (text.c) ---------------------------------------------------- */
+
+/*
+ * The length of the UTF-8 sequence at s[0..n) (1 for ASCII), or 0 when it
+ * is not valid RFC 3629 UTF-8: no overlongs, no surrogates, nothing past
+ * U+10FFFF, no truncated sequence.
+ */
+size_t	utf8_seq_len(const unsigned char *s, size_t n);
+/*
+ * Is s[0..n) valid UTF-8 without NUL?  What every text value must be
+ * before it is sent to PostgreSQL: a UTF-8 database refuses anything else
+ * with an error, which must not be the client's to cause.
+ */
+int	utf8_valid(const char *s, size_t n);
+/* The same for a C string; NULL (an absent value) is valid. */
+int	utf8_valid_str(const char *s);
+/*
+ * Copy src into dst[0..cap) whole, or return -1 and copy nothing: an
+ * identity (user, client, scope) is never cut short to fit.
+ */
+int	text_copy(char *dst, size_t cap, const char *src);
 
 /* ---- JSON objects written in place (jsonw.c) --------------------------- */
 

@@ -1,6 +1,10 @@
 /*
- * The login rate limit: failed password logins per username, counted by
- * every worker in one shared table (shm/README.md, "Login rate limit").
+ * The client rate limit: failed OAuth client authentications per client
+ * id, counted by every worker in one shared table (shm/README.md, "Login
+ * rate limit").  Password logins are counted in PostgreSQL instead, where
+ * every box sharing the database sees them (tokend_login_attempt); client
+ * failures stay here, per box, because their cost is argon2id on this box
+ * and the check must cost no query.
  *
  * Each entry is one 64-bit word, changed only by compare-and-swap, so no
  * process ever holds a lock: a worker killed in the middle of an update

@@ -30,8 +30,8 @@ static const char *const endpoint_names[EP__COUNT] = {
 };
 
 static const int status_codes[ST__COUNT] = {
-#define X(n) [ST_##n] = n,
-	SHM_STATUSES
+#define X(n, reason) [ST_##n] = n,
+	HTTP_STATUSES
 #undef X
 	[ST_OTHER] = 0,
 };
@@ -52,8 +52,8 @@ int
 status_index(int status)
 {
 	switch (status) {
-#define X(n) case n: return ST_##n;
-	SHM_STATUSES
+#define X(n, reason) case n: return ST_##n;
+	HTTP_STATUSES
 #undef X
 	default:
 		return ST_OTHER;
@@ -433,6 +433,29 @@ metric(struct mbuf *mb, const char *name, const char *type, const char *help,
 	    name, type, name, (unsigned long long)v);
 }
 
+/*
+ * Bounded staleness (SPEC 5): how old the revocation feed's last confirmed
+ * round trip is (+Inf before the first), and the hits that were verified in
+ * PostgreSQL because it was older than max_revocation_lag.
+ */
+static void
+metrics_feed(const struct shm *shm, struct mbuf *mb)
+{
+	int64_t	 ok = __atomic_load_n(&shm->sh_feed_ok_ms, __ATOMIC_RELAXED);
+
+	mb_printf(mb, "# HELP tokend_revocation_feed_age_seconds Age of the "
+	    "last revocation feed round trip confirmed.\n"
+	    "# TYPE tokend_revocation_feed_age_seconds gauge\n");
+	if (ok > 0)
+		mb_printf(mb, "tokend_revocation_feed_age_seconds %.3f\n",
+		    (double)(shm_now_ms() - ok) / 1000.0);
+	else
+		mb_printf(mb, "tokend_revocation_feed_age_seconds +Inf\n");
+	metric(mb, "tokend_cache_hits_verified_total", "counter",
+	    "Cache hits verified in PostgreSQL: the feed was stale.",
+	    SLOT_SUM(shm, sl_cache_verified));
+}
+
 int
 shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
     size_t buflen)
@@ -473,6 +496,9 @@ shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
 	    "PostgreSQL errors in workers and the writer.",
 	    SLOT_SUM(shm, sl_pg_errors) + __atomic_load_n(
 	    &shm->sh_writer_pg_errors, __ATOMIC_RELAXED));
+	metric(&mb, "tokend_login_lockouts_total", "counter",
+	    "Logins and client authentications refused by the failure limit.",
+	    SLOT_SUM(shm, sl_login_lockouts));
 	metric(&mb, "tokend_revocations_applied_total", "counter",
 	    "Revocation notifications applied to the cache.",
 	    __atomic_load_n(&shm->sh_revocations, __ATOMIC_RELAXED));
@@ -489,5 +515,6 @@ shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
 	    "Client connections open now.", SLOT_SUM(shm, sl_conns_open));
 	metric(&mb, "tokend_connections_total", "counter",
 	    "Client connections accepted.", SLOT_SUM(shm, sl_conns_total));
+	metrics_feed(shm, &mb);
 	return mb.mb_err ? -1 : (int)mb.mb_len;
 }

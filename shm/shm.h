@@ -5,7 +5,8 @@
  *
  *   seg.c    creation, slots, counters, the /metrics text.
  *   usage.c  the per-slot usage tables (record, swap, drain).
- *   ratelimit.c  failed logins per username (lock-free, all workers).
+ *   ratelimit.c  failed client authentications per client id (lock-free,
+ *            all workers; password logins are counted in PostgreSQL).
  *
  * Contract: shm_open_file is called once, by the master, before fork; the
  * segment is the file cache_dir/usage.shm, mapped MAP_SHARED, so what the
@@ -22,6 +23,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "proto/proto.h"
+
 /* ---- Metrics dimensions ------------------------------------------------ */
 
 enum endpoint {
@@ -30,13 +33,11 @@ enum endpoint {
 	EP__COUNT
 };
 
-/* The statuses tokend sends; anything else counts as "other". */
-#define SHM_STATUSES \
-	X(200) X(201) X(204) X(400) X(401) X(403) X(404) X(405) X(408) \
-	X(411) X(413) X(429) X(431) X(500) X(501) X(503) X(505)
+/* One label per status tokend sends (proto.h's HTTP_STATUSES); anything
+ * else counts as "other". */
 enum status_idx {
-#define X(n) ST_##n,
-	SHM_STATUSES
+#define X(n, reason) ST_##n,
+	HTTP_STATUSES
 #undef X
 	ST_OTHER,
 	ST__COUNT
@@ -94,6 +95,8 @@ struct shm_slot {
 	uint64_t	sl_uses_recorded;
 	uint64_t	sl_uses_dropped;
 	uint64_t	sl_pg_errors;
+	uint64_t	sl_login_lockouts;	/* refused by a failure limit */
+	uint64_t	sl_cache_verified;	/* hits sent to PostgreSQL (SPEC 5) */
 	uint64_t	sl_swap_ack;
 	uint32_t	sl_active;		/* index of the ACTIVE table */
 
@@ -103,11 +106,11 @@ struct shm_slot {
 	struct usage_table sl_tables[2];
 } __attribute__((aligned(64)));
 
-/* ---- Login rate limit (ratelimit.c) ---------------------------------- */
+/* ---- Client rate limit (ratelimit.c) --------------------------------- */
 
 /*
- * Failed logins per username, shared by every worker: RL_SETS sets of
- * RL_WAYS 64-bit words, each word one username's (window start, count,
+ * Failures per name (an OAuth client id), shared by every worker: RL_SETS
+ * sets of RL_WAYS 64-bit words, each word one name's (window start, count,
  * tag), updated only by compare-and-swap.  shm/README.md has the layout.
  */
 #define RL_SETS	4096
@@ -140,6 +143,9 @@ void	ratelimit_reset(struct shm *shm, const char *name);
 
 /* sh_stop: how far the master's graceful stop has gone. */
 enum { SHM_RUNNING = 0, SHM_STOP_WORKERS, SHM_STOP_WRITER };
+
+/* sh_feed_state: the writer's LISTEN connection and its round trips. */
+enum { FEED_DOWN = 0, FEED_UNCONFIRMED, FEED_CONFIRMED };
 
 struct shm {
 	/* Layout of the usage file (README "The usage file"). */
@@ -178,6 +184,26 @@ struct shm {
 	 * notification) and when LISTEN comes up; workers' client caches
 	 * are valid only while it is unchanged.  README "Client epoch". */
 	uint64_t	sh_client_epoch;
+
+	/*
+	 * The revocation feed's heartbeat (README "Bounded staleness"): the
+	 * writer's feed thread writes both (release), after applying every
+	 * notification that came before; workers read sh_feed_ok_ms once
+	 * per request, before the cache (acquire).  sh_feed_ok_ms: when the last ping that
+	 * came back on the LISTEN connection was sent, monotonic ms, 0 for
+	 * never.  The master sets sh_feed_state to FEED_DOWN when the writer
+	 * dies.
+	 */
+	int64_t		sh_feed_ok_ms;
+	uint32_t	sh_feed_state;		/* FEED_* */
+
+	/*
+	 * Writer liveness (README "Writer liveness"): each of the writer's
+	 * two threads stores the time by which it will store again
+	 * (relaxed); the master kills a writer that misses either.
+	 */
+	int64_t		sh_writer_due_ms;	/* main loop, monotonic ms */
+	int64_t		sh_feed_due_ms;		/* feed thread, monotonic ms */
 
 	/* Any worker, lock-free CAS per word.  README "Login rate limit". */
 	uint64_t	sh_login_rl[RL_SETS * RL_WAYS] __attribute__((aligned(64)));

@@ -92,6 +92,11 @@ cache_encode(const struct tok_info *ti, uint8_t *buf, size_t buflen)
 	    strnlen(ti->ti_user, TI_USER_LEN - 1) +
 	    strnlen(ti->ti_client, TI_CLIENT_LEN - 1) +
 	    strnlen(ti->ti_scope, TI_SCOPE_LEN - 1);
+	/* A field without its NUL is refused, not cut (put_str's max). */
+	if (strnlen(ti->ti_user, TI_USER_LEN) == TI_USER_LEN ||
+	    strnlen(ti->ti_client, TI_CLIENT_LEN) == TI_CLIENT_LEN ||
+	    strnlen(ti->ti_scope, TI_SCOPE_LEN) == TI_SCOPE_LEN)
+		return -1;
 	if (buflen < need || ti->ti_state < 0 || ti->ti_state > 255 ||
 	    ti->ti_kind < 0 || ti->ti_kind > 255)
 		return -1;
@@ -183,6 +188,36 @@ mkdir_p(const char *dir, char *err, size_t errlen)
 			return -1;
 		}
 		path[i] = dir[i];
+	}
+	return 0;
+}
+
+int
+cache_dir_check(const char *dir, char *err, size_t errlen)
+{
+	struct stat	 st;
+
+	if (stat(dir, &st) == -1) {
+		if (errno == ENOENT)
+			return 0;	/* created 0700 at start */
+		snprintf(err, errlen, "cache_dir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "cache_dir %s: not a directory", dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "cache_dir %s: owned by uid %ld, not by "
+		    "uid %ld that tokend runs as", dir, (long)st.st_uid,
+		    (long)geteuid());
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "cache_dir %s: mode %04o is group- or "
+		    "world-writable (chmod go-w it)", dir,
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
 	}
 	return 0;
 }

@@ -12,7 +12,12 @@
 
 #include <libpq-fe.h>
 
+#include "master/master.h"
 #include "store/store.h"
+
+#define PG_BACKOFF_MIN	100
+#define PG_BACKOFF_MAX	5000
+#define PG_RETRY_LOG_MS	1000	/* at most one db_retry line this often */
 
 /* Copy the first line of msg (no "ERROR:  " label) into err. */
 static void
@@ -72,6 +77,7 @@ pg_connect(const char *url, const char *appname, char *err, size_t errlen)
 {
 	const char	*keys[4], *vals[4];
 	PGconn		*db = NULL;
+	const char	*app = appname != NULL ? appname : "tokend";
 	char		 pw[1024];
 	int		 has_timeout, n = 0;
 
@@ -93,11 +99,14 @@ pg_connect(const char *url, const char *appname, char *err, size_t errlen)
 	keys[n] = "dbname";
 	vals[n++] = url;
 	keys[n] = "application_name";
-	vals[n++] = appname != NULL ? appname : "tokend";
+	vals[n++] = app;
 	keys[n] = NULL;
 	vals[n] = NULL;
 	db = PQconnectdbParams(keys, vals, 1);
-	if (db == NULL || PQstatus(db) != CONNECTION_OK) {
+	if (db != NULL && PQstatus(db) == CONNECTION_OK)
+		pg_notices(db, strncmp(app, "tokend ", 7) == 0 ? app + 7 :
+		    app);
+	else {
 		pg_first_line("cannot connect to PostgreSQL: ",
 		    db != NULL ? PQerrorMessage(db) : "out of memory", err,
 		    errlen);
@@ -135,4 +144,77 @@ pg_exec(PGconn *db, const char *sql, int nparams, const char *const *params,
 	pg_first_line("", msg, err, errlen);
 	PQclear(res);
 	return NULL;
+}
+
+/* ---- reconnecting ----------------------------------------------------- */
+
+void
+pg_retry_init(struct pg_retry *rt, const char *conn)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->rt_conn = conn;
+	rt->rt_backoff = PG_BACKOFF_MIN;
+}
+
+void
+pg_retry_failed(struct pg_retry *rt, const char *why, int64_t now_ms)
+{
+	char	 line[512];
+
+	rt->rt_attempts++;
+	/* A dead host fails every attempt: one line a second says so. */
+	if (rt->rt_attempts == 1 || now_ms - rt->rt_logged_ms >=
+	    PG_RETRY_LOG_MS) {
+		pg_first_line("", why, line, sizeof(line));
+		LOG(LVL_WARN, "db_retry", KV_S("conn", rt->rt_conn),
+		    KV_S("error", line), KV_I("attempt", rt->rt_attempts),
+		    KV_I("retry_ms", rt->rt_backoff));
+		rt->rt_logged_ms = now_ms;
+	}
+	rt->rt_next_ms = now_ms + rt->rt_backoff;
+	rt->rt_backoff = rt->rt_backoff * 2 > PG_BACKOFF_MAX ?
+	    PG_BACKOFF_MAX : rt->rt_backoff * 2;
+}
+
+int
+pg_retry_due(const struct pg_retry *rt, int64_t now_ms)
+{
+	return now_ms >= rt->rt_next_ms;
+}
+
+void
+pg_retry_ok(struct pg_retry *rt)
+{
+	rt->rt_backoff = PG_BACKOFF_MIN;
+	rt->rt_attempts = 0;
+	rt->rt_next_ms = 0;
+}
+
+/* ---- notices ---------------------------------------------------------- */
+
+static void
+pg_notice_receive(void *arg, const PGresult *res)
+{
+	const char	*sev, *msg;
+	char		 line[512];
+
+	sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	pg_first_line("", msg, line, sizeof(line));
+	/* NOTICE, INFO, LOG, DEBUG: information; WARNING, and an ERROR or
+	 * FATAL that came while no statement ran (a server shutting down):
+	 * worth a look. */
+	LOG(sev == NULL || strcmp(sev, "NOTICE") == 0 || strcmp(sev, "INFO") ==
+	    0 || strcmp(sev, "LOG") == 0 || strncmp(sev, "DEBUG", 5) == 0 ?
+	    LVL_INFO : LVL_WARN,
+	    "pg_notice", KV_S("conn", (const char *)arg),
+	    KV_S("severity", sev != NULL ? sev : "NOTICE"),
+	    KV_S("message", line));
+}
+
+void
+pg_notices(PGconn *db, const char *conn)
+{
+	if (db != NULL)
+		PQsetNoticeReceiver(db, pg_notice_receive, (void *)conn);
 }

@@ -3,11 +3,14 @@
  *
  *   cache.c     LMDB environment in cache_dir: token hash -> tok_info.
  *   pg.c        blocking libpq helpers for tokenctl, the master's schema
- *               check and the writer.
+ *               check and the writer; the reconnect rule and the notice
+ *               receiver, which workers' connections use too.
  *   migrate.c   versioned schema: store/migrations/NNN_*.sql, applied in
  *               order, each inside one transaction, recorded in
  *               schema_migrations.
- *   writer.c    the writer process: usage flushes, LISTEN, cleanup.
+ *   writer.c    the writer process: usage flushes, cleanup.
+ *   feed.c      the writer's revocation feed thread: LISTEN, the cache,
+ *               the heartbeat of bounded staleness.
  *   tokenctl.c  the tokenctl command (its own main).
  *
  * (A worker's own non-blocking PostgreSQL connection for cache misses is
@@ -71,6 +74,14 @@ int	cache_decode(const uint8_t *buf, size_t len, struct tok_info *ti);
 /* ---- The LMDB cache (cache.c) ----------------------------------------- */
 
 struct cache;
+
+/*
+ * Whoever can write in cache_dir can forge cache entries that /auth would
+ * believe: refuse a directory that is group- or world-writable or owned by
+ * another user than the effective one.  A missing one passes (it is
+ * created 0700).  Returns 0, or -1 with err set ("cache_dir PATH: ...").
+ */
+int	cache_dir_check(const char *dir, char *err, size_t errlen);
 
 /*
  * Master, at start, before any child exists: remove and recreate the
@@ -145,6 +156,38 @@ PGconn	*pg_connect(const char *url, const char *appname, char *err,
  * row values) and returns NULL. */
 PGresult *pg_exec(PGconn *db, const char *sql, int nparams,
 	    const char *const *params, char *err, size_t errlen);
+
+/*
+ * Reconnecting, one rule for every PostgreSQL connection a process keeps
+ * open (the writer's, a worker's lookup and OAuth connections; any other
+ * long-lived one should use it too).  After a failed attempt or a broken
+ * connection, pg_retry_failed logs db_retry (conn=rt_conn, the error, the
+ * attempt number and the delay; at most one line a second per connection)
+ * and sets the next attempt 100 ms later, the delay doubling up to 5 s;
+ * pg_retry_due says whether that time has come; pg_retry_ok resets the
+ * delay once a connection works.  Times are shm_now_ms() milliseconds.
+ */
+struct pg_retry {
+	const char	*rt_conn;	/* static: "writer", "lookup", ... */
+	int64_t		 rt_next_ms;	/* no attempt before this */
+	int64_t		 rt_backoff;	/* the next delay */
+	int64_t		 rt_logged_ms;	/* the last db_retry line */
+	uint64_t	 rt_attempts;	/* failures since the last success */
+};
+
+void	pg_retry_init(struct pg_retry *rt, const char *conn);
+void	pg_retry_failed(struct pg_retry *rt, const char *why, int64_t now_ms);
+int	pg_retry_due(const struct pg_retry *rt, int64_t now_ms);
+void	pg_retry_ok(struct pg_retry *rt);
+
+/*
+ * Send db's notices and warnings (a RAISE NOTICE, a migration's "already
+ * exists") to the log as pg_notice events, conn=conn (static), severity and
+ * primary message only (a DETAIL may quote row values), instead of libpq's
+ * default of printing them raw on stderr.  pg_connect does it for its
+ * connections; an asynchronous one calls it right after PQconnectStart.
+ */
+void	pg_notices(PGconn *db, const char *conn);
 
 /* ---- Schema (migrate.c) ----------------------------------------------- */
 
@@ -227,5 +270,19 @@ void	writer_conf_publish(struct writer_conf *wc, const struct config *cf);
  */
 void	writer_main(const struct config *cf, const struct writer_conf *wc,
 	    struct shm *shm, int master_fd) __attribute__((noreturn));
+
+/* ---- The revocation feed (feed.c) ------------------------------------ */
+
+/*
+ * Writer only, once: start the feed thread, which connects twice to
+ * cf_database_url, LISTENs, applies notifications to cache (which from now
+ * on belongs to the thread; may be NULL), and keeps sh_feed_ok_ms,
+ * sh_feed_state, sh_listening and sh_feed_due_ms.  Returns 0, or -1 when
+ * the thread cannot be created (logged).
+ */
+int	feed_start(const struct config *cf, struct shm *shm,
+	    struct cache *cache);
+/* Writer: stop the thread and close its connections (feed down). */
+void	feed_stop(void);
 
 #endif /* TOKEND_STORE_H */

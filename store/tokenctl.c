@@ -54,6 +54,8 @@ enum {
 	OPT_PUBLIC = 1 << 8,
 	OPT_SECRET_STDIN = 1 << 9,
 	OPT_REDIRECT_URI = 1 << 10,	/* repeatable */
+	OPT_FIRST_PARTY = 1 << 11,
+	OPT_INTROSPECT = 1 << 12,
 };
 #define OPT_GLOBAL (OPT_URL | OPT_CONFIG | OPT_JSON)
 
@@ -102,6 +104,8 @@ static const struct ctl_opt {
 	{ "--public", OPT_PUBLIC, 0 },
 	{ "--secret-stdin", OPT_SECRET_STDIN, 0 },
 	{ "--redirect-uri", OPT_REDIRECT_URI, offsetof(struct ctl, ctl_uri) },
+	{ "--first-party", OPT_FIRST_PARTY, 0 },
+	{ "--introspect", OPT_INTROSPECT, 0 },
 };
 
 /* Format the reason for main to print; always returns -1. */
@@ -601,6 +605,11 @@ cmd_user_add(struct ctl *c)
 
 	if (ctl_check_user_name(c, name) == -1)
 		return -1;
+	/* X-Auth-User holds TI_USER_LEN - 1 bytes and is never truncated;
+	 * longer names exist only from before, and may still be named. */
+	if (strlen(name) > TI_USER_LEN - 1)
+		return ctl_fail(c, "invalid user name: longer than %d "
+		    "characters", TI_USER_LEN - 1);
 	if ((c->ctl_opts & OPT_PASSWORD_STDIN) &&
 	    ctl_password_hash(c, hash, sizeof(hash)) == -1)
 		return -1;
@@ -651,6 +660,30 @@ out:
 	if (rc == -1)
 		ctl_rollback(c);
 	return rc;
+}
+
+/*
+ * Forget the user's failed logins (login_failures, migration 006): every
+ * tokend sharing the database lets the user try again at once.
+ */
+static int
+cmd_user_unlock(struct ctl *c)
+{
+	const char	*name = c->ctl_words[2];
+	PGresult	*res;
+
+	if (ctl_check_user_name(c, name) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	if ((res = ctl_user_row(c, "WITH u AS (SELECT id FROM users "
+	    "WHERE name = $1), d AS (DELETE FROM login_failures WHERE "
+	    "name = $1 AND EXISTS (SELECT 1 FROM u) RETURNING failures) "
+	    "SELECT u.id, coalesce((SELECT failures FROM d), 0) FROM u",
+	    name)) == NULL)
+		return -1;
+	printf("user %s unlocked, %s failed logins forgotten\n", name,
+	    PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return 0;
 }
 
 static int
@@ -868,18 +901,23 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 	return 0;
 }
 
+/*
+ * --first-party: its users' access tokens may call POST /authorize and the
+ * PAT API.  --introspect: it may call /introspect, which needs client
+ * authentication, so a public client cannot.
+ */
 static int
 cmd_client_add(struct ctl *c)
 {
 	static char	 uris[CTL_MAX_URIS * (CTL_URI_MAX + 3) + 3];
-	const char	*id = c->ctl_words[2], *params[5];
+	const char	*id = c->ctl_words[2], *params[7];
 	char		 scope[SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
 	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
 	PGresult	*res;
 
-	if (pub && (c->ctl_opts & OPT_SECRET_STDIN))
+	if (pub && (c->ctl_opts & (OPT_SECRET_STDIN | OPT_INTROSPECT)))
 		ctl_usage(ctl_cmd_usage(cmd_client_add), "a --public client "
-		    "has no secret");
+		    "has no secret and cannot introspect");
 	if (!pub && !(c->ctl_opts & OPT_SECRET_STDIN))
 		ctl_usage(ctl_cmd_usage(cmd_client_add), "a confidential "
 		    "client needs --secret-stdin (or give --public)");
@@ -897,10 +935,12 @@ cmd_client_add(struct ctl *c)
 	params[2] = pub ? "t" : "f";
 	params[3] = uris;
 	params[4] = scope;
+	params[5] = c->ctl_opts & OPT_FIRST_PARTY ? "t" : "f";
+	params[6] = c->ctl_opts & OPT_INTROSPECT ? "t" : "f";
 	if ((res = ctl_sql_row(c, "INSERT INTO clients (client_id, "
-	    "secret_hash, public, redirect_uris, scope) "
-	    "VALUES ($1, $2, $3, $4::text[], $5) "
-	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 5, params,
+	    "secret_hash, public, redirect_uris, scope, first_party, "
+	    "introspect) VALUES ($1, $2, $3, $4::text[], $5, $6, $7) "
+	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 7, params,
 	    "client %s already exists", id)) == NULL)
 		return -1;
 	printf("client %s added (id %s, %s)\n", id, PQgetvalue(res, 0, 0),
@@ -1071,6 +1111,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "user", "add", 1, OPT_PASSWORD_STDIN, cmd_user_add,
 	    "user add NAME [--password-stdin]" },
 	{ "user", "disable", 1, 0, cmd_user_disable, "user disable NAME" },
+	{ "user", "unlock", 1, 0, cmd_user_unlock, "user unlock NAME" },
 	{ "user", "list", 0, 0, cmd_user_list, "user list" },
 	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN,
 	    cmd_pat_create, "pat create --user NAME --name LABEL "
@@ -1079,8 +1120,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "token list [--user NAME]" },
 	{ "token", "revoke", 1, 0, cmd_token_revoke, "token revoke ID" },
 	{ "client", "add", 1, OPT_PUBLIC | OPT_SECRET_STDIN | OPT_REDIRECT_URI |
-	    OPT_SCOPE, cmd_client_add, "client add ID [--public] "
-	    "[--secret-stdin] [--redirect-uri URI]... [--scope \"a b\"]" },
+	    OPT_SCOPE | OPT_FIRST_PARTY | OPT_INTROSPECT, cmd_client_add,
+	    "client add ID [--public] [--secret-stdin] [--redirect-uri URI]... "
+	    "[--scope \"a b\"] [--first-party] [--introspect]" },
 	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

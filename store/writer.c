@@ -1,20 +1,22 @@
 /*
- * The writer process.  One PostgreSQL connection, used for three things:
+ * The writer process.  Its main thread has one PostgreSQL connection, the
+ * work connection, used for:
  *
  *   usage     every usage_flush_interval, one statement applies every FROZEN
  *             usage table (shm/README.md) and records the batch number for
  *             this master's instance in usage_batches, so that a writer
  *             killed between the commit and emptying the tables never
  *             counts a use twice.
- *   LISTEN    tokend_revoke notifications ('t' + token hash, 'u' + user id)
- *             delete cache entries; 'c' + client id bumps the client
- *             epoch, which empties every worker's client cache.  Each time
- *             LISTEN is (re)established the whole cache is cleared (and the
- *             client epoch bumped), since notifications sent while it was
- *             down are lost.
  *   cleanup   rows expired or revoked longer ago than `retention` are
  *             deleted every CLEANUP_MS; refresh successor boxes past
  *             their grace are wiped every WIPE_MS.
+ *
+ * The revocation feed (LISTEN, the cache, the heartbeat) is a thread of its
+ * own with its own connections (feed.c), so that nothing the work
+ * connection waits on can hold a revocation back.  The work connection has
+ * a statement_timeout and a lock_timeout, so that nothing waits forever,
+ * and before each step that may wait the main thread stores in
+ * sh_writer_due_ms when it will be back (shm/README.md "Writer liveness").
  *
  * Blocking libpq is fine here: the writer serves no request, and the
  * workers keep answering from the cache while it waits.
@@ -35,14 +37,17 @@
 #include "shm/shm.h"
 #include "store/store.h"
 
-#define WR_BACKOFF_MIN	100
-#define WR_BACKOFF_MAX	5000
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)
 #define WIPE_MS		1000	/* successor boxes past their grace */
 #define SWAP_WAIT_MS	150		/* an idle worker's tick, and some */
 #define LONE_TERM_MS	1000	/* a SIGTERM no stop of the master follows */
 #define ORPHAN_GRACE_MS	2000	/* past shutdown_timeout, master gone */
+#define WR_STATEMENT_TIMEOUT "60s"	/* work connection; lock_timeout: */
+#define WR_LOCK_TIMEOUT	"5s"		/* a flush retries after it */
+#define WR_STATEMENT_DUE_MS (60000 + 5000)
+#define WR_CONNECT_DUE_MS 30000		/* connect_timeout, multi-host */
+#define WR_IDLE_DUE_MS	(PING_MS + 5000)	/* a loop turn, busy box */
 
 /* store.h: the master's newer configurations, a seqlock on wc_gen. */
 struct writer_conf {
@@ -59,6 +64,7 @@ struct sbuf {
 static struct writer {
 	const struct config *wr_cf;	/* &wr_conf */
 	struct config	 wr_conf;	/* the configuration in force */
+	struct config	 wr_feed_conf;	/* the feed thread's copy */
 	const struct writer_conf *wr_wc;
 	uint64_t	 wr_conf_gen;	/* wc_gen of wr_conf */
 	int		 wr_usage_waiting; /* "usage_waiting" was logged */
@@ -69,8 +75,7 @@ static struct writer {
 	int		 wr_master_fd;
 	struct cache	*wr_cache;
 	PGconn		*wr_db;
-	int64_t		 wr_retry_ms;
-	int64_t		 wr_backoff;
+	struct pg_retry	 wr_retry;	/* reconnecting after a failure */
 	int64_t		 wr_next_flush_ms;
 	int64_t		 wr_next_cleanup_ms;
 	int64_t		 wr_next_wipe_ms;
@@ -146,20 +151,32 @@ wr_ok(void)
 	    __ATOMIC_RELAXED);
 }
 
+/* Tell the master when this thread will be back (liveness). */
+static void
+wr_promise(int64_t ms)
+{
+	__atomic_store_n(&WR.wr_shm->sh_writer_due_ms, shm_now_ms() + ms,
+	    __ATOMIC_RELAXED);
+}
+
+/* pg_exec on the work connection, within the promise of a statement. */
+static PGresult *
+wr_exec(const char *sql, int nparams, const char *const *params, char *err,
+    size_t errlen)
+{
+	wr_promise(WR_STATEMENT_DUE_MS);
+	return pg_exec(WR.wr_db, sql, nparams, params, err, errlen);
+}
+
 static void
 wr_disconnect(const char *why)
 {
-	__atomic_store_n(&WR.wr_shm->sh_listening, 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&WR.wr_shm->sh_writer_pg_errors, 1,
 	    __ATOMIC_RELAXED);
-	LOG(LVL_WARN, "db_retry", KV_S("conn", "writer"), KV_S("error", why),
-	    KV_I("retry_ms", WR.wr_backoff));
+	pg_retry_failed(&WR.wr_retry, why, shm_now_ms());
 	if (WR.wr_db != NULL)
 		PQfinish(WR.wr_db);
 	WR.wr_db = NULL;
-	WR.wr_retry_ms = shm_now_ms() + WR.wr_backoff;
-	WR.wr_backoff = WR.wr_backoff * 2 > WR_BACKOFF_MAX ? WR_BACKOFF_MAX :
-	    WR.wr_backoff * 2;
 }
 
 /*
@@ -173,7 +190,7 @@ wr_recover_usage(char *err, size_t errlen)
 	PGresult	*res;
 	uint64_t	 seq = 0, uses;
 
-	res = pg_exec(WR.wr_db, "SELECT seq FROM usage_batches "
+	res = wr_exec("SELECT seq FROM usage_batches "
 	    "WHERE instance = $1", 1, params, err, errlen);
 	if (res == NULL)
 		return -1;
@@ -188,26 +205,18 @@ wr_recover_usage(char *err, size_t errlen)
 	return 0;
 }
 
-/* LISTEN first, then clear: a revocation is either notified or cleared. */
+/* No statement or lock wait may hold the work connection forever. */
 static int
-wr_listen(char *err, size_t errlen)
+wr_timeouts(char *err, size_t errlen)
 {
+	const char	*params[2] = { WR_STATEMENT_TIMEOUT, WR_LOCK_TIMEOUT };
 	PGresult	*res;
 
-	if ((res = pg_exec(WR.wr_db, "LISTEN tokend_revoke", 0, NULL, err,
+	if ((res = wr_exec("SELECT set_config('statement_timeout', $1, false), "
+	    "set_config('lock_timeout', $2, false)", 2, params, err,
 	    errlen)) == NULL)
 		return -1;
 	PQclear(res);
-	__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1, __ATOMIC_RELEASE);
-	/* Client changes notified while LISTEN was down are lost too. */
-	__atomic_add_fetch(&WR.wr_shm->sh_client_epoch, 1, __ATOMIC_RELEASE);
-	if (WR.wr_cache != NULL && cache_clear(WR.wr_cache) == -1) {
-		snprintf(err, errlen, "cannot clear the cache");
-		return -1;
-	}
-	__atomic_add_fetch(&WR.wr_shm->sh_cache_clears, 1, __ATOMIC_RELAXED);
-	LOG(LVL_INFO, "cache_cleared", KV_S("reason", "listen established"));
-	__atomic_store_n(&WR.wr_shm->sh_listening, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -217,6 +226,7 @@ wr_connect(void)
 	char	 err[512];
 	int	 v;
 
+	wr_promise(WR_CONNECT_DUE_MS);
 	if ((WR.wr_db = pg_connect(WR.wr_cf->cf_database_url, "tokend writer",
 	    err, sizeof(err))) == NULL) {
 		wr_disconnect(err);
@@ -228,79 +238,14 @@ wr_connect(void)
 		    "needs %d: run tokenctl migrate", v, migrate_latest());
 		v = -1;
 	}
-	if (v < 0 || wr_recover_usage(err, sizeof(err)) == -1 ||
-	    wr_listen(err, sizeof(err)) == -1) {
+	if (v < 0 || wr_timeouts(err, sizeof(err)) == -1 ||
+	    wr_recover_usage(err, sizeof(err)) == -1) {
 		wr_disconnect(err);
 		return;
 	}
-	WR.wr_backoff = WR_BACKOFF_MIN;
+	pg_retry_ok(&WR.wr_retry);
 	wr_ok();
 	LOG(LVL_INFO, "db_connected", KV_S("conn", "writer"));
-}
-
-/* ---- revocations ----------------------------------------------------------- */
-
-static int
-wr_user_hashes(const char *uid, uint8_t (**out)[TOKEN_HASH_LEN], size_t *n)
-{
-	const char	*params[1] = { uid };
-	char		 err[256];
-	PGresult	*res;
-	int		 i;
-
-	res = pg_exec(WR.wr_db, "SELECT encode(hash, 'hex') FROM tokens "
-	    "WHERE user_id = $1::bigint", 1, params, err, sizeof(err));
-	if (res == NULL)
-		return -1;
-	*n = (size_t)PQntuples(res);
-	*out = calloc(*n + 1, TOKEN_HASH_LEN);
-	for (i = 0; *out != NULL && i < PQntuples(res); i++)
-		hex_decode(PQgetvalue(res, i, 0), 2 * TOKEN_HASH_LEN,
-		    (*out)[i], TOKEN_HASH_LEN);
-	PQclear(res);
-	return *out ? 0 : -1;
-}
-
-static void
-wr_revoke_one(const char *payload)
-{
-	uint8_t		 hash[TOKEN_HASH_LEN];
-	uint8_t		(*many)[TOKEN_HASH_LEN] = NULL;
-	size_t		 n = 0;
-
-	if (payload[0] == 't' && hex_decode(payload + 1, strlen(payload + 1),
-	    hash, TOKEN_HASH_LEN) == 0)
-		cache_del(WR.wr_cache, hash);
-	else if (payload[0] == 'u' && wr_user_hashes(payload + 1, &many,
-	    &n) == 0) {
-		cache_del_many(WR.wr_cache, (const uint8_t (*)[TOKEN_HASH_LEN])
-		    many, n);
-		free(many);
-	} else if (payload[0] == 'c')	/* every worker's client cache */
-		__atomic_add_fetch(&WR.wr_shm->sh_client_epoch, 1,
-		    __ATOMIC_RELEASE);
-	__atomic_add_fetch(&WR.wr_shm->sh_revocations, 1, __ATOMIC_RELAXED);
-}
-
-static void
-wr_notifications(void)
-{
-	PGnotify	*nt;
-	int		 bumped = 0;
-
-	if (!PQconsumeInput(WR.wr_db) || PQstatus(WR.wr_db) == CONNECTION_BAD) {
-		wr_disconnect(PQerrorMessage(WR.wr_db));
-		return;
-	}
-	while ((nt = PQnotifies(WR.wr_db)) != NULL) {
-		/* The epoch moves before the delete: see shm/README.md. */
-		if (!bumped++)
-			__atomic_add_fetch(&WR.wr_shm->sh_cache_epoch, 1,
-			    __ATOMIC_RELEASE);
-		if (WR.wr_cache != NULL)
-			wr_revoke_one(nt->extra);
-		PQfreemem(nt);
-	}
 }
 
 /* ---- usage flush ------------------------------------------------------------ */
@@ -318,12 +263,13 @@ wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms)
 	WR.wr_batch_uses += count;
 }
 
+/* One statement without a result, on the work connection. */
 static int
-wr_exec(const char *sql, char *err, size_t errlen)
+wr_run(const char *sql, char *err, size_t errlen)
 {
 	PGresult	*res;
 
-	if ((res = pg_exec(WR.wr_db, sql, 0, NULL, err, errlen)) == NULL)
+	if ((res = wr_exec(sql, 0, NULL, err, errlen)) == NULL)
 		return -1;
 	PQclear(res);
 	return 0;
@@ -348,9 +294,9 @@ wr_flush_begin(char *err, size_t errlen)
 	PGresult	*res;
 	int		 got;
 
-	if (wr_exec("BEGIN", err, errlen) == -1)
+	if (wr_run("BEGIN", err, errlen) == -1)
 		return -1;
-	res = pg_exec(WR.wr_db, "SELECT pg_try_advisory_xact_lock("
+	res = wr_exec("SELECT pg_try_advisory_xact_lock("
 	    "hashtextextended('tokend usage ' || $1, 0))", 1, params, err,
 	    errlen);
 	if (res == NULL)
@@ -362,7 +308,7 @@ wr_flush_begin(char *err, size_t errlen)
 			LOG(LVL_WARN, "usage_waiting", KV_S("reason", "a "
 			    "batch of this instance is still running in "
 			    "PostgreSQL"));
-		return wr_exec("ROLLBACK", err, errlen) == -1 ? -1 : 0;
+		return wr_run("ROLLBACK", err, errlen) == -1 ? -1 : 0;
 	}
 	WR.wr_usage_waiting = 0;
 	return wr_recover_usage(err, errlen) == -1 ? -1 : 1;
@@ -385,13 +331,12 @@ wr_flush_send(uint64_t seq, char *err, size_t errlen)
 	params[2] = WR.wr_last.sb_buf;
 	params[3] = WR.wr_shm->sh_instance;
 	params[4] = seqs;
-	if ((res = pg_exec(WR.wr_db, usage_sql, 5, params, err,
-	    errlen)) == NULL)
+	if ((res = wr_exec(usage_sql, 5, params, err, errlen)) == NULL)
 		return -1;
 	__atomic_add_fetch(&WR.wr_shm->sh_rows_flushed,
 	    strtoull(PQgetvalue(res, 0, 0), NULL, 10), __ATOMIC_RELAXED);
 	PQclear(res);
-	return wr_exec("COMMIT", err, errlen);
+	return wr_run("COMMIT", err, errlen);
 }
 
 /* Returns 0 (flushed, or nothing to), 1 (not now: usage_waiting), or -1
@@ -419,7 +364,7 @@ wr_flush(void)
 	tables = usage_collect(WR.wr_shm, seq, wr_collect, NULL);
 	if (WR.wr_batch_uses == 0) {
 		usage_release(WR.wr_shm, seq);	/* only empty entries */
-		if (wr_exec("COMMIT", err, sizeof(err)) == -1)
+		if (wr_run("COMMIT", err, sizeof(err)) == -1)
 			goto fail;
 		return 0;
 	}
@@ -444,7 +389,7 @@ wr_cleanup(void)
 	PGresult	*res;
 
 	snprintf(ret, sizeof(ret), "%d", WR.wr_cf->cf_retention);
-	res = pg_exec(WR.wr_db, "DELETE FROM tokens WHERE expires_at < now() - "
+	res = wr_exec("DELETE FROM tokens WHERE expires_at < now() - "
 	    "make_interval(secs => $1::int) OR revoked_at < now() - "
 	    "make_interval(secs => $1::int)", 1, params, err, sizeof(err));
 	if (res == NULL) {
@@ -472,7 +417,7 @@ wr_wipe_boxes(void)
 	PGresult	*res;
 
 	snprintf(grace, sizeof(grace), "%d", WR.wr_cf->cf_refresh_grace);
-	res = pg_exec(WR.wr_db, "SELECT tokend_wipe_boxes($1::int)", 1,
+	res = wr_exec("SELECT tokend_wipe_boxes($1::int)", 1,
 	    params, err, sizeof(err));
 	if (res == NULL) {
 		wr_disconnect(err);
@@ -487,7 +432,7 @@ wr_ping(void)
 	char		 err[512];
 	PGresult	*res;
 
-	if ((res = pg_exec(WR.wr_db, "SELECT 1", 0, NULL, err,
+	if ((res = wr_exec("SELECT 1", 0, NULL, err,
 	    sizeof(err))) == NULL) {
 		wr_disconnect(err);
 		return;
@@ -593,32 +538,27 @@ interval_ms(void)
 	return (int64_t)(WR.wr_cf->cf_usage_flush_interval * 1000.0 + 0.5);
 }
 
-/* Sleep until something arrives or t milliseconds pass; take it. */
+/* Sleep until the master's pipe says something or t milliseconds pass. */
 static void
 wr_wait(int64_t t)
 {
-	struct pollfd	 pfd[2];
-	int		 n = 2;
+	struct pollfd	 pfd;
 	char		 buf[64];
 
 	/* Once the master is gone its pipe is at EOF for good: not polled. */
-	pfd[0].fd = WR.wr_orphan ? -1 : WR.wr_master_fd;
-	pfd[0].events = POLLIN;
-	pfd[0].revents = 0;
-	pfd[1].fd = WR.wr_db != NULL ? PQsocket(WR.wr_db) : -1;
-	pfd[1].events = POLLIN;
-	pfd[1].revents = 0;
+	pfd.fd = WR.wr_orphan ? -1 : WR.wr_master_fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
 	if (t > PING_MS)
 		t = PING_MS;
 	if (t < 0)
 		t = 0;
-	if (poll(pfd, (nfds_t)n, (int)t) <= 0)
+	wr_promise(WR_IDLE_DUE_MS);
+	if (poll(&pfd, 1, (int)t) <= 0)
 		return;
-	if ((pfd[0].revents & (POLLIN | POLLHUP)) &&
+	if ((pfd.revents & (POLLIN | POLLHUP)) &&
 	    read(WR.wr_master_fd, buf, sizeof(buf)) <= 0)
 		wr_orphaned();
-	if (pfd[1].revents && WR.wr_db != NULL)
-		wr_notifications();
 }
 
 /*
@@ -626,7 +566,7 @@ wr_wait(int64_t t)
  * flush carries the uses up to now rather than up to the previous tick
  * (last_used_at lags the last use by at most one interval, not two).  A
  * busy worker answers within a loop turn; an idle one within its 100 ms
- * tick, and has nothing to give.  Revocation notices are taken meanwhile.
+ * tick, and has nothing to give.
  */
 static void
 wr_await_swaps(int64_t now)
@@ -739,9 +679,16 @@ wr_reconfigure(void)
 	if (log_open(WR.wr_cf, "writer") == -1)
 		log_errorf("%s: log_open: %s", __func__, strerror(errno));
 	LOG(LVL_INFO, "writer_reloaded", KV_I("database_changed", moved));
-	if (moved && WR.wr_db != NULL) {
+	if (!moved)
+		return;
+	/* The feed keeps its own copy: it reads it from its thread. */
+	feed_stop();
+	WR.wr_feed_conf = WR.wr_conf;
+	if (feed_start(&WR.wr_feed_conf, WR.wr_shm, WR.wr_cache) == -1)
+		exit(1);	/* the master respawns the writer */
+	if (WR.wr_db != NULL) {
 		wr_disconnect("database_url changed");
-		WR.wr_retry_ms = shm_now_ms();
+		WR.wr_retry.rt_next_ms = shm_now_ms();
 	}
 }
 
@@ -758,7 +705,8 @@ wr_final(void)
 
 	usage_request_swap(WR.wr_shm);
 	do {
-		if (WR.wr_db == NULL && shm_now_ms() >= WR.wr_retry_ms)
+		if (WR.wr_db == NULL && pg_retry_due(&WR.wr_retry,
+		    shm_now_ms()))
 			wr_connect();
 		if (WR.wr_db != NULL && wr_flush() == 0)
 			return;
@@ -795,14 +743,18 @@ writer_main(const struct config *cf, const struct writer_conf *wc,
 	wr_conf_take(&WR.wr_conf);
 	WR.wr_shm = shm;
 	WR.wr_master_fd = master_fd;
-	WR.wr_backoff = WR_BACKOFF_MIN;
+	pg_retry_init(&WR.wr_retry, "writer");
 	if ((WR.wr_cache = cache_open(cf->cf_cache_dir, cf->cf_cache_map_size,
 	    err, sizeof(err))) == NULL)
 		LOG(LVL_ERROR, "cache_open_failed", KV_S("error", err));
 	LOG(LVL_INFO, "writer_started", KV_S("instance", shm->sh_instance));
+	wr_promise(WR_CONNECT_DUE_MS);
+	WR.wr_feed_conf = WR.wr_conf;
+	if (feed_start(&WR.wr_feed_conf, shm, WR.wr_cache) == -1)
+		exit(1);	/* the master respawns the writer */
 	WR.wr_next_flush_ms = shm_now_ms() + interval_ms();
 	while (!wr_should_stop(now = shm_now_ms())) {
-		if (WR.wr_db == NULL && now >= WR.wr_retry_ms)
+		if (WR.wr_db == NULL && pg_retry_due(&WR.wr_retry, now))
 			wr_connect();
 		wr_due(now);
 		if (got_usr1) {
@@ -812,6 +764,7 @@ writer_main(const struct config *cf, const struct writer_conf *wc,
 		wr_reconfigure();
 		wr_wait(WR.wr_next_flush_ms - shm_now_ms());
 	}
+	feed_stop();
 	wr_final();
 	LOG(LVL_INFO, "writer_stopped");
 	if (WR.wr_db != NULL)

@@ -11,6 +11,14 @@
  * client's row.  An entry is used only while sh_client_epoch is what it
  * was before the row was fetched: the writer bumps it whenever any client
  * changes (shm/README.md, "Client epoch").  Failures are never cached.
+ *
+ * Unauthenticated clients must not be able to buy argon2id time, nor learn
+ * which client ids exist: failures are counted per client id in shared
+ * memory (shm/ratelimit.c, login_max_failures in login_window), and past
+ * the limit the answer is 429 without a hash; an unknown client id, or a
+ * public one, that presents a secret is verified against the dummy hash,
+ * so it costs what a known id with a wrong secret costs and gets the same
+ * answer; and the hashpool queues only a few jobs per source address.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +49,8 @@ struct client_cache {
 };
 
 static const char client_sql[] =
-    "SELECT id, client_id, secret_hash, public, scope FROM clients "
-    "WHERE client_id = $1";
+    "SELECT id, client_id, secret_hash, public, scope, introspect "
+    "FROM clients WHERE client_id = $1";
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -81,6 +89,14 @@ oauth_unavailable(struct conn *c)
 	resp_header(c, "Retry-After", "1");
 	resp_json_end(c, resp_error_obj("temporarily_unavailable",
 	    "PostgreSQL is unreachable or busy; try again"));
+}
+
+void
+oauth_busy(struct conn *c, int wait, const char *desc)
+{
+	oauth_headers(c, 429);
+	resp_headerf(c, "Retry-After", "%d", wait > 0 ? wait : 1);
+	resp_json_end(c, resp_error_obj("temporarily_unavailable", desc));
 }
 
 void
@@ -155,6 +171,23 @@ oreq_resume(struct conn *c, enum handler_result r)
 		return;
 	oreq_free(c);
 	conn_resume(c);
+}
+
+enum handler_result
+oreq_verify(struct conn *c, const char *encoded, const char *pw, size_t len,
+    hashpool_cb cb, void *arg)
+{
+	switch (hashpool_verify(W.wk_hashpool, c, encoded, pw, len, cb, arg)) {
+	case 0:
+		return HANDLER_PENDING;
+	case HASHPOOL_BUSY:
+		oauth_busy(c, 1, "too many password checks from this address "
+		    "are in progress; try again");
+		return HANDLER_DONE;
+	default:
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
 }
 
 struct oreq *
@@ -300,6 +333,9 @@ client_creds(struct conn *c, struct oreq *or)
 	b = oauth_basic_decode(c->c_req.rq_authorization, or->or_client_id,
 	    sizeof(or->or_client_id), or->or_secret, sizeof(or->or_secret),
 	    &or->or_secret_len);
+	/* No client id is anything but UTF-8: refused before any query. */
+	if (b == 1 && !utf8_valid_str(or->or_client_id))
+		b = -1;
 	if (b == 1)
 		return creds_basic(c, or, fid, fsecret);
 	if (b == -1) {
@@ -308,6 +344,7 @@ client_creds(struct conn *c, struct oreq *or)
 		return -1;
 	}
 	if (fid == NULL || fid[0] == '\0' || strlen(fid) > OA_CLIENT_ID_MAX ||
+	    !utf8_valid_str(fid) ||
 	    (fsecret != NULL && strlen(fsecret) > PASSWD_MAX_LEN)) {
 		client_invalid(c, or);
 		return -1;
@@ -323,6 +360,15 @@ client_creds(struct conn *c, struct oreq *or)
 
 /* ---- authentication -------------------------------------------------------- */
 
+/* Authentication failed: counted against the client id, then 401. */
+static void
+client_refused(struct conn *c, struct oreq *or)
+{
+	ratelimit_fail(W.wk_shm, or->or_client_id, W.wk_now,
+	    W.wk_cf->cf_login_window);
+	client_invalid(c, or);
+}
+
 static void
 client_verified(struct conn *c, int ok, void *arg)
 {
@@ -332,46 +378,65 @@ client_verified(struct conn *c, int ok, void *arg)
 	if (c == NULL)
 		return;
 	or = c->c_pending_data;
-	if (!ok) {
-		client_invalid(c, or);
+	if (!ok || or->or_client.ci_id == 0) {
+		client_refused(c, or);
 		oreq_resume(c, HANDLER_DONE);
 		return;
 	}
+	ratelimit_reset(W.wk_shm, or->or_client_id);
 	cc_put(or);
 	oreq_resume(c, or->or_next(c, or));
 }
 
-/* The client's row arrived: check what kind it is, then its secret. */
+/* The row into or_client; -1 when a value would not fit whole. */
+static int
+client_take_row(struct oreq *or, PGresult *res)
+{
+	struct client_info *ci = &or->or_client;
+
+	if (text_copy(ci->ci_client_id, sizeof(ci->ci_client_id),
+	    PQgetvalue(res, 0, 1)) == -1 || text_copy(ci->ci_scope,
+	    sizeof(ci->ci_scope), PQgetvalue(res, 0, 4)) == -1) {
+		LOG(LVL_WARN, "client_refused", KV_S("client", or->or_client_id),
+		    KV_S("reason", "stored scope too long"));
+		return -1;
+	}
+	ci->ci_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	ci->ci_public = PQgetvalue(res, 0, 3)[0] == 't';
+	ci->ci_introspect = PQgetvalue(res, 0, 5)[0] == 't';
+	return 0;
+}
+
+/*
+ * The client's row (or none) arrived: check what kind it is, then its
+ * secret.  A presented secret always costs one argon2id: against the
+ * client's hash, or the dummy when there is none to check it against.
+ */
 static enum handler_result
 client_row(struct conn *c, struct oreq *or, PGresult *res)
 {
 	struct client_info *ci = &or->or_client;
+	const char	*hash = NULL;
 
-	if (PQntuples(res) != 1)
+	if (PQntuples(res) == 1 && client_take_row(or, res) == -1)
 		goto invalid;
-	ci->ci_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	snprintf(ci->ci_client_id, sizeof(ci->ci_client_id), "%s",
-	    PQgetvalue(res, 0, 1));
-	ci->ci_public = PQgetvalue(res, 0, 3)[0] == 't';
-	snprintf(ci->ci_scope, sizeof(ci->ci_scope), "%s",
-	    PQgetvalue(res, 0, 4));
-	if (ci->ci_public) {
-		/* A public client has no secret to present. */
-		if (or->or_has_secret || or->or_need_conf)
+	if (ci->ci_id != 0 && ci->ci_public && !or->or_has_secret) {
+		if (or->or_need_conf)
 			goto invalid;
+		ratelimit_reset(W.wk_shm, or->or_client_id);
 		cc_put(or);
 		return or->or_next(c, or);
 	}
-	if (!or->or_has_secret || PQgetisnull(res, 0, 2))
+	if (!or->or_has_secret)
 		goto invalid;
-	if (hashpool_verify(W.wk_hashpool, c, PQgetvalue(res, 0, 2),
-	    or->or_secret, or->or_secret_len, client_verified, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	if (ci->ci_id != 0 && !ci->ci_public && !PQgetisnull(res, 0, 2))
+		hash = PQgetvalue(res, 0, 2);
+	else
+		ci->ci_id = 0;		/* client_verified: never a match */
+	return oreq_verify(c, hash, or->or_secret, or->or_secret_len,
+	    client_verified, NULL);
 invalid:
-	client_invalid(c, or);
+	client_refused(c, or);
 	return HANDLER_DONE;
 }
 
@@ -392,6 +457,24 @@ client_fetched(struct conn *c, PGresult *res, void *arg)
 	oreq_resume(c, client_row(c, or, res));
 }
 
+/* Past the client id's failure limit: 429 without a query or a hash. */
+static int
+client_limited(struct conn *c, struct oreq *or)
+{
+	int	 wait;
+
+	wait = ratelimit_check(W.wk_shm, or->or_client_id, W.wk_now,
+	    W.wk_cf->cf_login_window, W.wk_cf->cf_login_max_failures);
+	if (wait == 0)
+		return 0;
+	ctr_add(&W.wk_slot->sl_login_lockouts, 1);
+	LOG(LVL_WARN, "client_rate_limited", KV_S("client", or->or_client_id),
+	    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
+	oauth_busy(c, wait, "too many failed authentications for this "
+	    "client; try again later");
+	return 1;
+}
+
 enum handler_result
 client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 {
@@ -408,6 +491,8 @@ client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 		or->or_client = *ci;
 		return next(c, or);
 	}
+	if (client_limited(c, or))
+		return HANDLER_DONE;
 	or->or_client_epoch = __atomic_load_n(&W.wk_shm->sh_client_epoch,
 	    __ATOMIC_ACQUIRE);
 	if (pgq_submit(W.wk_pgq, c, client_sql, 1, params, client_fetched,

@@ -8,6 +8,12 @@
  * sits on wk_reading and gets 408 after header_timeout; one between requests
  * sits on wk_idle and is closed after keepalive_timeout.  Both lists are
  * FIFOs because every member of a list has the same timeout.
+ *
+ * Back-pressure: a client that pipelines requests and never reads its
+ * answers must not cost CPU.  Once its output is at the cap (worker.h)
+ * and the socket is full, the connection waits for EPOLLOUT alone: no
+ * read, no parse, so a level-triggered EPOLLIN cannot spin the loop.  The
+ * same holds for a full input buffer while a handler is pending.
  */
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -26,11 +32,11 @@
 #include "worker/lookup.h"
 
 #define CONN_IN_INITIAL	4096
-#define CONN_OUT_MAX	(1 << 20)	/* stop parsing until drained */
+#define CONN_OUT_KEEP	(64 * 1024)	/* a drained buffer over this is freed */
 
 static void conn_process(struct conn *c);
 static int conn_write(struct conn *c);
-static void conn_epollout(struct conn *c, int on);
+static void conn_watch(struct conn *c);
 
 /* ---- deadline lists ---------------------------------------------------- */
 
@@ -113,7 +119,7 @@ conn_new(int fd, const struct sockaddr_storage *ss, int tls)
 	conn_peer(c, ss);
 	if (ss->ss_family != AF_UNIX)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ev.events = EPOLLIN | EPOLLRDHUP;
+	ev.events = c->c_events = EPOLLIN | EPOLLRDHUP;
 	ev.data.ptr = c;
 	if (epoll_ctl(W.wk_epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
 		log_errorf("%s: epoll_ctl: %s", __func__, strerror(errno));
@@ -123,6 +129,34 @@ conn_new(int fd, const struct sockaddr_storage *ss, int tls)
 		return NULL;
 	}
 	return c;
+}
+
+/*
+ * accept4 failed.  Out of descriptors or memory, the listeners pause (the
+ * queued connection stays readable, so retrying at once would spin); each
+ * kind of error is logged at most once a second, with how many were not.
+ */
+static void
+conn_accept_failed(int err)
+{
+	int	 k;
+
+	if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+		return;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+		worker_accept_pause();
+	k = err == EMFILE ? 0 : err == ENFILE ? 1 : err == ENOBUFS ||
+	    err == ENOMEM ? 2 : 3;
+	if (W.wk_accept_log_ms[k] != 0 &&
+	    W.wk_now_ms - W.wk_accept_log_ms[k] < 1000) {
+		W.wk_accept_quiet[k]++;
+		return;
+	}
+	LOG(LVL_ERROR, "accept_failed", KV_S("error", strerror(err)),
+	    KV_I("not_logged", W.wk_accept_quiet[k]),
+	    KV_I("connections", W.wk_nconns));
+	W.wk_accept_log_ms[k] = W.wk_now_ms;
+	W.wk_accept_quiet[k] = 0;
 }
 
 void
@@ -140,10 +174,7 @@ conn_accept(int lfd, int tls)
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				log_errorf("%s: accept4: %s", __func__,
-				    strerror(errno));
+			conn_accept_failed(errno);
 			return;
 		}
 		if ((c = conn_new(fd, &ss, tls)) == NULL) {
@@ -179,6 +210,8 @@ conn_close(struct conn *c)
 	close(c->c_fd);
 	free(c->c_in);
 	free(c->c_out);
+	W.wk_outbuf -= c->c_outcap;
+	c->c_outcap = 0;
 	c->c_in = c->c_out = NULL;
 	/*
 	 * The struct itself is freed at the end of the loop turn: a later
@@ -188,18 +221,25 @@ conn_close(struct conn *c)
 	c->c_closed = 1;
 	c->c_dead_next = W.wk_dead;
 	W.wk_dead = c;
-	if (W.wk_nconns-- == W.wk_cf->cf_max_connections && !W.wk_stopping)
+	if (W.wk_nconns-- == W.wk_cf->cf_max_connections && !W.wk_stopping &&
+	    W.wk_accept_resume_ms == 0)
 		worker_listen(1);
 	ctr_add(&W.wk_slot->sl_conns_open, (uint64_t)-1);
 }
 
 /* ---- reading ----------------------------------------------------------- */
 
+static size_t
+conn_in_max(void)
+{
+	return HTTP_MAX_HEADER_BYTES + W.wk_cf->cf_max_body + 4096;
+}
+
 /* Make room for more input; returns the free space (0: buffer at max). */
 static size_t
 conn_in_room(struct conn *c)
 {
-	size_t	 max, cap;
+	size_t	 max = conn_in_max(), cap;
 	char	*p;
 
 	if (c->c_inoff > 0 && c->c_state != CS_PENDING) {
@@ -209,7 +249,6 @@ conn_in_room(struct conn *c)
 	}
 	if (c->c_inlen < c->c_incap)
 		return c->c_incap - c->c_inlen;
-	max = HTTP_MAX_HEADER_BYTES + W.wk_cf->cf_max_body + 4096;
 	if (c->c_incap >= max)
 		return 0;
 	cap = c->c_incap * 2 > max ? max : c->c_incap * 2;
@@ -243,13 +282,13 @@ conn_read(struct conn *c)
 		/* EOF or error: nothing more will come. */
 		if (c->c_state == CS_PENDING) {
 			c->c_peer_gone = 1;
+			conn_watch(c);	/* the EOF would stay readable */
 			return 0;
 		}
 		conn_close(c);
 		return -1;
 	}
-	if (c->c_tls_want_out)
-		conn_epollout(c, 1);
+	conn_watch(c);
 	return 0;
 }
 
@@ -274,7 +313,9 @@ conn_event(struct conn *c, uint32_t events)
 		if (conn_write(c) != 1)
 			return;
 		conn_list_remove(c);	/* the write wait is over */
-		if (c->c_tls_want_out) {	/* a TLS read was waiting for this */
+		/* A TLS read was waiting for this, or OpenSSL holds bytes
+		 * read before input stopped, which epoll will not announce. */
+		if (c->c_tls_want_out || (c->c_ssl != NULL && tls_pending(c))) {
 			if (conn_read(c) == -1)
 				return;
 		}
@@ -312,17 +353,56 @@ conn_done(struct conn *c)
 		c->c_close = 1;
 }
 
+/*
+ * Is the output at its cap: this connection's, or the worker's total with
+ * something of this connection's still unsent?  See worker.h.
+ */
+static int
+conn_out_full(const struct conn *c)
+{
+	return c->c_outlen >= CONN_OUT_MAX ||
+	    (W.wk_outbuf >= WORKER_OUT_MAX && c->c_outlen > c->c_outoff);
+}
+
+/*
+ * Register the events the connection can act on now.  Input is not
+ * watched while unsent output is at the cap, while the input buffer is
+ * full and cannot be compacted (a pending handler), nor after EOF: nothing
+ * would read it, and a level-triggered EPOLLIN would wake the loop for
+ * ever.  Costs no syscall when nothing changed.
+ */
 static void
-conn_epollout(struct conn *c, int on)
+conn_watch(struct conn *c)
 {
 	struct epoll_event ev;
+	int		 blocked, in_full;
 
-	if (c->c_epollout == on)
+	blocked = c->c_outlen > c->c_outoff && conn_out_full(c);
+	in_full = c->c_inlen == c->c_incap && c->c_incap >= conn_in_max() &&
+	    (c->c_inoff == 0 || c->c_state == CS_PENDING);
+	ev.events = 0;
+	if (!blocked && !in_full && !c->c_peer_gone)
+		ev.events |= EPOLLIN | EPOLLRDHUP;
+	if (c->c_outlen > c->c_outoff || c->c_tls_want_out)
+		ev.events |= EPOLLOUT;
+	if (ev.events == c->c_events)
 		return;
-	ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0);
 	ev.data.ptr = c;
 	if (epoll_ctl(W.wk_epfd, EPOLL_CTL_MOD, c->c_fd, &ev) == 0)
-		c->c_epollout = on;
+		c->c_events = ev.events;
+}
+
+/* All of it was sent: keep a small buffer, give a big one back. */
+static void
+conn_out_drained(struct conn *c)
+{
+	c->c_outoff = c->c_outlen = 0;
+	if (c->c_outcap > CONN_OUT_KEEP) {
+		free(c->c_out);
+		c->c_out = NULL;
+		W.wk_outbuf -= c->c_outcap;
+		c->c_outcap = 0;
+	}
 }
 
 /*
@@ -344,7 +424,7 @@ conn_write(struct conn *c)
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-			conn_epollout(c, 1);
+			conn_watch(c);
 			if (c->c_list == NULL)
 				conn_list_push(&W.wk_reading, c,
 				    W.wk_cf->cf_header_timeout);
@@ -353,8 +433,8 @@ conn_write(struct conn *c)
 		conn_close(c);
 		return -1;
 	}
-	c->c_outoff = c->c_outlen = 0;
-	conn_epollout(c, 0);
+	conn_out_drained(c);
+	conn_watch(c);
 	if (c->c_close) {
 		conn_close(c);
 		return -1;
@@ -364,8 +444,8 @@ conn_write(struct conn *c)
 
 /*
  * Parse and answer every complete request in the buffer, in order.  Returns
- * 1 when it stopped because the output reached CONN_OUT_MAX with more
- * requests waiting.
+ * 1 when it stopped because the output is at its cap (conn_out_full) with
+ * more requests waiting.
  */
 static int
 conn_parse_all(struct conn *c)
@@ -378,7 +458,7 @@ conn_parse_all(struct conn *c)
 
 		if (avail == 0)
 			return 0;
-		if (c->c_outlen >= CONN_OUT_MAX)
+		if (conn_out_full(c))
 			return 1;
 		r = http_parse_request(p, avail, W.wk_cf->cf_max_body,
 		    &c->c_req);
@@ -426,8 +506,10 @@ conn_process(struct conn *c)
 		if (conn_write(c) != 1)
 			return;
 	} while (more);
-	if (c->c_state == CS_PENDING || c->c_inlen > c->c_inoff)
-		return;		/* parked, or waiting for the rest */
+	if (c->c_state == CS_PENDING || c->c_inlen > c->c_inoff) {
+		conn_watch(c);	/* parked, or waiting for the rest */
+		return;
+	}
 	c->c_state = CS_IDLE;
 	c->c_inoff = c->c_inlen = 0;
 	conn_list_push(&W.wk_idle, c, W.wk_cf->cf_keepalive_timeout);

@@ -10,6 +10,12 @@
  * and answers when the row arrives, or 503 if PostgreSQL cannot be asked:
  * never 200 without verification, never 401 for a token not checked.
  *
+ * Bounded staleness (SPEC 5): a hit is trusted while the writer's
+ * revocation feed confirmed a round trip within max_revocation_lag (one
+ * load of sh_feed_ok_ms, before the cache read); past that it is verified
+ * like a miss (auth_hit), and when PostgreSQL cannot answer the cached
+ * answer stands until stale_cache_ttl after that confirmation, then 503.
+ *
  * auth_bearer_begin and auth_bearer_check give the same validation to the
  * endpoints that act for a user (/authorize, /pats).
  */
@@ -50,7 +56,7 @@ auth_unavailable(struct conn *c)
 	resp_start(c, 503);
 	resp_header(c, "Retry-After", "1");
 	resp_json_end(c, resp_error_obj("temporarily_unavailable",
-	    "the token is not cached and PostgreSQL is unreachable"));
+	    "PostgreSQL is unreachable and the token cannot be verified"));
 }
 
 /* The answer for a token we have facts about (cache hit or fresh row). */
@@ -102,7 +108,12 @@ auth_resolved(struct conn *c, const struct tok_info *ti)
 	conn_resume(c);
 }
 
-/* The ?scope= requirement, decoded into need.  Returns 0 or -1 (bad). */
+/*
+ * The ?scope= requirement, decoded into need as a canonical scope list.
+ * Returns 0, -1 for a bad query string, or -2 for a scope that is not an
+ * RFC 6749 3.3 list: it is echoed in WWW-Authenticate, so a CR LF in it
+ * would split the response.
+ */
 static int
 required_scope(const struct http_req *rq, char *need, size_t needlen)
 {
@@ -118,9 +129,42 @@ required_scope(const struct http_req *rq, char *need, size_t needlen)
 	    sizeof(arena)) == -1)
 		return -1;
 	if ((s = form_get(&fm, "scope")) != NULL &&
-	    snprintf(need, needlen, "%s", s) >= (int)needlen)
-		return -1;
+	    scope_normalize(s, need, needlen) != 0)
+		return -2;
 	return 0;
+}
+
+/*
+ * r: 2 when c is parked on the lookup (the required scope goes with it), -1
+ * when it could not be (503).
+ */
+static enum handler_result
+auth_park(struct conn *c, int r, const char *need)
+{
+	struct auth_wait *aw = NULL;
+
+	if (r == 2 && (aw = malloc(sizeof(*aw))) == NULL)
+		lookup_cancel(W.wk_lookup, c);
+	if (aw == NULL) {
+		auth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	snprintf(aw->aw_scope, sizeof(aw->aw_scope), "%s", need);
+	c->c_pending_data = aw;
+	return HANDLER_PENDING;
+}
+
+int
+auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
+    const struct tok_info *ti, int64_t ok, bearer_cb cb)
+{
+	if (ti->ti_state != TI_VALID || (ok > 0 && W.wk_now_ms - ok <=
+	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000))
+		return 1;
+	ctr_add(&W.wk_slot->sl_cache_verified, 1);
+	if (lookup_verify(W.wk_lookup, c, hash, ti, cb) == 0)
+		return 2;
+	return lookup_stale_ok() ? 1 : -1;
 }
 
 enum handler_result
@@ -128,14 +172,16 @@ h_auth(struct conn *c)
 {
 	struct http_str	 tok;
 	struct tok_info	 ti;
-	struct auth_wait *aw;
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	char		 need[REQ_SCOPE_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 	int		 r;
 
-	if (required_scope(&c->c_req, need, sizeof(need)) == -1) {
-		resp_error(c, 400, "invalid_request", "bad query string");
+	if ((r = required_scope(&c->c_req, need, sizeof(need))) != 0) {
+		resp_error(c, 400, "invalid_request", r == -1 ?
+		    "bad query string" : "scope must be scope-tokens (RFC 6749 "
+		    "3.3) separated by spaces");
 		return HANDLER_DONE;
 	}
 	if (!http_bearer(c->c_req.rq_authorization, &tok)) {
@@ -150,26 +196,21 @@ h_auth(struct conn *c)
 		return HANDLER_DONE;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
+	ok = auth_feed_mark();
 	r = W.wk_cache ? cache_get(W.wk_cache, hash, &ti) : -1;
 	if (r == 1 && ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		auth_answer(c, &ti, need);
-		return HANDLER_DONE;
+		if ((r = auth_hit(c, hash, &ti, ok, auth_resolved)) == 1) {
+			auth_answer(c, &ti, need);
+			return HANDLER_DONE;
+		}
+	} else {
+		ctr_add(&W.wk_slot->sl_cache_misses, 1);
+		r = lookup_submit(W.wk_lookup, c, hash, auth_resolved) == 0 ?
+		    2 : -1;
 	}
-	ctr_add(&W.wk_slot->sl_cache_misses, 1);
-	if ((aw = malloc(sizeof(*aw))) == NULL) {
-		auth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	memcpy(aw->aw_scope, need, sizeof(aw->aw_scope));
-	if (lookup_submit(W.wk_lookup, c, hash, auth_resolved) == -1) {
-		free(aw);
-		auth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	c->c_pending_data = aw;
-	return HANDLER_PENDING;
+	return auth_park(c, r, need);
 }
 
 /* ---- bearer validation for other endpoints (worker.h) ------------------- */
@@ -181,6 +222,7 @@ auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
 	struct http_str	 tok;
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 
 	if (!http_bearer(c->c_req.rq_authorization, &tok)) {
 		auth_challenge(c, 401, NULL, "a bearer token is required",
@@ -195,11 +237,20 @@ auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
 		return 0;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
+	ok = auth_feed_mark();
 	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, ti) == 1 &&
 	    ti->ti_until > W.wk_now) {
 		ctr_add(ti->ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		return 1;
+		switch (auth_hit(c, hash, ti, ok, cb)) {
+		case 1:
+			return 1;
+		case 2:
+			return 2;
+		default:
+			auth_unavailable(c);
+			return 0;
+		}
 	}
 	ctr_add(&W.wk_slot->sl_cache_misses, 1);
 	if (lookup_submit(W.wk_lookup, c, hash, cb) == -1) {
@@ -213,6 +264,12 @@ void
 auth_bearer_denied(struct conn *c, const char *desc)
 {
 	auth_challenge(c, 401, "invalid_token", desc, NULL);
+}
+
+void
+auth_bearer_forbidden(struct conn *c, const char *desc)
+{
+	auth_challenge(c, 403, "insufficient_scope", desc, NULL);
 }
 
 int

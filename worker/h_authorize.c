@@ -4,8 +4,14 @@
  * authorizes; the JSON body names the client, its exact redirect URI, the
  * scope, state and the PKCE S256 challenge (required for public clients;
  * "plain" is refused).  One PL/pgSQL call (tokend_authorize) checks the
- * client and stores the code's hash; the answer is the tkc_ code and the
- * redirect URI with code and state appended.
+ * bearer token again, the client, and stores the code's hash; the answer
+ * is the tkc_ code and the redirect URI with code and state appended.
+ *
+ * The bearer token grants no more than it holds: only an access token
+ * issued to a first-party client may call this (else 403
+ * insufficient_scope; the flag is read by tokend_authorize, since the cache
+ * does not hold it), and the code's scope lies within the token's (without
+ * "scope": the token's scope and the client's in common).
  *
  * Errors are JSON, never a redirect: a caller that cannot be sure the
  * redirect URI is the client's must not be sent there.  A body that is not
@@ -25,7 +31,7 @@
 static const char authorize_sql[] =
     "SELECT o_status, coalesce(o_scope, ''), o_id "
     "FROM tokend_authorize($1, $2, $3, $4::bigint, decode($5, 'hex'), $6, "
-    "$7, $8::integer)";
+    "$7, $8::integer, $9::bigint)";
 
 /* The request's state, in c_pending_data. */
 struct az_wait {
@@ -103,11 +109,40 @@ authorized(struct conn *c, PGresult *res, void *arg)
 		    "PKCE: code_challenge with code_challenge_method S256");
 	else if (strcmp(st, "invalid_scope") == 0)
 		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
-		    "the client's");
-	else
+		    "the client's or the access token's");
+	else if (strcmp(st, "not_first_party") == 0)
+		auth_bearer_forbidden(c, "only an access token issued to a "
+		    "first-party client may authorize");
+	else if (strcmp(st, "invalid_user") == 0)
 		auth_bearer_denied(c, "the user is disabled");
+	else
+		auth_bearer_denied(c, "the token is unknown, expired or "
+		    "revoked");
 	az_done(c, HANDLER_DONE);
 	conn_resume(c);
+}
+
+/*
+ * What the worker knows of the bearer token: a user's valid access token
+ * holding the requested scope.  1, or 0 after answering.  Its client's
+ * first-party flag is not in the cache: tokend_authorize checks it.
+ */
+static int
+authorize_bearer_ok(struct conn *c, const struct authorize_req *ar,
+    const struct tok_info *ti)
+{
+	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
+		return 0;
+	if (ti->ti_user_id == 0) {
+		auth_bearer_denied(c, "a user's access token is required");
+		return 0;
+	}
+	if (ar->ar_has_scope && !scope_subset(ar->ar_scope, ti->ti_scope)) {
+		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
+		    "the access token's");
+		return 0;
+	}
+	return 1;
 }
 
 /* The bearer token is the user's: store a code for them. */
@@ -117,15 +152,11 @@ authorize_go(struct conn *c, const struct tok_info *ti)
 	struct az_wait	*az = c->c_pending_data;
 	const struct authorize_req *ar = &az->az_req;
 	char		 uid[24], hash[2 * TOKEN_HASH_LEN + 1], ttl[16];
-	char		 pfx[TOKEN_DISPLAY_LEN + 1];
-	const char	*p[8];
+	char		 pfx[TOKEN_DISPLAY_LEN + 1], tid[24];
+	const char	*p[9];
 
-	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
+	if (!authorize_bearer_ok(c, ar, ti))
 		return HANDLER_DONE;
-	if (ti->ti_user_id == 0) {
-		auth_bearer_denied(c, "a user's access token is required");
-		return HANDLER_DONE;
-	}
 	snprintf(az->az_user, sizeof(az->az_user), "%s", ti->ti_user);
 	if (token_generate(TOKEN_CODE, az->az_code) == -1) {
 		oauth_unavailable(c);
@@ -135,6 +166,7 @@ authorize_go(struct conn *c, const struct tok_info *ti)
 	oauth_hash_hex(az->az_code, hash);
 	oauth_prefix(az->az_code, pfx);
 	snprintf(ttl, sizeof(ttl), "%d", W.wk_cf->cf_code_ttl);
+	snprintf(tid, sizeof(tid), "%lld", (long long)ti->ti_id);
 	p[0] = ar->ar_client_id;
 	p[1] = ar->ar_redirect_uri;
 	p[2] = ar->ar_has_scope ? ar->ar_scope : NULL;
@@ -143,7 +175,8 @@ authorize_go(struct conn *c, const struct tok_info *ti)
 	p[5] = pfx;
 	p[6] = ar->ar_has_challenge ? ar->ar_challenge : NULL;
 	p[7] = ttl;
-	if (pgq_submit(W.wk_pgq, c, authorize_sql, 8, p, authorized,
+	p[8] = tid;
+	if (pgq_submit(W.wk_pgq, c, authorize_sql, 9, p, authorized,
 	    NULL) == -1) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;

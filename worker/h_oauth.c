@@ -3,11 +3,14 @@
  * /.well-known/oauth-authorization-server (RFC 8414), and the cache upkeep
  * every OAuth endpoint shares.
  *
- * /introspect answers access tokens and PATs from the LMDB cache on a hit,
- * exactly as /auth does (and, like a 200 from /auth, each active answer
- * counts one use of the token); a miss goes through the worker's lookup
- * and fills the cache.  Refresh tokens are never cached (a rotation is not
- * notified), so they are always asked of PostgreSQL.
+ * /introspect is for the confidential clients registered with
+ * --introspect (clients.introspect): any other client, once authenticated,
+ * gets 403, and its question counts no use.  It answers access tokens and
+ * PATs from the LMDB cache on a hit, exactly as /auth does (and, like a 200
+ * from /auth, each active answer counts one use of the token); a miss goes
+ * through the worker's lookup and fills the cache.  Refresh tokens are
+ * never cached (a rotation is not notified), so they are always asked of
+ * PostgreSQL, and only their own client learns that one is active.
  *
  * /revoke commits the revocation, then bumps sh_cache_epoch and deletes
  * the revoked hashes from the shared cache before it answers: when the 200
@@ -29,6 +32,7 @@ static const char refresh_info_sql[] =
     "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
     "LEFT JOIN clients c ON c.id = t.client_id "
     "WHERE t.hash = decode($1, 'hex') AND t.kind = 'refresh' "
+    "AND t.client_id = $2::bigint "
     "AND t.revoked_at IS NULL AND t.rotated_at IS NULL "
     "AND t.expires_at > now() AND NOT coalesce(u.disabled, false)";
 
@@ -157,12 +161,13 @@ introspect_refresh(struct conn *c, PGresult *res, void *arg)
 		ti.ti_kind = TOKEN_REFRESH;
 		ti.ti_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		ti.ti_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-		snprintf(ti.ti_user, sizeof(ti.ti_user), "%s",
-		    PQgetvalue(res, 0, 2));
-		snprintf(ti.ti_client, sizeof(ti.ti_client), "%s",
-		    PQgetvalue(res, 0, 3));
-		snprintf(ti.ti_scope, sizeof(ti.ti_scope), "%s",
-		    PQgetvalue(res, 0, 4));
+		/* Too long to hold whole: inactive, never cut short. */
+		if (text_copy(ti.ti_user, sizeof(ti.ti_user),
+		    PQgetvalue(res, 0, 2)) == -1 || text_copy(ti.ti_client,
+		    sizeof(ti.ti_client), PQgetvalue(res, 0, 3)) == -1 ||
+		    text_copy(ti.ti_scope, sizeof(ti.ti_scope),
+		    PQgetvalue(res, 0, 4)) == -1)
+			ti.ti_state = TI_NEGATIVE;
 		ti.ti_expires = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
 		ti.ti_iat = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
 	}
@@ -173,15 +178,17 @@ introspect_refresh(struct conn *c, PGresult *res, void *arg)
 	oreq_resume(c, HANDLER_DONE);
 }
 
-/* Refresh tokens are never cached: always PostgreSQL. */
+/* Refresh tokens are never cached: always PostgreSQL.  Another client's
+ * refresh token is inactive to the asker (no row). */
 static enum handler_result
-introspect_refresh_start(struct conn *c, const char *tok)
+introspect_refresh_start(struct conn *c, struct oreq *or, const char *tok)
 {
-	char		 hex[2 * TOKEN_HASH_LEN + 1];
-	const char	*p[1] = { hex };
+	char		 hex[2 * TOKEN_HASH_LEN + 1], cid[24];
+	const char	*p[2] = { hex, cid };
 
 	oauth_hash_hex(tok, hex);
-	if (pgq_submit(W.wk_pgq, c, refresh_info_sql, 1, p,
+	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
+	if (pgq_submit(W.wk_pgq, c, refresh_info_sql, 2, p,
 	    introspect_refresh, NULL) == -1) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
@@ -196,14 +203,20 @@ introspect_go(struct conn *c, struct oreq *or)
 	struct tok_info	 ti;
 	uint8_t		 hash[TOKEN_HASH_LEN];
 	enum token_kind	 kind;
+	int64_t		 ok;
 
+	if (!or->or_client.ci_introspect) {
+		oauth_error(c, 403, "unauthorized_client", "this client is not "
+		    "allowed to introspect tokens");
+		return HANDLER_DONE;
+	}
 	if (tok == NULL) {
 		oauth_error(c, 400, "invalid_request", "token is required");
 		return HANDLER_DONE;
 	}
 	kind = token_check(tok, strlen(tok));
 	if (kind == TOKEN_REFRESH)
-		return introspect_refresh_start(c, tok);
+		return introspect_refresh_start(c, or, tok);
 	memset(&ti, 0, sizeof(ti));
 	ti.ti_state = TI_NEGATIVE;
 	if (kind != TOKEN_ACCESS && kind != TOKEN_PAT) {
@@ -211,12 +224,21 @@ introspect_go(struct conn *c, struct oreq *or)
 		return HANDLER_DONE;
 	}
 	token_hash(tok, strlen(tok), hash);
+	ok = auth_feed_mark();
 	if (W.wk_cache != NULL && cache_get(W.wk_cache, hash, &ti) == 1 &&
 	    ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
-		introspect_answer(c, &ti);
-		return HANDLER_DONE;
+		switch (auth_hit(c, hash, &ti, ok, introspect_looked)) {
+		case 1:
+			introspect_answer(c, &ti);
+			return HANDLER_DONE;
+		case 2:
+			return HANDLER_PENDING;
+		default:
+			oauth_unavailable(c);
+			return HANDLER_DONE;
+		}
 	}
 	ctr_add(&W.wk_slot->sl_cache_misses, 1);
 	if (lookup_submit(W.wk_lookup, c, hash, introspect_looked) == -1) {

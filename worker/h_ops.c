@@ -1,13 +1,14 @@
 /*
- * Operations endpoints: /healthz (the process serves), /readyz (PostgreSQL
- * answered recently and the cache is open), /metrics (Prometheus text, every
- * worker's slot summed; see shm/README.md).
+ * Operations endpoints: /healthz (the process serves), /readyz (this
+ * instance gives correct answers, SPEC 4 and 5), /metrics (Prometheus
+ * text, every worker's slot summed; see shm/README.md).
  */
 #include <stdlib.h>
 
+#include "worker/lookup.h"
 #include "worker/worker.h"
 
-/* PostgreSQL counts as up when the writer heard from it this recently. */
+/* PostgreSQL counts as up when someone heard from it this recently. */
 #define READY_PG_MS 5000
 
 enum handler_result
@@ -19,20 +20,78 @@ h_healthz(struct conn *c)
 	return HANDLER_DONE;
 }
 
+/* What /readyz knows, read once per request. */
+struct ready {
+	int		 rd_fresh;	/* feed confirmed within the lag */
+	const char	*rd_feed;	/* fresh, stale, unconfirmed */
+	int64_t		 rd_age_ms;	/* -1: never confirmed */
+	int		 rd_pg;		/* this worker can ask PostgreSQL */
+	int		 rd_cache;
+	const char	*rd_why;	/* NULL when ready */
+};
+
+static void
+ready_read(struct ready *rd)
+{
+	int64_t	 ok = __atomic_load_n(&W.wk_shm->sh_feed_ok_ms,
+	    __ATOMIC_RELAXED);
+	int64_t	 pg_ms = __atomic_load_n(&W.wk_shm->sh_pg_ok_ms,
+	    __ATOMIC_RELAXED);
+	int	 up = lookup_up(W.wk_lookup);
+
+	rd->rd_age_ms = ok > 0 ? W.wk_now_ms - ok : -1;
+	rd->rd_fresh = ok > 0 && rd->rd_age_ms <=
+	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000;
+	rd->rd_feed = rd->rd_fresh ? "fresh" : __atomic_load_n(
+	    &W.wk_shm->sh_feed_state, __ATOMIC_ACQUIRE) == FEED_UNCONFIRMED ?
+	    "unconfirmed" : "stale";
+	/* This worker's own lookup says best; before its first connection,
+	 * whether anyone heard from PostgreSQL lately. */
+	rd->rd_pg = up > 0 || (up == 0 && pg_ms > 0 &&
+	    W.wk_now_ms - pg_ms < READY_PG_MS);
+	rd->rd_cache = W.wk_cache != NULL;
+	rd->rd_why = NULL;
+	if (W.wk_stopping)
+		rd->rd_why = "stopping";
+	else if (!rd->rd_cache)
+		rd->rd_why = "the cache is not open";
+	else if (!rd->rd_fresh && !rd->rd_pg && !lookup_stale_ok())
+		rd->rd_why = "the revocation feed is not confirmed, PostgreSQL "
+		    "is unreachable, and cached answers are older than "
+		    "stale_cache_ttl";
+}
+
+/*
+ * 200 while answers are correct: the feed is fresh, or hits can be
+ * verified in PostgreSQL, or cached answers may still stand.  PostgreSQL
+ * down alone is no reason: a load balancer would take every instance out
+ * at once (SPEC 4).
+ */
 enum handler_result
 h_readyz(struct conn *c)
 {
-	int64_t	 ok_ms = __atomic_load_n(&W.wk_shm->sh_pg_ok_ms,
-	    __ATOMIC_RELAXED);
-	int	 pg = ok_ms > 0 && W.wk_now_ms - ok_ms < READY_PG_MS;
-	int	 cache = W.wk_cache != NULL;
-	json_t	*o;
+	struct ready	 rd;
+	json_t		*o;
 
-	o = json_pack("{s:s, s:b, s:b}", "status", pg && cache ? "ready" :
-	    "not_ready", "postgresql", pg, "cache", cache);
-	resp_start(c, pg && cache ? 200 : 503);
+	ready_read(&rd);
+	o = json_pack("{s:s, s:s, s:b, s:b}", "status", rd.rd_why ?
+	    "not_ready" : "ready", "feed", rd.rd_feed, "postgresql", rd.rd_pg,
+	    "cache", rd.rd_cache);
+	if (o != NULL) {
+		json_object_set_new(o, "feed_age_ms", rd.rd_age_ms < 0 ?
+		    json_null() : json_integer(rd.rd_age_ms));
+		if (rd.rd_why != NULL)
+			json_object_set_new(o, "reason",
+			    json_string(rd.rd_why));
+		else if (!rd.rd_fresh)
+			json_object_set_new(o, "degraded", json_string(
+			    rd.rd_pg ? "every cache hit is verified in "
+			    "PostgreSQL" : "PostgreSQL is unreachable: cached "
+			    "answers stand until stale_cache_ttl"));
+	}
+	resp_start(c, rd.rd_why ? 503 : 200);
 	resp_header(c, "Cache-Control", "no-store");
-	if (!(pg && cache))
+	if (rd.rd_why != NULL)
 		resp_header(c, "Retry-After", "1");
 	resp_json_end(c, o);
 	return HANDLER_DONE;

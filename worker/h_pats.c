@@ -3,15 +3,22 @@
  *
  * Authenticated with the user's own access token only: a PAT cannot mint or
  * list PATs (401 invalid_token), nor can a client-credentials token (it has
- * no user).  Each user sees and deletes only their own PATs; another user's
- * id answers exactly as an unknown one, 404.  The token string appears only
- * in the 201 of POST; only its SHA-256 is stored.
+ * no user), and an access token of a client that is not first-party gets
+ * 403 insufficient_scope.  That flag is not in the cache: each statement
+ * reads the bearer token's row and client again (tokend_bearer) and says
+ * first how it stands.  Each user sees and deletes only their own PATs;
+ * another user's id answers exactly as an unknown one, 404.  The token
+ * string appears only in the 201 of POST; only its SHA-256 is stored.
  *
  * POST takes application/json (else 415) {"name", "scope", "expires_in"}:
  * name 1 to 128 bytes without control characters; scope within the access
  * token's own (omitted: the access token's scope), else 400 invalid_scope;
- * expires_in 60 to 315360000 seconds, omitted or null for never.  Dates are
- * ISO 8601 UTC strings ("2025-01-31T12:00:00Z"), null for never.
+ * expires_in 60 to 315360000 seconds and at most pat_max_lifetime (else 400
+ * invalid_request), omitted or null for pat_max_lifetime (for never when it
+ * is 0).  A stolen access token must not turn into a long-lived PAT, so
+ * POST also needs one issued less than OA_PAT_REAUTH seconds ago (else 403
+ * reauthentication_required).  tokend_pat_create checks all of it again.
+ * Dates are ISO 8601 UTC strings ("2025-01-31T12:00:00Z"), null for never.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -30,18 +37,31 @@
 
 static const char create_sql[] =
     "SELECT o_status, o_id, o_created, o_expires FROM tokend_pat_create("
-    "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6)";
+    "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6, $7::bigint, "
+    "$8::integer, $9::integer)";
 
+/* One row with the bearer's status and no PAT when there are none. */
 static const char list_sql[] =
-    "SELECT id, name, prefix, scope, " TS("created_at") ", "
-    TS("expires_at") ", " TS("last_used_at") ", use_count FROM tokens "
-    "WHERE user_id = $1::bigint AND kind = 'pat' AND revoked_at IS NULL "
-    "ORDER BY id";
+    "SELECT b.o_status, t.id, t.name, t.prefix, t.scope, "
+    TS("t.created_at") ", " TS("t.expires_at") ", " TS("t.last_used_at")
+    ", t.use_count FROM tokend_bearer($2::bigint, $1::bigint) b "
+    "LEFT JOIN tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
+    "AND t.kind = 'pat' AND t.revoked_at IS NULL ORDER BY t.id";
 
 static const char delete_sql[] =
-    "UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
+    "WITH b AS (SELECT o_status FROM tokend_bearer($3::bigint, $2::bigint)), "
+    "d AS (UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
     "AND user_id = $2::bigint AND kind = 'pat' AND revoked_at IS NULL "
-    "RETURNING encode(hash, 'hex'), prefix";
+    "AND (SELECT o_status FROM b) = 'ok' "
+    "RETURNING encode(hash, 'hex') AS hex, prefix) "
+    "SELECT b.o_status, d.hex, d.prefix FROM b LEFT JOIN d ON true";
+
+/* Said by the worker's own checks and by tokend_pat_create's alike. */
+static const char scope_why[] =
+    "a PAT's scope must be within the access token's";
+static const char reauth_why[] =
+    "sign in again: this needs an access token issued less than 10 minutes "
+    "ago";
 
 enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE };
 
@@ -50,6 +70,8 @@ struct pat_wait {
 	enum pat_op	 pw_op;
 	struct pat_req	 pw_req;		/* PAT_CREATE */
 	char		 pw_id[24];		/* PAT_DELETE */
+	char		 pw_reauth[16];		/* PAT_CREATE: SQL parameters */
+	char		 pw_max[16];
 	char		 pw_scope[TI_SCOPE_LEN];
 	char		 pw_user[TI_USER_LEN];
 	char		 pw_token[TOKEN_LEN + 1];
@@ -86,16 +108,43 @@ col(PGresult *res, int r, int k)
 
 /* ---- the answers ------------------------------------------------------------ */
 
+/*
+ * The status the SQL gave (the bearer token's, or tokend_pat_create's):
+ * 1 when it is "ok", else 0 after answering.
+ */
+static int
+pat_status(struct conn *c, PGresult *res)
+{
+	const char	*st = PQgetvalue(res, 0, 0);
+
+	if (strcmp(st, "ok") == 0)
+		return 1;
+	if (strcmp(st, "not_first_party") == 0)
+		auth_bearer_forbidden(c, "only an access token issued to a "
+		    "first-party client may manage personal access tokens");
+	else if (strcmp(st, "reauthentication_required") == 0)
+		pat_error(c, 403, st, reauth_why);
+	else if (strcmp(st, "invalid_scope") == 0)
+		pat_error(c, 400, st, scope_why);
+	else if (strcmp(st, "invalid_lifetime") == 0)
+		pat_error(c, 400, "invalid_request", "expires_in exceeds "
+		    "pat_max_lifetime");
+	else if (strcmp(st, "invalid_user") == 0)
+		auth_bearer_denied(c, "the user is disabled");
+	else
+		auth_bearer_denied(c, "the token is unknown, expired or "
+		    "revoked");
+	return 0;
+}
+
 static void
 pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 {
 	char	 pfx[TOKEN_DISPLAY_LEN + 1];
 	json_t	*o;
 
-	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
-		auth_bearer_denied(c, "the user is disabled");
+	if (!pat_status(c, res))
 		return;
-	}
 	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
 	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
 	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
@@ -112,17 +161,23 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 static void
 pat_listed(struct conn *c, PGresult *res)
 {
-	json_t	*a = json_array(), *o;
+	json_t	*a, *o;
 	int	 i;
 
+	if (!pat_status(c, res))
+		return;
+	a = json_array();
+	/* A row without a PAT (id NULL) only carries the status. */
 	for (i = 0; a != NULL && i < PQntuples(res); i++) {
+		if (PQgetisnull(res, i, 1))
+			continue;
 		o = json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:o, s:I}", "id",
-		    (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
-		    "name", col(res, i, 1), "prefix", PQgetvalue(res, i, 2),
-		    "scope", PQgetvalue(res, i, 3), "created_at",
-		    col(res, i, 4), "expires_at", col(res, i, 5),
-		    "last_used_at", col(res, i, 6), "use_count",
-		    (json_int_t)strtoll(PQgetvalue(res, i, 7), NULL, 10));
+		    (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10),
+		    "name", col(res, i, 2), "prefix", PQgetvalue(res, i, 3),
+		    "scope", PQgetvalue(res, i, 4), "created_at",
+		    col(res, i, 5), "expires_at", col(res, i, 6),
+		    "last_used_at", col(res, i, 7), "use_count",
+		    (json_int_t)strtoll(PQgetvalue(res, i, 8), NULL, 10));
 		json_array_append_new(a, o);
 	}
 	resp_start(c, 200);
@@ -133,13 +188,15 @@ pat_listed(struct conn *c, PGresult *res)
 static void
 pat_deleted(struct conn *c, struct pat_wait *pw, PGresult *res)
 {
-	if (PQntuples(res) != 1) {
+	if (!pat_status(c, res))
+		return;
+	if (PQgetisnull(res, 0, 1)) {
 		pat_error(c, 404, "not_found", "no such personal access token");
 		return;
 	}
 	/* Gone from every worker's cache before the 204. */
-	oauth_cache_revoke(PQgetvalue(res, 0, 0));
-	LOG(LVL_INFO, "token_revoked", KV_S("token", PQgetvalue(res, 0, 1)),
+	oauth_cache_revoke(PQgetvalue(res, 0, 1));
+	LOG(LVL_INFO, "token_revoked", KV_S("token", PQgetvalue(res, 0, 2)),
 	    KV_S("kind", "pat"), KV_S("user", pw->pw_user),
 	    KV_S("by", "api"));
 	resp_start(c, 204);
@@ -155,7 +212,7 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 	if (c == NULL)
 		return;
 	pw = c->c_pending_data;
-	if (res == NULL || (pw->pw_op == PAT_CREATE && PQntuples(res) != 1))
+	if (res == NULL || PQntuples(res) < 1)
 		oauth_unavailable(c);
 	else if (pw->pw_op == PAT_CREATE)
 		pat_created(c, pw, res);
@@ -169,6 +226,31 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 
 /* ---- the work ---------------------------------------------------------------- */
 
+/*
+ * The access token is fresh enough, and expires_in within pat_max_lifetime
+ * (omitted: that maximum).  Returns 0, or -1 after answering.
+ */
+static int
+pat_limits(struct conn *c, struct pat_req *pr, const struct tok_info *ti)
+{
+	int64_t		 max = W.wk_cf->cf_pat_max_lifetime;
+	char		 why[96];
+
+	if (W.wk_now - ti->ti_iat >= OA_PAT_REAUTH) {
+		pat_error(c, 403, "reauthentication_required", reauth_why);
+		return -1;
+	}
+	if (max != 0 && pr->pr_expires_in > max) {
+		snprintf(why, sizeof(why), "expires_in exceeds "
+		    "pat_max_lifetime (%lld seconds)", (long long)max);
+		pat_error(c, 400, "invalid_request", why);
+		return -1;
+	}
+	if (pr->pr_expires_in == 0)
+		pr->pr_expires_in = max;
+	return 0;
+}
+
 /* POST's parameters, checked against the access token's scope. */
 static int
 pat_create_params(struct conn *c, struct pat_wait *pw,
@@ -177,12 +259,13 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 {
 	const struct pat_req *pr = &pw->pw_req;
 
+	if (pat_limits(c, &pw->pw_req, ti) == -1)
+		return -1;
 	if (!pr->pr_has_scope)
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
 		    ti->ti_scope);
 	else if (!scope_subset(pr->pr_scope, ti->ti_scope)) {
-		pat_error(c, 400, "invalid_scope", "a PAT's scope must be "
-		    "within the access token's");
+		pat_error(c, 400, "invalid_scope", scope_why);
 		return -1;
 	} else
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
@@ -194,11 +277,17 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 	oauth_hash_hex(pw->pw_token, hash);
 	oauth_prefix(pw->pw_token, pfx);
 	snprintf(exp, 24, "%lld", (long long)pr->pr_expires_in);
+	snprintf(pw->pw_reauth, sizeof(pw->pw_reauth), "%d", OA_PAT_REAUTH);
+	snprintf(pw->pw_max, sizeof(pw->pw_max), "%d",
+	    W.wk_cf->cf_pat_max_lifetime);
 	p[1] = pr->pr_name;
 	p[2] = pw->pw_scope;
 	p[3] = pr->pr_expires_in != 0 ? exp : NULL;
 	p[4] = hash;
 	p[5] = pfx;
+	/* p[6] is the bearer token's id. */
+	p[7] = pw->pw_reauth;
+	p[8] = pw->pw_max;
 	return 0;
 }
 
@@ -206,10 +295,10 @@ static enum handler_result
 pats_go(struct conn *c, const struct tok_info *ti)
 {
 	struct pat_wait	*pw = c->c_pending_data;
-	char		 uid[24], hash[2 * TOKEN_HASH_LEN + 1], exp[24];
+	char		 uid[24], tid[24], hash[2 * TOKEN_HASH_LEN + 1], exp[24];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
-	const char	*p[6] = { uid }, *sql = list_sql;
-	int		 n = 1;
+	const char	*p[9] = { uid, tid }, *sql = list_sql;
+	int		 n = 2;
 
 	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
 		return HANDLER_DONE;
@@ -218,17 +307,20 @@ pats_go(struct conn *c, const struct tok_info *ti)
 		return HANDLER_DONE;
 	}
 	snprintf(uid, sizeof(uid), "%lld", (long long)ti->ti_user_id);
+	snprintf(tid, sizeof(tid), "%lld", (long long)ti->ti_id);
 	snprintf(pw->pw_user, sizeof(pw->pw_user), "%s", ti->ti_user);
 	if (pw->pw_op == PAT_CREATE) {
 		if (pat_create_params(c, pw, ti, p, hash, pfx, exp) == -1)
 			return HANDLER_DONE;
+		p[6] = tid;
 		sql = create_sql;
-		n = 6;
+		n = 9;
 	} else if (pw->pw_op == PAT_DELETE) {
 		p[0] = pw->pw_id;
 		p[1] = uid;
+		p[2] = tid;
 		sql = delete_sql;
-		n = 2;
+		n = 3;
 	}
 	if (pgq_submit(W.wk_pgq, c, sql, n, p, pat_answered, NULL) == -1) {
 		oauth_unavailable(c);

@@ -27,8 +27,13 @@ static const char bad_grant[] =
     "the grant is invalid, expired, revoked or was already used";
 static const char bad_login[] = "the username or password is wrong";
 
-static const char user_sql[] =
-    "SELECT id, password_hash, disabled FROM users WHERE name = $1";
+/* Counts the attempt in PostgreSQL, so that every box sharing the
+ * database sees it (store/migrations/006_login_limits.sql). */
+static const char login_sql[] =
+    "SELECT o_wait, o_id, o_hash, o_disabled "
+    "FROM tokend_login_attempt($1, $2::integer, $3::integer)";
+
+static const char login_ok_sql[] = "SELECT tokend_login_ok($1)";
 
 static const char issue_sql[] =
     "SELECT o_status, o_access_id, o_refresh_id, o_iat "
@@ -41,7 +46,7 @@ static const char refresh_sql[] =
     "o_refresh_id, o_iat, o_access_exp, o_family, o_family_size, o_n, "
     "o_hashes FROM tokend_refresh(decode($1, 'hex'), $2::bigint, $3, "
     "$4::integer, decode($5, 'hex'), decode($6, 'hex'), $7, $8::integer, "
-    "decode($9, 'hex'), $10, $11::integer)";
+    "decode($9, 'hex'), $10, $11::integer, $12::integer)";
 
 static const char code_sql[] =
     "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
@@ -100,6 +105,12 @@ token_ok(struct conn *c, struct oreq *or, int64_t expires_in)
 		    json_string(or->or_refresh));
 	oauth_json(c, 200, o);
 }
+
+/* prime_cache copies whole: what fits in or fits in the cache entry. */
+_Static_assert(sizeof(((struct oreq *)0)->or_user) <= TI_USER_LEN &&
+    sizeof(((struct client_info *)0)->ci_client_id) <= TI_CLIENT_LEN &&
+    sizeof(((struct oreq *)0)->or_scope) <= TI_SCOPE_LEN,
+    "an identity would be truncated into tok_info");
 
 /* The new access token, into the cache before anyone asks for it. */
 static void
@@ -241,6 +252,7 @@ static void
 password_verified(struct conn *c, int ok, void *arg)
 {
 	struct oreq	*or;
+	const char	*p[1];
 
 	(void)arg;
 	if (c == NULL)
@@ -257,8 +269,22 @@ password_verified(struct conn *c, int ok, void *arg)
 		oreq_resume(c, HANDLER_DONE);
 		return;
 	}
-	ratelimit_reset(W.wk_shm, form_get(&or->or_form, "username"));
+	/* Nobody waits for the clear: the tokens do not depend on it, and
+	 * were it lost the count would only end with its window. */
+	p[0] = or->or_user;
+	(void)pgq_submit(W.wk_pgq, NULL, login_ok_sql, 1, p, NULL, NULL);
 	oreq_resume(c, issue(c, or, 1));
+}
+
+/* Refused by the limit: every box counted the name's failures. */
+static void
+login_limited(struct conn *c, struct oreq *or, int wait)
+{
+	ctr_add(&W.wk_slot->sl_login_lockouts, 1);
+	LOG(LVL_WARN, "login_rate_limited", KV_S("user", or->or_user),
+	    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
+	oauth_busy(c, wait, "too many failed logins for this user; try "
+	    "again later");
 }
 
 /* The user's row (or none): verify the password against its hash, or
@@ -268,28 +294,51 @@ password_user(struct conn *c, PGresult *res, void *arg)
 {
 	struct oreq	*or;
 	const char	*pw, *hash = NULL;
+	int		 wait;
 
 	(void)arg;
-	if (c == NULL)
+	if (c == NULL || (or = oreq_row(c, res)) == NULL)
 		return;
-	or = c->c_pending_data;
-	if (res == NULL) {
-		oauth_unavailable(c);
+	if ((wait = atoi(PQgetvalue(res, 0, 0))) > 0) {
+		login_limited(c, or, wait);
 		oreq_resume(c, HANDLER_DONE);
 		return;
 	}
-	if (PQntuples(res) == 1) {
-		or->or_user_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		if (!PQgetisnull(res, 0, 1))
-			hash = PQgetvalue(res, 0, 1);
-		or->or_user_disabled = PQgetvalue(res, 0, 2)[0] == 't';
+	if (!PQgetisnull(res, 0, 1)) {
+		or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		if (!PQgetisnull(res, 0, 2))
+			hash = PQgetvalue(res, 0, 2);
+		or->or_user_disabled = PQgetvalue(res, 0, 3)[0] == 't';
 	}
 	pw = form_get(&or->or_form, "password");
-	if (hashpool_verify(W.wk_hashpool, c, hash, pw, strlen(pw),
-	    password_verified, NULL) == -1) {
-		oauth_unavailable(c);
-		oreq_resume(c, HANDLER_DONE);
+	oreq_resume(c, oreq_verify(c, hash, pw, strlen(pw), password_verified,
+	    NULL));
+}
+
+/*
+ * A name that is not UTF-8, or too long for X-Auth-User, belongs to no
+ * user (the schema refuses both): the wrong-password answer, at once, with
+ * no query.  It tells the client nothing it did not send.
+ */
+static enum handler_result
+login_start(struct conn *c, struct oreq *or, const char *name)
+{
+	char		 max[16], window[16];
+	const char	*p[3] = { or->or_user, max, window };
+
+	if (!utf8_valid_str(name) || text_copy(or->or_user,
+	    sizeof(or->or_user), name) == -1) {
+		login_failed(c, or, "malformed user name");
+		return HANDLER_DONE;
 	}
+	snprintf(max, sizeof(max), "%d", W.wk_cf->cf_login_max_failures);
+	snprintf(window, sizeof(window), "%d", W.wk_cf->cf_login_window);
+	if (pgq_submit(W.wk_pgq, c, login_sql, 3, p, password_user,
+	    NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
 }
 
 static enum handler_result
@@ -297,8 +346,6 @@ grant_password(struct conn *c, struct oreq *or)
 {
 	const char	*name = form_get(&or->or_form, "username");
 	const char	*pw = form_get(&or->or_form, "password");
-	const char	*params[1] = { name };
-	int		 wait;
 
 	if (name == NULL || pw == NULL || name[0] == '\0') {
 		oauth_error(c, 400, "invalid_request", "username and password "
@@ -307,31 +354,7 @@ grant_password(struct conn *c, struct oreq *or)
 	}
 	if (client_scope(c, or) == -1)
 		return HANDLER_DONE;
-	wait = ratelimit_check(W.wk_shm, name, W.wk_now,
-	    W.wk_cf->cf_login_window, W.wk_cf->cf_login_max_failures);
-	if (wait > 0) {
-		LOG(LVL_WARN, "login_rate_limited", KV_S("user", name),
-		    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
-		resp_start(c, 429);
-		resp_header(c, "Cache-Control", "no-store");
-		resp_header(c, "Pragma", "no-cache");
-		resp_headerf(c, "Retry-After", "%d", wait);
-		resp_json_end(c, resp_error_obj("temporarily_unavailable",
-		    "too many failed logins for this user; try again later"));
-		return HANDLER_DONE;
-	}
-	/*
-	 * Counted as a failure from the start, and cleared on success: so
-	 * guesses sent in parallel, all in flight at once, are limited too.
-	 */
-	ratelimit_fail(W.wk_shm, name, W.wk_now, W.wk_cf->cf_login_window);
-	snprintf(or->or_user, sizeof(or->or_user), "%s", name);
-	if (pgq_submit(W.wk_pgq, c, user_sql, 1, params, password_user,
-	    NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return login_start(c, or, name);
 }
 
 /* ---- refresh_token: tokend_refresh ---------------------------------------- */
@@ -385,9 +408,16 @@ static const char *
 grant_head(struct oreq *or, PGresult *res)
 {
 	or->or_user_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-	snprintf(or->or_user, sizeof(or->or_user), "%s", PQgetvalue(res, 0, 2));
-	snprintf(or->or_scope, sizeof(or->or_scope), "%s",
-	    PQgetvalue(res, 0, 3));
+	/* A name from before the schema's length check: refused, never cut
+	 * to another user's (migration 006). */
+	if (text_copy(or->or_user, sizeof(or->or_user),
+	    PQgetvalue(res, 0, 2)) == -1 || text_copy(or->or_scope,
+	    sizeof(or->or_scope), PQgetvalue(res, 0, 3)) == -1) {
+		LOG(LVL_WARN, "grant_refused", KV_S("client",
+		    or->or_client.ci_client_id), KV_S("reason",
+		    "stored user name or scope too long"));
+		return "too_long";
+	}
 	return PQgetvalue(res, 0, 0);
 }
 
@@ -442,14 +472,19 @@ seal_successor(struct oreq *or, char *boxhex)
 	return n;
 }
 
+/*
+ * tokend_refresh (migration 005) holds the family to the client's scope as
+ * it is now, gives a narrower "scope" to the new access token only, and
+ * ends the family refresh_family_max_age after its sign-in.
+ */
 static enum handler_result
 grant_refresh(struct conn *c, struct oreq *or)
 {
 	const char	*rt = form_get(&or->or_form, "refresh_token");
 	char		 old[2 * TOKEN_HASH_LEN + 1], cid[24], grace[16];
-	char		 boxhex[2 * OA_BOX_MAX + 1];
+	char		 boxhex[2 * OA_BOX_MAX + 1], maxage[16];
 	struct minted	 mt;
-	const char	*p[11];
+	const char	*p[12];
 	int		 n;
 
 	if (rt == NULL) {
@@ -467,6 +502,8 @@ grant_refresh(struct conn *c, struct oreq *or)
 	oauth_hash_hex(rt, old);
 	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	snprintf(grace, sizeof(grace), "%d", W.wk_cf->cf_refresh_grace);
+	snprintf(maxage, sizeof(maxage), "%d",
+	    W.wk_cf->cf_refresh_family_max_age);
 	p[0] = old;
 	p[1] = cid;
 	p[2] = or->or_has_scope ? or->or_scope : NULL;
@@ -478,9 +515,10 @@ grant_refresh(struct conn *c, struct oreq *or)
 	p[8] = mt.mt_rhash;
 	p[9] = mt.mt_rpfx;
 	p[10] = mt.mt_rttl;
+	p[11] = maxage;
 	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);
-	if (pgq_submit(W.wk_pgq, c, refresh_sql, 11, p, refreshed,
+	if (pgq_submit(W.wk_pgq, c, refresh_sql, 12, p, refreshed,
 	    NULL) == 0)
 		return HANDLER_PENDING;
 fail:
@@ -553,6 +591,11 @@ code_params(struct conn *c, struct oreq *or, char *challenge)
 	if (code == NULL || form_get(&or->or_form, "redirect_uri") == NULL) {
 		oauth_error(c, 400, "invalid_request", "code and redirect_uri "
 		    "are required");
+		return -1;
+	}
+	if (!utf8_valid_str(form_get(&or->or_form, "redirect_uri"))) {
+		oauth_error(c, 400, "invalid_request", "redirect_uri is not "
+		    "valid UTF-8");
 		return -1;
 	}
 	if (code_verifier(c, or, challenge) == -1)

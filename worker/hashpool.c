@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,8 @@
 #include "worker/hashpool.h"
 #include "worker/worker.h"
 
+#define HP_PEER_LEN	sizeof(((struct conn *)0)->c_peer)
+
 struct hp_job {
 	struct conn	*jb_conn;	/* first: conn_close clears it */
 	hashpool_cb	 jb_cb;
@@ -24,6 +27,7 @@ struct hp_job {
 	int		 jb_has_hash;
 	int		 jb_ok;
 	size_t		 jb_len;
+	int		 jb_peer;	/* index in hp_peer, or -1 */
 	char		 jb_hash[PASSWD_ENCODED_MAX];
 	char		 jb_pw[PASSWD_MAX_LEN + 1];
 	struct hp_job	*jb_next;
@@ -36,6 +40,9 @@ struct hashpool {
 	struct evsrc	 hp_ev;
 	int		 hp_efd;	/* eventfd: jobs are done */
 	int		 hp_queued;	/* loop thread only */
+	/* The source address of each job not yet called back ("": free
+	 * entry), loop thread only; a few dozen at most, so a scan. */
+	char		 hp_peer[HASHPOOL_MAX_QUEUED][HP_PEER_LEN];
 	pthread_mutex_t	 hp_mu;		/* guards the two lists */
 	pthread_cond_t	 hp_cv;		/* hp_todo is not empty */
 	struct hp_job	*hp_todo;	/* FIFO */
@@ -140,16 +147,52 @@ fail:
 
 /* ---- the loop side ------------------------------------------------------ */
 
+/*
+ * An entry of hp_peer for a job of peer: its index, -1 for a job with no
+ * connection, HASHPOOL_BUSY when peer has its share of the queue already.
+ * The caller checked hp_queued, so a free entry exists; none would be
+ * answered as busy, never written past the table.
+ */
+static int
+hp_peer_claim(struct hashpool *hp, const char *peer)
+{
+	int	 i, n = 0, slot = -1;
+
+	if (peer == NULL)
+		return -1;
+	for (i = 0; i < HASHPOOL_MAX_QUEUED; i++) {
+		if (hp->hp_peer[i][0] == '\0') {
+			if (slot == -1)
+				slot = i;
+		} else if (strcmp(hp->hp_peer[i], peer) == 0)
+			n++;
+	}
+	if (n >= HASHPOOL_MAX_PER_PEER || slot == -1)
+		return HASHPOOL_BUSY;
+	/* An empty c_peer cannot happen (conn.c writes "unix" at least). */
+	snprintf(hp->hp_peer[slot], sizeof(hp->hp_peer[slot]), "%s",
+	    peer[0] != '\0' ? peer : "?");
+	return slot;
+}
+
 int
 hashpool_verify(struct hashpool *hp, struct conn *c, const char *encoded,
     const char *pw, size_t len, hashpool_cb cb, void *arg)
 {
 	struct hp_job	*j;
+	int		 peer;
 
 	if (hp == NULL || hp->hp_queued >= HASHPOOL_MAX_QUEUED)
 		return -1;
-	if ((j = calloc(1, sizeof(*j))) == NULL)
+	if ((peer = hp_peer_claim(hp, c != NULL ? c->c_peer : NULL)) ==
+	    HASHPOOL_BUSY)
+		return HASHPOOL_BUSY;
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		if (peer >= 0)
+			hp->hp_peer[peer][0] = '\0';
 		return -1;
+	}
+	j->jb_peer = peer;
 	j->jb_conn = c;
 	j->jb_cb = cb;
 	j->jb_arg = arg;
@@ -196,6 +239,8 @@ hashpool_event(struct hashpool *hp)
 	for (j = fifo; j != NULL; j = next) {
 		next = j->jb_next;
 		hp->hp_queued--;
+		if (j->jb_peer >= 0)
+			hp->hp_peer[j->jb_peer][0] = '\0';
 		if ((c = j->jb_conn) != NULL)
 			c->c_pending = NULL;
 		j->jb_cb(c, j->jb_ok, j->jb_arg);

@@ -7,7 +7,13 @@
  * condition variable, and come back through an eventfd in the worker's
  * epoll set, so every callback runs on the loop thread.  The queue is
  * bounded: past HASHPOOL_MAX_QUEUED jobs a submit fails and the caller
- * answers 503, so a flood of logins costs bounded CPU and memory.
+ * answers 503, so a flood of logins costs bounded CPU and memory.  One
+ * source address may have only HASHPOOL_MAX_PER_PEER jobs queued or
+ * running at once: past that a submit fails at once with HASHPOOL_BUSY
+ * (the caller answers 429), so a burst of guesses from one address cannot
+ * fill the queue and make every other login wait behind it.  Behind a
+ * proxy every request has the proxy's address: the cap is then the
+ * proxy's share, which is why it is per worker and not tiny.
  *
  * Threads touch only the job's own copies of the hash and password (wiped
  * after use), never a connection or anything else of the worker.
@@ -32,6 +38,8 @@
 #define HASHPOOL_THREADS	1
 #define HASHPOOL_MAX_QUEUED	64
 #define HASHPOOL_NICE		10	/* added to the worker's nice */
+#define HASHPOOL_MAX_PER_PEER	8	/* jobs of one source address */
+#define HASHPOOL_BUSY		(-2)	/* hashpool_verify: that address's cap */
 
 struct conn;
 struct hashpool;
@@ -51,7 +59,9 @@ struct hashpool *hashpool_new(int epfd);
  * dummy hash (same cost, never a match).  Both are copied.  On success
  * c->c_pending points at the job until cb runs, exactly once, from the
  * loop (conn_close cancels through c_pending as for lookup.c, and cb then
- * runs with c NULL).  Returns 0, or -1 (queue full, no pool): answer 503.
+ * runs with c NULL).  Returns 0, HASHPOOL_BUSY (c's address, c_peer, has
+ * HASHPOOL_MAX_PER_PEER jobs already: answer 429), or -1 (queue full, no
+ * pool: answer 503).
  */
 int	hashpool_verify(struct hashpool *hp, struct conn *c,
 	    const char *encoded, const char *pw, size_t len, hashpool_cb cb,

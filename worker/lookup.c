@@ -4,7 +4,6 @@
  */
 #include <sys/epoll.h>
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +12,12 @@
 #include <libpq-fe.h>
 
 #include "worker/lookup.h"
+#include "worker/pgconn.h"
 #include "worker/worker.h"
 
 #define LK_BATCH_MAX	256		/* hashes per query */
 #define LK_INFLIGHT	4		/* queries on the wire at once */
 #define LK_TIMEOUT_MS	5000		/* a query unanswered this long fails */
-#define LK_BACKOFF_MIN	100
-#define LK_BACKOFF_MAX	5000
 
 enum lk_state { LK_DOWN, LK_CONNECTING, LK_READY };
 
@@ -28,6 +26,7 @@ struct lk_req {
 	lookup_cb	 lr_cb;
 	uint8_t		 lr_hash[TOKEN_HASH_LEN];
 	uint64_t	 lr_epoch;	/* sh_cache_epoch before the query */
+	struct tok_info	*lr_cached;	/* a hit being verified, else NULL */
 	struct lk_req	*lr_next;
 };
 
@@ -36,20 +35,16 @@ struct lk_batch {
 	struct lk_req	*lb_reqs;
 	PGresult	*lb_res;	/* the rows; NULL until they came */
 	int		 lb_failed;	/* an error came instead */
+	int		 lb_unprepared;	/* ... "no such statement" */
 	int64_t		 lb_sent_ms;
 };
 
 struct lookup {
 	struct evsrc	 lk_ev;
 	const struct config *lk_cf;
-	int		 lk_epfd;
 	enum lk_state	 lk_state;
-	PGconn		*lk_db;
-	int		 lk_fd;		/* registered socket, -1 none */
-	uint32_t	 lk_events;
-	int64_t		 lk_retry_ms;	/* DOWN: next connection attempt */
-	int64_t		 lk_backoff;
-	int64_t		 lk_connect_ms;	/* CONNECTING: since when */
+	struct pgconn	 lk_pc;		/* the connection, NULL while down */
+	int		 lk_unnamed;	/* prepared statements do not hold */
 	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
 	struct lk_req	**lk_wait_tail;
 	/* Queries in flight, oldest first: a ring of lk_nsent from lk_head. */
@@ -78,39 +73,24 @@ lookup_new(const struct config *cf, int epfd)
 		return NULL;
 	lk->lk_ev.ev_type = EV_LOOKUP;
 	lk->lk_cf = cf;
-	lk->lk_epfd = epfd;
-	lk->lk_fd = -1;
+	pgconn_init(&lk->lk_pc, epfd, lk, "lookup");
 	lk->lk_wait_tail = &lk->lk_wait;
-	lk->lk_backoff = LK_BACKOFF_MIN;
 	return lk;
-}
-
-/* ---- the socket in epoll ------------------------------------------------ */
-
-static void
-lk_watch(struct lookup *lk, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = lk };
-	int	 fd = lk->lk_db ? PQsocket(lk->lk_db) : -1;
-
-	if (fd != lk->lk_fd && lk->lk_fd >= 0)
-		epoll_ctl(lk->lk_epfd, EPOLL_CTL_DEL, lk->lk_fd, NULL);
-	if (fd < 0) {
-		lk->lk_fd = -1;
-		return;
-	}
-	if (fd != lk->lk_fd) {
-		if (epoll_ctl(lk->lk_epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
-			log_errorf("%s: epoll_ctl: %s", __func__,
-			    strerror(errno));
-	} else if (events != lk->lk_events)
-		epoll_ctl(lk->lk_epfd, EPOLL_CTL_MOD, fd, &ev);
-	lk->lk_fd = fd;
-	lk->lk_events = events;
 }
 
 /* ---- answering the waiting connections ---------------------------------- */
 
+static void
+lk_req_free(struct lk_req *r)
+{
+	free(r->lr_cached);
+	free(r);
+}
+
+/*
+ * No answer from PostgreSQL: 503 for a miss; a hit being verified keeps its
+ * cached answer while lookup_stale_ok says it may (SPEC 5).
+ */
 static void
 lk_fail_list(struct lk_req *r)
 {
@@ -119,8 +99,9 @@ lk_fail_list(struct lk_req *r)
 	for (; r != NULL; r = next) {
 		next = r->lr_next;
 		if (r->lr_conn != NULL)
-			r->lr_cb(r->lr_conn, NULL);
-		free(r);
+			r->lr_cb(r->lr_conn, r->lr_cached != NULL &&
+			    lookup_stale_ok() ? r->lr_cached : NULL);
+		lk_req_free(r);
 	}
 }
 
@@ -132,21 +113,9 @@ lk_down(struct lookup *lk, const char *why)
 	struct lk_req	*wait = lk->lk_wait;
 	int		 i, n = lk->lk_nsent;
 
-	if (lk->lk_state != LK_DOWN)
-		LOG(LVL_WARN, "db_retry", KV_S("conn", "lookup"),
-		    KV_S("error", why), KV_I("retry_ms", lk->lk_backoff));
 	ctr_add(&W.wk_slot->sl_pg_errors, 1);
-	lk_watch(lk, 0);
-	if (lk->lk_fd >= 0)
-		epoll_ctl(lk->lk_epfd, EPOLL_CTL_DEL, lk->lk_fd, NULL);
-	lk->lk_fd = -1;
-	if (lk->lk_db)
-		PQfinish(lk->lk_db);
-	lk->lk_db = NULL;
+	pgconn_drop(&lk->lk_pc, why);
 	lk->lk_state = LK_DOWN;
-	lk->lk_retry_ms = W.wk_now_ms + lk->lk_backoff;
-	lk->lk_backoff = lk->lk_backoff * 2 > LK_BACKOFF_MAX ? LK_BACKOFF_MAX :
-	    lk->lk_backoff * 2;
 	for (i = 0; i < n; i++)
 		sent[i] = lk->lk_sent[(lk->lk_head + i) % LK_INFLIGHT];
 	lk->lk_head = lk->lk_nsent = 0;
@@ -167,18 +136,26 @@ row_to_info(PGresult *res, int i, struct tok_info *ti, int64_t now)
 	ti->ti_id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 	ti->ti_kind = token_kind_from_name(PQgetvalue(res, i, 2));
 	ti->ti_user_id = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-	snprintf(ti->ti_user, sizeof(ti->ti_user), "%s",
-	    PQgetvalue(res, i, 4));
-	snprintf(ti->ti_client, sizeof(ti->ti_client), "%s",
-	    PQgetvalue(res, i, 5));
-	snprintf(ti->ti_scope, sizeof(ti->ti_scope), "%s",
-	    PQgetvalue(res, i, 6));
 	ti->ti_expires = strtoll(PQgetvalue(res, i, 7), NULL, 10);
 	ti->ti_iat = strtoll(PQgetvalue(res, i, 8), NULL, 10);
 	ti->ti_state = TI_VALID;
 	if (PQgetvalue(res, i, 9)[0] == 't' || PQgetvalue(res, i, 10)[0] ==
 	    't' || (ti->ti_expires != 0 && ti->ti_expires <= now))
 		ti->ti_state = TI_NEGATIVE;
+	/* A value that does not fit (a row from before migration 006's
+	 * checks) refuses the token: a cut name would be another user's. */
+	if (text_copy(ti->ti_user, sizeof(ti->ti_user),
+	    PQgetvalue(res, i, 4)) == -1 || text_copy(ti->ti_client,
+	    sizeof(ti->ti_client), PQgetvalue(res, i, 5)) == -1 ||
+	    text_copy(ti->ti_scope, sizeof(ti->ti_scope),
+	    PQgetvalue(res, i, 6)) == -1) {
+		LOG(LVL_WARN, "token_refused", KV_I("token_id", ti->ti_id),
+		    KV_S("reason", "stored user, client or scope too long"));
+		memset(ti->ti_user, 0, sizeof(ti->ti_user));
+		memset(ti->ti_client, 0, sizeof(ti->ti_client));
+		memset(ti->ti_scope, 0, sizeof(ti->ti_scope));
+		ti->ti_state = TI_NEGATIVE;
+	}
 }
 
 /* Find the row for r's hash; unknown hashes become negative entries. */
@@ -215,6 +192,42 @@ db_message(const PGresult *res)
 	return msg != NULL ? msg : PQresStatus(PQresultStatus(res));
 }
 
+/*
+ * A pooler in transaction mode (PgBouncer before 1.21) sends each
+ * transaction to whichever server connection is free, so a statement
+ * prepared on one is missing on the next (26000), or already there when
+ * another worker prepares it (42P05).  From then on this lookup sends
+ * unnamed statements, and the requests of the query that failed go again.
+ */
+static void
+lk_unprepared(struct lookup *lk, struct lk_req *reqs)
+{
+	struct lk_req	*last;
+
+	if (!lk->lk_unnamed)
+		LOG(LVL_WARN, "lookup_unprepared", KV_S("reason", "a prepared "
+		    "statement did not survive between transactions (a pooler "
+		    "in transaction mode?): each lookup is parsed"));
+	lk->lk_unnamed = 1;
+	if (reqs == NULL)	/* the PREPARE itself */
+		return;
+	for (last = reqs; last->lr_next != NULL; last = last->lr_next)
+		;
+	last->lr_next = lk->lk_wait;
+	if (lk->lk_wait == NULL)
+		lk->lk_wait_tail = &last->lr_next;
+	lk->lk_wait = reqs;
+}
+
+static int
+lk_is_unprepared(const PGresult *res)
+{
+	const char	*st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return st != NULL && (strcmp(st, "26000") == 0 ||
+	    strcmp(st, "42P05") == 0);
+}
+
 /* The oldest query's sync came: answer its requests, or fail them. */
 static void
 lk_complete(struct lookup *lk)
@@ -226,6 +239,11 @@ lk_complete(struct lookup *lk)
 	lk->lk_nsent--;
 	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
 	    __ATOMIC_RELAXED);
+	if (b.lb_unprepared) {
+		PQclear(b.lb_res);
+		lk_unprepared(lk, b.lb_reqs);
+		return;
+	}
 	if (b.lb_reqs == NULL && (b.lb_res == NULL || b.lb_failed)) {
 		PQclear(b.lb_res);
 		lk_down(lk, "cannot prepare the lookup statement");
@@ -241,7 +259,7 @@ lk_complete(struct lookup *lk)
 	for (r = b.lb_reqs; r != NULL; r = next) {
 		next = r->lr_next;
 		lk_answer(lk, b.lb_res, r);
-		free(r);
+		lk_req_free(r);
 	}
 	PQclear(b.lb_res);
 }
@@ -254,12 +272,12 @@ lk_complete(struct lookup *lk)
 static void
 lk_results(struct lookup *lk)
 {
-	PGconn		*db = lk->lk_db;
+	PGconn		*db = lk->lk_pc.pc_db;
 	struct lk_batch	*b;
 	PGresult	*res;
 	int		 nulls = 0;
 
-	while (lk->lk_nsent > 0 && lk->lk_db == db && !PQisBusy(db)) {
+	while (lk->lk_nsent > 0 && lk->lk_pc.pc_db == db && !PQisBusy(db)) {
 		if ((res = PQgetResult(db)) == NULL) {
 			/* The end of a statement; two in a row: nothing more
 			 * is ready. */
@@ -283,8 +301,10 @@ lk_results(struct lookup *lk)
 			PQclear(res);
 			break;
 		default:
+			if (lk_is_unprepared(res))
+				b->lb_unprepared = 1;
 			/* The primary message only, as pgq.c. */
-			if (!b->lb_failed)
+			else if (!b->lb_failed)
 				LOG(LVL_ERROR, "db_error", KV_S("conn", "lookup"),
 				    KV_S("error", db_message(res)));
 			b->lb_failed = 1;
@@ -316,12 +336,12 @@ lk_sync(struct lookup *lk, int sent)
 {
 	int	 rc;
 
-	if (!sent || !PQpipelineSync(lk->lk_db) ||
-	    (rc = PQflush(lk->lk_db)) == -1) {
-		lk_down(lk, PQerrorMessage(lk->lk_db));
+	if (!sent || !PQpipelineSync(lk->lk_pc.pc_db) ||
+	    (rc = PQflush(lk->lk_pc.pc_db)) == -1) {
+		lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 		return;
 	}
-	lk_watch(lk, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	pgconn_watch(&lk->lk_pc, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* Put the waiting requests on the wire as one query, with its sync. */
@@ -337,7 +357,7 @@ lk_send(struct lookup *lk)
 		lk->lk_wait = r->lr_next;
 		r->lr_next = NULL;
 		if (r->lr_conn == NULL) {	/* cancelled before it went out */
-			free(r);
+			lk_req_free(r);
 			continue;
 		}
 		if (n++ > 0)
@@ -354,7 +374,9 @@ lk_send(struct lookup *lk)
 	*p = '\0';
 	params[0] = lk->lk_param;
 	lk_push(lk, reqs);
-	lk_sync(lk, PQsendQueryPrepared(lk->lk_db, "lookup", 1, params, NULL,
+	lk_sync(lk, lk->lk_unnamed ? PQsendQueryParams(lk->lk_pc.pc_db,
+	    lookup_sql, 1, NULL, params, NULL, NULL, 0) :
+	    PQsendQueryPrepared(lk->lk_pc.pc_db, "lookup", 1, params, NULL,
 	    NULL, 0));
 }
 
@@ -378,85 +400,60 @@ static void
 lk_prepare(struct lookup *lk)
 {
 	lk_push(lk, NULL);
-	lk_sync(lk, PQsendPrepare(lk->lk_db, "lookup", lookup_sql, 1, NULL));
+	lk_sync(lk, PQsendPrepare(lk->lk_pc.pc_db, "lookup", lookup_sql, 1,
+	    NULL));
 }
 
 static void
 lk_connect(struct lookup *lk)
 {
-	const char *keys[] = { "dbname", "application_name", NULL };
-	const char *vals[] = { lk->lk_cf->cf_database_url, "tokend worker",
-	    NULL };
-
-	lk->lk_db = PQconnectStartParams(keys, vals, 1);
-	if (lk->lk_db == NULL || PQstatus(lk->lk_db) == CONNECTION_BAD) {
-		lk_down(lk, lk->lk_db ? PQerrorMessage(lk->lk_db) :
-		    "out of memory");
-		return;
-	}
-	lk->lk_state = LK_CONNECTING;
-	lk->lk_connect_ms = W.wk_now_ms;
-	lk_watch(lk, EPOLLOUT);
+	if (pgconn_start(&lk->lk_pc, lk->lk_cf->cf_database_url,
+	    "tokend worker") == 0)
+		lk->lk_state = LK_CONNECTING;
 }
 
 static void
 lk_connect_poll(struct lookup *lk)
 {
-	switch (PQconnectPoll(lk->lk_db)) {
-	case PGRES_POLLING_READING:
-		lk_watch(lk, EPOLLIN);
+	switch (pgconn_poll(&lk->lk_pc)) {
+	case 0:
 		break;
-	case PGRES_POLLING_WRITING:
-		lk_watch(lk, EPOLLOUT);
-		break;
-	case PGRES_POLLING_OK:
-		if (PQsetnonblocking(lk->lk_db, 1) == -1 ||
-		    PQenterPipelineMode(lk->lk_db) != 1) {
-			lk_down(lk, PQerrorMessage(lk->lk_db));
-			break;
-		}
+	case 1:
 		lk_prepare(lk);
 		if (lk->lk_state == LK_DOWN)
 			break;
 		lk->lk_state = LK_READY;
-		lk->lk_backoff = LK_BACKOFF_MIN;
 		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
 		    __ATOMIC_RELAXED);
 		lk_send_all(lk);
 		break;
 	default:
-		lk_down(lk, PQerrorMessage(lk->lk_db));
+		lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 		break;
 	}
 }
 
 /* ---- the interface ------------------------------------------------------ */
 
-int
-lookup_submit(struct lookup *lk, struct conn *c,
-    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb)
+/* Queue r for c (lookup_submit's contract); frees r when it cannot. */
+static int
+lk_enqueue(struct lookup *lk, struct conn *c, struct lk_req *r)
 {
-	struct lk_req	*r;
-
-	if (lk == NULL || lk->lk_cf->cf_database_url[0] == '\0')
-		return -1;
+	if (lk->lk_cf->cf_database_url[0] == '\0')
+		goto fail;
 	/*
 	 * Down: answer 503 at once while backing off, else reconnect first.
 	 * A connection that fails on the spot leaves us down with nothing
 	 * queued, so no callback ever runs from inside this call.
 	 */
 	if (lk->lk_state == LK_DOWN) {
-		if (W.wk_now_ms < lk->lk_retry_ms)
-			return -1;
+		if (!pg_retry_due(&lk->lk_pc.pc_retry, W.wk_now_ms))
+			goto fail;
 		lk_connect(lk);
 		if (lk->lk_state == LK_DOWN)
-			return -1;
+			goto fail;
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL)
-		return -1;
 	r->lr_conn = c;
-	r->lr_cb = cb;
-	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
 	r->lr_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);
 	*lk->lk_wait_tail = r;
@@ -465,6 +462,64 @@ lookup_submit(struct lookup *lk, struct conn *c,
 	/* Sent by lookup_tick at the end of this loop turn, with every other
 	 * miss of the turn in the same query. */
 	return 0;
+fail:
+	lk_req_free(r);
+	return -1;
+}
+
+int
+lookup_submit(struct lookup *lk, struct conn *c,
+    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb)
+{
+	struct lk_req	*r;
+
+	if (lk == NULL || (r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	r->lr_cb = cb;
+	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
+	return lk_enqueue(lk, c, r);
+}
+
+int
+lookup_verify(struct lookup *lk, struct conn *c,
+    const uint8_t hash[TOKEN_HASH_LEN], const struct tok_info *cached,
+    lookup_cb cb)
+{
+	struct lk_req	*r;
+
+	if (lk == NULL || (r = calloc(1, sizeof(*r))) == NULL)
+		return -1;
+	if ((r->lr_cached = malloc(sizeof(*cached))) == NULL) {
+		free(r);
+		return -1;
+	}
+	memcpy(r->lr_cached, cached, sizeof(*cached));
+	r->lr_cb = cb;
+	memcpy(r->lr_hash, hash, TOKEN_HASH_LEN);
+	return lk_enqueue(lk, c, r);
+}
+
+int
+lookup_up(const struct lookup *lk)
+{
+	if (lk == NULL)
+		return -1;
+	if (lk->lk_state == LK_READY)
+		return 1;
+	/* Failed attempts are counted by lk_down only: DOWN without one is
+	 * "not yet". */
+	return lk->lk_state == LK_DOWN &&
+	    lk->lk_pc.pc_retry.rt_attempts != 0 ? -1 : 0;
+}
+
+int
+lookup_stale_ok(void)
+{
+	int64_t	 ok = __atomic_load_n(&W.wk_shm->sh_feed_ok_ms,
+	    __ATOMIC_RELAXED);
+
+	return ok > 0 && W.wk_now_ms - ok <=
+	    (int64_t)W.wk_cf->cf_stale_cache_ttl * 1000;
 }
 
 void
@@ -485,21 +540,24 @@ lookup_event(struct lookup *lk, uint32_t events)
 		lk_connect_poll(lk);
 		return;
 	}
-	if (lk->lk_db == NULL)
+	if (lk->lk_pc.pc_db == NULL)
 		return;
 	if (events & EPOLLOUT) {
-		switch (PQflush(lk->lk_db)) {
+		switch (PQflush(lk->lk_pc.pc_db)) {
 		case -1:
-			lk_down(lk, PQerrorMessage(lk->lk_db));
+			lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 			return;
 		case 0:
-			lk_watch(lk, EPOLLIN);
+			pgconn_watch(&lk->lk_pc, EPOLLIN);
 			break;
 		}
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!PQconsumeInput(lk->lk_db)) {
-			lk_down(lk, PQerrorMessage(lk->lk_db));
+		/* A server that went away (a failover, a restart) is noticed
+		 * here, idle or not, so the next miss reconnects at once. */
+		if (!PQconsumeInput(lk->lk_pc.pc_db) ||
+		    PQstatus(lk->lk_pc.pc_db) == CONNECTION_BAD) {
+			lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
 			return;
 		}
 		/* Notices and stray input on an idle connection are dropped. */
@@ -514,7 +572,7 @@ lookup_tick(struct lookup *lk)
 	if (lk == NULL)
 		return;
 	if ((lk->lk_state == LK_CONNECTING &&
-	    W.wk_now_ms - lk->lk_connect_ms > LK_TIMEOUT_MS) ||
+	    W.wk_now_ms - lk->lk_pc.pc_connect_ms > LK_TIMEOUT_MS) ||
 	    (lk->lk_nsent > 0 && W.wk_now_ms -
 	    lk->lk_sent[lk->lk_head].lb_sent_ms > LK_TIMEOUT_MS))
 		lk_down(lk, "PostgreSQL did not answer in time");

@@ -51,7 +51,28 @@ struct lookup *lookup_new(const struct config *cf, int epfd);
  */
 int	lookup_submit(struct lookup *lk, struct conn *c,
 	    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb);
+/*
+ * The same for a cache hit that must be verified (the revocation feed is
+ * older than max_revocation_lag, SPEC 5): cached is copied.  When
+ * PostgreSQL gives no answer, cb gets the copy if lookup_stale_ok() still
+ * holds then, else NULL.  Returns 0, or -1 (cannot be asked now: the
+ * caller applies lookup_stale_ok itself).
+ */
+int	lookup_verify(struct lookup *lk, struct conn *c,
+	    const uint8_t hash[TOKEN_HASH_LEN], const struct tok_info *cached,
+	    lookup_cb cb);
 void	lookup_cancel(struct lookup *lk, struct conn *c);
+/*
+ * For /readyz: 1 while the connection is up, -1 when it went down (or there
+ * is no lookup), 0 before the first connection and while connecting.
+ */
+int	lookup_up(const struct lookup *lk);
+/*
+ * 1 while a cached answer may stand without PostgreSQL: within
+ * stale_cache_ttl of the feed's last confirmed round trip (no revocation
+ * can be committed to a database nobody reaches).
+ */
+int	lookup_stale_ok(void);
 void	lookup_event(struct lookup *lk, uint32_t events);
 /* Connects when due, times out stuck queries.  Once per loop turn. */
 void	lookup_tick(struct lookup *lk);

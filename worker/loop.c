@@ -128,6 +128,24 @@ worker_listen(int on)
 	}
 }
 
+void
+worker_accept_pause(void)
+{
+	worker_listen(0);
+	W.wk_accept_resume_ms = W.wk_now_ms + WORKER_ACCEPT_PAUSE_MS;
+}
+
+/* The pause is over: accept again, unless at max_connections or stopping. */
+static void
+worker_accept_tick(void)
+{
+	if (W.wk_accept_resume_ms == 0 || W.wk_now_ms < W.wk_accept_resume_ms)
+		return;
+	W.wk_accept_resume_ms = 0;
+	if (!W.wk_stopping && W.wk_nconns < W.wk_cf->cf_max_connections)
+		worker_listen(1);
+}
+
 static void
 clock_tick(void)
 {
@@ -298,6 +316,7 @@ worker_main(const struct config *cf, struct shm *shm, int slot,
 		lookup_tick(W.wk_lookup);
 		pgq_tick(W.wk_pgq);
 		conn_expire(W.wk_now_ms);
+		worker_accept_tick();
 		if (W.wk_stopping) {
 			conn_drain_idle();
 			if (worker_stop_done())

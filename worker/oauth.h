@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/hashpool.h"
 #include "worker/worker.h"
 
 #define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
@@ -36,6 +37,7 @@
 #define OA_CHALLENGE_LEN	43	/* base64url of SHA-256, no padding */
 #define OA_EXPIRES_MIN		60	/* PAT expires_in, as tokenctl */
 #define OA_EXPIRES_MAX		315360000
+#define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
@@ -119,6 +121,7 @@ void	oauth_hash_hex(const char *tok, char out[2 * TOKEN_HASH_LEN + 1]);
 struct client_info {
 	int64_t	 ci_id;				/* clients.id */
 	int	 ci_public;
+	int	 ci_introspect;			/* may call /introspect */
 	char	 ci_client_id[OA_CLIENT_ID_MAX + 1];
 	char	 ci_scope[TI_SCOPE_LEN];	/* allowed scopes */
 };
@@ -166,6 +169,13 @@ enum handler_result oreq_done(struct conn *c, enum handler_result r);
 /* From a callback: on DONE free the state and resume the connection. */
 void	oreq_resume(struct conn *c, enum handler_result r);
 /*
+ * Queue an argon2id check (hashpool_verify; encoded NULL: the dummy hash)
+ * for c's request: PENDING, or DONE after answering 429 (this source
+ * address has its share of the queue) or 503 (queue full, no pool).
+ */
+enum handler_result oreq_verify(struct conn *c, const char *encoded,
+	    const char *pw, size_t len, hashpool_cb cb, void *arg);
+/*
  * From a pgq callback expecting one row: the request's state, or NULL after
  * answering 503 and resuming c (PostgreSQL unavailable or no row).
  */
@@ -180,6 +190,8 @@ void	oauth_error(struct conn *c, int status, const char *error,
 	    const char *desc);
 /* 503 temporarily_unavailable with Retry-After. */
 void	oauth_unavailable(struct conn *c);
+/* 429 temporarily_unavailable with Retry-After: wait seconds (at least 1). */
+void	oauth_busy(struct conn *c, int wait, const char *desc);
 
 /*
  * After a revocation committed in PostgreSQL: bump sh_cache_epoch, then

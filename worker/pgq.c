@@ -5,7 +5,6 @@
  */
 #include <sys/epoll.h>
 
-#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +12,11 @@
 
 #include <libpq-fe.h>
 
+#include "worker/pgconn.h"
 #include "worker/pgq.h"
 #include "worker/worker.h"
 
 #define PGQ_TIMEOUT_MS	5000		/* a query unanswered this long fails */
-#define PGQ_BACKOFF_MIN	100
-#define PGQ_BACKOFF_MAX	5000
 #define PGQ_MAX_PARAMS	16
 #define PGQ_MAX_QUEUED	4096		/* waiting + in flight */
 
@@ -43,14 +41,8 @@ _Static_assert(offsetof(struct pgq_req, pr_conn) == 0,
 struct pgq {
 	struct evsrc	 q_ev;
 	const struct config *q_cf;
-	int		 q_epfd;
 	enum pgq_state	 q_state;
-	PGconn		*q_db;
-	int		 q_fd;		/* registered socket, -1 none */
-	uint32_t	 q_events;
-	int64_t		 q_retry_ms;	/* DOWN: next connection attempt */
-	int64_t		 q_backoff;
-	int64_t		 q_connect_ms;	/* CONNECTING: since when */
+	struct pgconn	 q_pc;		/* the connection, NULL while down */
 	int		 q_count;	/* requests waiting or in flight */
 	struct pgq_req	*q_wait;	/* not yet sent, FIFO */
 	struct pgq_req	**q_wait_tail;
@@ -67,36 +59,10 @@ pgq_new(const struct config *cf, int epfd)
 		return NULL;
 	q->q_ev.ev_type = EV_PGQ;
 	q->q_cf = cf;
-	q->q_epfd = epfd;
-	q->q_fd = -1;
+	pgconn_init(&q->q_pc, epfd, q, "oauth");
 	q->q_wait_tail = &q->q_wait;
 	q->q_sent_tail = &q->q_sent;
-	q->q_backoff = PGQ_BACKOFF_MIN;
 	return q;
-}
-
-/* ---- the socket in epoll ------------------------------------------------ */
-
-static void
-pgq_watch(struct pgq *q, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = q };
-	int	 fd = q->q_db ? PQsocket(q->q_db) : -1;
-
-	if (fd != q->q_fd && q->q_fd >= 0)
-		epoll_ctl(q->q_epfd, EPOLL_CTL_DEL, q->q_fd, NULL);
-	if (fd < 0) {
-		q->q_fd = -1;
-		return;
-	}
-	if (fd != q->q_fd) {
-		if (epoll_ctl(q->q_epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
-			log_errorf("%s: epoll_ctl: %s", __func__,
-			    strerror(errno));
-	} else if (events != q->q_events)
-		epoll_ctl(q->q_epfd, EPOLL_CTL_MOD, fd, &ev);
-	q->q_fd = fd;
-	q->q_events = events;
 }
 
 /* ---- finishing requests -------------------------------------------------- */
@@ -143,21 +109,9 @@ pgq_down(struct pgq *q, const char *why)
 {
 	struct pgq_req	*sent = q->q_sent, *wait = q->q_wait;
 
-	if (q->q_state != PQ_DOWN)
-		LOG(LVL_WARN, "db_retry", KV_S("conn", "oauth"),
-		    KV_S("error", why), KV_I("retry_ms", q->q_backoff));
 	ctr_add(&W.wk_slot->sl_pg_errors, 1);
-	if (q->q_fd >= 0)
-		epoll_ctl(q->q_epfd, EPOLL_CTL_DEL, q->q_fd, NULL);
-	q->q_fd = -1;
-	q->q_events = 0;
-	if (q->q_db)
-		PQfinish(q->q_db);
-	q->q_db = NULL;
+	pgconn_drop(&q->q_pc, why);
 	q->q_state = PQ_DOWN;
-	q->q_retry_ms = W.wk_now_ms + q->q_backoff;
-	q->q_backoff = q->q_backoff * 2 > PGQ_BACKOFF_MAX ? PGQ_BACKOFF_MAX :
-	    q->q_backoff * 2;
 	q->q_sent = q->q_wait = NULL;
 	q->q_sent_tail = &q->q_sent;
 	q->q_wait_tail = &q->q_wait;
@@ -171,13 +125,13 @@ pgq_down(struct pgq *q, const char *why)
 static void
 pgq_flush(struct pgq *q)
 {
-	int	 r = PQflush(q->q_db);
+	int	 r = PQflush(q->q_pc.pc_db);
 
 	if (r == -1) {
-		pgq_down(q, PQerrorMessage(q->q_db));
+		pgq_down(q, PQerrorMessage(q->q_pc.pc_db));
 		return;
 	}
-	pgq_watch(q, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	pgconn_watch(&q->q_pc, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* Put every waiting query on the wire, each followed by its sync. */
@@ -188,10 +142,10 @@ pgq_send(struct pgq *q)
 	int		 n = 0;
 
 	while ((r = q->q_wait) != NULL) {
-		if (!PQsendQueryParams(q->q_db, r->pr_sql, r->pr_nparams, NULL,
-		    (const char *const *)r->pr_params, NULL, NULL, 0) ||
-		    !PQpipelineSync(q->q_db)) {
-			pgq_down(q, PQerrorMessage(q->q_db));
+		if (!PQsendQueryParams(q->q_pc.pc_db, r->pr_sql, r->pr_nparams,
+		    NULL, (const char *const *)r->pr_params, NULL, NULL, 0) ||
+		    !PQpipelineSync(q->q_pc.pc_db)) {
+			pgq_down(q, PQerrorMessage(q->q_pc.pc_db));
 			return;
 		}
 		q->q_wait = r->pr_next;
@@ -239,13 +193,14 @@ pgq_result(struct pgq_req *r, PGresult *res)
 static void
 pgq_results(struct pgq *q)
 {
-	PGconn		*db = q->q_db;
+	PGconn		*db = q->q_pc.pc_db;
 	struct pgq_req	*r;
 	PGresult	*res;
 
 	int		 nulls = 0;
 
-	while ((r = q->q_sent) != NULL && q->q_db == db && !PQisBusy(db)) {
+	while ((r = q->q_sent) != NULL && q->q_pc.pc_db == db &&
+	    !PQisBusy(db)) {
 		if ((res = PQgetResult(db)) == NULL) {
 			/* The end of r's statement; two in a row: nothing
 			 * more is ready. */
@@ -273,52 +228,25 @@ pgq_results(struct pgq *q)
 static void
 pgq_connect(struct pgq *q)
 {
-	const char *keys[] = { "dbname", "application_name", NULL };
-	const char *vals[] = { q->q_cf->cf_database_url, "tokend oauth",
-	    NULL };
-
-	q->q_db = PQconnectStartParams(keys, vals, 1);
-	if (q->q_db == NULL || PQstatus(q->q_db) == CONNECTION_BAD) {
-		pgq_down(q, q->q_db ? PQerrorMessage(q->q_db) :
-		    "out of memory");
-		return;
-	}
-	q->q_state = PQ_CONNECTING;
-	q->q_connect_ms = W.wk_now_ms;
-	pgq_watch(q, EPOLLOUT);
-}
-
-static void
-pgq_connected(struct pgq *q)
-{
-	if (PQsetnonblocking(q->q_db, 1) == -1 ||
-	    PQenterPipelineMode(q->q_db) != 1) {
-		pgq_down(q, PQerrorMessage(q->q_db));
-		return;
-	}
-	q->q_state = PQ_READY;
-	q->q_backoff = PGQ_BACKOFF_MIN;
-	pgq_watch(q, EPOLLIN);
-	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
-	    __ATOMIC_RELAXED);
-	pgq_send(q);
+	if (pgconn_start(&q->q_pc, q->q_cf->cf_database_url,
+	    "tokend oauth") == 0)
+		q->q_state = PQ_CONNECTING;
 }
 
 static void
 pgq_connect_poll(struct pgq *q)
 {
-	switch (PQconnectPoll(q->q_db)) {
-	case PGRES_POLLING_READING:
-		pgq_watch(q, EPOLLIN);
+	switch (pgconn_poll(&q->q_pc)) {
+	case 0:
 		break;
-	case PGRES_POLLING_WRITING:
-		pgq_watch(q, EPOLLOUT);
-		break;
-	case PGRES_POLLING_OK:
-		pgq_connected(q);
+	case 1:
+		q->q_state = PQ_READY;
+		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+		    __ATOMIC_RELAXED);
+		pgq_send(q);
 		break;
 	default:
-		pgq_down(q, PQerrorMessage(q->q_db));
+		pgq_down(q, PQerrorMessage(q->q_pc.pc_db));
 		break;
 	}
 }
@@ -358,7 +286,7 @@ pgq_submit(struct pgq *q, struct conn *c, const char *sql, int nparams,
 		return -1;
 	/* Down: answer 503 at once while backing off, else reconnect. */
 	if (q->q_state == PQ_DOWN) {
-		if (W.wk_now_ms < q->q_retry_ms)
+		if (!pg_retry_due(&q->q_pc.pc_retry, W.wk_now_ms))
 			return -1;
 		pgq_connect(q);
 		if (q->q_state == PQ_DOWN)
@@ -386,16 +314,18 @@ pgq_event(struct pgq *q, uint32_t events)
 		pgq_connect_poll(q);
 		return;
 	}
-	if (q->q_db == NULL)
+	if (q->q_pc.pc_db == NULL)
 		return;
 	if (events & EPOLLOUT) {
 		pgq_flush(q);
-		if (q->q_db == NULL)
+		if (q->q_pc.pc_db == NULL)
 			return;
 	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!PQconsumeInput(q->q_db)) {
-			pgq_down(q, PQerrorMessage(q->q_db));
+		/* As lookup.c: a server gone away is noticed while idle. */
+		if (!PQconsumeInput(q->q_pc.pc_db) ||
+		    PQstatus(q->q_pc.pc_db) == CONNECTION_BAD) {
+			pgq_down(q, PQerrorMessage(q->q_pc.pc_db));
 			return;
 		}
 		pgq_results(q);
@@ -408,7 +338,7 @@ pgq_tick(struct pgq *q)
 	if (q == NULL)
 		return;
 	if (q->q_state == PQ_CONNECTING &&
-	    W.wk_now_ms - q->q_connect_ms > PGQ_TIMEOUT_MS)
+	    W.wk_now_ms - q->q_pc.pc_connect_ms > PGQ_TIMEOUT_MS)
 		pgq_down(q, "PostgreSQL did not answer in time");
 	else if (q->q_sent != NULL &&
 	    W.wk_now_ms - q->q_sent->pr_sent_ms > PGQ_TIMEOUT_MS)

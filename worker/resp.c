@@ -31,6 +31,7 @@ out_reserve(struct conn *c, size_t n)
 		cap *= 2;
 	if ((p = realloc(c->c_out, cap)) == NULL)
 		return -1;
+	W.wk_outbuf += cap - c->c_outcap;
 	c->c_out = p;
 	c->c_outcap = cap;
 	return 0;
@@ -67,6 +68,8 @@ void
 resp_start(struct conn *c, int status)
 {
 	c->c_status = status;
+	c->c_resp_off = c->c_outlen;
+	c->c_resp_bad = NULL;
 	out_append(c, "HTTP/1.1 ", 9);
 	out_i64(c, status);
 	out_append(c, " ", 1);
@@ -87,10 +90,29 @@ resp_header_i64(struct conn *c, const char *name, int64_t v)
 void
 resp_header(struct conn *c, const char *name, const char *value)
 {
-	out_str(c, name);
+	size_t	 nlen = strlen(name), vlen = strlen(value);
+
+	if (!http_field_name_ok(name, nlen) ||
+	    !http_field_value_ok(value, vlen)) {
+		c->c_resp_bad = name;	/* see worker.h */
+		return;
+	}
+	out_append(c, name, nlen);
 	out_append(c, ": ", 2);
-	out_str(c, value);
+	out_append(c, value, vlen);
 	out_append(c, "\r\n", 2);
+}
+
+/* A header was refused: this response becomes a 500 (worker.h). */
+static void
+resp_refused(struct conn *c)
+{
+	LOG(LVL_ERROR, "header_refused", KV_S("header", c->c_resp_bad),
+	    KV_S("endpoint", endpoint_name(c->c_ep)),
+	    KV_I("status", c->c_status));
+	c->c_outlen = c->c_resp_off;
+	resp_error(c, 500, "server_error",
+	    "the response could not be written safely");
 }
 
 void
@@ -112,6 +134,10 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 
 	if (ctype != NULL)
 		resp_header(c, "Content-Type", ctype);
+	if (c->c_resp_bad != NULL) {
+		resp_refused(c);
+		return;
+	}
 	/* RFC 9110 8.6: no Content-Length on a 204. */
 	if (c->c_status != 204)
 		resp_header_i64(c, "Content-Length", (int64_t)len);

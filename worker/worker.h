@@ -43,6 +43,20 @@ struct evsrc {
 	enum ev_type	 ev_type;
 };
 
+/*
+ * Output caps.  A connection stops parsing requests once CONN_OUT_MAX
+ * bytes of answers are waiting in its buffer; when the socket is full too,
+ * it waits for EPOLLOUT alone (no read, no parse) until the client reads.
+ * WORKER_OUT_MAX caps the output buffers of all the worker's connections
+ * together (wk_outbuf): at that cap every connection whose output is not
+ * all sent answers one request per write and, while its socket is full,
+ * reads nothing, so a client that reads is still served while those that
+ * do not hold no more memory.  A client that never reads is closed after
+ * header_timeout, and a drained buffer over 64 KiB is given back.
+ */
+#define CONN_OUT_MAX	(1 << 20)
+#define WORKER_OUT_MAX	(64 << 20)
+
 /* Intrusive FIFO of connections ordered by deadline (all share a timeout). */
 struct conn;
 struct conn_list {
@@ -61,7 +75,7 @@ struct conn {
 	struct evsrc	 c_ev;
 	int		 c_fd;
 	enum conn_state	 c_state;
-	int		 c_epollout;	/* EPOLLOUT is registered */
+	uint32_t	 c_events;	/* the epoll events registered */
 	int		 c_closed;	/* freed at the end of the loop turn */
 	struct conn	*c_dead_next;
 	SSL		*c_ssl;		/* NULL on a plain connection */
@@ -81,6 +95,8 @@ struct conn {
 	size_t		 c_reqlen;	/* head + body, consumed when done */
 	enum endpoint	 c_ep;
 	int		 c_status;
+	size_t		 c_resp_off;	/* where this response starts in c_out */
+	const char	*c_resp_bad;	/* a header resp_header refused, or NULL */
 	int		 c_peer_gone;	/* EOF while a handler was pending */
 	int64_t		 c_start_us;
 	/* Deadline list membership. */
@@ -122,6 +138,10 @@ struct worker {
 	struct conn_list wk_reading;	/* header_timeout */
 	struct conn_list wk_idle;	/* keepalive_timeout */
 	struct conn	*wk_dead;	/* closed this loop turn, not yet freed */
+	size_t		 wk_outbuf;	/* bytes of all c_out buffers */
+	int64_t		 wk_accept_resume_ms; /* listeners paused until; 0 */
+	int64_t		 wk_accept_log_ms[4]; /* accept errors: last logged */
+	int64_t		 wk_accept_quiet[4];  /* ... and not logged since */
 	SSL_CTX		*wk_tls;	/* NULL without tls_listen */
 	struct cache	*wk_cache;
 	struct lookup	*wk_lookup;
@@ -146,6 +166,14 @@ void	worker_main(const struct config *cf, struct shm *shm, int slot,
 	    __attribute__((noreturn));
 /* Arm (1) or disarm (0) the listeners: max_connections, stopping. */
 void	worker_listen(int on);
+/*
+ * Out of descriptors (EMFILE, ENFILE) or memory: disarm the listeners for
+ * WORKER_ACCEPT_PAUSE_MS, after which the loop re-arms them.  Level-
+ * triggered listeners would otherwise wake the loop for ever while the
+ * queued connection cannot be taken.
+ */
+void	worker_accept_pause(void);
+#define WORKER_ACCEPT_PAUSE_MS	100
 /*
  * The calling thread's nice, nice_delta above the one it inherited (at most
  * 19), and its requested scheduler slice (0: the kernel's default), which
@@ -180,6 +208,16 @@ ssize_t	tls_send(struct conn *c, const void *buf, size_t len);
 int	tls_pending(struct conn *c);
 
 /* ---- resp.c ------------------------------------------------------------ */
+
+/*
+ * A header name that is not a token, or a value with CR, LF or NUL, is
+ * never written (that would split the header or the response): resp_end
+ * then drops what the response wrote so far and answers 500 server_error
+ * instead, after a "header_refused" error event naming the header (never
+ * its value).  A 500 rather than the response without that header,
+ * because a 200 from /auth without its X-Auth-User would pass a request
+ * on with no identity.
+ */
 
 void	resp_start(struct conn *c, int status);
 void	resp_header(struct conn *c, const char *name, const char *value);
@@ -233,6 +271,31 @@ int	auth_bearer_check(struct conn *c, const struct tok_info *ti,
 	    unsigned kinds);
 /* 401 invalid_token with its WWW-Authenticate challenge. */
 void	auth_bearer_denied(struct conn *c, const char *desc);
+/* 403 insufficient_scope with its challenge (RFC 6750 3.1): a valid
+ * token that may not call this endpoint. */
+void	auth_bearer_forbidden(struct conn *c, const char *desc);
+/*
+ * The revocation feed's heartbeat, read before the cache (acquire: the
+ * entries it vouches for are read after it; a plain load on x86).  Read
+ * after the cache, a ping applied in between could vouch for an entry
+ * read before its revocation was.  shm/README.md "Bounded staleness".
+ */
+static inline int64_t
+auth_feed_mark(void)
+{
+	return __atomic_load_n(&W.wk_shm->sh_feed_ok_ms, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * A cache hit on hash found ti, with feed_ok from auth_feed_mark taken
+ * before the cache read (SPEC 5, bounded staleness).  1: answer from ti now
+ * (a negative entry, or the feed confirmed within max_revocation_lag, or
+ * PostgreSQL cannot be asked and the entry may still stand:
+ * lookup_stale_ok); 2: parked on the lookup to be verified, cb runs later
+ * as for a miss (lookup.h: lookup_verify); -1: answer 503.
+ */
+int	auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
+	    const struct tok_info *ti, int64_t feed_ok, bearer_cb cb);
 
 /* OAuth 2.0 (worker/oauth.h has the shared parts). */
 enum handler_result h_token(struct conn *c);

@@ -118,7 +118,8 @@ class Bench(benchlib.Bench):
         self.tokenctl("user", "add", USER, "--password-stdin",
                       stdin=PASSWORD + "\n")
         self.tokenctl("client", "add", CLIENT_ID, "--secret-stdin",
-                      "--scope", "read write", stdin=CLIENT_SECRET + "\n")
+                      "--scope", "read write", "--introspect",
+                      stdin=CLIENT_SECRET + "\n")
 
     def start_tokend(self, workers):
         self.stop_tokend()

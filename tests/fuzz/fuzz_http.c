@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proto/proto.h"
 
@@ -60,6 +61,34 @@ check_name(struct http_str n)
 	}
 }
 
+/*
+ * origin-form: the path starts the target.  absolute-form: an http(s) URI
+ * whose path ("/" when empty) and query end the target, and whose
+ * authority is the host.
+ */
+static void
+check_target(const struct http_req *r)
+{
+	const char	*t = r->rq_target.s_ptr, *end;
+
+	end = t + r->rq_target.s_len;
+	if (r->rq_target.s_len == 0 || r->rq_path.s_len == 0 ||
+	    r->rq_path.s_ptr[0] != '/' ||
+	    memchr(r->rq_path.s_ptr, '?', r->rq_path.s_len) != NULL ||
+	    r->rq_query.s_ptr + r->rq_query.s_len != end)
+		abort();
+	if (t[0] == '/') {
+		if (r->rq_path.s_ptr != t)
+			abort();
+		return;
+	}
+	if (strncasecmp(t, "http", 4) != 0 || r->rq_host.s_ptr == NULL ||
+	    r->rq_host.s_ptr < t || r->rq_host.s_ptr + r->rq_host.s_len > end ||
+	    memchr(r->rq_host.s_ptr, '@', r->rq_host.s_len) != NULL ||
+	    memchr(r->rq_host.s_ptr, '/', r->rq_host.s_len) != NULL)
+		abort();
+}
+
 static void
 check_complete(const char *buf, size_t len, int rc, const struct http_req *r)
 {
@@ -78,12 +107,10 @@ check_complete(const char *buf, size_t len, int rc, const struct http_req *r)
 		abort();
 	check_slice(r->rq_method_str, buf, n, 0);
 	check_slice(r->rq_target, buf, n, 0);
-	check_slice(r->rq_path, buf, n, 0);
+	if (!(r->rq_path.s_len == 1 && r->rq_path.s_ptr[0] == '/'))
+		check_slice(r->rq_path, buf, n, 0);
 	check_slice(r->rq_query, buf, n, 0);
-	if (r->rq_target.s_len == 0 || r->rq_target.s_ptr[0] != '/' ||
-	    r->rq_path.s_ptr != r->rq_target.s_ptr ||
-	    memchr(r->rq_path.s_ptr, '?', r->rq_path.s_len) != NULL)
-		abort();
+	check_target(r);
 	check_slice(r->rq_host, buf, n, 1);
 	check_slice(r->rq_authorization, buf, n, 1);
 	check_slice(r->rq_content_type, buf, n, 1);

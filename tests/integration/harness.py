@@ -793,3 +793,20 @@ def _cleanup_all():
     if not KEEP:
         for d in _tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def conn_from(port, source, timeout=5):
+    """A Conn to 127.0.0.1:port whose socket is bound to source (another
+    loopback address, e.g. "127.0.0.2"), so that tokend sees a second
+    client address without leaving the machine."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    c = Conn.__new__(Conn)
+    c.port, c.sock, c.buf, c.pending, c.eof = port, sock, b"", [], False
+    return c

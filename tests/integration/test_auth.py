@@ -254,8 +254,12 @@ class OutageTest(unittest.TestCase):
             self.assertEqual(r.status, 503)
             self.assertIsNotNone(r.header("retry-after"))
             self.assertEqual(r.json()["error"], "temporarily_unavailable")
-            harness.wait_until(
-                lambda: t.http("GET", "/readyz").status == 503, timeout=10)
+            # SPEC 4: PostgreSQL down alone does not make an instance
+            # unready while its cache may serve (stale_cache_ttl, 600 s).
+            ready = harness.wait_until(
+                lambda: (lambda r: r if not r.json()["postgresql"] else None)(
+                    t.http("GET", "/readyz")), timeout=10)
+            self.assertEqual(ready.status, 200, ready.text)
             harness.pg().start()
             harness.wait_until(lambda: auth(t, uncached).status == 200,
                                timeout=15)

@@ -63,5 +63,85 @@ class LogTest(unittest.TestCase):
         self.assertIsNone(re.search(r"tk[aprc]_[0-9A-Za-z]{20,}", text))
 
 
+NOTICE_TRIGGER = """
+CREATE FUNCTION tokend_test_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'tokend test notice on % of tokens', TG_OP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tokend_test_notice AFTER INSERT OR UPDATE ON tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION tokend_test_notice();
+"""
+
+
+class NoticeAndStatusTest(unittest.TestCase):
+    """Issue 10: libpq notices go through the logger, in its format; every
+    status tokend sends has its own label in tokend_requests_total."""
+
+    def setUp(self):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("client", "add", "svc", "--secret-stdin", "--scope",
+                         "read", input="svc-secret\n")
+        self.tok = harness.tokenctl("pat", "create", "--user", "alice",
+                                    "--name", "log").stdout.strip()
+
+    def tearDown(self):
+        harness.pg().sql("DROP TRIGGER IF EXISTS tokend_test_notice ON tokens;"
+                         "DROP FUNCTION IF EXISTS tokend_test_notice()")
+
+    def notices(self, t):
+        return [l for l in (json.loads(x) for x in t.log().splitlines() if x)
+                if l["event"] == "pg_notice"]
+
+    def test_notices_are_json_log_lines_not_raw_stderr(self):
+        harness.pg().sql(NOTICE_TRIGGER)
+        with harness.Tokend(workers=1, config={
+                "log_format": "json", "usage_flush_interval": 0.2}) as t:
+            # A use: the writer's usage UPDATE raises the notice.
+            self.assertEqual(t.http("GET", "/auth", headers={
+                "Authorization": "Bearer " + self.tok}).status, 200)
+            # A grant: the worker's OAuth INSERT raises it too.
+            self.assertEqual(t.http("POST", "/token", form={
+                "grant_type": "client_credentials", "client_id": "svc",
+                "client_secret": "svc-secret"}).status, 200)
+            harness.wait_until(lambda: {"writer", "oauth"} <= {
+                n["conn"] for n in self.notices(t)}, timeout=10,
+                msg="no pg_notice from the writer and the OAuth connection")
+            stderr = t.stderr()
+            notes = self.notices(t)
+        for n in notes:
+            self.assertEqual(n["severity"], "NOTICE")
+            self.assertEqual(n["level"], "info")
+            self.assertRegex(n["message"],
+                             r"^tokend test notice on (UPDATE|INSERT) of tokens$")
+        self.assertNotIn("NOTICE", stderr)
+        self.assertNotIn("tokend test notice", stderr)
+        # tokenctl's notices go through the same logger (logfmt on stderr).
+        r = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                             "n2")
+        self.assertNotIn("NOTICE:", r.stderr)
+        self.assertIn("event=pg_notice", r.stderr)
+
+    def test_each_status_has_its_own_label(self):
+        with harness.Tokend(workers=1) as t:
+            sent = [
+                ("/authorize", 415, t.http("POST", "/authorize", body=b"a=b",
+                 headers={"Content-Type":
+                          "application/x-www-form-urlencoded"})),
+                ("/token", 405, t.http("GET", "/token")),
+                ("other", 404, t.http("GET", "/nowhere")),
+                ("/auth", 401, t.http("GET", "/auth")),
+                ("/auth", 200, t.http("GET", "/auth", headers={
+                    "Authorization": "Bearer " + self.tok})),
+            ]
+            metrics = t.http("GET", "/metrics").text
+        for endpoint, status, r in sent:
+            self.assertEqual(r.status, status, r)
+            self.assertIn('tokend_requests_total{endpoint="%s",status="%d"} 1'
+                          % (endpoint, status), metrics)
+        self.assertNotIn('status="other"', metrics)
+
+
 if __name__ == "__main__":
     unittest.main()

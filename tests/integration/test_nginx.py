@@ -2,6 +2,7 @@
 small upstream, tokend answering its auth_request subrequests."""
 
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -15,14 +16,26 @@ import harness
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+AUTH_HEADERS = ("X-Auth-User", "X-Auth-User-Id", "X-Auth-Client",
+                "X-Auth-Scope", "X-Auth-Token-Id", "X-Auth-Token-Kind",
+                "X-Auth-Expires", "X-Auth-Error")
+
+
 class Upstream(http.server.BaseHTTPRequestHandler):
-    """Answers with the identity nginx passed on, and what it must not."""
+    """Answers with the identity nginx passed on, and what it must not; under
+    /api/headers, with every header it received (name: [values]) as JSON."""
 
     def do_GET(self):
-        body = ("user=%s id=%s auth=%s" % (
-            self.headers.get("X-Auth-User"),
-            self.headers.get("X-Auth-User-Id"),
-            self.headers.get("Authorization") or "")).encode()
+        if self.path.startswith("/api/headers"):
+            got = {}
+            for k, v in self.headers.items():
+                got.setdefault(k.lower(), []).append(v)
+            body = json.dumps(got).encode()
+        else:
+            body = ("user=%s id=%s auth=%s" % (
+                self.headers.get("X-Auth-User"),
+                self.headers.get("X-Auth-User-Id"),
+                self.headers.get("Authorization") or "")).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -48,6 +61,14 @@ class NginxTest(unittest.TestCase):
             .replace("127.0.0.1:8080", "127.0.0.1:%d" % cls.t.port) \
             .replace("127.0.0.1:9000", "127.0.0.1:%d" % cls.app.server_port) \
             .replace("127.0.0.1:8000", "127.0.0.1:%d" % cls.port)
+        # The same server, its auth location requiring a scope, as the
+        # file's comment says to do it: for the 403.
+        cls.admin_port = harness.free_port()
+        site += site[site.index("\nserver {"):] \
+            .replace("proxy_pass http://tokend/auth;",
+                     "proxy_pass http://tokend/auth?scope=admin;") \
+            .replace("127.0.0.1:%d" % cls.port,
+                     "127.0.0.1:%d" % cls.admin_port)
         d = cls.dir
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
@@ -85,10 +106,12 @@ http {
         cls.t.stop()
 
     @classmethod
-    def get(cls, path, token=None):
-        headers = {"Authorization": "Bearer " + token} if token else {}
+    def get(cls, path, token=None, extra=(), port=None):
+        headers = [("Authorization", "Bearer " + token)] if token else []
+        headers += list(extra)
         try:
-            return harness.http(cls.port, "GET", path, headers=headers)
+            return harness.http(port or cls.port, "GET", path,
+                                headers=headers)
         except OSError:
             return harness.Response("HTTP/1.1", 0, "", [], b"")
 
@@ -106,12 +129,63 @@ http {
     def test_missing_token_is_401_from_nginx(self):
         r = self.get("/api/hello")
         self.assertEqual(r.status, 401)
-        self.assertEqual(r.header("www-authenticate"), 'Bearer realm="tokend"')
+        # Once: auth_request copies it, and nothing adds it again.
+        self.assertEqual(r.headers.get("www-authenticate"),
+                         'Bearer realm="tokend"')
 
     def test_bad_token_is_401(self):
         r = self.get("/api/hello", "tkp_notatoken")
         self.assertEqual(r.status, 401)
+        self.assertIsInstance(r.headers.get("www-authenticate"), str, r)
         self.assertIn('error="invalid_token"', r.header("www-authenticate"))
+
+    def test_missing_scope_is_403_with_one_challenge(self):
+        r = self.get("/api/hello", self.pat(), port=self.admin_port)
+        self.assertEqual(r.status, 403, r)
+        self.assertIsInstance(r.headers.get("www-authenticate"), str, r)
+        self.assertIn('error="insufficient_scope"',
+                      r.header("www-authenticate"))
+
+    def test_application_sees_only_what_tokend_said(self):
+        """Issue 9 item 11: forged X-Auth-* headers never reach the
+        application; each one it gets is tokend's, once."""
+        tok = self.pat()
+        t = self.t.http("GET", "/auth", headers={
+            "Authorization": "Bearer " + tok})
+        self.assertEqual(t.status, 200)
+        forged = [(h, "forged") for h in AUTH_HEADERS] + \
+            [(h.lower(), "forged2") for h in AUTH_HEADERS]
+        r = self.get("/api/headers", tok, forged)
+        self.assertEqual(r.status, 200, r)
+        got = r.json()
+        for h in AUTH_HEADERS:
+            said = t.header(h)
+            if said:
+                self.assertEqual(got.get(h.lower()), [said], h)
+            else:   # tokend sent none, or an empty one: the app gets none
+                self.assertNotIn(h.lower(), got, h)
+        self.assertEqual(got["x-auth-token-kind"], ["pat"])
+        self.assertEqual(got["x-auth-expires"], ["0"])
+        self.assertEqual(got["x-auth-user"], ["alice"])
+        self.assertNotIn("authorization", got)
+
+    def test_postgresql_down_is_503_with_retry_after(self):
+        """Issue 10: tokend's 503 reaches the client as a 503 with
+        Retry-After and a JSON body, not as nginx's bare 500."""
+        tok = self.pat()    # never used: not in the cache
+        harness.pg().stop()
+        try:
+            r = self.get("/api/hello", tok)
+        finally:
+            harness.pg().start()
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.header("retry-after"), "1")
+        self.assertTrue(r.header("content-type").startswith(
+            "application/json"))
+        self.assertEqual(r.json()["error"], "temporarily_unavailable")
+        # PostgreSQL back: the same token passes.
+        harness.wait_until(lambda: self.get("/api/hello", tok).status == 200,
+                           timeout=10)
 
     def test_revoked_token_is_401(self):
         tok = self.pat()

@@ -47,12 +47,13 @@ def pkce():
 
 
 def add_clients():
+    # web's users may call /authorize (first-party); web and svc introspect.
     harness.tokenctl("client", "add", "web", "--secret-stdin",
                      "--redirect-uri", REDIRECT, "--redirect-uri",
                      "https://app.example/other", "--scope", "read write",
-                     input="web-secret\n")
+                     "--first-party", "--introspect", input="web-secret\n")
     harness.tokenctl("client", "add", "svc", "--secret-stdin", "--scope",
-                     "api read", input="svc-secret\n")
+                     "api read", "--introspect", input="svc-secret\n")
     harness.tokenctl("client", "add", "odd:id%", "--secret-stdin", "--scope",
                      "read", input="p@ss:w0rd+\n")
     harness.tokenctl("client", "add", "spa", "--public", "--redirect-uri",
@@ -340,8 +341,11 @@ class RefreshTest(OAuthBase):
         r = self.refresh(k["refresh_token"], scope="read")
         self.assertEqual(r.json()["scope"], "read")
         self.assert_error(self.refresh(r.json()["refresh_token"],
-                                       scope="read write"),
+                                       scope="read write api"),
                           400, "invalid_scope")
+        # RFC 6749 6: "read" narrowed that access token, not the family.
+        r = self.refresh(r.json()["refresh_token"], scope="read write")
+        self.assertEqual(r.json()["scope"], "read write")
         # Only the client the token was issued to may use it.
         self.assertEqual(self.refresh(r.json()["refresh_token"], SVC).json(),
                          BAD_GRANT)
@@ -350,7 +354,7 @@ class RefreshTest(OAuthBase):
         self.assertEqual(old_id, fam)
         n = harness.pg().sql("SELECT count(*) FROM tokens WHERE family = %s",
                              int(fam))[0][0]
-        self.assertEqual(int(n), 8)   # 4 pairs, one family
+        self.assertEqual(int(n), 10)   # 5 pairs, one family
 
     def test_grace_replay_returns_the_same_pair(self):
         j = self.login()

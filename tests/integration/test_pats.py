@@ -20,7 +20,8 @@ class PatTest(unittest.TestCase):
     def setUpClass(cls):
         harness.pg().reset()
         harness.tokenctl("client", "add", "web", "--secret-stdin", "--scope",
-                         "read write admin", input="web-secret\n")
+                         "read write admin", "--first-party",
+                         input="web-secret\n")
         for u in ("alice", "bob"):
             harness.tokenctl("user", "add", u, "--password-stdin",
                              input=u + "-pw\n")
@@ -100,12 +101,15 @@ class PatTest(unittest.TestCase):
         self.assertNotIn(p["token"], self.t.log())
 
     def test_defaults(self):
+        # Omitted (or null) expires_in is pat_max_lifetime, 90 days by
+        # default; never only when that limit is 0 (test_security_oauth).
         p = self.create(name="ci").json()
         self.assertEqual(p["scope"], "read write")   # the access token's
-        self.assertIsNone(p["expires_at"])
-        self.assertEqual(self.auth(p["token"]).header("x-auth-expires"), "0")
+        self.assertIsNotNone(p["expires_at"])
+        self.assertAlmostEqual(int(self.auth(p["token"]).header(
+            "x-auth-expires")), time.time() + 7776000, delta=10)
         p = self.create(name="n", scope=None, expires_in=None).json()
-        self.assertIsNone(p["expires_at"])
+        self.assertIsNotNone(p["expires_at"])
 
     def test_isolation_between_users(self):
         a = self.create(name="alice's").json()

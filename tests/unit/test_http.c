@@ -375,8 +375,9 @@ Test(http, bad_request_line)
 	cr_assert_eq(parse("GET /  HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
 	cr_assert_eq(parse("GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
 	cr_assert_eq(parse("GET /\r\nHost: h\r\n\r\n"), -400);
-	/* Only origin-form targets. */
-	cr_assert_eq(parse("GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
+	/* origin-form and absolute-form only: not authority-form or '*'. */
+	cr_assert_eq(parse("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n"),
+	    -400);
 	cr_assert_eq(parse("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
 	cr_assert_eq(parse("GET a/b HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
 	cr_assert_eq(parse("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"), -400);
@@ -493,4 +494,113 @@ Test(http, reasons)
 	cr_assert_str_eq(http_reason(505), "HTTP Version Not Supported");
 	cr_assert_str_eq(http_reason(299), "Unknown");
 	cr_assert_str_eq(http_reason(-1), "Unknown");
+}
+
+Test(http, absolute_form_is_routed_by_its_path)
+{
+	const char *s = "GET http://127.0.0.1:8080/auth?scope=x HTTP/1.1\r\n"
+	    "Host: other.example\r\n\r\n";
+
+	cr_assert_eq(parse(s), (int)strlen(s));
+	assert_split_consistent(s, strlen(s));
+	cr_assert(http_str_eq(req.rq_path, "/auth"));
+	cr_assert(http_str_eq(req.rq_query, "scope=x"));
+	/* RFC 9112 3.2.2: the target's authority stands for Host. */
+	cr_assert(http_str_eq(req.rq_host, "127.0.0.1:8080"));
+	cr_assert(http_str_eq(req.rq_target,
+	    "http://127.0.0.1:8080/auth?scope=x"));
+
+	cr_assert_gt(parse("GET HTTPS://[::1]:443/a/b HTTP/1.1\r\n"
+	    "Host: h\r\n\r\n"), 0);
+	cr_assert(http_str_eq(req.rq_path, "/a/b"));
+	cr_assert(http_str_eq(req.rq_host, "[::1]:443"));
+	/* An empty path is "/". */
+	cr_assert_gt(parse("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+	cr_assert(http_str_eq(req.rq_path, "/"));
+	cr_assert(http_str_eq(req.rq_query, ""));
+	cr_assert_gt(parse("GET http://h?a=1 HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+	cr_assert(http_str_eq(req.rq_path, "/"));
+	cr_assert(http_str_eq(req.rq_query, "a=1"));
+	/* HTTP/1.0 needs no Host; the authority is the host. */
+	cr_assert_gt(parse("GET http://a.example/x HTTP/1.0\r\n\r\n"), 0);
+	cr_assert(http_str_eq(req.rq_host, "a.example"));
+}
+
+Test(http, absolute_form_refused)
+{
+	static const char *const bad[] = {
+		"ftp://h/x", "http:/h/x", "http://", "http:///x",
+		"http://u@h/x", "http://h:8x/", "http://[::1/x",
+		"http://[]/x", "http://h%2/x", "http//h/x", "h", "*",
+		"http://h\"/x", "http://h{/x",
+	};
+	char	buf[256];
+	size_t	i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n",
+		    bad[i]);
+		cr_assert_eq(parse(buf), -400, "%s", bad[i]);
+		assert_split_consistent(buf, strlen(buf));
+	}
+	/* HTTP/1.1 still needs its Host header (RFC 9112 3.2). */
+	cr_assert_eq(parse("GET http://h/ HTTP/1.1\r\n\r\n"), -400);
+}
+
+/* A request for / with the given Host value. */
+static int
+parse_host(const char *host)
+{
+	char	buf[256];
+
+	snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+	return parse(buf);
+}
+
+Test(http, host_values)
+{
+	static const char *const good[] = {
+		"h", "auth.example:8080", "127.0.0.1", "[::1]:8080", "[::1]",
+		"a%20b", "h:", "", "x-y_z~!$&'()*+,;=",
+	};
+	static const char *const bad[] = {
+		"a b", "a/b", "a@b", "h:x", "h:1:2", "%zz", "%2", "[::1",
+		"[::1]x", "[]", ":80", "a\"b", "a\\b", "\xc3\xa9",
+	};
+	size_t	i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		cr_assert_gt(parse_host(good[i]), 0, "%s", good[i]);
+		cr_assert(http_str_eq(req.rq_host, good[i]));
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(parse_host(bad[i]), -400, "%s", bad[i]);
+}
+
+Test(http, response_field_checks)
+{
+	static const struct {
+		const char	*s;
+		size_t		 n;
+		int		 name_ok, value_ok;
+	} cases[] = {
+		{ "WWW-Authenticate", 16, 1, 1 },
+		{ "Bearer realm=\"tokend\"", 21, 0, 1 },
+		{ "", 0, 0, 1 },
+		{ "X-A b", 5, 0, 1 },
+		{ "X-A:", 4, 0, 1 },
+		{ "a\tb \x01\x7f\xff", 7, 0, 1 },
+		{ "admin\r\nSet-Cookie: a=b", 23, 0, 0 },
+		{ "a\rb", 3, 0, 0 },
+		{ "a\nb", 3, 0, 0 },
+		{ "a\0b", 3, 0, 0 },
+	};
+	size_t	i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert_eq(http_field_name_ok(cases[i].s, cases[i].n),
+		    cases[i].name_ok, "%zu", i);
+		cr_assert_eq(http_field_value_ok(cases[i].s, cases[i].n),
+		    cases[i].value_ok, "%zu", i);
+	}
 }

@@ -1,0 +1,73 @@
+/*
+ * Text checks shared by every layer (proto.h): UTF-8 validity, and copies
+ * that refuse rather than truncate.
+ */
+#include <string.h>
+
+#include "proto/proto.h"
+
+size_t
+utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char	 lo = 0x80, hi = 0xbf;
+	size_t		 len, i;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (s[0] == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (s[0] == 0xf4)
+			hi = 0x8f;	/* past U+10FFFF */
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+int
+utf8_valid(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t		 u;
+
+	while (n > 0) {
+		if (*s == '\0' || (u = utf8_seq_len(s, n)) == 0)
+			return 0;
+		s += u;
+		n -= u;
+	}
+	return 1;
+}
+
+int
+utf8_valid_str(const char *s)
+{
+	return s == NULL || utf8_valid(s, strlen(s));
+}
+
+int
+text_copy(char *dst, size_t cap, const char *src)
+{
+	size_t	 n = strlen(src);
+
+	if (cap == 0 || n >= cap)
+		return -1;
+	memcpy(dst, src, n + 1);
+	return 0;
+}
