@@ -15,8 +15,9 @@
  *   config -> log -> pid file -> listeners -> schema check (a short-lived
  *   PostgreSQL connection, closed before any fork) -> cache reset -> shm
  *   (cache_dir/usage.shm, kept by the reset: what a killed run left in it
- *   is applied by the first writer) -> writer -> workers.  Everything a child needs is inherited; LMDB and libpq
- *   are opened by each child after fork.
+ *   is applied by the first writer) -> writer -> workers.  Everything a
+ *   child needs is inherited; LMDB and libpq are opened by each child after
+ *   fork.
  *
  * SIGNALS (the master blocks them all and takes them with sigtimedwait, so
  * no work happens in a handler)

@@ -221,7 +221,7 @@ struct shm_recovery {
 	uint64_t	 sr_uses;	/* uses in it not yet in PostgreSQL */
 	uint32_t	 sr_tables;	/* usage tables holding them */
 	uint32_t	 sr_slots;	/* slots the previous run left */
-	char		 sr_ignored[96];	/* why it was not reused, or "" */
+	char		 sr_ignored[96];	/* why not reused, or "" */
 };
 
 /*

@@ -441,7 +441,7 @@ wr_ping(void)
 	wr_ok();
 }
 
-/* ---- stopping ------------------------------------------------------------------ */
+/* ---- stopping ------------------------------------------------------------ */
 
 /*
  * The master is gone (its pipe is at EOF): the workers drain their
@@ -455,8 +455,8 @@ wr_orphaned(void)
 	if (WR.wr_orphan)
 		return;
 	WR.wr_orphan = 1;
-	WR.wr_stop_by_ms = shm_now_ms() + (int64_t)WR.wr_cf->cf_shutdown_timeout *
-	    1000 + ORPHAN_GRACE_MS;
+	WR.wr_stop_by_ms = shm_now_ms() + ORPHAN_GRACE_MS +
+	    (int64_t)WR.wr_cf->cf_shutdown_timeout * 1000;
 	LOG(LVL_WARN, "master_gone", KV_S("action", "flushing until the "
 	    "workers are gone"));
 }
@@ -604,7 +604,7 @@ wr_due(int64_t now)
 		wr_ping();
 }
 
-/* ---- reload -------------------------------------------------------------------- */
+/* ---- reload -------------------------------------------------------------- */
 
 struct writer_conf *
 writer_conf_new(const struct config *cf)
