@@ -9,7 +9,7 @@
  *                      fork.
  *   worker    workers  epoll loop, HTTP, every endpoint (worker/).
  *   writer    1        usage flushes, LISTEN for revocations, expiry
- *                      cleanup (store/writer.c).
+ *                      cleanup (store/writer/).
  *
  * START-UP ORDER
  *   config -> log -> pid file -> listeners -> schema check (a short-lived
@@ -80,6 +80,7 @@
 #include "master/master.h"
 #include "shm/shm.h"
 #include "store/store.h"
+#include "store/writer/writer.h"
 #include "worker/worker.h"
 
 #define MAX_CHILDREN	(4 * 256 + 8)

@@ -1,183 +1,20 @@
 /*
- * master: configuration, logging, listeners, process supervision.
+ * master: the supervisor (top of the house).  It reads the configuration,
+ * opens the listeners, creates the shared segment, forks the workers and
+ * the writer and supervises them; it serves nothing.
  *
  *   main.c       tokend's main(): the process model (see master/README.md).
- *   config.c     SPEC section 7: file, TOKEND_* environment, defaults.
- *   log.c        one line per event, logfmt or JSON (SPEC section 9).
  *   listen.c     TCP and unix: listeners, opened before fork.
- *   proctitle.c  "tokend: worker 3" in ps.
  *
- * Contract: config and log are used by every process (master, workers,
- * writer) and by tokenctl; they allocate nothing after load and are safe
- * after fork.  A struct config is plain data (fixed arrays, no pointers), so
- * it may be copied by assignment, and a child owns the copy it inherits.
+ * Contract: master only, before and between forks.  Children inherit the
+ * listeners' descriptors (struct listener, store/runtime/runtime.h).
  */
 #ifndef TOKEND_MASTER_H
 #define TOKEND_MASTER_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <sys/types.h>
-#include <sys/socket.h>
-
-#define TOKEND_VERSION "0.1.0"
-
-/* ---- Configuration (config.c) ----------------------------------------- */
-
-#define CF_MAX_LISTEN   16
-#define CF_ADDR_LEN     256
-#define CF_PATH_LEN     1024
-#define CF_URL_LEN      1024
-#define CF_SCOPES_LEN   1024
-
-enum { LVL_DEBUG, LVL_INFO, LVL_WARN, LVL_ERROR };
-enum { LOGF_LOGFMT, LOGF_JSON };
-
-struct config {
-	char	cf_file[CF_PATH_LEN];		/* "" when none */
-	size_t	cf_nlisten;
-	char	cf_listen[CF_MAX_LISTEN][CF_ADDR_LEN];	/* "host:port", "unix:/p" */
-	size_t	cf_ntls_listen;
-	char	cf_tls_listen[CF_MAX_LISTEN][CF_ADDR_LEN];
-	char	cf_tls_cert[CF_PATH_LEN];
-	char	cf_tls_key[CF_PATH_LEN];
-	int	cf_workers;
-	char	cf_issuer[CF_URL_LEN];
-	char	cf_database_url[CF_URL_LEN];
-	char	cf_cache_dir[CF_PATH_LEN];
-	uint64_t cf_cache_map_size;		/* bytes */
-	int	cf_cache_ttl;
-	int	cf_negative_ttl;
-	double	cf_usage_flush_interval;	/* seconds, 0.05 .. 60 */
-	int	cf_access_token_ttl;
-	int	cf_refresh_token_ttl;
-	int	cf_refresh_grace;
-	int	cf_code_ttl;
-	int	cf_login_max_failures;
-	int	cf_login_window;
-	int	cf_retention;
-	int	cf_max_connections;
-	int	cf_keepalive_timeout;
-	int	cf_header_timeout;
-	int	cf_shutdown_timeout;
-	uint64_t cf_max_body;
-	int	cf_log_level;			/* LVL_* */
-	int	cf_log_format;			/* LOGF_* */
-	char	cf_log_file[CF_PATH_LEN];	/* "" is stderr */
-	char	cf_access_log[CF_PATH_LEN];	/* "" is off */
-	char	cf_pid_file[CF_PATH_LEN];	/* "" is none */
-	char	cf_scopes_supported[CF_SCOPES_LEN]; /* space-separated, "" none */
-	int	cf_listen_mode;			/* unix: sockets, 0660 */
-	char	cf_listen_group[CF_ADDR_LEN];	/* unix: sockets' group, "" */
-	int	cf_max_revocation_lag;		/* SPEC 5 bounded staleness */
-	int	cf_stale_cache_ttl;
-	int	cf_pat_max_lifetime;		/* 0: no limit */
-	int	cf_refresh_family_max_age;
-};
-
-/*
- * Fill cf with the defaults, then the file at path (NULL: no file), then the
- * TOKEND_* environment.  Returns 0, or -1 with err holding one line:
- * "FILE:LINE: key: reason" for the file, "TOKEND_KEY: key: reason" for the
- * environment, "FILE: key: reason" for checks across keys (tls_listen needs
- * tls_cert and tls_key, readable).  Every key is range-checked here, so a
- * loaded config is valid.
- *
- * File syntax: "key = value" lines, blank lines, "#" comments on their own
- * line or after a value (" # ..."); a value may be double-quoted (then "#"
- * is literal and \" and \\ are escapes).  A key given twice: the last wins,
- * except listen and tls_listen, whose lines append (the first listen line
- * replaces the default).  An environment value of listen or tls_listen is a
- * comma- or space-separated list that replaces the whole list.  Unknown
- * TOKEND_* variables are ignored (the test harness sets TOKEND_BIN).
- * Sizes (cache_map_size, max_body) take bytes or a K, M, G, T suffix
- * (KiB, MiB, ...: powers of 1024).  Called before fork, so it may allocate.
- */
-int	config_load(struct config *cf, const char *path, char *err,
-	    size_t errlen);
-
-/* Defaults only (used by config_load and the unit tests). */
-void	config_defaults(struct config *cf);
-
-/*
- * listen_group's gid: a group name, or a decimal gid.  Returns 0, or -1
- * when no such group exists (config_load refuses it, so after a load only
- * a group deleted since fails).
- */
-int	config_group_gid(const char *name, gid_t *gid);
-
-/* ---- Logging (log.c) -------------------------------------------------- */
-
-enum { KV_STR, KV_INT, KV_DBL };
-
-struct log_kv {
-	const char	*kv_key;
-	int		 kv_type;
-	const char	*kv_str;
-	long long	 kv_int;
-	double		 kv_dbl;
-};
-
-#define KV_S(k, v) ((struct log_kv){ (k), KV_STR, (v), 0, 0 })
-#define KV_I(k, v) ((struct log_kv){ (k), KV_INT, NULL, (long long)(v), 0 })
-#define KV_D(k, v) ((struct log_kv){ (k), KV_DBL, NULL, 0, (double)(v) })
-
-/*
- * Set the process name every line carries ("master", "worker 2", "writer",
- * "tokenctl") and the level, format and file.  log_open opens cf_log_file
- * (O_APPEND, so lines from all processes interleave whole) and the access
- * log; a process calls it again after fork only to change its name.
- * Returns 0, or -1 with errno when a file cannot be opened.
- */
-int	log_open(const struct config *cf, const char *proc);
-void	log_set_proc(const char *proc);
-
-/* SIGUSR1: reopen both files by path.  Returns 0 or -1. */
-int	log_reopen(void);
-
-/*
- * One line: ts, level, event, proc, then the fields in order.  Values are
- * quoted when needed (logfmt) or JSON-escaped.  One write(2) per line.
- * Never pass a secret: tokens appear only as their display prefix.
- */
-void	log_event(int level, const char *event, size_t n,
-	    const struct log_kv *kv);
-
-#define LOG(level, event, ...) do {					\
-	const struct log_kv kv_[] = { KV_S("", NULL), __VA_ARGS__ };	\
-	log_event((level), (event), sizeof(kv_) / sizeof(kv_[0]) - 1,	\
-	    kv_ + 1);							\
-} while (0)
-
-/* An "error" event whose msg is printf-formatted, for failed calls:
- * log_errorf("%s: epoll_ctl: %s", __func__, strerror(errno)). */
-void	log_errorf(const char *fmt, ...)
-	    __attribute__((format(printf, 1, 2)));
-void	log_warnf(const char *fmt, ...)
-	    __attribute__((format(printf, 1, 2)));
-
-/* The access log, when configured: one "request" line per response. */
-int	log_access_enabled(void);
-void	log_access(const char *method, const char *path, int status,
-	    size_t bytes, double seconds, const char *peer);
+#include "store/runtime/runtime.h"
 
 /* ---- Listeners (listen.c) --------------------------------------------- */
-
-struct listener {
-	int	li_fd;
-	int	li_tls;
-	char	li_addr[CF_ADDR_LEN];
-};
-
-/*
- * Parse a listen address: "host:port" (host an IPv4 literal, "localhost" or
- * "*"), "[ipv6]:port" or "unix:/abs/path".  "*" gives the IPv6 any address
- * (dual-stack; listen_open falls back to 0.0.0.0 where IPv6 is off).
- * Returns 0, or -1 with *why pointing to a static reason.  config.c uses it
- * to validate, so a loaded config's addresses always parse.
- */
-int	listen_parse(const char *addr, struct sockaddr_storage *ss,
-	    socklen_t *sslen, const char **why);
 
 /*
  * Open (bind, listen, non-blocking, close-on-exec) every listen and
@@ -194,19 +31,5 @@ int	listen_parse(const char *addr, struct sockaddr_storage *ss,
 int	listen_open(const struct config *cf, const struct listener *old,
 	    int nold, struct listener *out, int maxout, char *err,
 	    size_t errlen);
-
-/* ---- Process titles (proctitle.c) ------------------------------------- */
-
-/*
- * Call once from main with its argv before anything reads environ: it moves
- * environ to the heap so that the argv and environ strings form one area
- * proctitle_set may overwrite.  After it, the argv[] strings are gone: main
- * copies whatever it needs from argv (option values, the config path)
- * before calling it.  proctitle_set makes /proc/PID/cmdline read exactly the
- * title ("tokend: worker 2") and sets the thread name (comm) to its first 15
- * characters.  Process-local; call again in a child after fork.
- */
-void	proctitle_init(int argc, char **argv);
-void	proctitle_set(const char *title);
 
 #endif /* TOKEND_MASTER_H */

@@ -299,4 +299,20 @@ void	jw_bool(struct jsonw *jw, const char *key, int v);
 /* Close the object: its length, or -1 when the buffer was too small. */
 long	jw_end(struct jsonw *jw);
 
+/* ---- Listen addresses (addr.c) ---------------------------------------- */
+
+#include <sys/socket.h>
+
+#define ADDR_LEN	256	/* the longest address, with its NUL */
+
+/*
+ * Parse a listen address: "host:port" (host an IPv4 literal, "localhost" or
+ * "*"), "[ipv6]:port" or "unix:/abs/path".  "*" gives the IPv6 any address
+ * (dual-stack; master/listen.c falls back to 0.0.0.0 where IPv6 is off).
+ * Returns 0, or -1 with *why pointing to a static reason.  config.c uses it
+ * to validate, so a loaded config's addresses always parse.
+ */
+int	addr_parse(const char *addr, struct sockaddr_storage *ss,
+	    socklen_t *sslen, const char **why);
+
 #endif /* TOKEND_PROTO_H */

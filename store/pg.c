@@ -12,7 +12,7 @@
 
 #include <libpq-fe.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 #include "store/store.h"
 
 #define PG_BACKOFF_MIN	100

@@ -1,5 +1,7 @@
 /*
- * store: the LMDB cache, PostgreSQL access, schema migrations, the writer.
+ * store: the LMDB cache, PostgreSQL access, schema migrations, passwords.
+ * Its rooms: runtime/ (configuration and logging, below every process),
+ * writer/ (the writer process), tokenctl/ (the tokenctl program).
  *
  *   cache.c     LMDB environment in cache_dir: token hash -> tok_info.
  *   pg.c        blocking libpq helpers for tokenctl, the master's schema
@@ -8,10 +10,7 @@
  *   migrate.c   versioned schema: store/migrations/NNN_*.sql, applied in
  *               order, each inside one transaction, recorded in
  *               schema_migrations.
- *   writer.c    the writer process: usage flushes, cleanup.
- *   feed.c      the writer's revocation feed thread: LISTEN, the cache,
- *               the heartbeat of bounded staleness.
- *   tokenctl.c  the tokenctl command (its own main).
+ *   passwd.c    argon2id for passwords and client secrets.
  *
  * (A worker's own non-blocking PostgreSQL connection for cache misses is
  * worker/lookup.c: it lives with the event loop that drives it.)
@@ -246,43 +245,5 @@ int	passwd_verify(const char *encoded, const char *pw, size_t len);
 
 /* The built-in hash passwd_verify(NULL, ...) uses (static storage). */
 const char *passwd_dummy_hash(void);
-
-/* ---- The writer process (writer.c) ------------------------------------ */
-
-/*
- * The configuration the master hands the writer, which keeps running (and
- * keeps its LISTEN, hence the cache) across a reload: shared memory the
- * master maps before fork.  writer_conf_new returns it holding cf, or NULL
- * with errno.  writer_conf_publish replaces it; the writer takes it on its
- * next turn (SIGHUP wakes it), reconnecting only when database_url changed.
- */
-struct writer_conf;
-struct writer_conf *writer_conf_new(const struct config *cf);
-void	writer_conf_publish(struct writer_conf *wc, const struct config *cf);
-
-/*
- * The writer's whole life, after fork, with cf the master's configuration
- * at fork and wc where newer ones arrive: open the cache, connect, LISTEN,
- * flush usage every cf_usage_flush_interval, delete expired rows.  It stops
- * after a last flush when the master, stopping, says all workers are gone
- * (shm sh_stop); when the master is gone, once the workers are; on a
- * SIGTERM of its own that no stop of the master follows.  Never returns.
- */
-void	writer_main(const struct config *cf, const struct writer_conf *wc,
-	    struct shm *shm, int master_fd) __attribute__((noreturn));
-
-/* ---- The revocation feed (feed.c) ------------------------------------ */
-
-/*
- * Writer only, once: start the feed thread, which connects twice to
- * cf_database_url, LISTENs, applies notifications to cache (which from now
- * on belongs to the thread; may be NULL), and keeps sh_feed_ok_ms,
- * sh_feed_state, sh_listening and sh_feed_due_ms.  Returns 0, or -1 when
- * the thread cannot be created (logged).
- */
-int	feed_start(const struct config *cf, struct shm *shm,
-	    struct cache *cache);
-/* Writer: stop the thread and close its connections (feed down). */
-void	feed_stop(void);
 
 #endif /* TOKEND_STORE_H */

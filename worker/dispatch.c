@@ -7,7 +7,7 @@
 
 #include "worker/worker.h"
 
-#define M(m) (1u << (m))
+#define RT_M(m) (1u << (m))
 
 struct route {
 	const char	*rt_path;
@@ -19,24 +19,24 @@ struct route {
 };
 
 static const struct route routes[] = {
-	{ "/auth", 0, EP_AUTH, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD",
+	{ "/auth", 0, EP_AUTH, RT_M(HTTP_GET) | RT_M(HTTP_HEAD), "GET, HEAD",
 	    h_auth },
-	{ "/healthz", 0, EP_HEALTHZ, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD",
+	{ "/healthz", 0, EP_HEALTHZ, RT_M(HTTP_GET) | RT_M(HTTP_HEAD), "GET, HEAD",
 	    h_healthz },
-	{ "/readyz", 0, EP_READYZ, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD",
+	{ "/readyz", 0, EP_READYZ, RT_M(HTTP_GET) | RT_M(HTTP_HEAD), "GET, HEAD",
 	    h_readyz },
-	{ "/metrics", 0, EP_METRICS, M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD",
+	{ "/metrics", 0, EP_METRICS, RT_M(HTTP_GET) | RT_M(HTTP_HEAD), "GET, HEAD",
 	    h_metrics },
-	{ "/token", 0, EP_TOKEN, M(HTTP_POST), "POST", h_token },
-	{ "/authorize", 0, EP_AUTHORIZE, M(HTTP_POST), "POST", h_authorize },
-	{ "/introspect", 0, EP_INTROSPECT, M(HTTP_POST), "POST",
+	{ "/token", 0, EP_TOKEN, RT_M(HTTP_POST), "POST", h_token },
+	{ "/authorize", 0, EP_AUTHORIZE, RT_M(HTTP_POST), "POST", h_authorize },
+	{ "/introspect", 0, EP_INTROSPECT, RT_M(HTTP_POST), "POST",
 	    h_introspect },
-	{ "/revoke", 0, EP_REVOKE, M(HTTP_POST), "POST", h_revoke },
+	{ "/revoke", 0, EP_REVOKE, RT_M(HTTP_POST), "POST", h_revoke },
 	{ "/.well-known/oauth-authorization-server", 0, EP_WELLKNOWN,
-	    M(HTTP_GET) | M(HTTP_HEAD), "GET, HEAD", h_wellknown },
-	{ "/pats", 0, EP_PATS, M(HTTP_GET) | M(HTTP_HEAD) | M(HTTP_POST),
+	    RT_M(HTTP_GET) | RT_M(HTTP_HEAD), "GET, HEAD", h_wellknown },
+	{ "/pats", 0, EP_PATS, RT_M(HTTP_GET) | RT_M(HTTP_HEAD) | RT_M(HTTP_POST),
 	    "GET, HEAD, POST", h_pats },
-	{ "/pats/", 1, EP_PATS, M(HTTP_DELETE), "DELETE", h_pat_delete },
+	{ "/pats/", 1, EP_PATS, RT_M(HTTP_DELETE), "DELETE", h_pat_delete },
 };
 
 static const struct route *
@@ -66,7 +66,7 @@ dispatch(struct conn *c)
 		return HANDLER_DONE;
 	}
 	c->c_ep = rt->rt_ep;
-	if ((rt->rt_methods & M(c->c_req.rq_method)) == 0) {
+	if ((rt->rt_methods & RT_M(c->c_req.rq_method)) == 0) {
 		resp_start(c, 405);
 		resp_header(c, "Allow", rt->rt_allow);
 		resp_json_end(c, resp_error_obj("method_not_allowed",

@@ -19,7 +19,7 @@
 #include "worker/worker.h"
 #include "worker/lookup.h"
 #include "worker/hashpool.h"
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 #include "worker/pgq.h"
 
 struct worker W;

@@ -11,8 +11,7 @@
  *   h_auth.c    /auth: bearer validation through the cache.
  *   pgq.c       the OAuth endpoints' pipelined PostgreSQL connection.
  *   hashpool.c  argon2id verification threads.
- *   client.c, h_token.c, h_oauth.c, h_authorize.c, h_pats.c, oauth_util.c
- *               OAuth 2.0 and PATs (worker/oauth.h).
+ *   oauth/      OAuth 2.0 and PATs (worker/oauth/oauth.h).
  *
  * Contract: worker_main runs only in a child the master just forked; it owns
  * everything it opens and exits the process (never returns).  Handlers run
@@ -30,7 +29,7 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 #include "proto/proto.h"
 #include "shm/shm.h"
 #include "store/store.h"
@@ -297,7 +296,7 @@ auth_feed_mark(void)
 int	auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
 	    const struct tok_info *ti, int64_t feed_ok, bearer_cb cb);
 
-/* OAuth 2.0 (worker/oauth.h has the shared parts). */
+/* OAuth 2.0 (worker/oauth/oauth.h has the shared parts). */
 enum handler_result h_token(struct conn *c);
 enum handler_result h_authorize(struct conn *c);
 enum handler_result h_introspect(struct conn *c);

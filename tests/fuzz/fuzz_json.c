@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for what the OAuth endpoints parse besides forms: the
  * JSON bodies of POST /authorize and POST /pats, the HTTP Basic client
- * credentials, scopes and the redirect_to builder (worker/oauth_util.c).
+ * credentials, scopes and the redirect_to builder (worker/oauth/oauth_util.c).
  * Checks the documented invariants of whatever they accept: every string
  * NUL-terminated inside its buffer and within its limit, scopes already
  * canonical, a challenge of 43 base64url characters, and a redirect_to that
@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 
 static void
 check_str(const char *s, size_t cap)

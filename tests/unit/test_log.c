@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 
 static char dir[64];
 static char logpath[128];

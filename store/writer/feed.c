@@ -38,9 +38,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 #include "shm/shm.h"
 #include "store/store.h"
+#include "store/writer/writer.h"
 
 #define FD_BACKOFF_MIN	100
 #define FD_BACKOFF_MAX	5000

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "worker/lookup.h"
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 #include "worker/pgq.h"
 
 static const char refresh_info_sql[] =

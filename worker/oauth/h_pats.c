@@ -28,7 +28,7 @@
 
 #include <openssl/crypto.h>
 
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 #include "worker/pgq.h"
 
 #define ACCESS_ONLY	(1u << TOKEN_ACCESS)

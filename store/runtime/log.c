@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 
 #define LOG_LINE_MAX	4096	/* PIPE_BUF: a line to a pipe is atomic too */
 #define LOG_RESERVE	32	/* kept free to close a truncated line */

@@ -15,7 +15,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 
 #define BOX_NONCE_LEN	12
 #define BOX_TAG_LEN	16

@@ -33,9 +33,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 #include "shm/shm.h"
 #include "store/store.h"
+#include "store/writer/writer.h"
 
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)

@@ -16,7 +16,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "master/master.h"
+#include "proto/proto.h"
+#include "store/runtime/runtime.h"
 
 #define KIB	1024ULL
 #define MIB	(1024ULL * KIB)
@@ -422,7 +423,7 @@ cf_add_addr(const struct cf_key *ck, struct config *cf, const char *addr,
 	socklen_t		 sslen;
 	const char		*reason = "address too long";
 
-	if (strlen(addr) >= CF_ADDR_LEN || listen_parse(addr, &ss, &sslen,
+	if (strlen(addr) >= CF_ADDR_LEN || addr_parse(addr, &ss, &sslen,
 	    &reason) == -1) {
 		snprintf(why, whylen, "%s: %s", addr, reason);
 		return -1;

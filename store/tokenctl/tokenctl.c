@@ -26,7 +26,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 #include "proto/proto.h"
 #include "store/store.h"
 

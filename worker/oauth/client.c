@@ -30,7 +30,7 @@
 #include <openssl/rand.h>
 
 #include "worker/hashpool.h"
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 #include "worker/pgq.h"
 
 #define CC_SLOTS	256

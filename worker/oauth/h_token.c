@@ -20,7 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "worker/hashpool.h"
-#include "worker/oauth.h"
+#include "worker/oauth/oauth.h"
 #include "worker/pgq.h"
 
 static const char bad_grant[] =

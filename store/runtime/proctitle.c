@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "master/master.h"
+#include "store/runtime/runtime.h"
 
 extern char **environ;
 

@@ -1,0 +1,57 @@
+/*
+ * writer: the writer process (one per tokend), run by the master's fork.
+ *
+ *   writer.c    usage flushes (the exactly-once protocol of shm/README.md),
+ *               expiry cleanup, the reload of its settings.
+ *   feed.c      the revocation feed thread: LISTEN, the heartbeat round
+ *               trip, applying revocations to the cache (SPEC 5).
+ *
+ * Contract: writer_conf_new and writer_conf_publish are the master's;
+ * writer_main runs only in a child the master just forked, opens its own
+ * LMDB environment and PostgreSQL connections, and never returns.
+ */
+#ifndef TOKEND_WRITER_H
+#define TOKEND_WRITER_H
+
+#include "store/runtime/runtime.h"
+#include "store/store.h"
+
+/* ---- The writer process (writer.c) ------------------------------------ */
+
+/*
+ * The configuration the master hands the writer, which keeps running (and
+ * keeps its LISTEN, hence the cache) across a reload: shared memory the
+ * master maps before fork.  writer_conf_new returns it holding cf, or NULL
+ * with errno.  writer_conf_publish replaces it; the writer takes it on its
+ * next turn (SIGHUP wakes it), reconnecting only when database_url changed.
+ */
+struct writer_conf;
+struct writer_conf *writer_conf_new(const struct config *cf);
+void	writer_conf_publish(struct writer_conf *wc, const struct config *cf);
+
+/*
+ * The writer's whole life, after fork, with cf the master's configuration
+ * at fork and wc where newer ones arrive: open the cache, connect, LISTEN,
+ * flush usage every cf_usage_flush_interval, delete expired rows.  It stops
+ * after a last flush when the master, stopping, says all workers are gone
+ * (shm sh_stop); when the master is gone, once the workers are; on a
+ * SIGTERM of its own that no stop of the master follows.  Never returns.
+ */
+void	writer_main(const struct config *cf, const struct writer_conf *wc,
+	    struct shm *shm, int master_fd) __attribute__((noreturn));
+
+/* ---- The revocation feed (feed.c) ------------------------------------ */
+
+/*
+ * Writer only, once: start the feed thread, which connects twice to
+ * cf_database_url, LISTENs, applies notifications to cache (which from now
+ * on belongs to the thread; may be NULL), and keeps sh_feed_ok_ms,
+ * sh_feed_state, sh_listening and sh_feed_due_ms.  Returns 0, or -1 when
+ * the thread cannot be created (logged).
+ */
+int	feed_start(const struct config *cf, struct shm *shm,
+	    struct cache *cache);
+/* Writer: stop the thread and close its connections (feed down). */
+void	feed_stop(void);
+
+#endif /* TOKEND_WRITER_H */
