@@ -547,11 +547,12 @@ Test(http, absolute_form_refused)
 	cr_assert_eq(parse("GET http://h/ HTTP/1.1\r\n\r\n"), -400);
 }
 
-/* A request for / with the given Host value. */
+/* A request for / with the given Host value.  The buffer is static: req's
+ * slices point into it after the call. */
 static int
 parse_host(const char *host)
 {
-	char	buf[256];
+	static char	buf[256];
 
 	snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host);
 	return parse(buf);
