@@ -22,7 +22,10 @@
 
 #include "proto/proto.h"
 
-#define TOKEND_VERSION "0.1.0"
+/* The build passes `git describe` (GNUmakefile); a bare compile says this. */
+#ifndef TOKEND_VERSION
+#define TOKEND_VERSION "0.2.0"
+#endif
 
 /* ---- Configuration (config.c) ----------------------------------------- */
 
