@@ -1,0 +1,134 @@
+"""Shipping tokend as a daemon (issue 15): what an operator runs.
+
+-t lists every configuration error, -T prints the effective configuration
+with each value's source, an unknown TOKEND_* variable is a warning,
+SIGUSR1 logs log_reopened; the version everywhere; the sd_notify protocol
+(a Python datagram socket as NOTIFY_SOCKET); the systemd unit under
+systemd-analyze; make install; the alert rules and the dashboard against
+a live /metrics.
+"""
+
+import os
+import re
+import signal
+import unittest
+
+import harness
+from harness import Tokend, free_port, pg, tmpdir, tokend_cmd, tokenctl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def write(d, name, text):
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class Version(unittest.TestCase):
+    def test_both_programs_and_metrics_say_the_same_version(self):
+        r = tokend_cmd("--version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.fullmatch(r"tokend (\S+)\n", r.stdout)
+        self.assertIsNotNone(m, r.stdout)
+        version = m.group(1)
+        self.assertNotEqual(version, "0.1.0")
+        r = tokenctl("--version", check=False)
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "tokenctl %s\n" % version), r.stderr)
+        with Tokend(workers=1) as t:
+            body = t.http("GET", "/metrics").text
+        self.assertIn('\ntokend_build_info{version="%s"} 1\n' % version,
+                      body)
+
+
+class ConfigCheck(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tmpdir("tokend-ship-")
+
+    def test_t_reports_every_error_one_line_each(self):
+        path = write(self.dir, "bad.conf", (
+            "workers = banana\n"
+            "cache_ttl = 300\n"
+            "frobnicate = yes\n"
+            "listen = 127.0.0.1:99999\n"
+            "code_ttl = 601\n"))
+        r = tokend_cmd("-t", "-c", path, env={"TOKEND_NEGATIVE_TTL": "x"})
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.splitlines(), [
+            "%s:1: workers: must be an integer from 1 to 256" % path,
+            "%s:3: frobnicate: unknown key" % path,
+            "%s:4: listen: 127.0.0.1:99999: port must be an integer "
+            "from 1 to 65535" % path,
+            "%s:5: code_ttl: must be an integer from 1 to 600" % path,
+            "TOKEND_NEGATIVE_TTL: negative_ttl: must be an integer from "
+            "0 to 3600"])
+
+    def test_start_with_errors_exits_78_listing_them_all(self):
+        path = write(self.dir, "bad2.conf",
+                     "workers = 0\nlisten = 127.0.0.1:%d\ncode_ttl = 0\n"
+                     % free_port())
+        checked = tokend_cmd("-t", "-c", path)
+        started = tokend_cmd("-c", path)
+        self.assertEqual(started.returncode, 78)
+        self.assertEqual(len(started.stderr.splitlines()), 2, started.stderr)
+        self.assertEqual(started.stderr, checked.stderr)
+
+    def test_T_prints_values_and_their_sources(self):
+        path = write(self.dir, "good.conf", (
+            "# comment\n"
+            "listen = 127.0.0.1:%d\n"
+            "database_url = postgresql://tokend:hunter2@db.example/tokend\n"
+            "cache_ttl = 300\n") % free_port())
+        r = tokend_cmd("-T", "-c", path, env={"TOKEND_WORKERS": "3"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertIn("cache_ttl = 300\t# %s:4" % path, lines)
+        self.assertIn("workers = 3\t# environment TOKEND_WORKERS", lines)
+        self.assertIn("negative_ttl = 10\t# default", lines)
+        self.assertIn("database_url = postgresql://tokend:REDACTED@"
+                      "db.example/tokend\t# %s:3" % path, lines)
+        self.assertNotIn("hunter2", r.stdout)
+        keys = [ln.split(" = ")[0] for ln in lines]
+        for key in ("issuer", "log_format", "max_revocation_lag",
+                    "refresh_family_max_age", "tls_listen"):
+            self.assertIn(key, keys)
+
+    def test_T_with_errors_exits_1(self):
+        path = write(self.dir, "bad3.conf", "workers = 0\n")
+        r = tokend_cmd("-T", "-c", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("%s:1: workers:" % path, r.stderr)
+
+    def test_unknown_variable_is_a_warning_naming_the_key_meant(self):
+        path = write(self.dir, "ok.conf", "workers = 2\n"
+                     "database_url = %s\ncache_dir = %s/cache\n"
+                     % (pg().url, self.dir))
+        r = tokend_cmd("-t", "-c", path, env={"TOKEND_WROKERS": "4"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "tokend: warning: TOKEND_WROKERS: no such "
+                         "configuration key, ignored; did you mean "
+                         "TOKEND_WORKERS?\n")
+        # TOKEND_BIN (set by this harness) is no typo: nothing said.
+        self.assertIn("TOKEND_BIN", os.environ)
+        r = tokend_cmd("-t", "-c", path)
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+
+
+class LogReopen(unittest.TestCase):
+    def test_sigusr1_logs_log_reopened_in_the_new_file(self):
+        with Tokend(workers=1) as t:
+            logf = os.path.join(t.dir, "tokend.log")
+            os.rename(logf, logf + ".1")
+            t.signal(signal.SIGUSR1)
+            harness.wait_until(
+                lambda: os.path.exists(logf) and
+                "event=log_reopened" in open(logf).read(),
+                msg="no log_reopened line in the new file")
+            text = open(logf).read()
+        self.assertRegex(text, r"event=log_reopened proc=master pid=\d+ "
+                         r"file=%s\n" % re.escape(logf))
