@@ -680,11 +680,16 @@ master_loop(void)
 			break;
 		case SIGTERM:
 		case SIGINT:
+			if (!M.ms_stopping)
+				notify_stopping();
 			stop_begin(sig);
 			break;
 		case SIGHUP:
-			if (!M.ms_stopping)
-				reload();
+			if (M.ms_stopping)
+				break;
+			notify_reloading();
+			reload();
+			notify_ready(&M.ms_cf);
 			break;
 		case SIGUSR1:
 			log_reopen();
@@ -925,8 +930,10 @@ main(int argc, char **argv)
 	LOG(LVL_INFO, "started", KV_S("version", TOKEND_VERSION),
 	    KV_I("workers", M.ms_cf.cf_workers),
 	    KV_S("listen", M.ms_cf.cf_listen[0]));
+	notify_init();
 	if (start_children() == -1)
 		LOG(LVL_ERROR, "start_incomplete");
+	notify_ready(&M.ms_cf);
 	master_loop();
 	if (M.ms_cf.cf_pid_file[0])
 		unlink(M.ms_cf.cf_pid_file);

@@ -11,6 +11,7 @@ a live /metrics.
 import os
 import re
 import signal
+import time
 import unittest
 
 import harness
@@ -132,3 +133,52 @@ class LogReopen(unittest.TestCase):
             text = open(logf).read()
         self.assertRegex(text, r"event=log_reopened proc=master pid=\d+ "
                          r"file=%s\n" % re.escape(logf))
+
+
+class Notify(unittest.TestCase):
+    """sd_notify: a datagram socket of our own stands in for systemd."""
+
+    def socket(self, abstract):
+        import socket as so
+        s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+        self.addCleanup(s.close)
+        if abstract:
+            name = "@tokend-test-%d" % os.getpid()
+            s.bind("\0" + name[1:])
+        else:
+            name = os.path.join(tmpdir("tokend-notify-"), "notify")
+            s.bind(name)
+        return s, name
+
+    def recv(self, s, timeout=10):
+        s.settimeout(timeout)
+        msg = s.recv(4096).decode()
+        return dict(ln.split("=", 1) for ln in msg.splitlines())
+
+    def run_protocol(self, abstract):
+        s, name = self.socket(abstract)
+        t = Tokend(workers=1, start=False, env={"NOTIFY_SOCKET": name})
+        self.addCleanup(t._cleanup)
+        t.start(wait=False)
+        ready = self.recv(s)
+        # READY means serving: a request made now is answered.
+        self.assertEqual(ready["READY"], "1")
+        self.assertEqual(t.http("GET", "/healthz").status, 200)
+        self.assertIn("serving on 127.0.0.1:%d" % t.port, ready["STATUS"])
+        self.assertEqual(ready["MAINPID"], str(t.proc.pid))
+        before = time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6
+        t.signal(signal.SIGHUP)
+        reloading = self.recv(s)
+        self.assertEqual(reloading["RELOADING"], "1")
+        usec = int(reloading["MONOTONIC_USEC"])
+        self.assertTrue(before <= usec <= before + 10e6, (before, usec))
+        self.assertEqual(self.recv(s)["READY"], "1")
+        t.signal(signal.SIGTERM)
+        self.assertEqual(self.recv(s)["STOPPING"], "1")
+        self.assertEqual(t.proc.wait(timeout=15), 0)
+
+    def test_ready_reloading_stopping_on_a_path_socket(self):
+        self.run_protocol(abstract=False)
+
+    def test_ready_on_an_abstract_socket(self):
+        self.run_protocol(abstract=True)
