@@ -182,3 +182,133 @@ class Notify(unittest.TestCase):
 
     def test_ready_on_an_abstract_socket(self):
         self.run_protocol(abstract=True)
+
+
+def which(prog):
+    import shutil
+    return shutil.which(prog)
+
+
+class Install(unittest.TestCase):
+    """make install DESTDIR=...: every file where it belongs, in good shape."""
+
+    @classmethod
+    def setUpClass(cls):
+        import subprocess
+        cls.dest = tmpdir("tokend-install-")
+        r = subprocess.run(["make", "-s", "-C", ROOT, "install",
+                            "DESTDIR=" + cls.dest], capture_output=True,
+                           text=True, timeout=600)
+        if r.returncode != 0:
+            raise AssertionError("make install: " + r.stdout + r.stderr)
+
+    def path(self, p):
+        return os.path.join(self.dest, p.lstrip("/"))
+
+    def test_files_and_modes(self):
+        want = {
+            "/usr/local/bin/tokend": 0o755,
+            "/usr/local/bin/tokenctl": 0o755,
+            "/usr/local/share/man/man8/tokend.8": 0o644,
+            "/usr/local/share/man/man8/tokenctl.8": 0o644,
+            "/usr/local/share/man/man5/tokend.conf.5": 0o644,
+            "/usr/local/lib/systemd/system/tokend.service": 0o644,
+            "/usr/local/share/doc/tokend/tokend.conf.example": 0o644,
+            "/usr/local/share/doc/tokend/LICENSE": 0o644,
+            "/etc/tokend/tokend.conf": 0o644,
+            "/etc/logrotate.d/tokend": 0o644,
+        }
+        for p, mode in want.items():
+            st = os.stat(self.path(p))
+            self.assertEqual(st.st_mode & 0o7777, mode, p)
+        import subprocess
+        r = subprocess.run([self.path("/usr/local/bin/tokend"), "--version"],
+                           capture_output=True, text=True)
+        self.assertRegex(r.stdout, r"^tokend \S+\n$")
+
+    def test_example_configuration_is_every_key_and_valid(self):
+        """Uncommented, the example is exactly the defaults."""
+        ex = open(self.path("/usr/local/share/doc/tokend/tokend.conf.example")
+                  ).read()
+        keys = set(re.findall(r"^#([a-z_]+) =", ex, re.M))
+        r = tokend_cmd("-T")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(keys, {ln.split(" = ")[0]
+                                for ln in r.stdout.splitlines()})
+        d = tmpdir("tokend-example-")
+        lines = [ln[1:] for ln in ex.splitlines() if re.match(r"#[a-z_]+ =",
+                                                               ln)]
+        path = write(d, "t.conf", "\n".join(
+            ln for ln in lines if not ln.startswith("workers")) + "\n")
+        r = tokend_cmd("-T", "-c", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(re.sub(r"\t# .*", "", r.stdout),
+                         re.sub(r"\t# .*", "", tokend_cmd("-T").stdout))
+
+    def test_unit_names_the_installed_paths(self):
+        unit = open(self.path("/usr/local/lib/systemd/system/tokend.service")
+                    ).read()
+        self.assertIn("ExecStart=/usr/local/bin/tokend -c "
+                      "/etc/tokend/tokend.conf\n", unit)
+        self.assertIn("ExecReload=/usr/local/bin/tokend -t -c "
+                      "/etc/tokend/tokend.conf\n", unit)
+
+    def test_man_pages_are_clean_under_mandoc_lint(self):
+        if not which("mandoc"):
+            self.skipTest("no mandoc (contrib/deps.sh installs it)")
+        import subprocess
+        for page in ("man8/tokend.8", "man8/tokenctl.8",
+                     "man5/tokend.conf.5"):
+            p = self.path("/usr/local/share/man/" + page)
+            r = subprocess.run(["mandoc", "-T", "lint", "-W", "warning", p],
+                               capture_output=True, text=True)
+            self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""),
+                             page)
+
+
+class SystemdUnit(unittest.TestCase):
+    UNIT = os.path.join(ROOT, "contrib", "systemd", "tokend.service")
+
+    def setUp(self):
+        if not which("systemd-analyze"):
+            self.skipTest("no systemd-analyze (package systemd)")
+
+    def unit_for(self, bindir):
+        """The unit with its programs at bindir (verify runs them)."""
+        d = tmpdir("tokend-unit-")
+        path = os.path.join(d, "tokend.service")
+        with open(self.UNIT) as f:
+            text = f.read().replace("/usr/local/bin/", bindir + "/")
+        write(d, "tokend.service", text)
+        return path
+
+    def test_verify(self):
+        import subprocess
+        path = self.unit_for(harness.BIN)
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no", path],
+                           capture_output=True, text=True, cwd="/")
+        self.assertEqual((r.returncode, r.stderr), (0, ""))
+
+    def test_security_exposure_at_most_2(self):
+        import subprocess
+        path = self.unit_for(harness.BIN)
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes",
+                            path], capture_output=True, text=True, cwd="/")
+        m = re.search(r"Overall exposure level for tokend.service: "
+                      r"(\d+\.\d+)", r.stdout)
+        self.assertIsNotNone(m, r.stdout + r.stderr)
+        self.assertLessEqual(float(m.group(1)), 2.0, r.stdout)
+
+    def test_what_the_issue_asks_of_the_unit(self):
+        with open(self.UNIT) as f:
+            text = f.read()
+        for line in ("Type=notify", "KillMode=mixed",
+                     "RestartPreventExitStatus=78", "StateDirectory=tokend",
+                     "LogsDirectory=tokend", "RuntimeDirectory=tokend",
+                     "EnvironmentFile=-/etc/tokend/tokend.env",
+                     "ExecReload=/usr/local/bin/tokend -t -c "
+                     "/etc/tokend/tokend.conf"):
+            self.assertIn("\n" + line + "\n", text)
+        # The check comes before the signal.
+        self.assertLess(text.index("ExecReload=/usr/local/bin/tokend -t"),
+                        text.index("ExecReload=/bin/kill -HUP $MAINPID"))
