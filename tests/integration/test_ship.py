@@ -312,3 +312,97 @@ class SystemdUnit(unittest.TestCase):
         # The check comes before the signal.
         self.assertLess(text.index("ExecReload=/usr/local/bin/tokend -t"),
                         text.index("ExecReload=/bin/kill -HUP $MAINPID"))
+
+
+class DebianPackage(unittest.TestCase):
+    """make deb, then install, check, run and purge it on this machine."""
+
+    def setUp(self):
+        import subprocess
+        if os.geteuid() != 0 or not which("dpkg-buildpackage") or \
+                not which("apt-get"):
+            self.skipTest("needs root, dpkg-buildpackage and apt-get")
+        if not which("dh") or not which("lintian"):
+            self.skipTest("no debhelper or lintian (contrib/deps.sh)")
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "tokend"],
+                           capture_output=True, text=True)
+        if "installed" in r.stdout and "not-installed" not in r.stdout:
+            self.skipTest("a tokend package is installed here already")
+
+    def sh(self, *args, check=True, **kw):
+        import subprocess
+        r = subprocess.run(list(args), capture_output=True, text=True,
+                           timeout=600, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError("%s: %s%s" % (args, r.stdout[-3000:],
+                                               r.stderr[-3000:]))
+        return r
+
+    def test_build_install_check_purge(self):
+        import glob
+        import grp
+        import pwd
+        import stat
+        self.sh("make", "-s", "-C", ROOT, "deb")
+        debs = [d for d in glob.glob(os.path.join(ROOT, "build-deb",
+                                                  "tokend_*.deb"))]
+        self.assertEqual(len(debs), 1, debs)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        self.addCleanup(self.sh, "apt-get", "purge", "-y", "-q", "tokend",
+                        check=False, env=env)
+        self.sh("apt-get", "install", "-y", "-q", "--no-install-recommends",
+                debs[0], env=env)
+
+        user = pwd.getpwnam("tokend")
+        self.assertLess(user.pw_uid, 1000)
+        self.assertIn(user.pw_shell, ("/usr/sbin/nologin", "/bin/false"))
+
+        def owned(path, owner, group, mode):
+            st = os.stat(path)
+            self.assertEqual((pwd.getpwuid(st.st_uid).pw_name,
+                              grp.getgrgid(st.st_gid).gr_name,
+                              stat.S_IMODE(st.st_mode)),
+                             (owner, group, mode), path)
+        owned("/usr/bin/tokend", "root", "root", 0o755)
+        owned("/usr/bin/tokenctl", "root", "root", 0o755)
+        owned("/etc/tokend/tokend.conf", "root", "root", 0o644)
+        owned("/etc/tokend/tokend.env", "root", "tokend", 0o640)
+        owned("/var/lib/tokend", "tokend", "tokend", 0o700)
+        owned("/var/log/tokend", "tokend", "adm", 0o2750)
+        for f in ("/lib/systemd/system/tokend.service",
+                  "/usr/share/man/man8/tokend.8.gz",
+                  "/usr/share/man/man8/tokenctl.8.gz",
+                  "/usr/share/man/man5/tokend.conf.5.gz",
+                  "/etc/logrotate.d/tokend",
+                  "/usr/share/doc/tokend/copyright"):
+            self.assertTrue(os.path.exists(f), f)
+        conffiles = self.sh("dpkg-query", "-W", "-f=${Conffiles}",
+                            "tokend").stdout
+        self.assertIn("/etc/tokend/tokend.conf ", conffiles)
+        unit = open("/lib/systemd/system/tokend.service").read()
+        self.assertIn("ExecStart=/usr/bin/tokend -c /etc/tokend/tokend.conf",
+                      unit)
+        # Enabled, not started.
+        self.assertTrue(os.path.islink(
+            "/etc/systemd/system/multi-user.target.wants/tokend.service"))
+        self.assertEqual(self.sh("pgrep", "-x", "-u", "tokend", "tokend",
+                                 check=False).stdout, "")
+
+        # The installed tokend accepts the installed configuration, run as
+        # the unit runs it.
+        r = self.sh("runuser", "-u", "tokend", "--", "env",
+                    "TOKEND_DATABASE_URL=" + pg().url,
+                    "TOKEND_CACHE_DIR=/var/lib/tokend", "/usr/bin/tokend",
+                    "-t", "-c", "/etc/tokend/tokend.conf", check=False,
+                    cwd="/")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+        self.sh("apt-get", "purge", "-y", "-q", "tokend", env=env)
+        for p in ("/etc/tokend", "/var/lib/tokend", "/var/log/tokend",
+                  "/usr/bin/tokend", "/lib/systemd/system/tokend.service",
+                  "/etc/logrotate.d/tokend",
+                  "/etc/systemd/system/multi-user.target.wants/"
+                  "tokend.service"):
+            self.assertFalse(os.path.lexists(p), p)
+        self.assertRaises(KeyError, pwd.getpwnam, "tokend")
+        self.assertRaises(KeyError, grp.getgrnam, "tokend")
