@@ -406,3 +406,77 @@ class DebianPackage(unittest.TestCase):
             self.assertFalse(os.path.lexists(p), p)
         self.assertRaises(KeyError, pwd.getpwnam, "tokend")
         self.assertRaises(KeyError, grp.getgrnam, "tokend")
+
+
+PROMQL_WORDS = {
+    "sum", "rate", "increase", "by", "without", "max", "min", "avg", "count",
+    "histogram_quantile", "and", "or", "unless", "on", "ignoring",
+    "group_left", "group_right", "offset", "bool",
+}
+
+
+def promql_metrics(expr):
+    """The metric names an expression reads."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)       # strings
+    expr = re.sub(r"\{[^}]*\}", "", expr)               # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)              # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)
+    words = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr))
+    return {w for w in words if w not in PROMQL_WORDS and
+            not re.fullmatch(r"\d+e\d+", w)}
+
+
+class Observability(unittest.TestCase):
+    """The dashboard and the alert rules read only what tokend exports."""
+
+    @classmethod
+    def setUpClass(cls):
+        with Tokend(workers=1) as t:
+            text = t.http("GET", "/metrics").text
+        cls.exported = set()
+        for ln in text.splitlines():
+            m = re.match(r"# TYPE (\S+) (\S+)", ln)
+            if not m:
+                continue
+            cls.exported.add(m.group(1))
+            if m.group(2) == "histogram":
+                cls.exported |= {m.group(1) + s for s in
+                                 ("_bucket", "_sum", "_count")}
+
+    def test_every_dashboard_query_names_exported_metrics(self):
+        import json
+        with open(os.path.join(ROOT, "contrib", "grafana",
+                               "tokend.json")) as f:
+            dash = json.load(f)
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        self.assertGreater(len(exprs), 10)
+        used = set()
+        for e in exprs:
+            names = promql_metrics(e)
+            self.assertTrue(names, e)
+            self.assertLessEqual(names, self.exported, e)
+            used |= names
+        # Every metric tokend exports has a panel.
+        self.assertEqual(self.exported - used - {
+            "tokend_request_duration_seconds"}, set())
+
+    def test_alert_rules_name_exported_metrics(self):
+        with open(os.path.join(ROOT, "contrib", "prometheus",
+                               "tokend.rules.yml")) as f:
+            text = f.read()
+        names = set(re.findall(r"\btokend_[a-z_]+", text))
+        self.assertGreaterEqual(len(names), 6)
+        self.assertLessEqual(names, self.exported)
+
+    def test_promtool_checks_and_tests_the_rules(self):
+        if not which("promtool"):
+            self.skipTest("no promtool (package prometheus)")
+        import subprocess
+        d = os.path.join(ROOT, "contrib", "prometheus")
+        r = subprocess.run(["promtool", "check", "rules", "tokend.rules.yml"],
+                           cwd=d, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = subprocess.run(["promtool", "test", "rules",
+                            "tokend.rules.test.yml"], cwd=d,
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
