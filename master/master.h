@@ -36,8 +36,8 @@ int	listen_open(const struct config *cf, const struct listener *old,
 /* ---- systemd readiness (notify.c) ------------------------------------ */
 
 /*
- * notify_init reads $NOTIFY_SOCKET once, at start, and removes it from the
- * environment; without it the others do nothing.  notify_ready: READY=1
+ * notify_init reads $NOTIFY_SOCKET once, at start; without it the others
+ * do nothing.  Only the master sends (systemd's NotifyAccess=main).  notify_ready: READY=1
  * (the listeners are open and the children forked: a connection made now
  * is answered), with STATUS.  notify_reloading: RELOADING=1 and
  * MONOTONIC_USEC at SIGHUP, before re-reading; notify_ready again once the

@@ -42,10 +42,10 @@ notify_init(void)
 	memcpy(N.nt_addr.sun_path, path, len);
 	if (path[0] == '@')
 		N.nt_addr.sun_path[0] = '\0';	/* abstract: no NUL at the end */
+	/* Left in the environment: the children are forked, never exec'd,
+	 * and only this process calls notify_send. */
 	N.nt_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
 	    (path[0] == '/'));
-	/* The children are forked, never exec'd: nothing else may speak. */
-	unsetenv("NOTIFY_SOCKET");
 }
 
 /* One message.  A lost datagram is logged; systemd's timeout does the rest. */
