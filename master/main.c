@@ -856,8 +856,7 @@ master_init(char *err, size_t errlen)
 
 /*
  * -c FILE, -t, -T, --version.  Returns 1 for -t, 2 for -T.  The path is
- * copied: argv's
- * memory is about to hold the process title.
+ * copied: argv's memory is about to hold the process title.
  */
 static int
 parse_args(int argc, char **argv)
