@@ -6,7 +6,8 @@
 
 PKGS="build-essential clang make pkg-config libssl-dev libpq-dev liblmdb-dev
 lmdb-utils libjansson-dev libcriterion-dev libargon2-dev zlib1g-dev
-postgresql postgresql-contrib pgbouncer nginx-light wrk gnuplot-nox python3 procps curl openssl"
+postgresql postgresql-contrib pgbouncer nginx-light wrk gnuplot-nox python3 procps curl openssl
+mandoc debhelper fakeroot lintian systemd prometheus"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	echo "deps: no dpkg-query (not Debian?): install by hand:" $PKGS >&2

@@ -130,7 +130,7 @@ static struct master {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: tokend [-c FILE] [-t] [--version]\n");
+	fprintf(stderr, "usage: tokend [-c FILE] [-t | -T] [--version]\n");
 	exit(2);
 }
 
@@ -680,11 +680,16 @@ master_loop(void)
 			break;
 		case SIGTERM:
 		case SIGINT:
+			if (!M.ms_stopping)
+				notify_stopping();
 			stop_begin(sig);
 			break;
 		case SIGHUP:
-			if (!M.ms_stopping)
-				reload();
+			if (M.ms_stopping)
+				break;
+			notify_reloading();
+			reload();
+			notify_ready(&M.ms_cf);
 			break;
 		case SIGUSR1:
 			log_reopen();
@@ -850,8 +855,8 @@ master_init(char *err, size_t errlen)
 }
 
 /*
- * -c FILE, -t, --version.  Returns 1 for -t.  The path is copied: argv's
- * memory is about to hold the process title.
+ * -c FILE, -t, -T, --version.  Returns 1 for -t, 2 for -T.  The path is
+ * copied: argv's memory is about to hold the process title.
  */
 static int
 parse_args(int argc, char **argv)
@@ -863,6 +868,8 @@ parse_args(int argc, char **argv)
 			M.ms_conf_path = strdup(argv[++i]);
 		else if (strcmp(argv[i], "-t") == 0)
 			check = 1;
+		else if (strcmp(argv[i], "-T") == 0)
+			check = 2;
 		else if (strcmp(argv[i], "--version") == 0) {
 			printf("tokend %s\n", TOKEND_VERSION);
 			exit(0);
@@ -880,8 +887,12 @@ main(int argc, char **argv)
 	int		 check;
 
 	check = parse_args(argc, argv);
-	if (config_load(&M.ms_cf, M.ms_conf_path, err, sizeof(err)) == -1 ||
-	    config_check_start(&M.ms_cf, err, sizeof(err)) == -1)
+	if (check == 2)
+		return config_print(M.ms_conf_path, stdout) == 0 ? 0 : 1;
+	/* Every error of the file and the environment, one line each. */
+	if (config_check(&M.ms_cf, M.ms_conf_path, stderr) > 0)
+		exit(check ? 1 : EX_CONFIG);
+	if (config_check_start(&M.ms_cf, err, sizeof(err)) == -1)
 		config_fail(err, check);
 	if (check) {
 		printf("%s: configuration ok\n", M.ms_conf_path ?
@@ -918,8 +929,10 @@ main(int argc, char **argv)
 	LOG(LVL_INFO, "started", KV_S("version", TOKEND_VERSION),
 	    KV_I("workers", M.ms_cf.cf_workers),
 	    KV_S("listen", M.ms_cf.cf_listen[0]));
+	notify_init();
 	if (start_children() == -1)
 		LOG(LVL_ERROR, "start_incomplete");
+	notify_ready(&M.ms_cf);
 	master_loop();
 	if (M.ms_cf.cf_pid_file[0])
 		unlink(M.ms_cf.cf_pid_file);

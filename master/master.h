@@ -5,6 +5,7 @@
  *
  *   main.c       tokend's main(): the process model (see master/README.md).
  *   listen.c     TCP and unix: listeners, opened before fork.
+ *   notify.c     the sd_notify protocol (systemd Type=notify).
  *
  * Contract: master only, before and between forks.  Children inherit the
  * listeners' descriptors (struct listener, store/runtime/runtime.h).
@@ -31,5 +32,20 @@
 int	listen_open(const struct config *cf, const struct listener *old,
 	    int nold, struct listener *out, int maxout, char *err,
 	    size_t errlen);
+
+/* ---- systemd readiness (notify.c) ------------------------------------ */
+
+/*
+ * notify_init reads $NOTIFY_SOCKET once, at start; without it the others
+ * do nothing.  Only the master sends (systemd's NotifyAccess=main).  notify_ready: READY=1
+ * (the listeners are open and the children forked: a connection made now
+ * is answered), with STATUS.  notify_reloading: RELOADING=1 and
+ * MONOTONIC_USEC at SIGHUP, before re-reading; notify_ready again once the
+ * reload is done (or refused).  notify_stopping: STOPPING=1 at SIGTERM.
+ */
+void	notify_init(void);
+void	notify_ready(const struct config *cf);
+void	notify_reloading(void);
+void	notify_stopping(void);
 
 #endif /* TOKEND_MASTER_H */

@@ -516,5 +516,8 @@ shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
 	metric(&mb, "tokend_connections_total", "counter",
 	    "Client connections accepted.", SLOT_SUM(shm, sl_conns_total));
 	metrics_feed(shm, &mb);
+	mb_printf(&mb, "# HELP tokend_build_info The running build.\n"
+	    "# TYPE tokend_build_info gauge\n"
+	    "tokend_build_info{version=\"%s\"} 1\n", TOKEND_VERSION);
 	return mb.mb_err ? -1 : (int)mb.mb_len;
 }

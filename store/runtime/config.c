@@ -49,12 +49,25 @@ struct cf_key {
 	const char *const	*ck_words;
 };
 
-/* Where each key was last set, for errors found after loading. */
+/*
+ * Where each key was last set, for errors found after loading and for -T;
+ * and the errors: every one goes to cl_out when set (tokend -t), the first
+ * is kept in cl_err for config_load's caller.
+ */
 struct cf_load {
 	const char	*cl_file;
 	int		 cl_line[64];	/* file line, 0 when not in the file */
 	int		 cl_env[64];	/* set from the environment */
+	int		 cl_bad[64];	/* a value was refused */
+	FILE		*cl_out;
+	char		*cl_err;
+	size_t		 cl_errlen;
+	int		 cl_nerr;
 };
+
+/* Not configuration keys: the project's own scripts read these. */
+static const char *const cf_tool_vars[] = { "TOKEND_BIN", "TOKEND_KEEP",
+    "TOKEND_CONFIG", NULL };
 
 static const char *const cf_levels[] = { "debug", "info", "warn", "error",
     NULL };
@@ -592,6 +605,7 @@ cf_line(struct config *cf, struct cf_load *cl, char *line, int lineno,
 	/* The first listen line replaces the default; later ones append. */
 	if (cf_set(ck, cf, val, cl->cl_line[ck - cf_keys] == 0, reason,
 	    sizeof(reason)) == -1) {
+		cl->cl_bad[ck - cf_keys] = 1;
 		snprintf(err, errlen, "%s:%d: %s: %s", cl->cl_file, lineno,
 		    key, reason);
 		return -1;
@@ -600,40 +614,49 @@ cf_line(struct config *cf, struct cf_load *cl, char *line, int lineno,
 	return 0;
 }
 
-static int
-cf_file(struct config *cf, struct cf_load *cl, char *err, size_t errlen)
+/* One error: printed at once for -t, the first one kept for the caller. */
+static void
+cf_report(struct cf_load *cl, const char *msg)
+{
+	if (cl->cl_nerr++ == 0)
+		snprintf(cl->cl_err, cl->cl_errlen, "%s", msg);
+	if (cl->cl_out != NULL)
+		fprintf(cl->cl_out, "%s\n", msg);
+}
+
+/* A bad line is reported and skipped, so -t finds every error at once. */
+static void
+cf_file(struct config *cf, struct cf_load *cl)
 {
 	FILE	*fp;
-	char	*line = NULL;
+	char	*line = NULL, err[CF_PATH_LEN + 1024];
 	size_t	 cap = 0;
 	ssize_t	 len;
-	int	 lineno = 0, rc = -1;
+	int	 lineno = 0;
 
 	if ((fp = fopen(cl->cl_file, "re")) == NULL) {
-		snprintf(err, errlen, "%s: cannot open: %s", cl->cl_file,
+		snprintf(err, sizeof(err), "%s: cannot open: %s", cl->cl_file,
 		    strerror(errno));
-		return -1;
+		cf_report(cl, err);
+		return;
 	}
 	while ((len = getline(&line, &cap, fp)) != -1) {
 		lineno++;
 		if (strlen(line) != (size_t)len) {
-			snprintf(err, errlen, "%s:%d: syntax: NUL byte",
+			snprintf(err, sizeof(err), "%s:%d: syntax: NUL byte",
 			    cl->cl_file, lineno);
-			goto out;
-		}
-		if (cf_line(cf, cl, line, lineno, err, errlen) == -1)
-			goto out;
+			cf_report(cl, err);
+		} else if (cf_line(cf, cl, line, lineno, err,
+		    sizeof(err)) == -1)
+			cf_report(cl, err);
 	}
 	if (ferror(fp)) {
-		snprintf(err, errlen, "%s: cannot read: %s", cl->cl_file,
+		snprintf(err, sizeof(err), "%s: cannot read: %s", cl->cl_file,
 		    strerror(errno));
-		goto out;
+		cf_report(cl, err);
 	}
-	rc = 0;
-out:
 	free(line);
 	fclose(fp);
-	return rc;
 }
 
 /* "workers" is TOKEND_WORKERS. */
@@ -647,10 +670,10 @@ cf_envname(const struct cf_key *ck, char *buf, size_t len)
 		buf[i] = (char)toupper((unsigned char)buf[i]);
 }
 
-static int
-cf_env(struct config *cf, struct cf_load *cl, char *err, size_t errlen)
+static void
+cf_env(struct config *cf, struct cf_load *cl)
 {
-	char		 name[64], reason[512];
+	char		 name[64], reason[512], err[1024];
 	const char	*val;
 	size_t		 i;
 
@@ -660,13 +683,86 @@ cf_env(struct config *cf, struct cf_load *cl, char *err, size_t errlen)
 			continue;
 		if (cf_set(&cf_keys[i], cf, val, 1, reason,
 		    sizeof(reason)) == -1) {
-			snprintf(err, errlen, "%s: %s: %s", name,
+			snprintf(err, sizeof(err), "%s: %s: %s", name,
 			    cf_keys[i].ck_name, reason);
-			return -1;
+			cf_report(cl, err);
+			cl->cl_bad[i] = 1;
+			continue;
 		}
 		cl->cl_env[i] = 1;
 	}
-	return 0;
+}
+
+/* Edit distance, capped: enough to tell a typo from another word. */
+static size_t
+cf_distance(const char *a, const char *b)
+{
+	size_t	 row[64], i, j, diag, up, lb = strlen(b);
+
+	if (lb >= sizeof(row) / sizeof(row[0]) || strlen(a) >= 64)
+		return 64;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; a[i - 1] != '\0'; i++) {
+		diag = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			row[j] = diag + (tolower((unsigned char)a[i - 1]) !=
+			    b[j - 1]);
+			if (up + 1 < row[j])
+				row[j] = up + 1;
+			if (row[j - 1] + 1 < row[j])
+				row[j] = row[j - 1] + 1;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/*
+ * A TOKEND_* variable that names no key is most likely a typo that would
+ * otherwise be ignored in silence: warn, naming the nearest key.
+ */
+static void
+cf_env_unknown(void)
+{
+	extern char	**environ;
+	char		**e, name[64];
+	const struct cf_key *near;
+	char		 hint[80];
+	size_t		 i, len, d, best;
+
+	for (e = environ; e != NULL && *e != NULL; e++) {
+		if (strncmp(*e, "TOKEND_", 7) != 0 ||
+		    (len = strcspn(*e, "=")) >= sizeof(name))
+			continue;
+		memcpy(name, *e, len);
+		name[len] = '\0';
+		for (i = 0; cf_tool_vars[i] != NULL; i++)
+			if (strcmp(name, cf_tool_vars[i]) == 0)
+				break;
+		if (cf_tool_vars[i] != NULL)
+			continue;
+		near = NULL;
+		best = 3;
+		for (i = 0; i < CF_NKEYS; i++)
+			if ((d = cf_distance(name + 7, cf_keys[i].ck_name)) <
+			    best) {
+				best = d;
+				near = &cf_keys[i];
+			}
+		if (best == 0)
+			continue;
+		hint[0] = '\0';
+		if (near != NULL) {
+			memcpy(hint, "; did you mean ", 15);
+			cf_envname(near, hint + 15, sizeof(hint) - 16);
+			strcat(hint, "?");
+		}
+		fprintf(stderr, "%s: warning: %s: no such configuration key, "
+		    "ignored%s\n", program_invocation_short_name, name, hint);
+	}
 }
 
 /*
@@ -784,27 +880,65 @@ cf_check_group(const struct config *cf, const struct cf_load *cl, char *err,
 }
 
 static int
-cf_finish(struct config *cf, const struct cf_load *cl, char *err,
-    size_t errlen)
+cf_bad(const struct cf_load *cl, const char *name)
+{
+	return cl->cl_bad[cf_find(name) - cf_keys];
+}
+
+/*
+ * The checks across keys, each reported on its own; one whose key already
+ * had a value refused is skipped, so one mistake is one error line.
+ */
+static void
+cf_finish(struct config *cf, struct cf_load *cl)
 {
 	const struct cf_key	*issuer = cf_find("issuer");
-	char			 where[CF_PATH_LEN + 64];
+	char			 where[CF_PATH_LEN + 64], err[3 * CF_PATH_LEN];
+	int			 tls = cf->cf_ntls_listen > 0;
 
-	if (cf->cf_nlisten + cf->cf_ntls_listen == 0) {
+	if (cf->cf_nlisten + cf->cf_ntls_listen > 0) {
+		if (!cl->cl_env[issuer - cf_keys] &&
+		    cl->cl_line[issuer - cf_keys] == 0)
+			cf_default_issuer(cf);
+	} else if (!cf_bad(cl, "listen") && !cf_bad(cl, "tls_listen")) {
 		cf_origin(cl, cf_find("listen"), 0, where, sizeof(where));
-		snprintf(err, errlen, "%s: listen: no listen or tls_listen "
-		    "address", where);
-		return -1;
+		snprintf(err, sizeof(err), "%s: listen: no listen or "
+		    "tls_listen address", where);
+		cf_report(cl, err);
 	}
-	if (cf->cf_ntls_listen > 0 && (cf_check_tls(cl, "tls_cert",
-	    cf->cf_tls_cert, err, errlen) == -1 || cf_check_tls(cl, "tls_key",
-	    cf->cf_tls_key, err, errlen) == -1))
-		return -1;
-	if (cf_check_group(cf, cl, err, errlen) == -1)
-		return -1;
-	if (!cl->cl_env[issuer - cf_keys] && cl->cl_line[issuer - cf_keys] == 0)
-		cf_default_issuer(cf);
-	return 0;
+	if (tls && !cf_bad(cl, "tls_cert") && cf_check_tls(cl, "tls_cert",
+	    cf->cf_tls_cert, err, sizeof(err)) == -1)
+		cf_report(cl, err);
+	if (tls && !cf_bad(cl, "tls_key") && cf_check_tls(cl, "tls_key",
+	    cf->cf_tls_key, err, sizeof(err)) == -1)
+		cf_report(cl, err);
+	if (!cf_bad(cl, "listen_group") &&
+	    cf_check_group(cf, cl, err, sizeof(err)) == -1)
+		cf_report(cl, err);
+}
+
+/* Defaults, the file, the environment, the checks across keys. */
+static int
+cf_load_all(struct config *cf, struct cf_load *cl, const char *path)
+{
+	char	 err[CF_PATH_LEN + 64];
+
+	cl->cl_file = path;
+	config_defaults(cf);
+	if (path != NULL && strlen(path) >= sizeof(cf->cf_file)) {
+		snprintf(err, sizeof(err), "%.*s: cannot open: %s",
+		    CF_PATH_LEN, path, strerror(ENAMETOOLONG));
+		cf_report(cl, err);
+		return cl->cl_nerr;
+	}
+	if (path != NULL) {
+		strcpy(cf->cf_file, path);
+		cf_file(cf, cl);
+	}
+	cf_env(cf, cl);
+	cf_env_unknown();
+	cf_finish(cf, cl);
+	return cl->cl_nerr;
 }
 
 int
@@ -813,19 +947,147 @@ config_load(struct config *cf, const char *path, char *err, size_t errlen)
 	struct cf_load	 cl;
 
 	memset(&cl, 0, sizeof(cl));
-	cl.cl_file = path;
-	config_defaults(cf);
-	if (path != NULL && strlen(path) >= sizeof(cf->cf_file)) {
-		snprintf(err, errlen, "%s: cannot open: %s", path,
-		    strerror(ENAMETOOLONG));
-		return -1;
+	cl.cl_err = err;
+	cl.cl_errlen = errlen;
+	return cf_load_all(cf, &cl, path) == 0 ? 0 : -1;
+}
+
+int
+config_check(struct config *cf, const char *path, FILE *out)
+{
+	struct cf_load	 cl;
+	char		 first[CF_PATH_LEN + 1024];
+
+	memset(&cl, 0, sizeof(cl));
+	cl.cl_err = first;
+	cl.cl_errlen = sizeof(first);
+	cl.cl_out = out;
+	return cf_load_all(cf, &cl, path);
+}
+
+/* ---- tokend -T: the effective configuration ---------------------------- */
+
+/* A value as the file would take it back: quoted when it must be. */
+static void
+cf_put_value(FILE *out, const char *v)
+{
+	size_t	 len = strlen(v);
+
+	if (len > 0 && strpbrk(v, "#\"\\") == NULL &&
+	    !isspace((unsigned char)v[0]) && !isspace((unsigned char)v[len - 1])) {
+		fputs(v, out);
+		return;
 	}
-	if (path != NULL) {
-		strcpy(cf->cf_file, path);
-		if (cf_file(cf, &cl, err, errlen) == -1)
-			return -1;
+	fputc('"', out);
+	for (; *v != '\0'; v++) {
+		if (*v == '"' || *v == '\\')
+			fputc('\\', out);
+		fputc(*v, out);
 	}
-	if (cf_env(cf, &cl, err, errlen) == -1)
-		return -1;
-	return cf_finish(cf, &cl, err, errlen);
+	fputc('"', out);
+}
+
+/*
+ * database_url without its password, in either libpq form: the URI's
+ * "user:PASSWORD@" and a "password=..." keyword or query parameter.
+ */
+static void
+cf_redact_url(const char *url, char *buf, size_t len)
+{
+	const char	*sch = strstr(url, "://"), *at, *colon, *pw;
+	char		 tmp[CF_URL_LEN + 32];
+
+	snprintf(tmp, sizeof(tmp), "%s", url);
+	if (sch != NULL && (at = strchr(sch + 3, '@')) != NULL &&
+	    (colon = memchr(sch + 3, ':', (size_t)(at - sch - 3))) != NULL)
+		snprintf(tmp, sizeof(tmp), "%.*s:REDACTED%s",
+		    (int)(colon - url), url, at);
+	if ((pw = strstr(tmp, "password=")) != NULL)
+		snprintf(buf, len, "%.*sREDACTED%s", (int)(pw + 9 - tmp), tmp,
+		    pw + 9 + strcspn(pw + 9, " &"));
+	else
+		snprintf(buf, len, "%s", tmp);
+}
+
+static void
+cf_source(const struct cf_load *cl, const struct cf_key *ck, char *buf,
+    size_t len)
+{
+	char	 name[64];
+	size_t	 i = (size_t)(ck - cf_keys);
+
+	if (cl->cl_env[i]) {
+		cf_envname(ck, name, sizeof(name));
+		snprintf(buf, len, "environment %s", name);
+	} else if (cl->cl_line[i] != 0)
+		snprintf(buf, len, "%s:%d", cl->cl_file, cl->cl_line[i]);
+	else
+		snprintf(buf, len, "default");
+}
+
+static void
+cf_print_key(const struct config *cf, const struct cf_load *cl,
+    const struct cf_key *ck, FILE *out)
+{
+	const char	*m = (const char *)cf + ck->ck_off;
+	char		 src[CF_PATH_LEN + 64], val[CF_URL_LEN + 64];
+	size_t		 i, n;
+
+	cf_source(cl, ck, src, sizeof(src));
+	val[0] = '\0';
+	switch (ck->ck_type) {
+	case CT_ADDRS:
+		n = *(const size_t *)((const char *)cf + ck->ck_noff);
+		for (i = 0; i < n; i++)
+			fprintf(out, "%s = %s\t# %s\n", ck->ck_name,
+			    m + i * CF_ADDR_LEN, src);
+		if (n == 0)
+			fprintf(out, "%s = \"\"\t# %s\n", ck->ck_name, src);
+		return;
+	case CT_INT:
+		snprintf(val, sizeof(val), "%d", *(const int *)m);
+		break;
+	case CT_MODE:
+		snprintf(val, sizeof(val), "%04o", *(const int *)m);
+		break;
+	case CT_SIZE:
+		cf_fmt_size(*(const uint64_t *)m, val, sizeof(val));
+		break;
+	case CT_NUM:
+		snprintf(val, sizeof(val), "%g", *(const double *)m);
+		break;
+	case CT_ENUM:
+		snprintf(val, sizeof(val), "%s", ck->ck_words[*(const int *)m]);
+		break;
+	default:
+		if (ck->ck_off == offsetof(struct config, cf_database_url))
+			cf_redact_url(m, val, sizeof(val));
+		else if (*m == '\0' && ck->ck_words != NULL &&
+		    ck->ck_words[0] != NULL)
+			snprintf(val, sizeof(val), "%s", ck->ck_words[0]);
+		else
+			snprintf(val, sizeof(val), "%s", m);
+	}
+	fprintf(out, "%s = ", ck->ck_name);
+	cf_put_value(out, val);
+	fprintf(out, "\t# %s\n", src);
+}
+
+int
+config_print(const char *path, FILE *out)
+{
+	static struct config	 cf;	/* large: not on the stack */
+	struct cf_load		 cl;
+	char			 first[CF_PATH_LEN + 1024];
+	size_t			 i;
+
+	memset(&cl, 0, sizeof(cl));
+	cl.cl_err = first;
+	cl.cl_errlen = sizeof(first);
+	cl.cl_out = stderr;
+	if (cf_load_all(&cf, &cl, path) > 0)
+		return cl.cl_nerr;
+	for (i = 0; i < CF_NKEYS; i++)
+		cf_print_key(&cf, &cl, &cf_keys[i], out);
+	return 0;
 }

@@ -357,8 +357,8 @@ log_swap(int *fd, const char *path, int dflt)
 	return 0;
 }
 
-int
-log_reopen(void)
+static int
+log_reopen_files(void)
 {
 	int	 rc = 0, saved = 0;
 
@@ -372,6 +372,24 @@ log_reopen(void)
 	}
 	errno = rc == -1 ? saved : errno;
 	return rc;
+}
+
+/* SIGUSR1: the line lands in the new file, so logrotate's result shows it. */
+int
+log_reopen(void)
+{
+	int	 saved;
+
+	if (log_reopen_files() == -1) {
+		saved = errno;
+		LOG(LVL_ERROR, "log_reopen_failed", KV_S("file", lg.lg_file[0] ?
+		    lg.lg_file : "stderr"), KV_S("error", strerror(saved)));
+		errno = saved;
+		return -1;
+	}
+	LOG(LVL_INFO, "log_reopened", KV_S("file", lg.lg_file[0] ?
+	    lg.lg_file : "stderr"));
+	return 0;
 }
 
 void
@@ -388,5 +406,5 @@ log_open(const struct config *cf, const char *proc)
 	lg.lg_format = cf->cf_log_format;
 	snprintf(lg.lg_file, sizeof(lg.lg_file), "%s", cf->cf_log_file);
 	snprintf(lg.lg_access, sizeof(lg.lg_access), "%s", cf->cf_access_log);
-	return log_reopen();
+	return log_reopen_files();
 }

@@ -17,12 +17,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 
 #include "proto/proto.h"
 
-#define TOKEND_VERSION "0.1.0"
+/* The build passes `git describe` (GNUmakefile); a bare compile says this. */
+#ifndef TOKEND_VERSION
+#define TOKEND_VERSION "0.2.0"
+#endif
 
 /* ---- Configuration (config.c) ----------------------------------------- */
 
@@ -90,13 +94,31 @@ struct config {
  * is literal and \" and \\ are escapes).  A key given twice: the last wins,
  * except listen and tls_listen, whose lines append (the first listen line
  * replaces the default).  An environment value of listen or tls_listen is a
- * comma- or space-separated list that replaces the whole list.  Unknown
- * TOKEND_* variables are ignored (the test harness sets TOKEND_BIN).
+ * comma- or space-separated list that replaces the whole list.  A
+ * TOKEND_* variable that names no key is ignored with a warning on stderr
+ * that names the nearest key (TOKEND_BIN, TOKEND_KEEP and TOKEND_CONFIG,
+ * which the project's scripts read, are not warned about).
  * Sizes (cache_map_size, max_body) take bytes or a K, M, G, T suffix
  * (KiB, MiB, ...: powers of 1024).  Called before fork, so it may allocate.
  */
 int	config_load(struct config *cf, const char *path, char *err,
 	    size_t errlen);
+
+/*
+ * tokend -t: as config_load, but every error is written to out as its own
+ * line and loading goes on past it.  Returns the number of errors; 0 means
+ * cf is valid.
+ */
+int	config_check(struct config *cf, const char *path, FILE *out);
+
+/*
+ * tokend -T: load as config_check does (errors to stderr), then write the
+ * effective configuration to out, one "key = value\t# source" line per key
+ * (listen: per address), where source is "default", "FILE:LINE" or
+ * "environment TOKEND_KEY".  The output is itself a valid file; the
+ * password in database_url reads REDACTED.  Returns the number of errors.
+ */
+int	config_print(const char *path, FILE *out);
 
 /* Defaults only (used by config_load and the unit tests). */
 void	config_defaults(struct config *cf);

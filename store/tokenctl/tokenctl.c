@@ -190,6 +190,10 @@ ctl_parse(struct ctl *c, int argc, char **argv)
 			ctl_usage_all(stdout);
 			exit(0);
 		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("tokenctl %s\n", TOKEND_VERSION);
+			exit(0);
+		}
 		if ((o = ctl_find_opt(argv[i], &val)) == NULL)
 			ctl_usage(NULL, "unknown option %s", argv[i]);
 		if ((c->ctl_opts & o->o_bit) && o->o_bit != OPT_REDIRECT_URI)

@@ -799,3 +799,148 @@ Test(listen, star_is_dual_stack)
 	}
 	close(a[0].li_fd);
 }
+
+/* ---- tokend -t, -T and unknown variables --------------------------------- */
+
+/* What fn wrote to a FILE, read back whole. */
+static const char *
+slurp(FILE *fp)
+{
+	static char	 buf[16384];
+	size_t		 n;
+
+	fflush(fp);
+	rewind(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* -t names every mistake, one line each, and counts them. */
+Test(config, check_reports_every_error)
+{
+	FILE	*out = tmpfile();
+	char	 want[1024];
+
+	put("workers = banana\ncache_ttl = 5\nfrobnicate = 1\n"
+	    "code_ttl = 601\n");
+	setenv("TOKEND_NEGATIVE_TTL", "-1", 1);
+	cr_assert_eq(config_check(&cf, conf, out), 4);
+	snprintf(want, sizeof(want),
+	    "%s:1: workers: must be an integer from 1 to 256\n"
+	    "%s:3: frobnicate: unknown key\n"
+	    "%s:4: code_ttl: must be an integer from 1 to 600\n"
+	    "TOKEND_NEGATIVE_TTL: negative_ttl: must be an integer from 0 to "
+	    "3600\n", conf, conf, conf);
+	cr_expect_str_eq(slurp(out), want);
+	/* The good lines still took effect, and config_load keeps the first. */
+	cr_expect_eq(cf.cf_cache_ttl, 5);
+	cr_expect_eq(config_load(&cf, conf, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want),
+	    "%s:1: workers: must be an integer from 1 to 256", conf);
+	cr_expect_str_eq(err, want);
+}
+
+/* A refused listen value does not also report "no listen address". */
+Test(config, check_one_mistake_one_line)
+{
+	FILE	*out = tmpfile();
+	char	 want[512];
+
+	put("listen = 127.0.0.1:99999\n");
+	cr_assert_eq(config_check(&cf, conf, out), 1);
+	snprintf(want, sizeof(want), "%s:1: listen: 127.0.0.1:99999: port "
+	    "must be an integer from 1 to 65535\n", conf);
+	cr_expect_str_eq(slurp(out), want);
+}
+
+Test(config, check_clean_file_is_zero)
+{
+	FILE	*out = tmpfile();
+
+	put("workers = 2\n");
+	cr_expect_eq(config_check(&cf, conf, out), 0);
+	cr_expect_str_eq(slurp(out), "");
+}
+
+/* -T: each key once, its value and where it came from; a valid file. */
+Test(config, print_values_and_sources)
+{
+	FILE		*out = tmpfile(), *again;
+	const char	*text;
+	char		 want[512];
+
+	put("# settings\ncache_ttl = 300\nlisten = 127.0.0.1:9000\n"
+	    "listen = unix:/tmp/t.sock\nlog_file = \"/tmp/a #b.log\"\n"
+	    "database_url = postgresql://tok:s3cret@db/tok?password=s3cret\n");
+	setenv("TOKEND_WORKERS", "3", 1);
+	cr_assert_eq(config_print(conf, out), 0);
+	text = slurp(out);
+	snprintf(want, sizeof(want), "cache_ttl = 300\t# %s:2\n", conf);
+	cr_expect_not_null(strstr(text, want), "%s", text);
+	snprintf(want, sizeof(want), "listen = 127.0.0.1:9000\t# %s:4\n"
+	    "listen = unix:/tmp/t.sock\t# %s:4\n", conf, conf);
+	cr_expect_not_null(strstr(text, want), "%s", text);
+	cr_expect_not_null(strstr(text,
+	    "workers = 3\t# environment TOKEND_WORKERS\n"), "%s", text);
+	cr_expect_not_null(strstr(text, "negative_ttl = 10\t# default\n"));
+	cr_expect_not_null(strstr(text, "cache_map_size = 1GiB\t# default\n"));
+	cr_expect_not_null(strstr(text, "listen_mode = 0660\t# default\n"));
+	cr_expect_not_null(strstr(text, "access_log = off\t# default\n"));
+	cr_expect_not_null(strstr(text, "log_file = \"/tmp/a #b.log\""));
+	cr_expect_null(strstr(text, "s3cret"), "password shown: %s", text);
+	cr_expect_not_null(strstr(text, "tok:REDACTED@db"), "%s", text);
+	/* Fed back as a file (the password aside), it loads to the same. */
+	unsetenv("TOKEND_WORKERS");
+	again = fopen(conf, "w");
+	cr_assert_not_null(again);
+	fputs(text, again);
+	fclose(again);
+	cr_assert_eq(config_load(&cf, conf, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(cf.cf_workers, 3);
+	cr_expect_eq(cf.cf_nlisten, 2);
+	cr_expect_str_eq(cf.cf_log_file, "/tmp/a #b.log");
+	cr_expect_eq(cf.cf_cache_ttl, 300);
+}
+
+/* stderr while fn runs, read back. */
+static const char *
+stderr_of(void (*fn)(void))
+{
+	FILE	*tmp = tmpfile();
+	int	 saved = dup(2);
+
+	fflush(stderr);
+	dup2(fileno(tmp), 2);
+	fn();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	return slurp(tmp);
+}
+
+static void
+load_defaults(void)
+{
+	cr_expect_eq(config_load(&cf, NULL, err, sizeof(err)), 0, "%s", err);
+}
+
+/* A typo is a warning naming the key meant; the scripts' own are quiet. */
+Test(config, env_unknown_warns)
+{
+	const char	*text;
+
+	setenv("TOKEND_WORKRES", "3", 1);
+	setenv("TOKEND_NO_SUCH_THING_AT_ALL", "1", 1);
+	setenv("TOKEND_BIN", "/usr/bin", 1);
+	text = stderr_of(load_defaults);
+	cr_expect_not_null(strstr(text, "warning: TOKEND_WORKRES: no such "
+	    "configuration key, ignored; did you mean TOKEND_WORKERS?\n"),
+	    "%s", text);
+	cr_expect_not_null(strstr(text, "warning: TOKEND_NO_SUCH_THING_AT_ALL: "
+	    "no such configuration key, ignored\n"), "%s", text);
+	cr_expect_null(strstr(text, "TOKEND_BIN"), "%s", text);
+	cr_expect_eq(cf.cf_workers, (int)(sysconf(_SC_NPROCESSORS_ONLN) > 256 ?
+	    256 : sysconf(_SC_NPROCESSORS_ONLN)));
+}
