@@ -64,6 +64,9 @@ static const char lookup_sql[] =
     "WHERE t.hash = ANY (ARRAY(SELECT decode(h, 'hex') "
     "FROM unnest(string_to_array($1, ',')) AS h))";
 
+static void lookup_event(struct evsrc *src, uint32_t events);
+static void lookup_tick(void *arg);
+
 struct lookup *
 lookup_new(const struct config *cf, int epfd)
 {
@@ -71,10 +74,14 @@ lookup_new(const struct config *cf, int epfd)
 
 	if ((lk = calloc(1, sizeof(*lk))) == NULL)
 		return NULL;
-	lk->lk_ev.ev_type = EV_LOOKUP;
+	lk->lk_ev.ev_fn = lookup_event;
 	lk->lk_cf = cf;
 	pgconn_init(&lk->lk_pc, epfd, lk, "lookup");
 	lk->lk_wait_tail = &lk->lk_wait;
+	if (worker_timer_add(lookup_tick, lk) == -1) {
+		free(lk);
+		return NULL;
+	}
 	return lk;
 }
 
@@ -533,9 +540,12 @@ lookup_cancel(struct lookup *lk, struct conn *c)
 	c->c_pending = NULL;
 }
 
-void
-lookup_event(struct lookup *lk, uint32_t events)
+/* The connection's socket is ready (lk_ev's handler). */
+static void
+lookup_event(struct evsrc *src, uint32_t events)
 {
+	struct lookup	*lk = (struct lookup *)src;
+
 	if (lk->lk_state == LK_CONNECTING) {
 		lk_connect_poll(lk);
 		return;
@@ -566,11 +576,12 @@ lookup_event(struct lookup *lk, uint32_t events)
 	lk_send_all(lk);
 }
 
-void
-lookup_tick(struct lookup *lk)
+/* Every loop turn: time out, or send what waits (a worker timer). */
+static void
+lookup_tick(void *arg)
 {
-	if (lk == NULL)
-		return;
+	struct lookup	*lk = arg;
+
 	if ((lk->lk_state == LK_CONNECTING &&
 	    W.wk_now_ms - lk->lk_pc.pc_connect_ms > LK_TIMEOUT_MS) ||
 	    (lk->lk_nsent > 0 && W.wk_now_ms -

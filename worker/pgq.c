@@ -50,6 +50,9 @@ struct pgq {
 	struct pgq_req	**q_sent_tail;
 };
 
+static void pgq_event(struct evsrc *src, uint32_t events);
+static void pgq_tick(void *arg);
+
 struct pgq *
 pgq_new(const struct config *cf, int epfd)
 {
@@ -57,11 +60,15 @@ pgq_new(const struct config *cf, int epfd)
 
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return NULL;
-	q->q_ev.ev_type = EV_PGQ;
+	q->q_ev.ev_fn = pgq_event;
 	q->q_cf = cf;
 	pgconn_init(&q->q_pc, epfd, q, "oauth");
 	q->q_wait_tail = &q->q_wait;
 	q->q_sent_tail = &q->q_sent;
+	if (worker_timer_add(pgq_tick, q) == -1) {
+		free(q);
+		return NULL;
+	}
 	return q;
 }
 
@@ -307,9 +314,12 @@ pgq_submit(struct pgq *q, struct conn *c, const char *sql, int nparams,
 	return 0;
 }
 
-void
-pgq_event(struct pgq *q, uint32_t events)
+/* The connection's socket is ready (q_ev's handler). */
+static void
+pgq_event(struct evsrc *src, uint32_t events)
 {
+	struct pgq	*q = (struct pgq *)src;
+
 	if (q->q_state == PQ_CONNECTING) {
 		pgq_connect_poll(q);
 		return;
@@ -332,11 +342,12 @@ pgq_event(struct pgq *q, uint32_t events)
 	}
 }
 
-void
-pgq_tick(struct pgq *q)
+/* Every loop turn: time out, or send what waits (a worker timer). */
+static void
+pgq_tick(void *arg)
 {
-	if (q == NULL)
-		return;
+	struct pgq	*q = arg;
+
 	if (q->q_state == PQ_CONNECTING &&
 	    W.wk_now_ms - q->q_pc.pc_connect_ms > PGQ_TIMEOUT_MS)
 		pgq_down(q, "PostgreSQL did not answer in time");

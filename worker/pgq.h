@@ -48,9 +48,8 @@ struct pgq *pgq_new(const struct config *cf, int epfd);
  */
 int	pgq_submit(struct pgq *q, struct conn *c, const char *sql,
 	    int nparams, const char *const *params, pgq_cb cb, void *arg);
-void	pgq_event(struct pgq *q, uint32_t events);
-/* Sends what was queued, times out stuck queries.  Once per loop turn,
+/* pgq_new registers the socket's evsrc handler and a worker timer that
+ * sends what was queued and times out stuck queries, once per loop turn,
  * after the turn's events. */
-void	pgq_tick(struct pgq *q);
 
 #endif /* TOKEND_PGQ_H */

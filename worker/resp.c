@@ -108,7 +108,7 @@ static void
 resp_refused(struct conn *c)
 {
 	LOG(LVL_ERROR, "header_refused", KV_S("header", c->c_resp_bad),
-	    KV_S("endpoint", endpoint_name(c->c_ep)),
+	    KV_S("endpoint", W.wk_ep_name[c->c_ep]),
 	    KV_I("status", c->c_status));
 	c->c_outlen = c->c_resp_off;
 	resp_error(c, 500, "server_error",
@@ -153,7 +153,7 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 	    us > 0 ? (uint64_t)us : 0);
 	if (log_access_enabled())
 		log_access(method_names[c->c_req.rq_method],
-		    endpoint_name(c->c_ep), c->c_status, len,
+		    W.wk_ep_name[c->c_ep], c->c_status, len,
 		    (double)us / 1e6, c->c_peer);
 }
 

@@ -35,6 +35,8 @@
 
 #define CC_SLOTS	256
 
+struct oauth OA;
+
 struct cc_ent {
 	int		 ce_used;
 	uint8_t		 ce_key[TOKEN_HASH_LEN];
@@ -111,6 +113,8 @@ client_invalid(struct conn *c, const struct oreq *or)
 
 /* ---- request state ------------------------------------------------------- */
 
+static void oreq_wipe(struct pending *pd);
+
 struct oreq *
 oreq_new(struct conn *c)
 {
@@ -130,6 +134,7 @@ oreq_new(struct conn *c)
 		oauth_unavailable(c);
 		return NULL;
 	}
+	or->or_pd.pd_free = oreq_wipe;
 	or->or_arenalen = arenalen;
 	if (form_parse(body, len, &or->or_form, or->or_arena, arenalen) ==
 	    -1) {
@@ -138,22 +143,26 @@ oreq_new(struct conn *c)
 		    "or a parameter given twice");
 		return NULL;
 	}
-	c->c_pending_data = or;
+	c->c_pending_data = &or->or_pd;
 	return or;
+}
+
+/* or_pd's free: the form and the client secret are wiped. */
+static void
+oreq_wipe(struct pending *pd)
+{
+	struct oreq	*or = (struct oreq *)pd;
+
+	/* explicit_bzero, not OPENSSL_cleanse: the same guarantee at
+	 * memset's speed, and this is every OAuth request's 5 KiB. */
+	explicit_bzero(or, sizeof(*or) + or->or_arenalen);
+	free(or);
 }
 
 void
 oreq_free(struct conn *c)
 {
-	struct oreq	*or = c->c_pending_data;
-
-	if (or == NULL)
-		return;
-	/* explicit_bzero, not OPENSSL_cleanse: the same guarantee at
-	 * memset's speed, and this is every OAuth request's 5 KiB. */
-	explicit_bzero(or, sizeof(*or) + or->or_arenalen);
-	free(or);
-	c->c_pending_data = NULL;
+	worker_pending_free(c);
 }
 
 enum handler_result
@@ -170,7 +179,7 @@ oreq_resume(struct conn *c, enum handler_result r)
 	if (r == HANDLER_PENDING)
 		return;
 	oreq_free(c);
-	conn_resume(c);
+	worker_resume(c);
 }
 
 enum handler_result
@@ -198,7 +207,7 @@ oreq_row(struct conn *c, PGresult *res)
 		oreq_resume(c, HANDLER_DONE);
 		return NULL;
 	}
-	return c->c_pending_data;
+	return (struct oreq *)c->c_pending_data;
 }
 
 /* ---- the cache ----------------------------------------------------------- */
@@ -266,7 +275,7 @@ cc_slot(struct client_cache *cc, const uint8_t *key)
 static const struct client_info *
 cc_get(struct oreq *or)
 {
-	struct client_cache *cc = W.wk_clients;
+	struct client_cache *cc = OA.oa_clients;
 	struct cc_ent	*e;
 
 	if (cc == NULL || cc_key(cc, or) == -1)
@@ -285,7 +294,7 @@ cc_get(struct oreq *or)
 static void
 cc_put(struct oreq *or)
 {
-	struct client_cache *cc = W.wk_clients;
+	struct client_cache *cc = OA.oa_clients;
 	struct cc_ent	*e;
 
 	if (cc == NULL || or->or_client_epoch !=
@@ -377,7 +386,7 @@ client_verified(struct conn *c, int ok, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (!ok || or->or_client.ci_id == 0) {
 		client_refused(c, or);
 		oreq_resume(c, HANDLER_DONE);
@@ -448,7 +457,7 @@ client_fetched(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (res == NULL) {
 		oauth_unavailable(c);
 		oreq_resume(c, HANDLER_DONE);

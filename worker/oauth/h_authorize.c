@@ -35,21 +35,25 @@ static const char authorize_sql[] =
 
 /* The request's state, in c_pending_data. */
 struct az_wait {
+	struct pending	 az_pd;		/* first */
 	struct authorize_req az_req;
 	char		 az_user[TI_USER_LEN];
 	char		 az_code[TOKEN_LEN + 1];
 };
 
+/* az_pd's free: the new code is wiped. */
+static void
+az_wipe(struct pending *pd)
+{
+	OPENSSL_cleanse(pd, sizeof(struct az_wait));
+	free(pd);
+}
+
 static enum handler_result
 az_done(struct conn *c, enum handler_result r)
 {
-	struct az_wait	*az = c->c_pending_data;
-
-	if (r == HANDLER_PENDING || az == NULL)
-		return r;
-	OPENSSL_cleanse(az, sizeof(*az));
-	free(az);
-	c->c_pending_data = NULL;
+	if (r != HANDLER_PENDING)
+		worker_pending_free(c);
 	return r;
 }
 
@@ -93,7 +97,7 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	az = c->c_pending_data;
+	az = (struct az_wait *)c->c_pending_data;
 	st = res != NULL && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
 	if (res == NULL || PQntuples(res) != 1)
 		oauth_unavailable(c);
@@ -119,7 +123,7 @@ authorized(struct conn *c, PGresult *res, void *arg)
 		auth_bearer_denied(c, "the token is unknown, expired or "
 		    "revoked");
 	az_done(c, HANDLER_DONE);
-	conn_resume(c);
+	worker_resume(c);
 }
 
 /*
@@ -149,7 +153,7 @@ authorize_bearer_ok(struct conn *c, const struct authorize_req *ar,
 static enum handler_result
 authorize_go(struct conn *c, const struct tok_info *ti)
 {
-	struct az_wait	*az = c->c_pending_data;
+	struct az_wait	*az = (struct az_wait *)c->c_pending_data;
 	const struct authorize_req *ar = &az->az_req;
 	char		 uid[24], hash[2 * TOKEN_HASH_LEN + 1], ttl[16];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1], tid[24];
@@ -189,7 +193,7 @@ authorize_bearer(struct conn *c, const struct tok_info *ti)
 {
 	c->c_pending = NULL;
 	if (az_done(c, authorize_go(c, ti)) == HANDLER_DONE)
-		conn_resume(c);
+		worker_resume(c);
 }
 
 enum handler_result
@@ -210,6 +214,7 @@ h_authorize(struct conn *c)
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
+	az->az_pd.pd_free = az_wipe;
 	/* Parsed now: the body may not outlive a wait for the lookup. */
 	if (oauth_parse_authorize(c->c_in + c->c_inoff + rq->rq_header_bytes,
 	    rq->rq_content_length, &az->az_req, &err, &why) == -1) {
@@ -217,7 +222,7 @@ h_authorize(struct conn *c)
 		az_error(c, 400, err, why);
 		return HANDLER_DONE;
 	}
-	c->c_pending_data = az;
+	c->c_pending_data = &az->az_pd;
 	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, authorize_bearer);
 	if (r == 2)
 		return HANDLER_PENDING;

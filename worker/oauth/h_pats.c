@@ -67,6 +67,7 @@ enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE };
 
 /* The request's state, in c_pending_data. */
 struct pat_wait {
+	struct pending	 pw_pd;			/* first */
 	enum pat_op	 pw_op;
 	struct pat_req	 pw_req;		/* PAT_CREATE */
 	char		 pw_id[24];		/* PAT_DELETE */
@@ -77,16 +78,19 @@ struct pat_wait {
 	char		 pw_token[TOKEN_LEN + 1];
 };
 
+/* pw_pd's free: the new token is wiped. */
+static void
+pw_wipe(struct pending *pd)
+{
+	OPENSSL_cleanse(pd, sizeof(struct pat_wait));
+	free(pd);
+}
+
 static enum handler_result
 pw_done(struct conn *c, enum handler_result r)
 {
-	struct pat_wait	*pw = c->c_pending_data;
-
-	if (r == HANDLER_PENDING || pw == NULL)
-		return r;
-	OPENSSL_cleanse(pw, sizeof(*pw));
-	free(pw);
-	c->c_pending_data = NULL;
+	if (r != HANDLER_PENDING)
+		worker_pending_free(c);
 	return r;
 }
 
@@ -211,7 +215,7 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	pw = c->c_pending_data;
+	pw = (struct pat_wait *)c->c_pending_data;
 	if (res == NULL || PQntuples(res) < 1)
 		oauth_unavailable(c);
 	else if (pw->pw_op == PAT_CREATE)
@@ -221,7 +225,7 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 	else
 		pat_deleted(c, pw, res);
 	pw_done(c, HANDLER_DONE);
-	conn_resume(c);
+	worker_resume(c);
 }
 
 /* ---- the work ---------------------------------------------------------------- */
@@ -294,7 +298,7 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 static enum handler_result
 pats_go(struct conn *c, const struct tok_info *ti)
 {
-	struct pat_wait	*pw = c->c_pending_data;
+	struct pat_wait	*pw = (struct pat_wait *)c->c_pending_data;
 	char		 uid[24], tid[24], hash[2 * TOKEN_HASH_LEN + 1], exp[24];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 	const char	*p[9] = { uid, tid }, *sql = list_sql;
@@ -334,7 +338,7 @@ pats_bearer(struct conn *c, const struct tok_info *ti)
 {
 	c->c_pending = NULL;
 	if (pw_done(c, pats_go(c, ti)) == HANDLER_DONE)
-		conn_resume(c);
+		worker_resume(c);
 }
 
 /* Authenticate, then do pw's operation. */
@@ -344,7 +348,8 @@ pats_start(struct conn *c, struct pat_wait *pw)
 	struct tok_info	 ti;
 	int		 r;
 
-	c->c_pending_data = pw;
+	pw->pw_pd.pd_free = pw_wipe;
+	c->c_pending_data = &pw->pw_pd;
 	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, pats_bearer);
 	if (r == 2)
 		return HANDLER_PENDING;

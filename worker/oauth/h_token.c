@@ -173,7 +173,7 @@ issued(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (res == NULL)
 		oauth_unavailable(c);
 	else if (PQntuples(res) != 1 ||
@@ -257,7 +257,7 @@ password_verified(struct conn *c, int ok, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (!ok || or->or_user_id == 0) {
 		login_failed(c, or, or->or_user_id == 0 ? "unknown user" :
 		    "wrong password");

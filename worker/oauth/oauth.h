@@ -130,6 +130,7 @@ struct oreq;
 typedef enum handler_result (*oreq_fn)(struct conn *c, struct oreq *or);
 
 struct oreq {
+	struct pending	 or_pd;			/* first: c_pending_data */
 	struct form	 or_form;		/* strings in or_arena */
 	/* The presented client credentials (client.c). */
 	int		 or_basic;		/* Basic was tried */
@@ -209,9 +210,28 @@ void	oauth_cache_revoke(const char *hexlist);
 void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
 	    uint64_t epoch);
 
+/* ---- module.c: the routes and set-up the engine runs -------------------- */
+
+/* What master/main.c passes to worker_main. */
+extern const struct worker_module oauth_module;
+
+enum handler_result h_token(struct conn *c);
+enum handler_result h_authorize(struct conn *c);
+enum handler_result h_introspect(struct conn *c);
+enum handler_result h_revoke(struct conn *c);
+enum handler_result h_wellknown(struct conn *c);
+enum handler_result h_pats(struct conn *c);
+enum handler_result h_pat_delete(struct conn *c);
+
 /* ---- client.c ------------------------------------------------------------- */
 
 struct client_cache;
+
+/* The module's per-worker state (client.c), set up by oauth_init. */
+struct oauth {
+	struct client_cache *oa_clients;	/* authenticated clients */
+};
+extern struct oauth OA;
 
 /* After fork: a worker's empty cache (NULL: none, every auth is fetched). */
 struct client_cache *client_cache_new(void);
