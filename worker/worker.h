@@ -325,6 +325,15 @@ void	resp_json_end(struct conn *c, json_t *obj);
 /* A new {"error", "error_description"} object (the caller's reference). */
 json_t	*resp_error_obj(const char *error, const char *desc);
 
+/* ---- metrics.c --------------------------------------------------------- */
+
+/*
+ * The Prometheus text of every counter, summed over all slots, into buf.
+ * cache_entries is the caller's LMDB count (-1: unknown).  Returns the
+ * length, or -1 when buf is too small.
+ */
+int	metrics_render(long long cache_entries, char *buf, size_t buflen);
+
 /* ---- dispatch.c -------------------------------------------------------- */
 
 /* Label each endpoint from the routes of the engine and W.wk_mods. */
