@@ -308,12 +308,18 @@ shm_count_request(struct shm_slot *sl, enum endpoint ep, int status,
 }
 
 int64_t
-shm_now_ms(void)
+shm_now_us(void)
 {
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+shm_now_ms(void)
+{
+	return shm_now_us() / 1000;
 }
 
 /* ---- summing ----------------------------------------------------------- */

@@ -268,6 +268,8 @@ void	shm_count_request(struct shm_slot *sl, enum endpoint ep, int status,
 
 /* Monotonic milliseconds (CLOCK_MONOTONIC), the clock of sh_pg_ok_ms. */
 int64_t	shm_now_ms(void);
+/* The same clock in microseconds (request durations). */
+int64_t	shm_now_us(void);
 
 /*
  * One counter summed over every slot: off is its offset in struct shm_slot

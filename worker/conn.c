@@ -467,7 +467,7 @@ conn_parse_all(struct conn *c)
 			return 0;
 		}
 		conn_list_remove(c);
-		c->c_start_us = worker_now_us();
+		c->c_start_us = shm_now_us();
 		if (r < 0) {
 			/* A bad request poisons the rest of the stream. */
 			c->c_req.rq_method = HTTP_OTHER;
@@ -535,7 +535,7 @@ conn_expire(int64_t now_ms)
 		c->c_req.rq_method = HTTP_OTHER;
 		c->c_keepalive = 0;
 		c->c_ep = EP_OTHER;
-		c->c_start_us = worker_now_us();
+		c->c_start_us = shm_now_us();
 		resp_error(c, 408, "request_timeout",
 		    "the request was not received in time");
 		c->c_close = 1;

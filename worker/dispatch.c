@@ -89,8 +89,8 @@ dispatch(struct conn *c)
 	if ((rt->wr_methods & WR_M(c->c_req.rq_method)) == 0) {
 		resp_start(c, 405);
 		resp_header(c, "Allow", rt->wr_allow);
-		resp_json_end(c, resp_error_obj("method_not_allowed",
-		    "this endpoint does not accept that method"));
+		resp_error_end(c, "method_not_allowed",
+		    "this endpoint does not accept that method");
 		return HANDLER_DONE;
 	}
 	return rt->wr_fn(c);

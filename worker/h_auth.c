@@ -55,7 +55,7 @@ auth_challenge(struct conn *c, int status, const char *error,
 		resp_headerf(c, "WWW-Authenticate", "Bearer realm=\"tokend\", "
 		    "error=\"%s\", scope=\"%s\"", error, scope);
 	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, resp_error_obj(error ? error : "unauthorized", desc));
+	resp_error_end(c, error ? error : "unauthorized", desc);
 }
 
 static void
@@ -63,8 +63,8 @@ auth_unavailable(struct conn *c)
 {
 	resp_start(c, 503);
 	resp_header(c, "Retry-After", "1");
-	resp_json_end(c, resp_error_obj("temporarily_unavailable",
-	    "PostgreSQL is unreachable and the token cannot be verified"));
+	resp_error_end(c, "temporarily_unavailable",
+	    "PostgreSQL is unreachable and the token cannot be verified");
 }
 
 /* The answer for a token we have facts about (cache hit or fresh row). */

@@ -148,7 +148,7 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 	out_append(c, "\r\n", 2);
 	if (c->c_req.rq_method != HTTP_HEAD && len > 0)
 		out_append(c, body, len);
-	us = worker_now_us() - c->c_start_us;
+	us = shm_now_us() - c->c_start_us;
 	shm_count_request(W.wk_slot, c->c_ep, c->c_status,
 	    us > 0 ? (uint64_t)us : 0);
 	if (log_access_enabled())
@@ -157,17 +157,18 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 		    (double)us / 1e6, c->c_peer);
 }
 
-json_t *
-resp_error_obj(const char *error, const char *desc)
+void
+resp_error_end(struct conn *c, const char *error, const char *desc)
 {
-	return json_pack("{s:s, s:s}", "error", error, "error_description",
-	    desc);
+	resp_json_end(c, json_pack("{s:s, s:s}", "error", error,
+	    "error_description", desc));
 }
 
 void
 resp_error(struct conn *c, int status, const char *error, const char *desc)
 {
-	resp_json(c, status, resp_error_obj(error, desc));
+	resp_start(c, status);
+	resp_error_end(c, error, desc);
 }
 
 void

@@ -40,15 +40,6 @@ worker_clock(void)
 	    &tm);
 }
 
-int64_t
-worker_now_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 int
 worker_ep_add(int fd, uint32_t events, struct evsrc *src)
 {

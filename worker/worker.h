@@ -238,8 +238,6 @@ extern struct worker W;
 
 /* Read the clocks into W: once per loop turn. */
 void	worker_clock(void);
-/* Microseconds on the monotonic clock. */
-int64_t	worker_now_us(void);
 /* Add fd to the epoll set with src as its data: 0, or -1 (logged). */
 int	worker_ep_add(int fd, uint32_t events, struct evsrc *src);
 /* Arm (1) or disarm (0) the listeners: max_connections, stopping. */
@@ -315,15 +313,18 @@ void	resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
  * the body (omitted for HEAD); counts the request in /metrics. */
 void	resp_end(struct conn *c, const char *ctype, const void *body,
 	    size_t len);
-/* {"error": error, "error_description": desc} with status. */
+/*
+ * The one error answer of the engine and its modules: the body
+ * {"error": error, "error_description": desc}, as the whole response
+ * (resp_error) or after resp_start and headers (resp_error_end).
+ */
 void	resp_error(struct conn *c, int status, const char *error,
 	    const char *desc);
+void	resp_error_end(struct conn *c, const char *error, const char *desc);
 /* Serialise a jansson object as the whole response (resp_json) or as the
  * body after resp_start and headers (resp_json_end); both steal obj. */
 void	resp_json(struct conn *c, int status, json_t *obj);
 void	resp_json_end(struct conn *c, json_t *obj);
-/* A new {"error", "error_description"} object (the caller's reference). */
-json_t	*resp_error_obj(const char *error, const char *desc);
 
 /* ---- metrics.c --------------------------------------------------------- */
 

@@ -81,7 +81,28 @@ oauth_body(struct conn *c, int status, const char *json, size_t len)
 void
 oauth_error(struct conn *c, int status, const char *error, const char *desc)
 {
-	oauth_json(c, status, resp_error_obj(error, desc));
+	oauth_headers(c, status);
+	resp_error_end(c, error, desc);
+}
+
+void
+oauth_api_error(struct conn *c, int status, const char *error,
+    const char *desc)
+{
+	resp_start(c, status);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_error_end(c, error, desc);
+}
+
+enum handler_result
+oauth_query(struct conn *c, const char *sql, int nparams,
+    const char *const *params, pgq_cb cb)
+{
+	if (pgq_submit(W.wk_pgq, c, sql, nparams, params, cb, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
 }
 
 void
@@ -89,8 +110,8 @@ oauth_unavailable(struct conn *c)
 {
 	oauth_headers(c, 503);
 	resp_header(c, "Retry-After", "1");
-	resp_json_end(c, resp_error_obj("temporarily_unavailable",
-	    "PostgreSQL is unreachable or busy; try again"));
+	resp_error_end(c, "temporarily_unavailable",
+	    "PostgreSQL is unreachable or busy; try again");
 }
 
 void
@@ -98,7 +119,7 @@ oauth_busy(struct conn *c, int wait, const char *desc)
 {
 	oauth_headers(c, 429);
 	resp_headerf(c, "Retry-After", "%d", wait > 0 ? wait : 1);
-	resp_json_end(c, resp_error_obj("temporarily_unavailable", desc));
+	resp_error_end(c, "temporarily_unavailable", desc);
 }
 
 void
@@ -107,8 +128,8 @@ client_invalid(struct conn *c, const struct oreq *or)
 	oauth_headers(c, 401);
 	if (or->or_basic)
 		resp_header(c, "WWW-Authenticate", "Basic realm=\"tokend\"");
-	resp_json_end(c, resp_error_obj("invalid_client",
-	    "client authentication failed"));
+	resp_error_end(c, "invalid_client",
+	    "client authentication failed");
 }
 
 /* ---- request state ------------------------------------------------------- */
@@ -504,10 +525,5 @@ client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 		return HANDLER_DONE;
 	or->or_client_epoch = __atomic_load_n(&W.wk_shm->sh_client_epoch,
 	    __ATOMIC_ACQUIRE);
-	if (pgq_submit(W.wk_pgq, c, client_sql, 1, params, client_fetched,
-	    NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, client_sql, 1, params, client_fetched);
 }

@@ -58,14 +58,6 @@ az_done(struct conn *c, enum handler_result r)
 }
 
 static void
-az_error(struct conn *c, int status, const char *error, const char *desc)
-{
-	resp_start(c, status);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, resp_error_obj(error, desc));
-}
-
-static void
 az_answer(struct conn *c, struct az_wait *az, PGresult *res)
 {
 	const struct authorize_req *ar = &az->az_req;
@@ -74,7 +66,7 @@ az_answer(struct conn *c, struct az_wait *az, PGresult *res)
 
 	if (oauth_redirect_to(ar->ar_redirect_uri, az->az_code,
 	    ar->ar_has_state ? ar->ar_state : NULL, to, sizeof(to)) == -1) {
-		az_error(c, 400, "invalid_request", "redirect_uri and state "
+		oauth_api_error(c, 400, "invalid_request", "redirect_uri and state "
 		    "are too long");
 		return;
 	}
@@ -104,15 +96,15 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	else if (strcmp(st, "ok") == 0)
 		az_answer(c, az, res);
 	else if (strcmp(st, "unknown_client") == 0)
-		az_error(c, 400, "invalid_request", "unknown client_id");
+		oauth_api_error(c, 400, "invalid_request", "unknown client_id");
 	else if (strcmp(st, "bad_redirect_uri") == 0)
-		az_error(c, 400, "invalid_request", "redirect_uri is not one "
+		oauth_api_error(c, 400, "invalid_request", "redirect_uri is not one "
 		    "registered for this client");
 	else if (strcmp(st, "pkce_required") == 0)
-		az_error(c, 400, "invalid_request", "a public client must use "
+		oauth_api_error(c, 400, "invalid_request", "a public client must use "
 		    "PKCE: code_challenge with code_challenge_method S256");
 	else if (strcmp(st, "invalid_scope") == 0)
-		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
+		oauth_api_error(c, 400, "invalid_scope", "the requested scope exceeds "
 		    "the client's or the access token's");
 	else if (strcmp(st, "not_first_party") == 0)
 		auth_bearer_forbidden(c, "only an access token issued to a "
@@ -142,7 +134,7 @@ authorize_bearer_ok(struct conn *c, const struct authorize_req *ar,
 		return 0;
 	}
 	if (ar->ar_has_scope && !scope_subset(ar->ar_scope, ti->ti_scope)) {
-		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
+		oauth_api_error(c, 400, "invalid_scope", "the requested scope exceeds "
 		    "the access token's");
 		return 0;
 	}
@@ -180,12 +172,7 @@ authorize_go(struct conn *c, const struct tok_info *ti)
 	p[6] = ar->ar_has_challenge ? ar->ar_challenge : NULL;
 	p[7] = ttl;
 	p[8] = tid;
-	if (pgq_submit(W.wk_pgq, c, authorize_sql, 9, p, authorized,
-	    NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, authorize_sql, 9, p, authorized);
 }
 
 static void
@@ -206,7 +193,7 @@ h_authorize(struct conn *c)
 	int		 r;
 
 	if (!oauth_ctype_is(rq->rq_content_type, "application/json")) {
-		az_error(c, 415, "invalid_request", "the body must be "
+		oauth_api_error(c, 415, "invalid_request", "the body must be "
 		    "application/json");
 		return HANDLER_DONE;
 	}
@@ -219,7 +206,7 @@ h_authorize(struct conn *c)
 	if (oauth_parse_authorize(c->c_in + c->c_inoff + rq->rq_header_bytes,
 	    rq->rq_content_length, &az->az_req, &err, &why) == -1) {
 		free(az);
-		az_error(c, 400, err, why);
+		oauth_api_error(c, 400, err, why);
 		return HANDLER_DONE;
 	}
 	c->c_pending_data = &az->az_pd;

@@ -72,6 +72,12 @@ oauth_cache_revoke(const char *hexlist)
 	free(h);
 }
 
+uint64_t
+oauth_cache_epoch(void)
+{
+	return __atomic_load_n(&W.wk_shm->sh_cache_epoch, __ATOMIC_ACQUIRE);
+}
+
 void
 oauth_cache_issued(const char *tok, const struct tok_info *ti,
     uint64_t epoch)
@@ -188,12 +194,7 @@ introspect_refresh_start(struct conn *c, struct oreq *or, const char *tok)
 
 	oauth_hash_hex(tok, hex);
 	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
-	if (pgq_submit(W.wk_pgq, c, refresh_info_sql, 2, p,
-	    introspect_refresh, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, refresh_info_sql, 2, p, introspect_refresh);
 }
 
 static enum handler_result
@@ -314,11 +315,7 @@ revoke_go(struct conn *c, struct oreq *or)
 	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	p[0] = hex;
 	p[1] = cid;
-	if (pgq_submit(W.wk_pgq, c, revoke_sql, 2, p, revoked, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, revoke_sql, 2, p, revoked);
 }
 
 enum handler_result

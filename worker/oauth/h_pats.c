@@ -94,14 +94,6 @@ pw_done(struct conn *c, enum handler_result r)
 	return r;
 }
 
-static void
-pat_error(struct conn *c, int status, const char *error, const char *desc)
-{
-	resp_start(c, status);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, resp_error_obj(error, desc));
-}
-
 /* A nullable text column as a JSON string or null. */
 static json_t *
 col(PGresult *res, int r, int k)
@@ -127,11 +119,11 @@ pat_status(struct conn *c, PGresult *res)
 		auth_bearer_forbidden(c, "only an access token issued to a "
 		    "first-party client may manage personal access tokens");
 	else if (strcmp(st, "reauthentication_required") == 0)
-		pat_error(c, 403, st, reauth_why);
+		oauth_api_error(c, 403, st, reauth_why);
 	else if (strcmp(st, "invalid_scope") == 0)
-		pat_error(c, 400, st, scope_why);
+		oauth_api_error(c, 400, st, scope_why);
 	else if (strcmp(st, "invalid_lifetime") == 0)
-		pat_error(c, 400, "invalid_request", "expires_in exceeds "
+		oauth_api_error(c, 400, "invalid_request", "expires_in exceeds "
 		    "pat_max_lifetime");
 	else if (strcmp(st, "invalid_user") == 0)
 		auth_bearer_denied(c, "the user is disabled");
@@ -195,7 +187,7 @@ pat_deleted(struct conn *c, struct pat_wait *pw, PGresult *res)
 	if (!pat_status(c, res))
 		return;
 	if (PQgetisnull(res, 0, 1)) {
-		pat_error(c, 404, "not_found", "no such personal access token");
+		oauth_api_error(c, 404, "not_found", "no such personal access token");
 		return;
 	}
 	/* Gone from every worker's cache before the 204. */
@@ -241,13 +233,13 @@ pat_limits(struct conn *c, struct pat_req *pr, const struct tok_info *ti)
 	char		 why[96];
 
 	if (W.wk_now - ti->ti_iat >= OA_PAT_REAUTH) {
-		pat_error(c, 403, "reauthentication_required", reauth_why);
+		oauth_api_error(c, 403, "reauthentication_required", reauth_why);
 		return -1;
 	}
 	if (max != 0 && pr->pr_expires_in > max) {
 		snprintf(why, sizeof(why), "expires_in exceeds "
 		    "pat_max_lifetime (%lld seconds)", (long long)max);
-		pat_error(c, 400, "invalid_request", why);
+		oauth_api_error(c, 400, "invalid_request", why);
 		return -1;
 	}
 	if (pr->pr_expires_in == 0)
@@ -269,7 +261,7 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
 		    ti->ti_scope);
 	else if (!scope_subset(pr->pr_scope, ti->ti_scope)) {
-		pat_error(c, 400, "invalid_scope", scope_why);
+		oauth_api_error(c, 400, "invalid_scope", scope_why);
 		return -1;
 	} else
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
@@ -326,11 +318,7 @@ pats_go(struct conn *c, const struct tok_info *ti)
 		sql = delete_sql;
 		n = 3;
 	}
-	if (pgq_submit(W.wk_pgq, c, sql, n, p, pat_answered, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, sql, n, p, pat_answered);
 }
 
 static void
@@ -372,7 +360,7 @@ h_pats(struct conn *c)
 		return pats_start(c, pw);
 	if (!oauth_ctype_is(rq->rq_content_type, "application/json")) {
 		free(pw);
-		pat_error(c, 415, "invalid_request", "the body must be "
+		oauth_api_error(c, 415, "invalid_request", "the body must be "
 		    "application/json");
 		return HANDLER_DONE;
 	}
@@ -380,7 +368,7 @@ h_pats(struct conn *c)
 	if (oauth_parse_pat(c->c_in + c->c_inoff + rq->rq_header_bytes,
 	    rq->rq_content_length, &pw->pw_req, &err, &why) == -1) {
 		free(pw);
-		pat_error(c, 400, err, why);
+		oauth_api_error(c, 400, err, why);
 		return HANDLER_DONE;
 	}
 	return pats_start(c, pw);

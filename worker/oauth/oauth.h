@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "worker/hashpool.h"
+#include "worker/pgq.h"
 #include "worker/worker.h"
 
 #define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
@@ -189,10 +190,22 @@ void	oauth_json(struct conn *c, int status, json_t *obj);
 void	oauth_body(struct conn *c, int status, const char *json, size_t len);
 void	oauth_error(struct conn *c, int status, const char *error,
 	    const char *desc);
+/* The JSON APIs' errors (/authorize, /pats): Cache-Control: no-store. */
+void	oauth_api_error(struct conn *c, int status, const char *error,
+	    const char *desc);
 /* 503 temporarily_unavailable with Retry-After. */
 void	oauth_unavailable(struct conn *c);
+/*
+ * Queue sql for c on the OAuth connection (pgq.h; cb gets arg NULL):
+ * HANDLER_PENDING, or HANDLER_DONE after answering 503 when it cannot be.
+ */
+enum handler_result oauth_query(struct conn *c, const char *sql,
+	    int nparams, const char *const *params, pgq_cb cb);
 /* 429 temporarily_unavailable with Retry-After: wait seconds (at least 1). */
 void	oauth_busy(struct conn *c, int wait, const char *desc);
+
+/* sh_cache_epoch now, read before a query that issues tokens (acquire). */
+uint64_t oauth_cache_epoch(void);
 
 /*
  * After a revocation committed in PostgreSQL: bump sh_cache_epoch, then
