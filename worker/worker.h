@@ -1,22 +1,37 @@
 /*
- * worker: one process of the prefork pool.  An epoll loop over the shared
- * listeners, its client connections, the master's pipe and its own
- * PostgreSQL connection; HTTP/1.1 with keep-alive and pipelining.
+ * worker: the engine of one process of the prefork pool.  An epoll loop
+ * over the shared listeners, its client connections, the master's pipe and
+ * its own PostgreSQL connections; HTTP/1.1 with keep-alive and pipelining.
+ * OAuth plugs in as a module (worker/oauth/oauth.h); worker/README.md has
+ * the design.  From the bottom up; each file calls only files listed
+ * before it:
  *
- *   loop.c      worker_main: set-up after fork, the loop, timers, shutdown.
- *   conn.c      a connection: read, parse, dispatch in order, write.
- *   resp.c      building responses into the connection's output buffer.
- *   dispatch.c  the route table: path and method to handler, 404/405.
- *   h_ops.c     /healthz, /readyz, /metrics.
- *   h_auth.c    /auth: bearer validation through the cache.
- *   pgq.c       the OAuth endpoints' pipelined PostgreSQL connection.
+ *   worker.c    W, the clocks, the epoll set, listeners' arming, timers,
+ *               worker_resume: what every file above needs.
+ *   tls.c       TLS for tls_listen connections.
+ *   resp.c      building responses into the connection's output buffer,
+ *               the one JSON error answer.
+ *   metrics.c   the /metrics text from shm's counters.
  *   hashpool.c  argon2id verification threads.
- *   oauth/      OAuth 2.0 and PATs (worker/oauth/oauth.h).
+ *   pgconn.c    the asynchronous PostgreSQL driver (pgconn.h), used by
+ *   lookup.c    the cache misses' batched lookups, and by
+ *   pgq.c       the OAuth endpoints' queries.
+ *   h_auth.c    /auth: bearer validation through the cache.
+ *   h_ops.c     /healthz, /readyz, /metrics.
+ *   dispatch.c  the routes (the engine's, then each module's): path and
+ *               method to handler, 404/405, the endpoints' labels.
+ *   conn.c      a connection: read, parse, dispatch in order, write.
+ *   loop.c      worker_main: set-up after fork, the loop, the stop.
  *
- * Contract: worker_main runs only in a child the master just forked; it owns
- * everything it opens and exits the process (never returns).  Handlers run
- * inside the loop and must never block: work that needs PostgreSQL parks
- * the connection (HANDLER_PENDING) and resumes it from the loop.
+ * Contract: worker_main runs only in a child the master just forked, with
+ * the modules the master hands it; it owns everything it opens and exits
+ * the process (never returns).  Everything here runs on the loop thread
+ * except hashpool's workers (hashpool.h).  Handlers must never block: work
+ * that needs PostgreSQL or argon2 parks the connection (HANDLER_PENDING,
+ * its state in c_pending_data behind a struct pending) and a completion
+ * resumes it through worker_resume once the answer is written.  A
+ * connection closed while parked has its request cancelled (the
+ * completion gets c NULL) and its state freed through pd_free.
  */
 #ifndef TOKEND_WORKER_H
 #define TOKEND_WORKER_H

@@ -1,24 +1,35 @@
 /*
- * The OAuth 2.0 endpoints' shared parts (worker-internal).
+ * The OAuth 2.0 module of the worker: the endpoints /token, /authorize,
+ * /introspect, /revoke, /pats and the RFC 8414 metadata.  It runs in
+ * worker processes only, on the loop thread, and plugs into the engine
+ * through oauth_module (module.c), which master/main.c hands to
+ * worker_main; the engine names nothing of it.  worker/oauth/README.md has
+ * the design.
  *
- *   oauth_util.c   pure functions: HTTP Basic decoding, scopes, PKCE, the
- *                  refresh successor box (HKDF + AES-256-GCM), the JSON
- *                  bodies of /authorize and /pats, redirect_to.  They touch
- *                  no worker state, so the fuzzers and unit tests link them
- *                  alone.
- *   client.c       client authentication and its per-worker cache.
+ *   oauth_util.c   pure functions: HTTP Basic decoding, PKCE, the refresh
+ *                  successor box (HKDF + AES-256-GCM), the JSON bodies of
+ *                  /authorize and /pats (their scopes through proto/'s
+ *                  scope functions), redirect_to.  They touch no worker
+ *                  state, so the fuzzers and tests/unit/test_oauth_util.c
+ *                  link them with proto/ alone.
+ *   client.c       responses, the form request state, client
+ *                  authentication and its per-worker cache (OA).
+ *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata,
+ *                  the shared cache after issuing or revoking.
  *   h_token.c      POST /token: the four grants.
- *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata.
  *   h_authorize.c  POST /authorize.
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
+ *   module.c       the routes and the per-worker set-up.
  *
  * A form endpoint's request state is one struct oreq in c_pending_data,
  * made by oreq_new and freed when the response is written (oreq_done,
- * oreq_resume) or, if the connection dies while parked, by conn_close.  It
- * is one malloc'd block (the form's strings live in its arena), since
- * conn_close frees it with a plain free().  Every asynchronous step (pgq,
- * hashpool, lookup) finds it again through c->c_pending_data, and does
- * nothing when its callback gets c NULL.
+ * oreq_resume) or, if the connection dies while parked, by conn_close,
+ * both through its struct pending header, which wipes the whole block
+ * (the form's strings, the client secret, a password live in it).  Every
+ * asynchronous step (pgq, hashpool, lookup) finds it again through
+ * c->c_pending_data, and does nothing when its callback gets c NULL.
+ * Errors are answered here as JSON {"error","error_description"} through
+ * resp.c's resp_error_end, with Cache-Control: no-store.
  */
 #ifndef TOKEND_OAUTH_H
 #define TOKEND_OAUTH_H
