@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,6 +147,23 @@ worker_pending_free(struct conn *c)
 		return;
 	c->c_pending_data = NULL;
 	pd->pd_free(pd);
+}
+
+enum handler_result
+worker_pending_done(struct conn *c, enum handler_result r)
+{
+	if (r != HANDLER_PENDING)
+		worker_pending_free(c);
+	return r;
+}
+
+/* explicit_bzero: a wipe the compiler may not drop, at memset's speed
+ * (an OAuth form's state is 5 KiB). */
+void
+worker_pending_wipe(struct pending *pd)
+{
+	explicit_bzero(pd, pd->pd_size);
+	free(pd);
 }
 
 void

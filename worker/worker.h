@@ -72,6 +72,7 @@ struct evsrc {
  */
 struct pending {
 	void	(*pd_free)(struct pending *pd);
+	size_t	  pd_size;	/* for worker_pending_wipe: the whole block */
 };
 
 /*
@@ -278,6 +279,12 @@ int	worker_timer_add(worker_timer_fn fn, void *arg);
 void	worker_timers_run(void);
 /* Free c's pending state through its header (none: nothing). */
 void	worker_pending_free(struct conn *c);
+/* A handler's result: when it is not HANDLER_PENDING, free the state.
+ * Returns r. */
+enum handler_result worker_pending_done(struct conn *c,
+	    enum handler_result r);
+/* A pd_free for a state that holds secrets: wipe pd_size bytes, free. */
+void	worker_pending_wipe(struct pending *pd);
 /*
  * A parked connection's handler finished (its answer is written): the
  * engine writes it and goes on parsing.  Completions call this, not

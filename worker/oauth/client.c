@@ -134,8 +134,6 @@ client_invalid(struct conn *c, const struct oreq *or)
 
 /* ---- request state ------------------------------------------------------- */
 
-static void oreq_wipe(struct pending *pd);
-
 struct oreq *
 oreq_new(struct conn *c)
 {
@@ -155,7 +153,9 @@ oreq_new(struct conn *c)
 		oauth_unavailable(c);
 		return NULL;
 	}
-	or->or_pd.pd_free = oreq_wipe;
+	/* The form and the client secret are wiped with the state. */
+	or->or_pd.pd_free = worker_pending_wipe;
+	or->or_pd.pd_size = sizeof(*or) + arenalen;
 	or->or_arenalen = arenalen;
 	if (form_parse(body, len, &or->or_form, or->or_arena, arenalen) ==
 	    -1) {
@@ -166,18 +166,6 @@ oreq_new(struct conn *c)
 	}
 	c->c_pending_data = &or->or_pd;
 	return or;
-}
-
-/* or_pd's free: the form and the client secret are wiped. */
-static void
-oreq_wipe(struct pending *pd)
-{
-	struct oreq	*or = (struct oreq *)pd;
-
-	/* explicit_bzero, not OPENSSL_cleanse: the same guarantee at
-	 * memset's speed, and this is every OAuth request's 5 KiB. */
-	explicit_bzero(or, sizeof(*or) + or->or_arenalen);
-	free(or);
 }
 
 void
@@ -192,6 +180,18 @@ oreq_done(struct conn *c, enum handler_result r)
 	if (r == HANDLER_DONE)
 		oreq_free(c);
 	return r;
+}
+
+enum handler_result
+oreq_client_then(struct conn *c, int need_conf, oreq_fn next)
+{
+	struct oreq	*or;
+
+	if ((or = oreq_new(c)) == NULL)
+		return HANDLER_DONE;
+	if (client_creds(c, or) == -1)
+		return oreq_done(c, HANDLER_DONE);
+	return oreq_done(c, client_auth(c, or, need_conf, next));
 }
 
 void

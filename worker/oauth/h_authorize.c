@@ -41,21 +41,6 @@ struct az_wait {
 	char		 az_code[TOKEN_LEN + 1];
 };
 
-/* az_pd's free: the new code is wiped. */
-static void
-az_wipe(struct pending *pd)
-{
-	OPENSSL_cleanse(pd, sizeof(struct az_wait));
-	free(pd);
-}
-
-static enum handler_result
-az_done(struct conn *c, enum handler_result r)
-{
-	if (r != HANDLER_PENDING)
-		worker_pending_free(c);
-	return r;
-}
 
 static void
 az_answer(struct conn *c, struct az_wait *az, PGresult *res)
@@ -114,7 +99,7 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	else
 		auth_bearer_denied(c, "the token is unknown, expired or "
 		    "revoked");
-	az_done(c, HANDLER_DONE);
+	worker_pending_done(c, HANDLER_DONE);
 	worker_resume(c);
 }
 
@@ -179,7 +164,7 @@ static void
 authorize_bearer(struct conn *c, const struct tok_info *ti)
 {
 	c->c_pending = NULL;
-	if (az_done(c, authorize_go(c, ti)) == HANDLER_DONE)
+	if (worker_pending_done(c, authorize_go(c, ti)) == HANDLER_DONE)
 		worker_resume(c);
 }
 
@@ -201,7 +186,9 @@ h_authorize(struct conn *c)
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
-	az->az_pd.pd_free = az_wipe;
+	/* The new code is wiped with the state. */
+	az->az_pd.pd_free = worker_pending_wipe;
+	az->az_pd.pd_size = sizeof(*az);
 	/* Parsed now: the body may not outlive a wait for the lookup. */
 	if (oauth_parse_authorize(c->c_in + c->c_inoff + rq->rq_header_bytes,
 	    rq->rq_content_length, &az->az_req, &err, &why) == -1) {
@@ -213,5 +200,5 @@ h_authorize(struct conn *c)
 	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, authorize_bearer);
 	if (r == 2)
 		return HANDLER_PENDING;
-	return az_done(c, r == 1 ? authorize_go(c, &ti) : HANDLER_DONE);
+	return worker_pending_done(c, r == 1 ? authorize_go(c, &ti) : HANDLER_DONE);
 }

@@ -252,13 +252,7 @@ introspect_go(struct conn *c, struct oreq *or)
 enum handler_result
 h_introspect(struct conn *c)
 {
-	struct oreq	*or;
-
-	if ((or = oreq_new(c)) == NULL)
-		return HANDLER_DONE;
-	if (client_creds(c, or) == -1)
-		return oreq_done(c, HANDLER_DONE);
-	return oreq_done(c, client_auth(c, or, 1, introspect_go));
+	return oreq_client_then(c, 1, introspect_go);
 }
 
 /* ---- /revoke -------------------------------------------------------------- */
@@ -321,13 +315,7 @@ revoke_go(struct conn *c, struct oreq *or)
 enum handler_result
 h_revoke(struct conn *c)
 {
-	struct oreq	*or;
-
-	if ((or = oreq_new(c)) == NULL)
-		return HANDLER_DONE;
-	if (client_creds(c, or) == -1)
-		return oreq_done(c, HANDLER_DONE);
-	return oreq_done(c, client_auth(c, or, 0, revoke_go));
+	return oreq_client_then(c, 0, revoke_go);
 }
 
 /* ---- RFC 8414 metadata ----------------------------------------------------- */

@@ -78,21 +78,6 @@ struct pat_wait {
 	char		 pw_token[TOKEN_LEN + 1];
 };
 
-/* pw_pd's free: the new token is wiped. */
-static void
-pw_wipe(struct pending *pd)
-{
-	OPENSSL_cleanse(pd, sizeof(struct pat_wait));
-	free(pd);
-}
-
-static enum handler_result
-pw_done(struct conn *c, enum handler_result r)
-{
-	if (r != HANDLER_PENDING)
-		worker_pending_free(c);
-	return r;
-}
 
 /* A nullable text column as a JSON string or null. */
 static json_t *
@@ -216,7 +201,7 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 		pat_listed(c, res);
 	else
 		pat_deleted(c, pw, res);
-	pw_done(c, HANDLER_DONE);
+	worker_pending_done(c, HANDLER_DONE);
 	worker_resume(c);
 }
 
@@ -325,7 +310,7 @@ static void
 pats_bearer(struct conn *c, const struct tok_info *ti)
 {
 	c->c_pending = NULL;
-	if (pw_done(c, pats_go(c, ti)) == HANDLER_DONE)
+	if (worker_pending_done(c, pats_go(c, ti)) == HANDLER_DONE)
 		worker_resume(c);
 }
 
@@ -336,12 +321,14 @@ pats_start(struct conn *c, struct pat_wait *pw)
 	struct tok_info	 ti;
 	int		 r;
 
-	pw->pw_pd.pd_free = pw_wipe;
+	/* The new token is wiped with the state. */
+	pw->pw_pd.pd_free = worker_pending_wipe;
+	pw->pw_pd.pd_size = sizeof(*pw);
 	c->c_pending_data = &pw->pw_pd;
 	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, pats_bearer);
 	if (r == 2)
 		return HANDLER_PENDING;
-	return pw_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
+	return worker_pending_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
 }
 
 enum handler_result

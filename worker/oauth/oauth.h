@@ -179,6 +179,10 @@ struct oreq *oreq_new(struct conn *c);
 void	oreq_free(struct conn *c);
 /* A handler's result: DONE frees the state.  Returns r. */
 enum handler_result oreq_done(struct conn *c, enum handler_result r);
+/* A form endpoint whose client authenticates (client_creds, client_auth)
+ * before next runs: the whole handler of /introspect and /revoke. */
+enum handler_result oreq_client_then(struct conn *c, int need_conf,
+	    oreq_fn next);
 /* From a callback: on DONE free the state and resume the connection. */
 void	oreq_resume(struct conn *c, enum handler_result r);
 /*
