@@ -27,11 +27,11 @@
  * result means.
  *
  * Worker-only, after fork.  The owner's struct pgconn lives as long as
- * the worker; the ops are called from the loop, never from inside the
- * owner's own calls into this file except po_fail (from pgconn_end and
- * pgconn_flush when the connection breaks) and po_ready/po_send (after
- * pgconn_want connected at once: never, as a connection is never up on
- * the spot).
+ * the worker.  The ops run from the loop (the socket's handler, the
+ * timer), and from inside the owner's own calls only in one case: po_fail,
+ * when pgconn_end or pgconn_flush finds the connection broken.
+ * pgconn_want never calls one: a connection is never up on the spot, and
+ * one that fails on the spot has nothing queued.
  */
 #ifndef TOKEND_PGCONN_H
 #define TOKEND_PGCONN_H
