@@ -1,6 +1,7 @@
 /*
  * The shared segment: creation, slot hand-out, counters and their sums
- * (worker/metrics.c renders them).  The layout and its rules are in shm/README.md.
+ * (worker/metrics.c renders them).  The layout and its rules are in
+ * shm/README.md.
  */
 #include <sys/file.h>
 #include <sys/mman.h>
