@@ -82,6 +82,7 @@
 #include "store/store.h"
 #include "store/writer/writer.h"
 #include "worker/worker.h"
+#include "worker/oauth/oauth.h"
 
 #define MAX_CHILDREN	(4 * 256 + 8)
 #define CHILD_QUICK_MS	1000	/* a death this soon after start is a crash loop */
@@ -201,7 +202,8 @@ child_fork(struct child *ch)
 		snprintf(title, sizeof(title), "tokend: worker %d", ch->ch_num);
 		child_init(title);
 		worker_main(&M.ms_cf, M.ms_shm, ch->ch_slot, M.ms_ls, M.ms_nls,
-		    M.ms_pipe[0]);
+		    M.ms_pipe[0], (const struct worker_module *[]){
+		    &oauth_module, NULL });
 	}
 	ch->ch_pid = pid;
 	ch->ch_waiting = 0;

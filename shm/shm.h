@@ -3,7 +3,7 @@
  * The design (who writes what, memory ordering, what a dead process leaves
  * behind) is in shm/README.md; read it before changing anything here.
  *
- *   seg.c    creation, slots, counters, the /metrics text.
+ *   seg.c    creation, slots, counters and their sums.
  *   usage.c  the per-slot usage tables (record, swap, drain).
  *   ratelimit.c  failed client authentications per client id (lock-free,
  *            all workers; password logins are counted in PostgreSQL).
@@ -27,6 +27,8 @@
 
 /* ---- Metrics dimensions ------------------------------------------------ */
 
+/* The endpoints requests are counted by; their labels are the worker's
+ * route paths (worker/dispatch.c). */
 enum endpoint {
 	EP_AUTH, EP_TOKEN, EP_AUTHORIZE, EP_INTROSPECT, EP_REVOKE, EP_PATS,
 	EP_WELLKNOWN, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OTHER,
@@ -49,8 +51,11 @@ enum status_idx {
 	X(25000) X(50000) X(100000) X(250000) X(1000000)
 enum { SHM_NBUCKETS = 13 };
 
-const char *endpoint_name(enum endpoint ep);
 int	status_index(int status);
+/* The HTTP status of index st (0 for ST_OTHER). */
+int	status_code(int st);
+/* The upper bound of histogram bucket b, in microseconds. */
+uint64_t shm_bucket_us(int b);
 
 /* ---- Usage tables ------------------------------------------------------ */
 
@@ -263,14 +268,16 @@ void	shm_count_request(struct shm_slot *sl, enum endpoint ep, int status,
 
 /* Monotonic milliseconds (CLOCK_MONOTONIC), the clock of sh_pg_ok_ms. */
 int64_t	shm_now_ms(void);
+/* The same clock in microseconds (request durations). */
+int64_t	shm_now_us(void);
 
 /*
- * The Prometheus text of every counter, summed over all slots, into buf.
- * cache_entries is the caller's LMDB count (-1: unknown).  Returns the
- * length, or -1 when buf is too small.
+ * One counter summed over every slot: off is its offset in struct shm_slot
+ * (SHM_SUM).  Relaxed loads: a scrape may miss a request counted meanwhile.
  */
-int	shm_metrics(const struct shm *shm, long long cache_entries, char *buf,
-	    size_t buflen);
+uint64_t shm_sum(const struct shm *shm, size_t off);
+#define SHM_SUM(shm, member) \
+	shm_sum((shm), offsetof(struct shm_slot, member))
 
 /* ---- Usage (usage.c) ---------------------------------------------------- */
 

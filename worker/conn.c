@@ -37,6 +37,7 @@
 static void conn_process(struct conn *c);
 static int conn_write(struct conn *c);
 static void conn_watch(struct conn *c);
+static void conn_event(struct evsrc *src, uint32_t events);
 
 /* ---- deadline lists ---------------------------------------------------- */
 
@@ -103,7 +104,7 @@ conn_new(int fd, const struct sockaddr_storage *ss, int tls)
 		free(c);
 		return NULL;
 	}
-	c->c_ev.ev_type = EV_CONN;
+	c->c_ev.ev_fn = conn_event;
 	c->c_fd = fd;
 	if (tls && ((c->c_ssl = SSL_new(W.wk_tls)) == NULL ||
 	    SSL_set_fd(c->c_ssl, fd) != 1)) {
@@ -198,8 +199,7 @@ conn_close(struct conn *c)
 		return;
 	if (c->c_state == CS_PENDING) {
 		lookup_cancel(W.wk_lookup, c);
-		free(c->c_pending_data);
-		c->c_pending_data = NULL;
+		worker_pending_free(c);
 	}
 	conn_list_remove(c);
 	if (c->c_ssl != NULL) {
@@ -304,9 +304,12 @@ conn_free_closed(void)
 	}
 }
 
-void
-conn_event(struct conn *c, uint32_t events)
+/* The socket is ready (c_ev's handler). */
+static void
+conn_event(struct evsrc *src, uint32_t events)
 {
+	struct conn	*c = (struct conn *)src;
+
 	if (c->c_closed)
 		return;		/* closed earlier in this epoll batch */
 	if (events & EPOLLOUT) {
@@ -332,15 +335,6 @@ conn_event(struct conn *c, uint32_t events)
 }
 
 /* ---- processing -------------------------------------------------------- */
-
-int64_t
-worker_now_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* The request is answered: drop its bytes and go on. */
 static void
@@ -473,7 +467,7 @@ conn_parse_all(struct conn *c)
 			return 0;
 		}
 		conn_list_remove(c);
-		c->c_start_us = worker_now_us();
+		c->c_start_us = shm_now_us();
 		if (r < 0) {
 			/* A bad request poisons the rest of the stream. */
 			c->c_req.rq_method = HTTP_OTHER;
@@ -541,7 +535,7 @@ conn_expire(int64_t now_ms)
 		c->c_req.rq_method = HTTP_OTHER;
 		c->c_keepalive = 0;
 		c->c_ep = EP_OTHER;
-		c->c_start_us = worker_now_us();
+		c->c_start_us = shm_now_us();
 		resp_error(c, 408, "request_timeout",
 		    "the request was not received in time");
 		c->c_close = 1;

@@ -30,8 +30,16 @@
 
 /* What a parked /auth request needs when its answer comes back. */
 struct auth_wait {
-	char	 aw_scope[REQ_SCOPE_LEN];	/* required scopes */
+	struct pending	 aw_pd;				/* first */
+	char		 aw_scope[REQ_SCOPE_LEN];	/* required scopes */
 };
+
+/* aw_pd's free: nothing secret in it. */
+static void
+auth_wait_free(struct pending *pd)
+{
+	free(pd);
+}
 
 static void
 auth_challenge(struct conn *c, int status, const char *error,
@@ -47,7 +55,7 @@ auth_challenge(struct conn *c, int status, const char *error,
 		resp_headerf(c, "WWW-Authenticate", "Bearer realm=\"tokend\", "
 		    "error=\"%s\", scope=\"%s\"", error, scope);
 	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, resp_error_obj(error ? error : "unauthorized", desc));
+	resp_error_end(c, error ? error : "unauthorized", desc);
 }
 
 static void
@@ -55,8 +63,8 @@ auth_unavailable(struct conn *c)
 {
 	resp_start(c, 503);
 	resp_header(c, "Retry-After", "1");
-	resp_json_end(c, resp_error_obj("temporarily_unavailable",
-	    "PostgreSQL is unreachable and the token cannot be verified"));
+	resp_error_end(c, "temporarily_unavailable",
+	    "PostgreSQL is unreachable and the token cannot be verified");
 }
 
 /* The answer for a token we have facts about (cache hit or fresh row). */
@@ -96,16 +104,15 @@ auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
 static void
 auth_resolved(struct conn *c, const struct tok_info *ti)
 {
-	struct auth_wait *aw = c->c_pending_data;
+	struct auth_wait *aw = (struct auth_wait *)c->c_pending_data;
 
 	c->c_pending = NULL;
 	if (ti == NULL)
 		auth_unavailable(c);
 	else
 		auth_answer(c, ti, aw ? aw->aw_scope : "");
-	free(aw);
-	c->c_pending_data = NULL;
-	conn_resume(c);
+	worker_pending_free(c);
+	worker_resume(c);
 }
 
 /*
@@ -149,8 +156,9 @@ auth_park(struct conn *c, int r, const char *need)
 		auth_unavailable(c);
 		return HANDLER_DONE;
 	}
+	aw->aw_pd.pd_free = auth_wait_free;
 	snprintf(aw->aw_scope, sizeof(aw->aw_scope), "%s", need);
-	c->c_pending_data = aw;
+	c->c_pending_data = &aw->aw_pd;
 	return HANDLER_PENDING;
 }
 

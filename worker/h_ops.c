@@ -110,7 +110,7 @@ h_metrics(struct conn *c)
 		if (W.wk_mbuf == NULL &&
 		    (W.wk_mbuf = malloc(W.wk_mbufcap)) == NULL)
 			break;
-		n = shm_metrics(W.wk_shm, entries, W.wk_mbuf, W.wk_mbufcap);
+		n = metrics_render(entries, W.wk_mbuf, W.wk_mbufcap);
 		if (n >= 0) {
 			resp_start(c, 200);
 			resp_end(c, "text/plain; version=0.0.4", W.wk_mbuf,

@@ -113,6 +113,8 @@ hp_start(struct hashpool *hp)
 	return 0;
 }
 
+static void hashpool_event(struct evsrc *src, uint32_t events);
+
 struct hashpool *
 hashpool_new(int epfd)
 {
@@ -121,7 +123,7 @@ hashpool_new(int epfd)
 
 	if ((hp = calloc(1, sizeof(*hp))) == NULL)
 		return NULL;
-	hp->hp_ev.ev_type = EV_HASHPOOL;
+	hp->hp_ev.ev_fn = hashpool_event;
 	hp->hp_todo_tail = &hp->hp_todo;
 	pthread_mutex_init(&hp->hp_mu, NULL);
 	pthread_cond_init(&hp->hp_cv, NULL);
@@ -217,13 +219,16 @@ hashpool_verify(struct hashpool *hp, struct conn *c, const char *encoded,
 	return 0;
 }
 
-void
-hashpool_event(struct hashpool *hp)
+/* Jobs are done (hp_ev's handler): call them back, oldest first. */
+static void
+hashpool_event(struct evsrc *src, uint32_t events)
 {
+	struct hashpool	*hp = (struct hashpool *)src;
 	struct hp_job	*j, *next, *fifo = NULL;
 	struct conn	*c;
 	uint64_t	 n;
 
+	(void)events;
 	/* EAGAIN: a job finished after the last read; take it anyway. */
 	if (read(hp->hp_efd, &n, sizeof(n)) == -1)
 		n = 0;

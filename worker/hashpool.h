@@ -66,7 +66,7 @@ struct hashpool *hashpool_new(int epfd);
 int	hashpool_verify(struct hashpool *hp, struct conn *c,
 	    const char *encoded, const char *pw, size_t len, hashpool_cb cb,
 	    void *arg);
-/* The eventfd is readable: run the callbacks of finished jobs. */
-void	hashpool_event(struct hashpool *hp);
+/* The eventfd's evsrc handler runs the callbacks of finished jobs, from
+ * the loop. */
 
 #endif /* TOKEND_HASHPOOL_H */

@@ -1,6 +1,8 @@
 /*
  * The worker's non-blocking PostgreSQL connection for cache misses; the
- * design is in lookup.h.
+ * design is in lookup.h.  Connecting, the socket, timeouts and going down
+ * are the driver's (pgconn.c): this file keeps the batching of misses into
+ * queries, the prepared statement and what a row means.
  */
 #include <sys/epoll.h>
 
@@ -17,9 +19,6 @@
 
 #define LK_BATCH_MAX	256		/* hashes per query */
 #define LK_INFLIGHT	4		/* queries on the wire at once */
-#define LK_TIMEOUT_MS	5000		/* a query unanswered this long fails */
-
-enum lk_state { LK_DOWN, LK_CONNECTING, LK_READY };
 
 struct lk_req {
 	struct conn	*lr_conn;	/* NULL once cancelled */
@@ -40,10 +39,8 @@ struct lk_batch {
 };
 
 struct lookup {
-	struct evsrc	 lk_ev;
+	struct pgconn	 lk_pc;		/* the connection and its state */
 	const struct config *lk_cf;
-	enum lk_state	 lk_state;
-	struct pgconn	 lk_pc;		/* the connection, NULL while down */
 	int		 lk_unnamed;	/* prepared statements do not hold */
 	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
 	struct lk_req	**lk_wait_tail;
@@ -64,6 +61,8 @@ static const char lookup_sql[] =
     "WHERE t.hash = ANY (ARRAY(SELECT decode(h, 'hex') "
     "FROM unnest(string_to_array($1, ',')) AS h))";
 
+static const struct pgconn_ops lk_ops;
+
 struct lookup *
 lookup_new(const struct config *cf, int epfd)
 {
@@ -71,10 +70,13 @@ lookup_new(const struct config *cf, int epfd)
 
 	if ((lk = calloc(1, sizeof(*lk))) == NULL)
 		return NULL;
-	lk->lk_ev.ev_type = EV_LOOKUP;
 	lk->lk_cf = cf;
-	pgconn_init(&lk->lk_pc, epfd, lk, "lookup");
 	lk->lk_wait_tail = &lk->lk_wait;
+	if (pgconn_init(&lk->lk_pc, epfd, cf->cf_database_url, "lookup",
+	    "tokend worker", &lk_ops, lk) == -1) {
+		free(lk);
+		return NULL;
+	}
 	return lk;
 }
 
@@ -107,15 +109,13 @@ lk_fail_list(struct lk_req *r)
 
 /* PostgreSQL is gone: every waiting connection gets its 503 now. */
 static void
-lk_down(struct lookup *lk, const char *why)
+lk_fail(void *owner)
 {
+	struct lookup	*lk = owner;
 	struct lk_batch	 sent[LK_INFLIGHT];
 	struct lk_req	*wait = lk->lk_wait;
 	int		 i, n = lk->lk_nsent;
 
-	ctr_add(&W.wk_slot->sl_pg_errors, 1);
-	pgconn_drop(&lk->lk_pc, why);
-	lk->lk_state = LK_DOWN;
 	for (i = 0; i < n; i++)
 		sent[i] = lk->lk_sent[(lk->lk_head + i) % LK_INFLIGHT];
 	lk->lk_head = lk->lk_nsent = 0;
@@ -184,14 +184,6 @@ lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
 		r->lr_cb(r->lr_conn, &ti);
 }
 
-static const char *
-db_message(const PGresult *res)
-{
-	const char	*msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	return msg != NULL ? msg : PQresStatus(PQresultStatus(res));
-}
-
 /*
  * A pooler in transaction mode (PgBouncer before 1.21) sends each
  * transaction to whichever server connection is free, so a statement
@@ -230,15 +222,14 @@ lk_is_unprepared(const PGresult *res)
 
 /* The oldest query's sync came: answer its requests, or fail them. */
 static void
-lk_complete(struct lookup *lk)
+lk_complete(void *owner)
 {
+	struct lookup	*lk = owner;
 	struct lk_batch	 b = lk->lk_sent[lk->lk_head];
 	struct lk_req	*r, *next;
 
 	lk->lk_head = (lk->lk_head + 1) % LK_INFLIGHT;
 	lk->lk_nsent--;
-	__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
-	    __ATOMIC_RELAXED);
 	if (b.lb_unprepared) {
 		PQclear(b.lb_res);
 		lk_unprepared(lk, b.lb_reqs);
@@ -246,7 +237,7 @@ lk_complete(struct lookup *lk)
 	}
 	if (b.lb_reqs == NULL && (b.lb_res == NULL || b.lb_failed)) {
 		PQclear(b.lb_res);
-		lk_down(lk, "cannot prepare the lookup statement");
+		pgconn_down(&lk->lk_pc, "cannot prepare the lookup statement");
 		return;
 	}
 	if (b.lb_res == NULL || b.lb_failed) {
@@ -264,54 +255,38 @@ lk_complete(struct lookup *lk)
 	PQclear(b.lb_res);
 }
 
-/*
- * Read every result that is complete (pipeline mode, as pgq.c): per query
- * the stream is its result, a NULL, then the PGRES_PIPELINE_SYNC of its
- * own sync, which completes it.
- */
+/* A result of the oldest query: its rows (or the PREPARE's), or an error. */
 static void
-lk_results(struct lookup *lk)
+lk_result(void *owner, PGresult *res)
 {
-	PGconn		*db = lk->lk_pc.pc_db;
-	struct lk_batch	*b;
-	PGresult	*res;
-	int		 nulls = 0;
+	struct lookup	*lk = owner;
+	struct lk_batch	*b = &lk->lk_sent[lk->lk_head];
 
-	while (lk->lk_nsent > 0 && lk->lk_pc.pc_db == db && !PQisBusy(db)) {
-		if ((res = PQgetResult(db)) == NULL) {
-			/* The end of a statement; two in a row: nothing more
-			 * is ready. */
-			if (nulls++ > 0)
-				break;
-			continue;
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+	case PGRES_COMMAND_OK:		/* the PREPARE */
+		if (b->lb_res == NULL) {
+			b->lb_res = res;
+			return;
 		}
-		nulls = 0;
-		b = &lk->lk_sent[lk->lk_head];
-		switch (PQresultStatus(res)) {
-		case PGRES_PIPELINE_SYNC:
-			PQclear(res);
-			lk_complete(lk);
-			break;
-		case PGRES_TUPLES_OK:
-		case PGRES_COMMAND_OK:		/* the PREPARE */
-			if (b->lb_res == NULL) {
-				b->lb_res = res;
-				break;
-			}
-			PQclear(res);
-			break;
-		default:
-			if (lk_is_unprepared(res))
-				b->lb_unprepared = 1;
-			/* The primary message only, as pgq.c. */
-			else if (!b->lb_failed)
-				LOG(LVL_ERROR, "db_error", KV_S("conn", "lookup"),
-				    KV_S("error", db_message(res)));
-			b->lb_failed = 1;
-			PQclear(res);
-			break;
-		}
+		break;
+	default:
+		if (lk_is_unprepared(res))
+			b->lb_unprepared = 1;
+		else if (!b->lb_failed)
+			pgconn_log_error(&lk->lk_pc, res);
+		b->lb_failed = 1;
+		break;
 	}
+	PQclear(res);
+}
+
+static int64_t
+lk_oldest_ms(const void *owner)
+{
+	const struct lookup *lk = owner;
+
+	return lk->lk_nsent > 0 ? lk->lk_sent[lk->lk_head].lb_sent_ms : 0;
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -334,14 +309,8 @@ lk_push(struct lookup *lk, struct lk_req *reqs)
 static void
 lk_sync(struct lookup *lk, int sent)
 {
-	int	 rc;
-
-	if (!sent || !PQpipelineSync(lk->lk_pc.pc_db) ||
-	    (rc = PQflush(lk->lk_pc.pc_db)) == -1) {
-		lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
-		return;
-	}
-	pgconn_watch(&lk->lk_pc, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	if (pgconn_end(&lk->lk_pc, sent) == 0)
+		pgconn_flush(&lk->lk_pc);
 }
 
 /* Put the waiting requests on the wire as one query, with its sync. */
@@ -382,9 +351,11 @@ lk_send(struct lookup *lk)
 
 /* Send what waits while there is room on the wire. */
 static void
-lk_send_all(struct lookup *lk)
+lk_send_all(void *owner)
 {
-	while (lk->lk_state == LK_READY && lk->lk_wait != NULL &&
+	struct lookup	*lk = owner;
+
+	while (lk->lk_pc.pc_state == PC_READY && lk->lk_wait != NULL &&
 	    lk->lk_nsent < LK_INFLIGHT)
 		lk_send(lk);
 }
@@ -397,41 +368,24 @@ lk_send_all(struct lookup *lk)
  * fails).
  */
 static void
-lk_prepare(struct lookup *lk)
+lk_prepare(void *owner)
 {
+	struct lookup	*lk = owner;
+
 	lk_push(lk, NULL);
 	lk_sync(lk, PQsendPrepare(lk->lk_pc.pc_db, "lookup", lookup_sql, 1,
 	    NULL));
 }
 
-static void
-lk_connect(struct lookup *lk)
-{
-	if (pgconn_start(&lk->lk_pc, lk->lk_cf->cf_database_url,
-	    "tokend worker") == 0)
-		lk->lk_state = LK_CONNECTING;
-}
-
-static void
-lk_connect_poll(struct lookup *lk)
-{
-	switch (pgconn_poll(&lk->lk_pc)) {
-	case 0:
-		break;
-	case 1:
-		lk_prepare(lk);
-		if (lk->lk_state == LK_DOWN)
-			break;
-		lk->lk_state = LK_READY;
-		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
-		    __ATOMIC_RELAXED);
-		lk_send_all(lk);
-		break;
-	default:
-		lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
-		break;
-	}
-}
+static const struct pgconn_ops lk_ops = {
+	.po_result = lk_result,
+	.po_complete = lk_complete,
+	.po_oldest_ms = lk_oldest_ms,
+	.po_ready = lk_prepare,
+	.po_send = lk_send_all,
+	.po_send_on_event = 1,
+	.po_fail = lk_fail,
+};
 
 /* ---- the interface ------------------------------------------------------ */
 
@@ -439,28 +393,16 @@ lk_connect_poll(struct lookup *lk)
 static int
 lk_enqueue(struct lookup *lk, struct conn *c, struct lk_req *r)
 {
-	if (lk->lk_cf->cf_database_url[0] == '\0')
+	if (pgconn_want(&lk->lk_pc) == -1)
 		goto fail;
-	/*
-	 * Down: answer 503 at once while backing off, else reconnect first.
-	 * A connection that fails on the spot leaves us down with nothing
-	 * queued, so no callback ever runs from inside this call.
-	 */
-	if (lk->lk_state == LK_DOWN) {
-		if (!pg_retry_due(&lk->lk_pc.pc_retry, W.wk_now_ms))
-			goto fail;
-		lk_connect(lk);
-		if (lk->lk_state == LK_DOWN)
-			goto fail;
-	}
 	r->lr_conn = c;
 	r->lr_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);
 	*lk->lk_wait_tail = r;
 	lk->lk_wait_tail = &r->lr_next;
 	c->c_pending = r;
-	/* Sent by lookup_tick at the end of this loop turn, with every other
-	 * miss of the turn in the same query. */
+	/* Sent by the driver's tick at the end of this loop turn, with every
+	 * other miss of the turn in the same query. */
 	return 0;
 fail:
 	lk_req_free(r);
@@ -504,11 +446,11 @@ lookup_up(const struct lookup *lk)
 {
 	if (lk == NULL)
 		return -1;
-	if (lk->lk_state == LK_READY)
+	if (lk->lk_pc.pc_state == PC_READY)
 		return 1;
-	/* Failed attempts are counted by lk_down only: DOWN without one is
-	 * "not yet". */
-	return lk->lk_state == LK_DOWN &&
+	/* rt_attempts counts the failed attempts: DOWN without one
+	 * is "not yet". */
+	return lk->lk_pc.pc_state == PC_DOWN &&
 	    lk->lk_pc.pc_retry.rt_attempts != 0 ? -1 : 0;
 }
 
@@ -531,51 +473,4 @@ lookup_cancel(struct lookup *lk, struct conn *c)
 	if (r != NULL)
 		r->lr_conn = NULL;
 	c->c_pending = NULL;
-}
-
-void
-lookup_event(struct lookup *lk, uint32_t events)
-{
-	if (lk->lk_state == LK_CONNECTING) {
-		lk_connect_poll(lk);
-		return;
-	}
-	if (lk->lk_pc.pc_db == NULL)
-		return;
-	if (events & EPOLLOUT) {
-		switch (PQflush(lk->lk_pc.pc_db)) {
-		case -1:
-			lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
-			return;
-		case 0:
-			pgconn_watch(&lk->lk_pc, EPOLLIN);
-			break;
-		}
-	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		/* A server that went away (a failover, a restart) is noticed
-		 * here, idle or not, so the next miss reconnects at once. */
-		if (!PQconsumeInput(lk->lk_pc.pc_db) ||
-		    PQstatus(lk->lk_pc.pc_db) == CONNECTION_BAD) {
-			lk_down(lk, PQerrorMessage(lk->lk_pc.pc_db));
-			return;
-		}
-		/* Notices and stray input on an idle connection are dropped. */
-		lk_results(lk);
-	}
-	lk_send_all(lk);
-}
-
-void
-lookup_tick(struct lookup *lk)
-{
-	if (lk == NULL)
-		return;
-	if ((lk->lk_state == LK_CONNECTING &&
-	    W.wk_now_ms - lk->lk_pc.pc_connect_ms > LK_TIMEOUT_MS) ||
-	    (lk->lk_nsent > 0 && W.wk_now_ms -
-	    lk->lk_sent[lk->lk_head].lb_sent_ms > LK_TIMEOUT_MS))
-		lk_down(lk, "PostgreSQL did not answer in time");
-	else
-		lk_send_all(lk);
 }

@@ -73,8 +73,7 @@ int	lookup_up(const struct lookup *lk);
  * can be committed to a database nobody reaches).
  */
 int	lookup_stale_ok(void);
-void	lookup_event(struct lookup *lk, uint32_t events);
-/* Connects when due, times out stuck queries.  Once per loop turn. */
-void	lookup_tick(struct lookup *lk);
+/* lookup_new registers the socket's evsrc handler and a worker timer that
+ * connects when due and times out stuck queries, once per loop turn. */
 
 #endif /* TOKEND_LOOKUP_H */

@@ -1,6 +1,6 @@
 /*
- * Connecting a worker's asynchronous PostgreSQL connections; the design is
- * in pgconn.h.
+ * A worker's asynchronous PostgreSQL connection in pipeline mode: the
+ * driver that lookup.c and pgq.c share.  The design is in pgconn.h.
  */
 #include <sys/epoll.h>
 
@@ -13,14 +13,25 @@
 #include "worker/pgconn.h"
 #include "worker/worker.h"
 
-void
-pgconn_init(struct pgconn *pc, int epfd, void *owner, const char *conn)
+static void pgconn_event(struct evsrc *src, uint32_t events);
+static void pgconn_tick(void *arg);
+static void pgconn_drop(struct pgconn *pc, const char *why);
+
+int
+pgconn_init(struct pgconn *pc, int epfd, const char *url, const char *conn,
+    const char *appname, const struct pgconn_ops *ops, void *owner)
 {
 	memset(pc, 0, sizeof(*pc));
-	pc->pc_epfd = epfd;
+	pc->pc_ev.ev_fn = pgconn_event;
+	pc->pc_state = PC_DOWN;
+	pc->pc_ops = ops;
 	pc->pc_owner = owner;
+	pc->pc_url = url;
+	pc->pc_appname = appname;
+	pc->pc_epfd = epfd;
 	pc->pc_fd = -1;
 	pg_retry_init(&pc->pc_retry, conn);
+	return worker_timer_add(pgconn_tick, pc);
 }
 
 /* Forget the registration: the socket it named may be closed already. */
@@ -33,10 +44,11 @@ pgconn_unwatch(struct pgconn *pc)
 	pc->pc_events = 0;
 }
 
-void
+/* Watch the socket for events (0: registered for nothing). */
+static void
 pgconn_watch(struct pgconn *pc, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = pc->pc_owner };
+	struct epoll_event ev = { .events = events, .data.ptr = &pc->pc_ev };
 	int	 fd = pc->pc_db != NULL ? PQsocket(pc->pc_db) : -1;
 
 	if (fd != pc->pc_fd)
@@ -111,13 +123,18 @@ pgconn_hosts(struct pgconn *pc, const char *url, const char **keys,
 	return n;
 }
 
-int
-pgconn_start(struct pgconn *pc, const char *url, const char *appname)
+/*
+ * Begin connecting, in non-blocking mode, notices to the log.  Returns 0
+ * (then pgconn_poll on every event), or -1: failed on the spot, already
+ * dropped (logged, retry scheduled).
+ */
+static int
+pgconn_start(struct pgconn *pc)
 {
 	const char	*keys[6] = { "dbname", "application_name" };
-	const char	*vals[6] = { url, appname };
+	const char	*vals[6] = { pc->pc_url, pc->pc_appname };
 
-	pgconn_hosts(pc, url, keys + 2, vals + 2);
+	pgconn_hosts(pc, pc->pc_url, keys + 2, vals + 2);
 	pc->pc_db = PQconnectStartParams(keys, vals, 1);
 	if (pc->pc_db == NULL || PQstatus(pc->pc_db) == CONNECTION_BAD) {
 		pgconn_drop(pc, pc->pc_db != NULL ?
@@ -130,7 +147,13 @@ pgconn_start(struct pgconn *pc, const char *url, const char *appname)
 	return 0;
 }
 
-int
+/*
+ * One PQconnectPoll step, the socket registered anew for what libpq waits
+ * for.  Returns 1 when the connection is up (non-blocking, pipeline mode,
+ * the socket watched for EPOLLIN, the back-off reset), 0 while it is still
+ * on its way, -1 when it failed.
+ */
+static int
 pgconn_poll(struct pgconn *pc)
 {
 	PostgresPollingStatusType st = PQconnectPoll(pc->pc_db);
@@ -156,7 +179,8 @@ pgconn_poll(struct pgconn *pc)
 	}
 }
 
-void
+/* Log why (rate-limited db_retry), close, and schedule the next attempt. */
+static void
 pgconn_drop(struct pgconn *pc, const char *why)
 {
 	pg_retry_failed(&pc->pc_retry, why, W.wk_now_ms);
@@ -164,4 +188,170 @@ pgconn_drop(struct pgconn *pc, const char *why)
 	if (pc->pc_db != NULL)
 		PQfinish(pc->pc_db);
 	pc->pc_db = NULL;
+}
+
+/* ---- the driver ---------------------------------------------------------- */
+
+void
+pgconn_down(struct pgconn *pc, const char *why)
+{
+	ctr_add(&W.wk_slot->sl_pg_errors, 1);
+	pgconn_drop(pc, why);
+	pc->pc_state = PC_DOWN;
+	pc->pc_ops->po_fail(pc->pc_owner);
+}
+
+void
+pgconn_log_error(const struct pgconn *pc, const PGresult *res)
+{
+	const char	*msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	LOG(LVL_ERROR, "db_error", KV_S("conn", pc->pc_retry.rt_conn),
+	    KV_S("error", msg != NULL ? msg :
+	    PQresStatus(PQresultStatus(res))));
+}
+
+int
+pgconn_want(struct pgconn *pc)
+{
+	if (pc->pc_url[0] == '\0')
+		return -1;
+	/*
+	 * Down: answer 503 at once while backing off, else reconnect first.
+	 * A connection that fails on the spot leaves us down with nothing
+	 * queued, so no callback ever runs from inside this call.
+	 */
+	if (pc->pc_state == PC_DOWN) {
+		if (!pg_retry_due(&pc->pc_retry, W.wk_now_ms) ||
+		    pgconn_start(pc) == -1)
+			return -1;
+		pc->pc_state = PC_CONNECTING;
+	}
+	return 0;
+}
+
+void
+pgconn_flush(struct pgconn *pc)
+{
+	int	 r = PQflush(pc->pc_db);
+
+	if (r == -1) {
+		pgconn_down(pc, PQerrorMessage(pc->pc_db));
+		return;
+	}
+	pgconn_watch(pc, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+}
+
+int
+pgconn_end(struct pgconn *pc, int sent)
+{
+	if (!sent || !PQpipelineSync(pc->pc_db)) {
+		pgconn_down(pc, PQerrorMessage(pc->pc_db));
+		return -1;
+	}
+	return 0;
+}
+
+/* Connected: the owner's first queries, then READY and what waits. */
+static void
+pgconn_connect_poll(struct pgconn *pc)
+{
+	switch (pgconn_poll(pc)) {
+	case 0:
+		break;
+	case 1:
+		if (pc->pc_ops->po_ready != NULL) {
+			pc->pc_ops->po_ready(pc->pc_owner);
+			if (pc->pc_state == PC_DOWN)
+				break;
+		}
+		pc->pc_state = PC_READY;
+		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+		    __ATOMIC_RELAXED);
+		pc->pc_ops->po_send(pc->pc_owner);
+		break;
+	default:
+		pgconn_down(pc, PQerrorMessage(pc->pc_db));
+		break;
+	}
+}
+
+/*
+ * Read every result that is complete.  Per query the stream is: its
+ * result(s), a NULL, then the PGRES_PIPELINE_SYNC of its own sync, which
+ * completes it.  A callback may take the connection down (pc_db changes).
+ */
+static void
+pgconn_results(struct pgconn *pc)
+{
+	PGconn		*db = pc->pc_db;
+	PGresult	*res;
+	int		 nulls = 0;
+
+	while (pc->pc_ops->po_oldest_ms(pc->pc_owner) != 0 &&
+	    pc->pc_db == db && !PQisBusy(db)) {
+		if ((res = PQgetResult(db)) == NULL) {
+			/* The end of a statement; two in a row: nothing more
+			 * is ready. */
+			if (nulls++ > 0)
+				break;
+			continue;
+		}
+		nulls = 0;
+		if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+			pc->pc_ops->po_result(pc->pc_owner, res);
+			continue;
+		}
+		PQclear(res);
+		__atomic_store_n(&W.wk_shm->sh_pg_ok_ms, W.wk_now_ms,
+		    __ATOMIC_RELAXED);
+		pc->pc_ops->po_complete(pc->pc_owner);
+	}
+}
+
+/* The socket is ready (pc_ev's handler). */
+static void
+pgconn_event(struct evsrc *src, uint32_t events)
+{
+	struct pgconn	*pc = (struct pgconn *)src;
+
+	if (pc->pc_state == PC_CONNECTING) {
+		pgconn_connect_poll(pc);
+		return;
+	}
+	if (pc->pc_db == NULL)
+		return;
+	if (events & EPOLLOUT) {
+		pgconn_flush(pc);
+		if (pc->pc_db == NULL)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		/* A server that went away (a failover, a restart) is noticed
+		 * here, idle or not, so the next request reconnects at once. */
+		if (!PQconsumeInput(pc->pc_db) ||
+		    PQstatus(pc->pc_db) == CONNECTION_BAD) {
+			pgconn_down(pc, PQerrorMessage(pc->pc_db));
+			return;
+		}
+		/* Notices and stray input on an idle connection are dropped. */
+		pgconn_results(pc);
+	}
+	if (pc->pc_ops->po_send_on_event)
+		pc->pc_ops->po_send(pc->pc_owner);
+}
+
+/* Every loop turn: time out the attempt or the oldest query, else send. */
+static void
+pgconn_tick(void *arg)
+{
+	struct pgconn	*pc = arg;
+	int64_t		 oldest = pc->pc_ops->po_oldest_ms(pc->pc_owner);
+
+	if ((pc->pc_state == PC_CONNECTING &&
+	    W.wk_now_ms - pc->pc_connect_ms > PGCONN_TIMEOUT_MS) ||
+	    (oldest != 0 && W.wk_now_ms - oldest > PGCONN_TIMEOUT_MS))
+		pgconn_down(pc, "PostgreSQL did not answer in time");
+	else if (pc->pc_state == PC_READY)
+		pc->pc_ops->po_send(pc->pc_owner);
 }

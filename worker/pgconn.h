@@ -16,11 +16,22 @@
  * timeout.  So each failed attempt starts one host further along the
  * URL's list (pgconn.c, pgconn_hosts).
  *
- * Worker-only.  The owner keeps its own state (what it sends, what waits)
- * and drives this: pgconn_start when a connection is wanted and
- * pg_retry_due allows; pgconn_poll on each event while connecting;
- * pgconn_watch for the events it wants once connected; pgconn_drop when
- * anything fails.
+ * The rest of the driver is here too: pipeline mode, where each query
+ * the owner hands libpq ends with its own sync (pgconn_end) and the
+ * results come back in order; the socket's events (flush what libpq
+ * holds, read, hand each result of the oldest query to po_result and its
+ * sync to po_complete); a per-turn timer (timeouts: the attempt, and the
+ * oldest query the owner has in flight, then po_send); going down (count
+ * the error, drop, po_fail).  The owner (lookup.c, pgq.c) keeps only what
+ * is its own: what a request is, how requests become queries, what a
+ * result means.
+ *
+ * Worker-only, after fork.  The owner's struct pgconn lives as long as
+ * the worker.  The ops run from the loop (the socket's handler, the
+ * timer), and from inside the owner's own calls only in one case: po_fail,
+ * when pgconn_end or pgconn_flush finds the connection broken.
+ * pgconn_want never calls one: a connection is never up on the spot, and
+ * one that fails on the spot has nothing queued.
  */
 #ifndef TOKEND_PGCONN_H
 #define TOKEND_PGCONN_H
@@ -31,10 +42,40 @@
 
 #include "store/store.h"
 
+#include "worker/worker.h"
+
+#define PGCONN_TIMEOUT_MS	5000	/* an attempt or a query this long fails */
+
+enum pgconn_state { PC_DOWN, PC_CONNECTING, PC_READY };
+
+/* What the owner does; owner is pc_owner. */
+struct pgconn_ops {
+	/* A result of the oldest query in flight, not its sync (takes res). */
+	void	(*po_result)(void *owner, PGresult *res);
+	/* The oldest query's sync came: it is complete. */
+	void	(*po_complete)(void *owner);
+	/* When the oldest query in flight was sent (ms), 0: none. */
+	int64_t	(*po_oldest_ms)(const void *owner);
+	/* Connected, before READY: the first queries (NULL: none). */
+	void	(*po_ready)(void *owner);
+	/* READY: send what waits.  Every loop turn, and after each socket
+	 * event too when po_send_on_event. */
+	void	(*po_send)(void *owner);
+	int	  po_send_on_event;
+	/* The connection is gone: every request, in flight or waiting,
+	 * fails now (the state is PC_DOWN already). */
+	void	(*po_fail)(void *owner);
+};
+
 struct pgconn {
+	struct evsrc	 pc_ev;		/* first: the socket's epoll data */
+	enum pgconn_state pc_state;
 	PGconn		*pc_db;		/* NULL while down */
+	const struct pgconn_ops *pc_ops;
+	void		*pc_owner;
+	const char	*pc_url;	/* database_url, "" for none */
+	const char	*pc_appname;
 	int		 pc_epfd;
-	void		*pc_owner;	/* epoll's data.ptr: the owner's evsrc */
 	int		 pc_fd;		/* the socket in epoll, -1 none */
 	uint32_t	 pc_events;
 	int64_t		 pc_connect_ms;	/* when the attempt began */
@@ -43,29 +84,32 @@ struct pgconn {
 					 * and port lists */
 };
 
-void	pgconn_init(struct pgconn *pc, int epfd, void *owner,
-	    const char *conn);
+/*
+ * Set pc up for owner (down, nothing sent) and register its per-turn timer.
+ * conn names it in log lines, appname in pg_stat_activity.  0, or -1 when
+ * the worker's timer table is full.
+ */
+int	pgconn_init(struct pgconn *pc, int epfd, const char *url,
+	    const char *conn, const char *appname,
+	    const struct pgconn_ops *ops, void *owner);
 
 /*
- * Begin connecting to url (application_name appname), in non-blocking mode,
- * notices to the log.  Returns 0 (then pgconn_poll on every event), or -1:
- * failed on the spot, already dropped (logged, retry scheduled).
+ * A request is about to be queued: 0 when it can be (up, or connecting,
+ * now or already), -1 when it must be answered 503 at once (no database
+ * configured, backing off after a failure, failed on the spot).
  */
-int	pgconn_start(struct pgconn *pc, const char *url, const char *appname);
+int	pgconn_want(struct pgconn *pc);
 
-/*
- * One PQconnectPoll step, the socket registered anew for what libpq waits
- * for.  Returns 1 when the connection is up (non-blocking, pipeline mode,
- * the socket watched for EPOLLIN, the back-off reset), 0 while it is still
- * on its way, -1 when it failed: the caller calls pgconn_drop with
- * PQerrorMessage(pc_db).
- */
-int	pgconn_poll(struct pgconn *pc);
-
-/* Watch the socket for events (0: registered for nothing). */
-void	pgconn_watch(struct pgconn *pc, uint32_t events);
-
-/* Log why (rate-limited db_retry), close, and schedule the next attempt. */
-void	pgconn_drop(struct pgconn *pc, const char *why);
+/* The query just handed to libpq (sent: libpq took it) ends with its
+ * sync.  0, or -1 after going down. */
+int	pgconn_end(struct pgconn *pc, int sent);
+/* Write what libpq holds; watch for EPOLLOUT while some is left. */
+void	pgconn_flush(struct pgconn *pc);
+/* Count the error, drop the connection (logged, retry scheduled), then
+ * po_fail. */
+void	pgconn_down(struct pgconn *pc, const char *why);
+/* A failed statement's db_error line: its primary message only (a DETAIL
+ * may quote row values). */
+void	pgconn_log_error(const struct pgconn *pc, const PGresult *res);
 
 #endif /* TOKEND_PGCONN_H */

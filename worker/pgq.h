@@ -4,11 +4,11 @@
  *
  * Non-blocking libpq in pipeline mode, driven by the worker's epoll loop.
  * Queries submitted during a loop turn go out together at its end
- * (pgq_tick), each followed by its own PQpipelineSync, so each is its own
+ * (the driver's tick, pgconn.h), each followed by its own PQpipelineSync, so each is its own
  * implicit transaction and a failing one aborts nothing else, while several
  * queries of different connections are on the wire at once.  Answers come
  * back in the order the queries went out.  A query unanswered for
- * PGQ_TIMEOUT_MS, or a broken connection, fails every query in flight; the
+ * PGCONN_TIMEOUT_MS, or a broken connection, fails every query in flight; the
  * connection is then re-established with a growing delay (as lookup.c).
  *
  * Worker-only; the connection is opened lazily, on the first query.
@@ -48,9 +48,8 @@ struct pgq *pgq_new(const struct config *cf, int epfd);
  */
 int	pgq_submit(struct pgq *q, struct conn *c, const char *sql,
 	    int nparams, const char *const *params, pgq_cb cb, void *arg);
-void	pgq_event(struct pgq *q, uint32_t events);
-/* Sends what was queued, times out stuck queries.  Once per loop turn,
+/* pgq_new registers the socket's evsrc handler and a worker timer that
+ * sends what was queued and times out stuck queries, once per loop turn,
  * after the turn's events. */
-void	pgq_tick(struct pgq *q);
 
 #endif /* TOKEND_PGQ_H */

@@ -108,7 +108,7 @@ static void
 resp_refused(struct conn *c)
 {
 	LOG(LVL_ERROR, "header_refused", KV_S("header", c->c_resp_bad),
-	    KV_S("endpoint", endpoint_name(c->c_ep)),
+	    KV_S("endpoint", W.wk_ep_name[c->c_ep]),
 	    KV_I("status", c->c_status));
 	c->c_outlen = c->c_resp_off;
 	resp_error(c, 500, "server_error",
@@ -148,26 +148,27 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 	out_append(c, "\r\n", 2);
 	if (c->c_req.rq_method != HTTP_HEAD && len > 0)
 		out_append(c, body, len);
-	us = worker_now_us() - c->c_start_us;
+	us = shm_now_us() - c->c_start_us;
 	shm_count_request(W.wk_slot, c->c_ep, c->c_status,
 	    us > 0 ? (uint64_t)us : 0);
 	if (log_access_enabled())
 		log_access(method_names[c->c_req.rq_method],
-		    endpoint_name(c->c_ep), c->c_status, len,
+		    W.wk_ep_name[c->c_ep], c->c_status, len,
 		    (double)us / 1e6, c->c_peer);
 }
 
-json_t *
-resp_error_obj(const char *error, const char *desc)
+void
+resp_error_end(struct conn *c, const char *error, const char *desc)
 {
-	return json_pack("{s:s, s:s}", "error", error, "error_description",
-	    desc);
+	resp_json_end(c, json_pack("{s:s, s:s}", "error", error,
+	    "error_description", desc));
 }
 
 void
 resp_error(struct conn *c, int status, const char *error, const char *desc)
 {
-	resp_json(c, status, resp_error_obj(error, desc));
+	resp_start(c, status);
+	resp_error_end(c, error, desc);
 }
 
 void

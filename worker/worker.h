@@ -1,22 +1,37 @@
 /*
- * worker: one process of the prefork pool.  An epoll loop over the shared
- * listeners, its client connections, the master's pipe and its own
- * PostgreSQL connection; HTTP/1.1 with keep-alive and pipelining.
+ * worker: the engine of one process of the prefork pool.  An epoll loop
+ * over the shared listeners, its client connections, the master's pipe and
+ * its own PostgreSQL connections; HTTP/1.1 with keep-alive and pipelining.
+ * OAuth plugs in as a module (worker/oauth/oauth.h); worker/README.md has
+ * the design.  From the bottom up; each file calls only files listed
+ * before it:
  *
- *   loop.c      worker_main: set-up after fork, the loop, timers, shutdown.
- *   conn.c      a connection: read, parse, dispatch in order, write.
- *   resp.c      building responses into the connection's output buffer.
- *   dispatch.c  the route table: path and method to handler, 404/405.
- *   h_ops.c     /healthz, /readyz, /metrics.
- *   h_auth.c    /auth: bearer validation through the cache.
- *   pgq.c       the OAuth endpoints' pipelined PostgreSQL connection.
+ *   worker.c    W, the clocks, the epoll set, listeners' arming, timers,
+ *               worker_resume: what every file above needs.
+ *   tls.c       TLS for tls_listen connections.
+ *   resp.c      building responses into the connection's output buffer,
+ *               the one JSON error answer.
+ *   metrics.c   the /metrics text from shm's counters.
  *   hashpool.c  argon2id verification threads.
- *   oauth/      OAuth 2.0 and PATs (worker/oauth/oauth.h).
+ *   pgconn.c    the asynchronous PostgreSQL driver (pgconn.h), used by
+ *   lookup.c    the cache misses' batched lookups, and by
+ *   pgq.c       the OAuth endpoints' queries.
+ *   h_auth.c    /auth: bearer validation through the cache.
+ *   h_ops.c     /healthz, /readyz, /metrics.
+ *   dispatch.c  the routes (the engine's, then each module's): path and
+ *               method to handler, 404/405, the endpoints' labels.
+ *   conn.c      a connection: read, parse, dispatch in order, write.
+ *   loop.c      worker_main: set-up after fork, the loop, the stop.
  *
- * Contract: worker_main runs only in a child the master just forked; it owns
- * everything it opens and exits the process (never returns).  Handlers run
- * inside the loop and must never block: work that needs PostgreSQL parks
- * the connection (HANDLER_PENDING) and resumes it from the loop.
+ * Contract: worker_main runs only in a child the master just forked, with
+ * the modules the master hands it; it owns everything it opens and exits
+ * the process (never returns).  Everything here runs on the loop thread
+ * except hashpool's workers (hashpool.h).  Handlers must never block: work
+ * that needs PostgreSQL or argon2 parks the connection (HANDLER_PENDING,
+ * its state in c_pending_data behind a struct pending) and a completion
+ * resumes it through worker_resume once the answer is written.  A
+ * connection closed while parked has its request cancelled (the
+ * completion gets c NULL) and its state freed through pd_free.
  */
 #ifndef TOKEND_WORKER_H
 #define TOKEND_WORKER_H
@@ -34,12 +49,30 @@
 #include "shm/shm.h"
 #include "store/store.h"
 
-/* What an epoll event's data.ptr points at: the first member of each. */
-enum ev_type { EV_LISTENER, EV_CONN, EV_MASTER, EV_LOOKUP, EV_PGQ,
-    EV_HASHPOOL };
+/*
+ * What an epoll event's data.ptr points at: the first member of each event
+ * source (a listener, a connection, the master's pipe, a PostgreSQL
+ * connection, the hashpool's eventfd).  Like nginx's events, a source
+ * carries its own handler, so the loop calls it without knowing what the
+ * source is, and a module adds sources without the loop changing.
+ */
+struct evsrc;
+typedef void (*evsrc_fn)(struct evsrc *src, uint32_t events);
 
 struct evsrc {
-	enum ev_type	 ev_type;
+	evsrc_fn	 ev_fn;
+};
+
+/*
+ * A parked handler's own state (c_pending_data).  Every such state starts
+ * with this header: conn_close, when it cancels a parked request, frees the
+ * state through pd_free, so a state that holds secrets (a form with a
+ * client secret, a password, a new token) is wiped on that path as on the
+ * path that answers.  pd_free frees the whole block.
+ */
+struct pending {
+	void	(*pd_free)(struct pending *pd);
+	size_t	  pd_size;	/* for worker_pending_wipe: the whole block */
 };
 
 /*
@@ -106,17 +139,56 @@ struct conn {
 	/* While CS_PENDING: the request an answer will come for (lookup,
 	 * pgq or hashpool; its first member is a struct conn * that
 	 * conn_close clears through lookup_cancel, so the answer finds no
-	 * connection), and the handler's own state (one malloc'd block;
-	 * freed by the handler or by conn_close). */
+	 * connection), and the handler's own state (a struct pending
+	 * header first; freed through it by the handler or by conn_close:
+	 * worker_pending_free). */
 	void		*c_pending;
-	void		*c_pending_data;
+	struct pending	*c_pending_data;
 	char		 c_peer[64];
 };
 
 struct lookup;
 struct pgq;
 struct hashpool;
-struct client_cache;
+
+enum handler_result { HANDLER_DONE, HANDLER_PENDING };
+
+typedef enum handler_result (*handler_fn)(struct conn *c);
+
+/*
+ * A route: a path (or, with wr_prefix, a path prefix such as "/pats/")
+ * names one endpoint; the methods it accepts are a bit set (1 << method),
+ * and wr_allow is its Allow header.  The first route of an endpoint gives
+ * the endpoint's label in logs and /metrics, so each endpoint is named
+ * once, in its route.
+ */
+#define WR_M(method)	(1u << (method))	/* a wr_methods bit */
+
+struct worker_route {
+	const char	*wr_path;
+	int		 wr_prefix;
+	enum endpoint	 wr_ep;
+	unsigned	 wr_methods;
+	const char	*wr_allow;
+	handler_fn	 wr_fn;
+};
+
+/*
+ * A module plugs handlers into the engine: its routes (after the engine's
+ * own) and its set-up, run once in the worker after the engine's, with W
+ * ready (wm_init returns 0, or -1 to stop the worker).  The master passes
+ * the modules to worker_main, so the engine names none of them.
+ */
+struct worker_module {
+	const char		 *wm_name;
+	const struct worker_route *wm_routes;
+	size_t			  wm_nroutes;
+	int			(*wm_init)(void);
+};
+
+/* A periodic task, run every loop turn (at least every 100 ms). */
+typedef void (*worker_timer_fn)(void *arg);
+#define WORKER_MAX_TIMERS	8
 
 struct worker {
 	const struct config *wk_cf;
@@ -146,7 +218,14 @@ struct worker {
 	struct lookup	*wk_lookup;
 	struct pgq	*wk_pgq;	/* OAuth queries (pgq.h) */
 	struct hashpool	*wk_hashpool;	/* argon2id threads (hashpool.h) */
-	struct client_cache *wk_clients; /* authenticated clients */
+	const struct worker_module *const *wk_mods; /* NULL-terminated */
+	const char	*wk_ep_name[EP__COUNT];	/* from the routes */
+	struct wk_timer {
+		worker_timer_fn	 wt_fn;
+		void		*wt_arg;
+	}		 wk_timers[WORKER_MAX_TIMERS];
+	int		 wk_ntimers;
+	void		(*wk_resume)(struct conn *c);	/* conn_resume */
 	int		 wk_stopping;
 	int64_t		 wk_stop_at_ms;	/* when stopping began */
 	int64_t		 wk_now_ms;	/* monotonic, once per loop turn */
@@ -157,12 +236,26 @@ struct worker {
 	char		 wk_date[64];	/* "Date: ...\r\n", the current second */
 };
 
-/* The one worker state of this process (loop.c). */
+/* ---- loop.c ------------------------------------------------------------ */
+
+/*
+ * mods: the modules to plug in (NULL-terminated, static), each set up after
+ * the engine.
+ */
+void	worker_main(const struct config *cf, struct shm *shm, int slot,
+	    const struct listener *ls, int nls, int master_fd,
+	    const struct worker_module *const *mods)
+	    __attribute__((noreturn));
+
+/* ---- worker.c: the state, the clock, what every file above needs -------- */
+
+/* The one worker state of this process. */
 extern struct worker W;
 
-void	worker_main(const struct config *cf, struct shm *shm, int slot,
-	    const struct listener *ls, int nls, int master_fd)
-	    __attribute__((noreturn));
+/* Read the clocks into W: once per loop turn. */
+void	worker_clock(void);
+/* Add fd to the epoll set with src as its data: 0, or -1 (logged). */
+int	worker_ep_add(int fd, uint32_t events, struct evsrc *src);
 /* Arm (1) or disarm (0) the listeners: max_connections, stopping. */
 void	worker_listen(int on);
 /*
@@ -181,14 +274,29 @@ void	worker_accept_pause(void);
 void	worker_sched(int nice_delta, uint64_t slice_ns);
 /* The loop thread's slice: hashpool.h says why it is short. */
 #define WORKER_SLICE_NS	100000	/* 0.1 ms, the kernel's minimum */
-/* Microseconds on the monotonic clock. */
-int64_t	worker_now_us(void);
+/* Run fn(arg) every loop turn from now on: 0, or -1 when the table is full. */
+int	worker_timer_add(worker_timer_fn fn, void *arg);
+void	worker_timers_run(void);
+/* Free c's pending state through its header (none: nothing). */
+void	worker_pending_free(struct conn *c);
+/* A handler's result: when it is not HANDLER_PENDING, free the state.
+ * Returns r. */
+enum handler_result worker_pending_done(struct conn *c,
+	    enum handler_result r);
+/* A pd_free for a state that holds secrets: wipe pd_size bytes, free. */
+void	worker_pending_wipe(struct pending *pd);
+/*
+ * A parked connection's handler finished (its answer is written): the
+ * engine writes it and goes on parsing.  Completions call this, not
+ * conn.c, so that the handlers sit below the connection code.
+ */
+void	worker_resume(struct conn *c);
 
 /* ---- conn.c ------------------------------------------------------------ */
 
 void	conn_accept(int lfd, int tls);
-void	conn_event(struct conn *c, uint32_t events);
-/* A parked connection's handler finished: write, then go on parsing. */
+/* A parked connection's handler finished: write, then go on parsing (the
+ * engine's wk_resume; handlers call worker_resume). */
 void	conn_resume(struct conn *c);
 void	conn_close(struct conn *c);
 void	conn_free_closed(void);
@@ -227,22 +335,32 @@ void	resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
  * the body (omitted for HEAD); counts the request in /metrics. */
 void	resp_end(struct conn *c, const char *ctype, const void *body,
 	    size_t len);
-/* {"error": error, "error_description": desc} with status. */
+/*
+ * The one error answer of the engine and its modules: the body
+ * {"error": error, "error_description": desc}, as the whole response
+ * (resp_error) or after resp_start and headers (resp_error_end).
+ */
 void	resp_error(struct conn *c, int status, const char *error,
 	    const char *desc);
+void	resp_error_end(struct conn *c, const char *error, const char *desc);
 /* Serialise a jansson object as the whole response (resp_json) or as the
  * body after resp_start and headers (resp_json_end); both steal obj. */
 void	resp_json(struct conn *c, int status, json_t *obj);
 void	resp_json_end(struct conn *c, json_t *obj);
-/* A new {"error", "error_description"} object (the caller's reference). */
-json_t	*resp_error_obj(const char *error, const char *desc);
+
+/* ---- metrics.c --------------------------------------------------------- */
+
+/*
+ * The Prometheus text of every counter, summed over all slots, into buf.
+ * cache_entries is the caller's LMDB count (-1: unknown).  Returns the
+ * length, or -1 when buf is too small.
+ */
+int	metrics_render(long long cache_entries, char *buf, size_t buflen);
 
 /* ---- dispatch.c -------------------------------------------------------- */
 
-enum handler_result { HANDLER_DONE, HANDLER_PENDING };
-
-typedef enum handler_result (*handler_fn)(struct conn *c);
-
+/* Label each endpoint from the routes of the engine and W.wk_mods. */
+void	dispatch_init(void);
 /* Route c->c_req; a response is written unless HANDLER_PENDING. */
 enum handler_result dispatch(struct conn *c);
 
@@ -295,14 +413,5 @@ auth_feed_mark(void)
  */
 int	auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
 	    const struct tok_info *ti, int64_t feed_ok, bearer_cb cb);
-
-/* OAuth 2.0 (worker/oauth/oauth.h has the shared parts). */
-enum handler_result h_token(struct conn *c);
-enum handler_result h_authorize(struct conn *c);
-enum handler_result h_introspect(struct conn *c);
-enum handler_result h_revoke(struct conn *c);
-enum handler_result h_wellknown(struct conn *c);
-enum handler_result h_pats(struct conn *c);
-enum handler_result h_pat_delete(struct conn *c);
 
 #endif /* TOKEND_WORKER_H */

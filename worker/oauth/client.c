@@ -35,6 +35,8 @@
 
 #define CC_SLOTS	256
 
+struct oauth OA;
+
 struct cc_ent {
 	int		 ce_used;
 	uint8_t		 ce_key[TOKEN_HASH_LEN];
@@ -79,7 +81,28 @@ oauth_body(struct conn *c, int status, const char *json, size_t len)
 void
 oauth_error(struct conn *c, int status, const char *error, const char *desc)
 {
-	oauth_json(c, status, resp_error_obj(error, desc));
+	oauth_headers(c, status);
+	resp_error_end(c, error, desc);
+}
+
+void
+oauth_api_error(struct conn *c, int status, const char *error,
+    const char *desc)
+{
+	resp_start(c, status);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_error_end(c, error, desc);
+}
+
+enum handler_result
+oauth_query(struct conn *c, const char *sql, int nparams,
+    const char *const *params, pgq_cb cb)
+{
+	if (pgq_submit(W.wk_pgq, c, sql, nparams, params, cb, NULL) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	return HANDLER_PENDING;
 }
 
 void
@@ -87,8 +110,8 @@ oauth_unavailable(struct conn *c)
 {
 	oauth_headers(c, 503);
 	resp_header(c, "Retry-After", "1");
-	resp_json_end(c, resp_error_obj("temporarily_unavailable",
-	    "PostgreSQL is unreachable or busy; try again"));
+	resp_error_end(c, "temporarily_unavailable",
+	    "PostgreSQL is unreachable or busy; try again");
 }
 
 void
@@ -96,7 +119,7 @@ oauth_busy(struct conn *c, int wait, const char *desc)
 {
 	oauth_headers(c, 429);
 	resp_headerf(c, "Retry-After", "%d", wait > 0 ? wait : 1);
-	resp_json_end(c, resp_error_obj("temporarily_unavailable", desc));
+	resp_error_end(c, "temporarily_unavailable", desc);
 }
 
 void
@@ -105,8 +128,8 @@ client_invalid(struct conn *c, const struct oreq *or)
 	oauth_headers(c, 401);
 	if (or->or_basic)
 		resp_header(c, "WWW-Authenticate", "Basic realm=\"tokend\"");
-	resp_json_end(c, resp_error_obj("invalid_client",
-	    "client authentication failed"));
+	resp_error_end(c, "invalid_client",
+	    "client authentication failed");
 }
 
 /* ---- request state ------------------------------------------------------- */
@@ -130,6 +153,9 @@ oreq_new(struct conn *c)
 		oauth_unavailable(c);
 		return NULL;
 	}
+	/* The form and the client secret are wiped with the state. */
+	or->or_pd.pd_free = worker_pending_wipe;
+	or->or_pd.pd_size = sizeof(*or) + arenalen;
 	or->or_arenalen = arenalen;
 	if (form_parse(body, len, &or->or_form, or->or_arena, arenalen) ==
 	    -1) {
@@ -138,22 +164,14 @@ oreq_new(struct conn *c)
 		    "or a parameter given twice");
 		return NULL;
 	}
-	c->c_pending_data = or;
+	c->c_pending_data = &or->or_pd;
 	return or;
 }
 
 void
 oreq_free(struct conn *c)
 {
-	struct oreq	*or = c->c_pending_data;
-
-	if (or == NULL)
-		return;
-	/* explicit_bzero, not OPENSSL_cleanse: the same guarantee at
-	 * memset's speed, and this is every OAuth request's 5 KiB. */
-	explicit_bzero(or, sizeof(*or) + or->or_arenalen);
-	free(or);
-	c->c_pending_data = NULL;
+	worker_pending_free(c);
 }
 
 enum handler_result
@@ -164,13 +182,25 @@ oreq_done(struct conn *c, enum handler_result r)
 	return r;
 }
 
+enum handler_result
+oreq_client_then(struct conn *c, int need_conf, oreq_fn next)
+{
+	struct oreq	*or;
+
+	if ((or = oreq_new(c)) == NULL)
+		return HANDLER_DONE;
+	if (client_creds(c, or) == -1)
+		return oreq_done(c, HANDLER_DONE);
+	return oreq_done(c, client_auth(c, or, need_conf, next));
+}
+
 void
 oreq_resume(struct conn *c, enum handler_result r)
 {
 	if (r == HANDLER_PENDING)
 		return;
 	oreq_free(c);
-	conn_resume(c);
+	worker_resume(c);
 }
 
 enum handler_result
@@ -198,7 +228,7 @@ oreq_row(struct conn *c, PGresult *res)
 		oreq_resume(c, HANDLER_DONE);
 		return NULL;
 	}
-	return c->c_pending_data;
+	return (struct oreq *)c->c_pending_data;
 }
 
 /* ---- the cache ----------------------------------------------------------- */
@@ -266,7 +296,7 @@ cc_slot(struct client_cache *cc, const uint8_t *key)
 static const struct client_info *
 cc_get(struct oreq *or)
 {
-	struct client_cache *cc = W.wk_clients;
+	struct client_cache *cc = OA.oa_clients;
 	struct cc_ent	*e;
 
 	if (cc == NULL || cc_key(cc, or) == -1)
@@ -285,7 +315,7 @@ cc_get(struct oreq *or)
 static void
 cc_put(struct oreq *or)
 {
-	struct client_cache *cc = W.wk_clients;
+	struct client_cache *cc = OA.oa_clients;
 	struct cc_ent	*e;
 
 	if (cc == NULL || or->or_client_epoch !=
@@ -377,7 +407,7 @@ client_verified(struct conn *c, int ok, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (!ok || or->or_client.ci_id == 0) {
 		client_refused(c, or);
 		oreq_resume(c, HANDLER_DONE);
@@ -448,7 +478,7 @@ client_fetched(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (res == NULL) {
 		oauth_unavailable(c);
 		oreq_resume(c, HANDLER_DONE);
@@ -495,10 +525,5 @@ client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 		return HANDLER_DONE;
 	or->or_client_epoch = __atomic_load_n(&W.wk_shm->sh_client_epoch,
 	    __ATOMIC_ACQUIRE);
-	if (pgq_submit(W.wk_pgq, c, client_sql, 1, params, client_fetched,
-	    NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, client_sql, 1, params, client_fetched);
 }

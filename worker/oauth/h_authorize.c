@@ -35,31 +35,12 @@ static const char authorize_sql[] =
 
 /* The request's state, in c_pending_data. */
 struct az_wait {
+	struct pending	 az_pd;		/* first */
 	struct authorize_req az_req;
 	char		 az_user[TI_USER_LEN];
 	char		 az_code[TOKEN_LEN + 1];
 };
 
-static enum handler_result
-az_done(struct conn *c, enum handler_result r)
-{
-	struct az_wait	*az = c->c_pending_data;
-
-	if (r == HANDLER_PENDING || az == NULL)
-		return r;
-	OPENSSL_cleanse(az, sizeof(*az));
-	free(az);
-	c->c_pending_data = NULL;
-	return r;
-}
-
-static void
-az_error(struct conn *c, int status, const char *error, const char *desc)
-{
-	resp_start(c, status);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, resp_error_obj(error, desc));
-}
 
 static void
 az_answer(struct conn *c, struct az_wait *az, PGresult *res)
@@ -70,7 +51,7 @@ az_answer(struct conn *c, struct az_wait *az, PGresult *res)
 
 	if (oauth_redirect_to(ar->ar_redirect_uri, az->az_code,
 	    ar->ar_has_state ? ar->ar_state : NULL, to, sizeof(to)) == -1) {
-		az_error(c, 400, "invalid_request", "redirect_uri and state "
+		oauth_api_error(c, 400, "invalid_request", "redirect_uri and state "
 		    "are too long");
 		return;
 	}
@@ -93,22 +74,22 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	az = c->c_pending_data;
+	az = (struct az_wait *)c->c_pending_data;
 	st = res != NULL && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
 	if (res == NULL || PQntuples(res) != 1)
 		oauth_unavailable(c);
 	else if (strcmp(st, "ok") == 0)
 		az_answer(c, az, res);
 	else if (strcmp(st, "unknown_client") == 0)
-		az_error(c, 400, "invalid_request", "unknown client_id");
+		oauth_api_error(c, 400, "invalid_request", "unknown client_id");
 	else if (strcmp(st, "bad_redirect_uri") == 0)
-		az_error(c, 400, "invalid_request", "redirect_uri is not one "
+		oauth_api_error(c, 400, "invalid_request", "redirect_uri is not one "
 		    "registered for this client");
 	else if (strcmp(st, "pkce_required") == 0)
-		az_error(c, 400, "invalid_request", "a public client must use "
+		oauth_api_error(c, 400, "invalid_request", "a public client must use "
 		    "PKCE: code_challenge with code_challenge_method S256");
 	else if (strcmp(st, "invalid_scope") == 0)
-		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
+		oauth_api_error(c, 400, "invalid_scope", "the requested scope exceeds "
 		    "the client's or the access token's");
 	else if (strcmp(st, "not_first_party") == 0)
 		auth_bearer_forbidden(c, "only an access token issued to a "
@@ -118,8 +99,8 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	else
 		auth_bearer_denied(c, "the token is unknown, expired or "
 		    "revoked");
-	az_done(c, HANDLER_DONE);
-	conn_resume(c);
+	worker_pending_done(c, HANDLER_DONE);
+	worker_resume(c);
 }
 
 /*
@@ -138,7 +119,7 @@ authorize_bearer_ok(struct conn *c, const struct authorize_req *ar,
 		return 0;
 	}
 	if (ar->ar_has_scope && !scope_subset(ar->ar_scope, ti->ti_scope)) {
-		az_error(c, 400, "invalid_scope", "the requested scope exceeds "
+		oauth_api_error(c, 400, "invalid_scope", "the requested scope exceeds "
 		    "the access token's");
 		return 0;
 	}
@@ -149,7 +130,7 @@ authorize_bearer_ok(struct conn *c, const struct authorize_req *ar,
 static enum handler_result
 authorize_go(struct conn *c, const struct tok_info *ti)
 {
-	struct az_wait	*az = c->c_pending_data;
+	struct az_wait	*az = (struct az_wait *)c->c_pending_data;
 	const struct authorize_req *ar = &az->az_req;
 	char		 uid[24], hash[2 * TOKEN_HASH_LEN + 1], ttl[16];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1], tid[24];
@@ -176,20 +157,15 @@ authorize_go(struct conn *c, const struct tok_info *ti)
 	p[6] = ar->ar_has_challenge ? ar->ar_challenge : NULL;
 	p[7] = ttl;
 	p[8] = tid;
-	if (pgq_submit(W.wk_pgq, c, authorize_sql, 9, p, authorized,
-	    NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, authorize_sql, 9, p, authorized);
 }
 
 static void
 authorize_bearer(struct conn *c, const struct tok_info *ti)
 {
 	c->c_pending = NULL;
-	if (az_done(c, authorize_go(c, ti)) == HANDLER_DONE)
-		conn_resume(c);
+	if (worker_pending_done(c, authorize_go(c, ti)) == HANDLER_DONE)
+		worker_resume(c);
 }
 
 enum handler_result
@@ -202,7 +178,7 @@ h_authorize(struct conn *c)
 	int		 r;
 
 	if (!oauth_ctype_is(rq->rq_content_type, "application/json")) {
-		az_error(c, 415, "invalid_request", "the body must be "
+		oauth_api_error(c, 415, "invalid_request", "the body must be "
 		    "application/json");
 		return HANDLER_DONE;
 	}
@@ -210,16 +186,19 @@ h_authorize(struct conn *c)
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
+	/* The new code is wiped with the state. */
+	az->az_pd.pd_free = worker_pending_wipe;
+	az->az_pd.pd_size = sizeof(*az);
 	/* Parsed now: the body may not outlive a wait for the lookup. */
 	if (oauth_parse_authorize(c->c_in + c->c_inoff + rq->rq_header_bytes,
 	    rq->rq_content_length, &az->az_req, &err, &why) == -1) {
 		free(az);
-		az_error(c, 400, err, why);
+		oauth_api_error(c, 400, err, why);
 		return HANDLER_DONE;
 	}
-	c->c_pending_data = az;
+	c->c_pending_data = &az->az_pd;
 	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, authorize_bearer);
 	if (r == 2)
 		return HANDLER_PENDING;
-	return az_done(c, r == 1 ? authorize_go(c, &ti) : HANDLER_DONE);
+	return worker_pending_done(c, r == 1 ? authorize_go(c, &ti) : HANDLER_DONE);
 }

@@ -72,6 +72,12 @@ oauth_cache_revoke(const char *hexlist)
 	free(h);
 }
 
+uint64_t
+oauth_cache_epoch(void)
+{
+	return __atomic_load_n(&W.wk_shm->sh_cache_epoch, __ATOMIC_ACQUIRE);
+}
+
 void
 oauth_cache_issued(const char *tok, const struct tok_info *ti,
     uint64_t epoch)
@@ -188,12 +194,7 @@ introspect_refresh_start(struct conn *c, struct oreq *or, const char *tok)
 
 	oauth_hash_hex(tok, hex);
 	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
-	if (pgq_submit(W.wk_pgq, c, refresh_info_sql, 2, p,
-	    introspect_refresh, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, refresh_info_sql, 2, p, introspect_refresh);
 }
 
 static enum handler_result
@@ -251,13 +252,7 @@ introspect_go(struct conn *c, struct oreq *or)
 enum handler_result
 h_introspect(struct conn *c)
 {
-	struct oreq	*or;
-
-	if ((or = oreq_new(c)) == NULL)
-		return HANDLER_DONE;
-	if (client_creds(c, or) == -1)
-		return oreq_done(c, HANDLER_DONE);
-	return oreq_done(c, client_auth(c, or, 1, introspect_go));
+	return oreq_client_then(c, 1, introspect_go);
 }
 
 /* ---- /revoke -------------------------------------------------------------- */
@@ -314,23 +309,13 @@ revoke_go(struct conn *c, struct oreq *or)
 	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	p[0] = hex;
 	p[1] = cid;
-	if (pgq_submit(W.wk_pgq, c, revoke_sql, 2, p, revoked, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, revoke_sql, 2, p, revoked);
 }
 
 enum handler_result
 h_revoke(struct conn *c)
 {
-	struct oreq	*or;
-
-	if ((or = oreq_new(c)) == NULL)
-		return HANDLER_DONE;
-	if (client_creds(c, or) == -1)
-		return oreq_done(c, HANDLER_DONE);
-	return oreq_done(c, client_auth(c, or, 0, revoke_go));
+	return oreq_client_then(c, 0, revoke_go);
 }
 
 /* ---- RFC 8414 metadata ----------------------------------------------------- */

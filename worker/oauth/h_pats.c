@@ -67,6 +67,7 @@ enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE };
 
 /* The request's state, in c_pending_data. */
 struct pat_wait {
+	struct pending	 pw_pd;			/* first */
 	enum pat_op	 pw_op;
 	struct pat_req	 pw_req;		/* PAT_CREATE */
 	char		 pw_id[24];		/* PAT_DELETE */
@@ -77,26 +78,6 @@ struct pat_wait {
 	char		 pw_token[TOKEN_LEN + 1];
 };
 
-static enum handler_result
-pw_done(struct conn *c, enum handler_result r)
-{
-	struct pat_wait	*pw = c->c_pending_data;
-
-	if (r == HANDLER_PENDING || pw == NULL)
-		return r;
-	OPENSSL_cleanse(pw, sizeof(*pw));
-	free(pw);
-	c->c_pending_data = NULL;
-	return r;
-}
-
-static void
-pat_error(struct conn *c, int status, const char *error, const char *desc)
-{
-	resp_start(c, status);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, resp_error_obj(error, desc));
-}
 
 /* A nullable text column as a JSON string or null. */
 static json_t *
@@ -123,11 +104,11 @@ pat_status(struct conn *c, PGresult *res)
 		auth_bearer_forbidden(c, "only an access token issued to a "
 		    "first-party client may manage personal access tokens");
 	else if (strcmp(st, "reauthentication_required") == 0)
-		pat_error(c, 403, st, reauth_why);
+		oauth_api_error(c, 403, st, reauth_why);
 	else if (strcmp(st, "invalid_scope") == 0)
-		pat_error(c, 400, st, scope_why);
+		oauth_api_error(c, 400, st, scope_why);
 	else if (strcmp(st, "invalid_lifetime") == 0)
-		pat_error(c, 400, "invalid_request", "expires_in exceeds "
+		oauth_api_error(c, 400, "invalid_request", "expires_in exceeds "
 		    "pat_max_lifetime");
 	else if (strcmp(st, "invalid_user") == 0)
 		auth_bearer_denied(c, "the user is disabled");
@@ -191,7 +172,7 @@ pat_deleted(struct conn *c, struct pat_wait *pw, PGresult *res)
 	if (!pat_status(c, res))
 		return;
 	if (PQgetisnull(res, 0, 1)) {
-		pat_error(c, 404, "not_found", "no such personal access token");
+		oauth_api_error(c, 404, "not_found", "no such personal access token");
 		return;
 	}
 	/* Gone from every worker's cache before the 204. */
@@ -211,7 +192,7 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	pw = c->c_pending_data;
+	pw = (struct pat_wait *)c->c_pending_data;
 	if (res == NULL || PQntuples(res) < 1)
 		oauth_unavailable(c);
 	else if (pw->pw_op == PAT_CREATE)
@@ -220,8 +201,8 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 		pat_listed(c, res);
 	else
 		pat_deleted(c, pw, res);
-	pw_done(c, HANDLER_DONE);
-	conn_resume(c);
+	worker_pending_done(c, HANDLER_DONE);
+	worker_resume(c);
 }
 
 /* ---- the work ---------------------------------------------------------------- */
@@ -237,13 +218,13 @@ pat_limits(struct conn *c, struct pat_req *pr, const struct tok_info *ti)
 	char		 why[96];
 
 	if (W.wk_now - ti->ti_iat >= OA_PAT_REAUTH) {
-		pat_error(c, 403, "reauthentication_required", reauth_why);
+		oauth_api_error(c, 403, "reauthentication_required", reauth_why);
 		return -1;
 	}
 	if (max != 0 && pr->pr_expires_in > max) {
 		snprintf(why, sizeof(why), "expires_in exceeds "
 		    "pat_max_lifetime (%lld seconds)", (long long)max);
-		pat_error(c, 400, "invalid_request", why);
+		oauth_api_error(c, 400, "invalid_request", why);
 		return -1;
 	}
 	if (pr->pr_expires_in == 0)
@@ -265,7 +246,7 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
 		    ti->ti_scope);
 	else if (!scope_subset(pr->pr_scope, ti->ti_scope)) {
-		pat_error(c, 400, "invalid_scope", scope_why);
+		oauth_api_error(c, 400, "invalid_scope", scope_why);
 		return -1;
 	} else
 		snprintf(pw->pw_scope, sizeof(pw->pw_scope), "%s",
@@ -294,7 +275,7 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 static enum handler_result
 pats_go(struct conn *c, const struct tok_info *ti)
 {
-	struct pat_wait	*pw = c->c_pending_data;
+	struct pat_wait	*pw = (struct pat_wait *)c->c_pending_data;
 	char		 uid[24], tid[24], hash[2 * TOKEN_HASH_LEN + 1], exp[24];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 	const char	*p[9] = { uid, tid }, *sql = list_sql;
@@ -322,19 +303,15 @@ pats_go(struct conn *c, const struct tok_info *ti)
 		sql = delete_sql;
 		n = 3;
 	}
-	if (pgq_submit(W.wk_pgq, c, sql, n, p, pat_answered, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, sql, n, p, pat_answered);
 }
 
 static void
 pats_bearer(struct conn *c, const struct tok_info *ti)
 {
 	c->c_pending = NULL;
-	if (pw_done(c, pats_go(c, ti)) == HANDLER_DONE)
-		conn_resume(c);
+	if (worker_pending_done(c, pats_go(c, ti)) == HANDLER_DONE)
+		worker_resume(c);
 }
 
 /* Authenticate, then do pw's operation. */
@@ -344,11 +321,14 @@ pats_start(struct conn *c, struct pat_wait *pw)
 	struct tok_info	 ti;
 	int		 r;
 
-	c->c_pending_data = pw;
+	/* The new token is wiped with the state. */
+	pw->pw_pd.pd_free = worker_pending_wipe;
+	pw->pw_pd.pd_size = sizeof(*pw);
+	c->c_pending_data = &pw->pw_pd;
 	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, pats_bearer);
 	if (r == 2)
 		return HANDLER_PENDING;
-	return pw_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
+	return worker_pending_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
 }
 
 enum handler_result
@@ -367,7 +347,7 @@ h_pats(struct conn *c)
 		return pats_start(c, pw);
 	if (!oauth_ctype_is(rq->rq_content_type, "application/json")) {
 		free(pw);
-		pat_error(c, 415, "invalid_request", "the body must be "
+		oauth_api_error(c, 415, "invalid_request", "the body must be "
 		    "application/json");
 		return HANDLER_DONE;
 	}
@@ -375,7 +355,7 @@ h_pats(struct conn *c)
 	if (oauth_parse_pat(c->c_in + c->c_inoff + rq->rq_header_bytes,
 	    rq->rq_content_length, &pw->pw_req, &err, &why) == -1) {
 		free(pw);
-		pat_error(c, 400, err, why);
+		oauth_api_error(c, 400, err, why);
 		return HANDLER_DONE;
 	}
 	return pats_start(c, pw);

@@ -67,6 +67,20 @@ struct minted {
 
 /* ---- shared steps -------------------------------------------------------- */
 
+/* The six SQL parameters of the minted pair, in the order every issuing
+ * function takes them: access hash, prefix, ttl, then refresh's (NULL
+ * without a refresh token). */
+static void
+minted_params(const struct minted *mt, int refresh, const char **p)
+{
+	p[0] = mt->mt_ahash;
+	p[1] = mt->mt_apfx;
+	p[2] = mt->mt_attl;
+	p[3] = refresh ? mt->mt_rhash : NULL;
+	p[4] = refresh ? mt->mt_rpfx : NULL;
+	p[5] = refresh ? mt->mt_rttl : NULL;
+}
+
 /* Mint or_access (and or_refresh) and their SQL parameters. */
 static int
 mint(struct oreq *or, int refresh, struct minted *mt)
@@ -173,7 +187,7 @@ issued(struct conn *c, PGresult *res, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (res == NULL)
 		oauth_unavailable(c);
 	else if (PQntuples(res) != 1 ||
@@ -204,19 +218,9 @@ issue(struct conn *c, struct oreq *or, int refresh)
 	p[0] = or->or_user_id != 0 ? uid : NULL;
 	p[1] = cid;
 	p[2] = or->or_scope;
-	p[3] = mt.mt_ahash;
-	p[4] = mt.mt_apfx;
-	p[5] = mt.mt_attl;
-	p[6] = refresh ? mt.mt_rhash : NULL;
-	p[7] = refresh ? mt.mt_rpfx : NULL;
-	p[8] = refresh ? mt.mt_rttl : NULL;
-	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
-	    __ATOMIC_ACQUIRE);
-	if (pgq_submit(W.wk_pgq, c, issue_sql, 9, p, issued, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	minted_params(&mt, refresh, p + 3);
+	or->or_cache_epoch = oauth_cache_epoch();
+	return oauth_query(c, issue_sql, 9, p, issued);
 }
 
 static enum handler_result
@@ -257,7 +261,7 @@ password_verified(struct conn *c, int ok, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return;
-	or = c->c_pending_data;
+	or = (struct oreq *)c->c_pending_data;
 	if (!ok || or->or_user_id == 0) {
 		login_failed(c, or, or->or_user_id == 0 ? "unknown user" :
 		    "wrong password");
@@ -333,12 +337,7 @@ login_start(struct conn *c, struct oreq *or, const char *name)
 	}
 	snprintf(max, sizeof(max), "%d", W.wk_cf->cf_login_max_failures);
 	snprintf(window, sizeof(window), "%d", W.wk_cf->cf_login_window);
-	if (pgq_submit(W.wk_pgq, c, login_sql, 3, p, password_user,
-	    NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	return oauth_query(c, login_sql, 3, p, password_user);
 }
 
 static enum handler_result
@@ -509,15 +508,9 @@ grant_refresh(struct conn *c, struct oreq *or)
 	p[2] = or->or_has_scope ? or->or_scope : NULL;
 	p[3] = grace;
 	p[4] = n > 0 ? boxhex : NULL;
-	p[5] = mt.mt_ahash;
-	p[6] = mt.mt_apfx;
-	p[7] = mt.mt_attl;
-	p[8] = mt.mt_rhash;
-	p[9] = mt.mt_rpfx;
-	p[10] = mt.mt_rttl;
+	minted_params(&mt, 1, p + 5);
 	p[11] = maxage;
-	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
-	    __ATOMIC_ACQUIRE);
+	or->or_cache_epoch = oauth_cache_epoch();
 	if (pgq_submit(W.wk_pgq, c, refresh_sql, 12, p, refreshed,
 	    NULL) == 0)
 		return HANDLER_PENDING;
@@ -629,19 +622,9 @@ grant_code(struct conn *c, struct oreq *or)
 	p[1] = cid;
 	p[2] = uri;
 	p[3] = challenge[0] != '\0' ? challenge : NULL;
-	p[4] = mt.mt_ahash;
-	p[5] = mt.mt_apfx;
-	p[6] = mt.mt_attl;
-	p[7] = mt.mt_rhash;
-	p[8] = mt.mt_rpfx;
-	p[9] = mt.mt_rttl;
-	or->or_cache_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
-	    __ATOMIC_ACQUIRE);
-	if (pgq_submit(W.wk_pgq, c, code_sql, 10, p, exchanged, NULL) == -1) {
-		oauth_unavailable(c);
-		return HANDLER_DONE;
-	}
-	return HANDLER_PENDING;
+	minted_params(&mt, 1, p + 4);
+	or->or_cache_epoch = oauth_cache_epoch();
+	return oauth_query(c, code_sql, 10, p, exchanged);
 }
 
 /* ---- the endpoint ------------------------------------------------------- */

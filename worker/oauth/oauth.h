@@ -1,24 +1,35 @@
 /*
- * The OAuth 2.0 endpoints' shared parts (worker-internal).
+ * The OAuth 2.0 module of the worker: the endpoints /token, /authorize,
+ * /introspect, /revoke, /pats and the RFC 8414 metadata.  It runs in
+ * worker processes only, on the loop thread, and plugs into the engine
+ * through oauth_module (module.c), which master/main.c hands to
+ * worker_main; the engine names nothing of it.  worker/oauth/README.md has
+ * the design.
  *
- *   oauth_util.c   pure functions: HTTP Basic decoding, scopes, PKCE, the
- *                  refresh successor box (HKDF + AES-256-GCM), the JSON
- *                  bodies of /authorize and /pats, redirect_to.  They touch
- *                  no worker state, so the fuzzers and unit tests link them
- *                  alone.
- *   client.c       client authentication and its per-worker cache.
+ *   oauth_util.c   pure functions: HTTP Basic decoding, PKCE, the refresh
+ *                  successor box (HKDF + AES-256-GCM), the JSON bodies of
+ *                  /authorize and /pats (their scopes through proto/'s
+ *                  scope functions), redirect_to.  They touch no worker
+ *                  state, so the fuzzers and tests/unit/test_oauth_util.c
+ *                  link them with proto/ alone.
+ *   client.c       responses, the form request state, client
+ *                  authentication and its per-worker cache (OA).
+ *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata,
+ *                  the shared cache after issuing or revoking.
  *   h_token.c      POST /token: the four grants.
- *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata.
  *   h_authorize.c  POST /authorize.
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
+ *   module.c       the routes and the per-worker set-up.
  *
  * A form endpoint's request state is one struct oreq in c_pending_data,
  * made by oreq_new and freed when the response is written (oreq_done,
- * oreq_resume) or, if the connection dies while parked, by conn_close.  It
- * is one malloc'd block (the form's strings live in its arena), since
- * conn_close frees it with a plain free().  Every asynchronous step (pgq,
- * hashpool, lookup) finds it again through c->c_pending_data, and does
- * nothing when its callback gets c NULL.
+ * oreq_resume) or, if the connection dies while parked, by conn_close,
+ * both through its struct pending header, which wipes the whole block
+ * (the form's strings, the client secret, a password live in it).  Every
+ * asynchronous step (pgq, hashpool, lookup) finds it again through
+ * c->c_pending_data, and does nothing when its callback gets c NULL.
+ * Errors are answered here as JSON {"error","error_description"} through
+ * resp.c's resp_error_end, with Cache-Control: no-store.
  */
 #ifndef TOKEND_OAUTH_H
 #define TOKEND_OAUTH_H
@@ -27,6 +38,7 @@
 #include <stdint.h>
 
 #include "worker/hashpool.h"
+#include "worker/pgq.h"
 #include "worker/worker.h"
 
 #define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
@@ -130,6 +142,7 @@ struct oreq;
 typedef enum handler_result (*oreq_fn)(struct conn *c, struct oreq *or);
 
 struct oreq {
+	struct pending	 or_pd;			/* first: c_pending_data */
 	struct form	 or_form;		/* strings in or_arena */
 	/* The presented client credentials (client.c). */
 	int		 or_basic;		/* Basic was tried */
@@ -166,6 +179,10 @@ struct oreq *oreq_new(struct conn *c);
 void	oreq_free(struct conn *c);
 /* A handler's result: DONE frees the state.  Returns r. */
 enum handler_result oreq_done(struct conn *c, enum handler_result r);
+/* A form endpoint whose client authenticates (client_creds, client_auth)
+ * before next runs: the whole handler of /introspect and /revoke. */
+enum handler_result oreq_client_then(struct conn *c, int need_conf,
+	    oreq_fn next);
 /* From a callback: on DONE free the state and resume the connection. */
 void	oreq_resume(struct conn *c, enum handler_result r);
 /*
@@ -188,10 +205,22 @@ void	oauth_json(struct conn *c, int status, json_t *obj);
 void	oauth_body(struct conn *c, int status, const char *json, size_t len);
 void	oauth_error(struct conn *c, int status, const char *error,
 	    const char *desc);
+/* The JSON APIs' errors (/authorize, /pats): Cache-Control: no-store. */
+void	oauth_api_error(struct conn *c, int status, const char *error,
+	    const char *desc);
 /* 503 temporarily_unavailable with Retry-After. */
 void	oauth_unavailable(struct conn *c);
+/*
+ * Queue sql for c on the OAuth connection (pgq.h; cb gets arg NULL):
+ * HANDLER_PENDING, or HANDLER_DONE after answering 503 when it cannot be.
+ */
+enum handler_result oauth_query(struct conn *c, const char *sql,
+	    int nparams, const char *const *params, pgq_cb cb);
 /* 429 temporarily_unavailable with Retry-After: wait seconds (at least 1). */
 void	oauth_busy(struct conn *c, int wait, const char *desc);
+
+/* sh_cache_epoch now, read before a query that issues tokens (acquire). */
+uint64_t oauth_cache_epoch(void);
 
 /*
  * After a revocation committed in PostgreSQL: bump sh_cache_epoch, then
@@ -209,9 +238,28 @@ void	oauth_cache_revoke(const char *hexlist);
 void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
 	    uint64_t epoch);
 
+/* ---- module.c: the routes and set-up the engine runs -------------------- */
+
+/* What master/main.c passes to worker_main. */
+extern const struct worker_module oauth_module;
+
+enum handler_result h_token(struct conn *c);
+enum handler_result h_authorize(struct conn *c);
+enum handler_result h_introspect(struct conn *c);
+enum handler_result h_revoke(struct conn *c);
+enum handler_result h_wellknown(struct conn *c);
+enum handler_result h_pats(struct conn *c);
+enum handler_result h_pat_delete(struct conn *c);
+
 /* ---- client.c ------------------------------------------------------------- */
 
 struct client_cache;
+
+/* The module's per-worker state (client.c), set up by oauth_init. */
+struct oauth {
+	struct client_cache *oa_clients;	/* authenticated clients */
+};
+extern struct oauth OA;
 
 /* After fork: a worker's empty cache (NULL: none, every auth is fetched). */
 struct client_cache *client_cache_new(void);

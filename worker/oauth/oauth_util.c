@@ -83,9 +83,6 @@ oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
 	return rc;
 }
 
-/* ---- scopes --------------------------------------------------------------- */
-
-
 /* ---- PKCE (RFC 7636) ------------------------------------------------------- */
 
 int
