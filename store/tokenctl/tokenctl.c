@@ -779,7 +779,11 @@ ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
 	return rc;
 }
 
-/* Insert the PAT tok for user id; only its hash and prefix are stored. */
+/*
+ * Create the PAT tok for user id through tokend_pat_create, the function
+ * the worker's POST /pats calls, on its operator path (no bearer token, no
+ * lifetime limit); only the hash and prefix are stored.  Returns 0 or -1.
+ */
 static int
 ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
     const char *scope, const char *expires)
@@ -788,21 +792,29 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
 	uint8_t		 h[TOKEN_HASH_LEN];
 	char		 hex[2 + 2 * TOKEN_HASH_LEN + 1];
 	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+	PGresult	*res;
+	int		 rc = 0;
 
 	token_hash(tok, TOKEN_LEN, h);
 	memcpy(hex, "\\x", 2);
 	hex_encode(h, sizeof(h), hex + 2);
 	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
 	prefix[TOKEN_DISPLAY_LEN] = '\0';
-	params[0] = hex;
-	params[1] = prefix;
-	params[2] = uid;
-	params[3] = c->ctl_name;
-	params[4] = scope;
-	params[5] = expires;
-	return ctl_run(c, "INSERT INTO tokens (kind, hash, prefix, user_id, "
-	    "name, scope, expires_at) VALUES ('pat', $1::bytea, $2, $3, $4, "
-	    "$5, now() + $6::bigint * interval '1 second')", 6, params);
+	params[0] = uid;
+	params[1] = c->ctl_name;
+	params[2] = scope;
+	params[3] = expires;
+	params[4] = hex;
+	params[5] = prefix;
+	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend_pat_create("
+	    "$1::bigint, $2, $3, $4::integer, $5::bytea, $6, NULL, NULL, 0)",
+	    6, params, "no PAT created")) == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
+		rc = ctl_fail(c, "cannot create the PAT: %s",
+		    PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
 }
 
 static int
@@ -1070,7 +1082,8 @@ cmd_token_revoke(struct ctl *c)
 /* ---- cleanup ----------------------------------------------------------- */
 
 /*
- * Rows expired or revoked more than retention seconds ago go.  The
+ * Rows expired or revoked more than retention seconds ago go, by
+ * tokend_cleanup (migration 010), as the writer's periodic sweep.  The
  * retention comes from -c FILE, else TOKEND_RETENTION, else the default,
  * all through config_load so it is validated as tokend validates it.
  */
@@ -1079,29 +1092,18 @@ cmd_cleanup(struct ctl *c)
 {
 	const char	*params[1];
 	char		 ret[32];
-	long long	 n;
-	int		 rc = -1;
+	PGresult	*res;
 
 	if (ctl_config(c) == -1 || ctl_connect(c, 1) == -1)
 		return -1;
 	snprintf(ret, sizeof(ret), "%d", c->ctl_cf.cf_retention);
 	params[0] = ret;
-	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
+	if ((res = ctl_sql_row(c, "SELECT o_tokens FROM tokend_cleanup($1)",
+	    1, params, "cleanup gave no counts")) == NULL)
 		return -1;
-	if (ctl_run_count(c, "DELETE FROM tokens WHERE "
-	    "expires_at < now() - $1::bigint * interval '1 second' OR "
-	    "revoked_at < now() - $1::bigint * interval '1 second'",
-	    1, params, &n) == -1 ||
-	    ctl_run(c, "DELETE FROM usage_batches WHERE "
-	    "at < now() - $1::bigint * interval '1 second'", 1, params) == -1 ||
-	    ctl_run(c, "COMMIT", 0, NULL) == -1)
-		goto out;
-	printf("deleted %lld tokens\n", n);
-	rc = 0;
-out:
-	if (rc == -1)
-		ctl_rollback(c);
-	return rc;
+	printf("deleted %s tokens\n", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
 }
 
 /* ---- Dispatch ---------------------------------------------------------- */

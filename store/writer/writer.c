@@ -7,8 +7,9 @@
  *             this master's instance in usage_batches, so that a writer
  *             killed between the commit and emptying the tables never
  *             counts a use twice.
- *   cleanup   rows expired or revoked longer ago than `retention` are
- *             deleted every CLEANUP_MS; refresh successor boxes past
+ *   cleanup   tokend_cleanup (migration 010) deletes rows expired or
+ *             revoked, and watermarks, older than `retention`,
+ *             every CLEANUP_MS; refresh successor boxes past
  *             their grace are wiped every WIPE_MS.
  *
  * The revocation feed (LISTEN, the cache, the heartbeat) is a thread of its
@@ -382,6 +383,7 @@ fail:
 	return -1;
 }
 
+/* Retention, by tokend_cleanup: the rule tokenctl cleanup runs too. */
 static void
 wr_cleanup(void)
 {
@@ -390,16 +392,17 @@ wr_cleanup(void)
 	PGresult	*res;
 
 	snprintf(ret, sizeof(ret), "%d", WR.wr_cf->cf_retention);
-	res = wr_exec("DELETE FROM tokens WHERE expires_at < now() - "
-	    "make_interval(secs => $1::int) OR revoked_at < now() - "
-	    "make_interval(secs => $1::int)", 1, params, err, sizeof(err));
+	res = wr_exec("SELECT o_tokens, o_batches FROM tokend_cleanup($1::int)",
+	    1, params, err, sizeof(err));
 	if (res == NULL) {
 		wr_disconnect(err);
 		return;
 	}
-	if (atoi(PQcmdTuples(res)) > 0)
+	if (PQntuples(res) == 1 && (atoll(PQgetvalue(res, 0, 0)) > 0 ||
+	    atoll(PQgetvalue(res, 0, 1)) > 0))
 		LOG(LVL_INFO, "tokens_cleaned", KV_S("deleted",
-		    PQcmdTuples(res)));
+		    PQgetvalue(res, 0, 0)), KV_S("batches",
+		    PQgetvalue(res, 0, 1)));
 	PQclear(res);
 }
 
