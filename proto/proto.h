@@ -19,6 +19,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- Limits ------------------------------------------------------------ */
+
+/*
+ * What tokenctl, the worker and the configuration all accept, defined once
+ * here so that an operator's command and the HTTP API cannot drift apart.
+ */
+#define LIM_TEN_YEARS		315360000	/* seconds: longest lifetime */
+#define LIM_USER_NAME_MAX	128	/* bytes of a user name */
+#define LIM_PAT_NAME_MAX	128	/* bytes of a PAT's name */
+#define LIM_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
+#define LIM_URI_MAX		2048	/* a redirect URI */
+#define LIM_EXPIRES_MIN		60	/* a PAT's expires_in, seconds */
+#define LIM_EXPIRES_MAX		LIM_TEN_YEARS
+
 /* ---- HTTP request parsing (http.c) ------------------------------------ */
 
 #define HTTP_MAX_HEADER_BYTES 8192	/* request line + headers + CRLFCRLF */
@@ -271,6 +285,11 @@ int	utf8_valid_str(const char *s);
  * identity (user, client, scope) is never cut short to fit.
  */
 int	text_copy(char *dst, size_t cap, const char *src);
+/*
+ * Is every byte of s[0..n) an ASCII letter or digit, or one of extra?  The
+ * alphabets of user names and PKCE verifiers.
+ */
+int	text_word_ok(const char *s, size_t n, const char *extra);
 
 /* ---- JSON objects written in place (jsonw.c) --------------------------- */
 

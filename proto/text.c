@@ -2,6 +2,7 @@
  * Text checks shared by every layer (proto.h): UTF-8 validity, and copies
  * that refuse rather than truncate.
  */
+#include <ctype.h>
 #include <string.h>
 
 #include "proto/proto.h"
@@ -70,4 +71,16 @@ text_copy(char *dst, size_t cap, const char *src)
 		return -1;
 	memcpy(dst, src, n + 1);
 	return 0;
+}
+
+int
+text_word_ok(const char *s, size_t n, const char *extra)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && (s[i] == '\0' ||
+		    strchr(extra, s[i]) == NULL))
+			return 0;
+	return 1;
 }

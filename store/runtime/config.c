@@ -95,7 +95,7 @@ static const struct cf_key cf_keys[] = {
 	INT("code_ttl", cf_code_ttl, 1, 600),
 	INT("login_max_failures", cf_login_max_failures, 1, 1000),
 	INT("login_window", cf_login_window, 1, 86400),
-	INT("retention", cf_retention, 0, 315360000),
+	INT("retention", cf_retention, 0, LIM_TEN_YEARS),
 	INT("max_connections", cf_max_connections, 1, 1000000),
 	INT("keepalive_timeout", cf_keepalive_timeout, 0, 3600),
 	INT("header_timeout", cf_header_timeout, 1, 3600),
@@ -115,9 +115,9 @@ static const struct cf_key cf_keys[] = {
 	{ .ck_name = "listen_group", .ck_type = CT_STR, F(cf_listen_group) },
 	INT("max_revocation_lag", cf_max_revocation_lag, 1, 3600),
 	INT("stale_cache_ttl", cf_stale_cache_ttl, 0, 86400),
-	INT("pat_max_lifetime", cf_pat_max_lifetime, 0, 315360000),
+	INT("pat_max_lifetime", cf_pat_max_lifetime, 0, LIM_TEN_YEARS),
 	INT("refresh_family_max_age", cf_refresh_family_max_age, 60,
-	    315360000),
+	    LIM_TEN_YEARS),
 };
 #define CF_NKEYS	(sizeof(cf_keys) / sizeof(cf_keys[0]))
 _Static_assert(CF_NKEYS <= 64, "cf_load arrays too small");

@@ -31,12 +31,6 @@
 #include "store/store.h"
 
 #define CTL_MAX_WORDS     8
-#define CTL_NAME_MAX      128	/* user names */
-#define CTL_LABEL_MAX     128	/* PAT names */
-#define CTL_EXPIRES_MIN   60
-#define CTL_EXPIRES_MAX   315360000	/* ten years */
-#define CTL_CLIENT_ID_MAX 127	/* OAuth client ids */
-#define CTL_URI_MAX       2048	/* redirect URIs */
 #define CTL_MAX_URIS      16
 
 #define EXIT_USAGE 2
@@ -339,15 +333,9 @@ ctl_rollback(struct ctl *c)
 static int
 ctl_valid_user_name(const char *s)
 {
-	size_t	 n = strlen(s), i;
+	size_t	 n = strlen(s);
 
-	if (n == 0 || n > CTL_NAME_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr("._@-", s[i]) ==
-		    NULL)
-			return 0;
-	return 1;
+	return n > 0 && n <= LIM_USER_NAME_MAX && text_word_ok(s, n, "._@-");
 }
 
 static int
@@ -355,7 +343,7 @@ ctl_check_user_name(struct ctl *c, const char *name)
 {
 	if (!ctl_valid_user_name(name))
 		return ctl_fail(c, "invalid user name: 1 to %d characters of "
-		    "A-Z a-z 0-9 . _ @ -", CTL_NAME_MAX);
+		    "A-Z a-z 0-9 . _ @ -", LIM_USER_NAME_MAX);
 	return 0;
 }
 
@@ -734,9 +722,9 @@ ctl_check_pat_args(struct ctl *c, char *scope, size_t scopelen,
 
 	if (ctl_check_user_name(c, c->ctl_user) == -1)
 		return -1;
-	if (c->ctl_name[0] == '\0' || strlen(c->ctl_name) > CTL_LABEL_MAX)
+	if (c->ctl_name[0] == '\0' || strlen(c->ctl_name) > LIM_PAT_NAME_MAX)
 		return ctl_fail(c, "invalid --name: 1 to %d bytes",
-		    CTL_LABEL_MAX);
+		    LIM_PAT_NAME_MAX);
 	for (s = c->ctl_name; *s != '\0'; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return ctl_fail(c, "invalid --name: control character");
@@ -749,9 +737,9 @@ ctl_check_pat_args(struct ctl *c, char *scope, size_t scopelen,
 	errno = 0;
 	secs = strtoll(*expires, &end, 10);
 	if (!isdigit((unsigned char)**expires) || *end != '\0' || errno != 0 ||
-	    secs < CTL_EXPIRES_MIN || secs > CTL_EXPIRES_MAX)
+	    secs < LIM_EXPIRES_MIN || secs > LIM_EXPIRES_MAX)
 		return ctl_fail(c, "invalid --expires-in: seconds from %d "
-		    "to %d", CTL_EXPIRES_MIN, CTL_EXPIRES_MAX);
+		    "to %d", LIM_EXPIRES_MIN, LIM_EXPIRES_MAX);
 	return 0;
 }
 
@@ -860,9 +848,9 @@ ctl_check_client_id(struct ctl *c, const char *id)
 	for (i = 0; i < n; i++)
 		if (id[i] < 0x21 || id[i] > 0x7e)
 			break;
-	if (n == 0 || n > CTL_CLIENT_ID_MAX || i < n)
+	if (n == 0 || n > LIM_CLIENT_ID_MAX || i < n)
 		return ctl_fail(c, "invalid client id: 1 to %d printable "
-		    "ASCII characters, no spaces", CTL_CLIENT_ID_MAX);
+		    "ASCII characters, no spaces", LIM_CLIENT_ID_MAX);
 	return 0;
 }
 
@@ -880,12 +868,12 @@ ctl_check_uri(struct ctl *c, const char *u)
 	for (i = 0; i < n; i++)
 		if (u[i] <= 0x20 || u[i] == 0x7f || strchr("#\"\\", u[i]))
 			break;
-	if (n == 0 || n > CTL_URI_MAX || i < n || scheme == 0 ||
+	if (n == 0 || n > LIM_URI_MAX || i < n || scheme == 0 ||
 	    !isalpha((unsigned char)u[0]) || u[scheme] != ':' ||
 	    u[scheme + 1] == '\0')
 		return ctl_fail(c, "invalid --redirect-uri %s: an absolute URI "
 		    "of at most %d characters, without a fragment", u,
-		    CTL_URI_MAX);
+		    LIM_URI_MAX);
 	return 0;
 }
 
@@ -921,7 +909,7 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 static int
 cmd_client_add(struct ctl *c)
 {
-	static char	 uris[CTL_MAX_URIS * (CTL_URI_MAX + 3) + 3];
+	static char	 uris[CTL_MAX_URIS * (LIM_URI_MAX + 3) + 3];
 	const char	*id = c->ctl_words[2], *params[7];
 	char		 scope[SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
 	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
