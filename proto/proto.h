@@ -309,6 +309,19 @@ struct jsonw {
 	int	 jw_full;	/* something did not fit */
 };
 
+/*
+ * The one string escaper, which log lines use too.  json_plain_run: how
+ * many bytes at the start of s[0..n) go out as they are (printable ASCII
+ * but " and \).  json_esc_char: the escape of the character at s (n > 0)
+ * into out, its length in *outlen; returns the bytes of s it stands for.
+ * Control characters and DEL are escaped, a byte that is not valid UTF-8
+ * becomes \ufffd, so a value stays on one line and valid JSON.
+ */
+#define JSON_ESC_MAX	6
+size_t	json_plain_run(const unsigned char *s, size_t n);
+size_t	json_esc_char(const unsigned char *s, size_t n,
+	    char out[JSON_ESC_MAX], size_t *outlen);
+
 void	jw_begin(struct jsonw *jw, char *buf, size_t cap);
 void	jw_str(struct jsonw *jw, const char *key, const char *val);
 void	jw_int(struct jsonw *jw, const char *key, int64_t v);
