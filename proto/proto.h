@@ -6,7 +6,11 @@
  *   token.c   token generation and format check (SPEC section 3),
  *             SHA-256 hashing, display prefixes.
  *   form.c    application/x-www-form-urlencoded and query decoding.
- *   text.c    UTF-8 validity; copies that refuse instead of truncating.
+ *   text.c    UTF-8 validity; copies that refuse instead of truncating;
+ *             ISO 8601 times.
+ *   jsonw.c   flat JSON objects written in place; the string escaper.
+ *   scope.c   RFC 6749 scope lists.
+ *   addr.c    listen addresses.
  *
  * Contract: every function here is pure computation over caller-owned
  * memory.  No function allocates, logs, or touches a file descriptor, so
@@ -290,6 +294,13 @@ int	text_copy(char *dst, size_t cap, const char *src);
  * alphabets of user names and PKCE verifiers.
  */
 int	text_word_ok(const char *s, size_t n, const char *extra);
+/*
+ * secs since the epoch as UTC ISO 8601 (RFC 3339), the one format of every
+ * time tokend shows: "2026-11-24T10:00:00Z", or with ms >= 0
+ * "2026-11-24T10:00:00.123Z".  Returns 0, or -1 when secs is out of range.
+ */
+#define ISO8601_LEN	32
+int	iso8601_format(int64_t secs, int ms, char out[ISO8601_LEN]);
 
 /* ---- JSON objects written in place (jsonw.c) --------------------------- */
 

@@ -3,7 +3,9 @@
  * that refuse rather than truncate.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "proto/proto.h"
 
@@ -83,4 +85,23 @@ text_word_ok(const char *s, size_t n, const char *extra)
 		    strchr(extra, s[i]) == NULL))
 			return 0;
 	return 1;
+}
+
+int
+iso8601_format(int64_t secs, int ms, char out[ISO8601_LEN])
+{
+	time_t		 t = (time_t)secs;
+	struct tm	 tm;
+	int		 n;
+
+	if ((int64_t)t != secs || gmtime_r(&t, &tm) == NULL)
+		return -1;
+	n = snprintf(out, ISO8601_LEN, "%04d-%02d-%02dT%02d:%02d:%02d",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec);
+	if (ms >= 0)
+		snprintf(out + n, ISO8601_LEN - (size_t)n, ".%03dZ", ms % 1000);
+	else
+		snprintf(out + n, ISO8601_LEN - (size_t)n, "Z");
+	return 0;
 }

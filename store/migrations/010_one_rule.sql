@@ -7,15 +7,18 @@
 -- scope-subset check; p_max_lifetime 0 sets no lifetime limit.  The user
 -- must still be active, and the INSERT is the one both paths make.  The
 -- worker always passes its caller's bearer token id, never NULL.
-CREATE OR REPLACE FUNCTION tokend_pat_create(p_user bigint, p_name text,
+-- o_created and o_expires are timestamps now, not text: tokend formats
+-- every time it shows in one place (iso8601_format, proto/text.c).
+DROP FUNCTION tokend_pat_create(bigint, text, text, integer, bytea, text,
+    bigint, integer, integer);
+CREATE FUNCTION tokend_pat_create(p_user bigint, p_name text,
     p_scope text, p_expires_in integer, p_hash bytea, p_prefix text,
     p_bearer bigint, p_reauth integer, p_max_lifetime integer,
-    OUT o_status text, OUT o_id bigint, OUT o_created text,
-    OUT o_expires text)
+    OUT o_status text, OUT o_id bigint, OUT o_created timestamptz,
+    OUT o_expires timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
 	b record;
-	r record;
 BEGIN
 	IF p_bearer IS NOT NULL THEN
 		SELECT * INTO b FROM tokend_bearer(p_bearer, p_user);
@@ -40,12 +43,7 @@ BEGIN
 	    expires_at)
 	VALUES ('pat', p_hash, p_prefix, p_user, p_name, p_scope,
 	    now() + make_interval(secs => p_expires_in))
-	RETURNING id, created_at, expires_at INTO r;
-	o_id := r.id;
-	o_created := to_char(r.created_at AT TIME ZONE 'UTC',
-	    'YYYY-MM-DD"T"HH24:MI:SS"Z"');
-	o_expires := to_char(r.expires_at AT TIME ZONE 'UTC',
-	    'YYYY-MM-DD"T"HH24:MI:SS"Z"');
+	RETURNING id, created_at, expires_at INTO o_id, o_created, o_expires;
 	o_status := 'ok';
 END;
 $$;

@@ -172,16 +172,14 @@ log_field(struct log_line *l, int json, int first, const struct log_kv *kv)
 
 /* UTC, RFC 3339, milliseconds: 2026-11-24T10:00:00.123Z */
 static void
-log_ts(char *buf, size_t len)
+log_ts(char buf[ISO8601_LEN])
 {
 	struct timespec	 now;
-	struct tm	 tm;
-	size_t		 n;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03ldZ", now.tv_nsec / 1000000);
+	if (iso8601_format(now.tv_sec, (int)(now.tv_nsec / 1000000),
+	    buf) == -1)
+		buf[0] = '\0';
 }
 
 /* Whole or not at all, as far as write(2) lets us: nowhere to report. */
@@ -206,7 +204,7 @@ log_emit(int fd, int level, const char *event, size_t n,
     const struct log_kv *kv)
 {
 	struct log_line	 l;
-	char		 ts[40];
+	char		 ts[ISO8601_LEN];
 	int		 json = lg.lg_format == LOGF_JSON, saved = errno;
 	size_t		 i;
 	const struct log_kv head[] = { KV_S("ts", ts),
@@ -214,7 +212,7 @@ log_emit(int fd, int level, const char *event, size_t n,
 	    log_levels[level] : "error"), KV_S("event", event),
 	    KV_S("proc", lg.lg_proc), KV_I("pid", getpid()) };
 
-	log_ts(ts, sizeof(ts));
+	log_ts(ts);
 	l.ll_len = 0;
 	l.ll_full = 0;
 	if (json)

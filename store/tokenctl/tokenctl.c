@@ -362,7 +362,7 @@ ctl_user_row(struct ctl *c, const char *sql, const char *name)
 
 /* ---- Output: aligned tables or JSON ----------------------------------- */
 
-enum { COL_STR, COL_NUM, COL_BOOL };
+enum { COL_STR, COL_NUM, COL_BOOL, COL_TS };
 
 struct ctl_col {
 	const char	*col_name;	/* header and JSON key */
@@ -382,9 +382,14 @@ ctl_width(const char *s)
 	return w;
 }
 
-/* The table text of a cell: "-" for empty, yes/no for booleans. */
+/*
+ * The table text of a cell: "-" for empty, yes/no for booleans, ISO 8601
+ * for times (PG_EPOCH columns), written into ts.  Lives as long as res
+ * and ts.
+ */
 static const char *
-ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col)
+ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col,
+    char ts[ISO8601_LEN])
 {
 	const char	*v;
 
@@ -393,6 +398,9 @@ ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col)
 	v = PQgetvalue(res, r, k);
 	if (col->col_type == COL_BOOL)
 		return strcmp(v, "t") == 0 ? "yes" : "no";
+	if (col->col_type == COL_TS)
+		return iso8601_format(strtoll(v, NULL, 10), -1, ts) == 0 ?
+		    ts : "-";
 	return *v == '\0' ? "-" : v;
 }
 
@@ -408,18 +416,20 @@ static void
 ctl_print_table(const PGresult *res, const struct ctl_col *cols, int ncols)
 {
 	size_t	 w[16];
+	char	 ts[ISO8601_LEN];
 	int	 r, k, nrows = PQntuples(res);
 
 	for (k = 0; k < ncols; k++) {
 		w[k] = strlen(cols[k].col_name);
 		for (r = 0; r < nrows; r++)
-			if (ctl_width(ctl_cell(res, r, k, &cols[k])) > w[k])
-				w[k] = ctl_width(ctl_cell(res, r, k, &cols[k]));
+			if (ctl_width(ctl_cell(res, r, k, &cols[k], ts)) > w[k])
+				w[k] = ctl_width(ctl_cell(res, r, k, &cols[k],
+				    ts));
 	}
 	for (r = -1; r < nrows; r++) {
 		for (k = 0; k < ncols; k++) {
 			const char *v = r < 0 ? cols[k].col_name :
-			    ctl_cell(res, r, k, &cols[k]);
+			    ctl_cell(res, r, k, &cols[k], ts);
 
 			ctl_put_safe(v);
 			if (k + 1 < ncols)
@@ -434,6 +444,7 @@ static json_t *
 ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 {
 	const char	*v;
+	char		 ts[ISO8601_LEN];
 	json_t		*j;
 
 	if (PQgetisnull(res, r, k))
@@ -443,6 +454,8 @@ ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 		return json_integer(strtoll(v, NULL, 10));
 	if (col->col_type == COL_BOOL)
 		return json_boolean(strcmp(v, "t") == 0);
+	if (col->col_type == COL_TS)
+		return json_string(ctl_cell(res, r, k, col, ts));
 	/* Not valid UTF-8 (a SQL_ASCII database): say so, do not fail. */
 	if ((j = json_string(v)) == NULL)
 		j = json_string("\xef\xbf\xbd");
@@ -496,9 +509,6 @@ ctl_list(struct ctl *c, const char *sql, int n, const char *const *params,
 	return rc;
 }
 
-/* Timestamps as ISO 8601 UTC, whatever the session's TimeZone. */
-#define CTL_TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* ---- migrate ----------------------------------------------------------- */
 
@@ -681,12 +691,12 @@ cmd_user_list(struct ctl *c)
 		{ "id", COL_NUM, "-" },
 		{ "name", COL_STR, "-" },
 		{ "disabled", COL_BOOL, "-" },
-		{ "created", COL_STR, "-" },
+		{ "created", COL_TS, "-" },
 	};
 
 	if (ctl_connect(c, 1) == -1)
 		return -1;
-	return ctl_list(c, "SELECT id, name, disabled, " CTL_TS("created_at")
+	return ctl_list(c, "SELECT id, name, disabled, " PG_EPOCH("created_at")
 	    " FROM users ORDER BY id", 0, NULL, cols, 4);
 }
 
@@ -973,11 +983,11 @@ cmd_token_list(struct ctl *c)
 		{ "prefix", COL_STR, "-" },
 		{ "name", COL_STR, "-" },
 		{ "scope", COL_STR, "-" },
-		{ "created", COL_STR, "-" },
-		{ "expires", COL_STR, "never" },
-		{ "last_used_at", COL_STR, "-" },
+		{ "created", COL_TS, "-" },
+		{ "expires", COL_TS, "never" },
+		{ "last_used_at", COL_TS, "-" },
 		{ "use_count", COL_NUM, "-" },
-		{ "revoked", COL_STR, "-" },
+		{ "revoked", COL_TS, "-" },
 	};
 	const char	*params[1] = { NULL };
 	char		 uid[32];
@@ -992,8 +1002,8 @@ cmd_token_list(struct ctl *c)
 		params[0] = uid;
 	}
 	return ctl_list(c, "SELECT id, kind, prefix, name, scope, "
-	    CTL_TS("created_at") ", " CTL_TS("expires_at") ", "
-	    CTL_TS("last_used_at") ", use_count, " CTL_TS("revoked_at")
+	    PG_EPOCH("created_at") ", " PG_EPOCH("expires_at") ", "
+	    PG_EPOCH("last_used_at") ", use_count, " PG_EPOCH("revoked_at")
 	    " FROM tokens WHERE $1::bigint IS NULL OR user_id = $1 "
 	    "ORDER BY id", 1, params, cols, 10);
 }
