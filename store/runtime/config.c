@@ -238,73 +238,75 @@ cf_fmt_size(uint64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%llu", (unsigned long long)v);
 }
 
+/* What a numeric key accepts, for its error message; returns -1. */
 static int
-cf_set_int(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
+cf_range_why(const struct cf_key *ck, char *why, size_t whylen)
 {
-	long long	 v;
+	char	 lo[32], hi[32];
 
-	if (cf_parse_int(val, &v) == -1 || v < ck->ck_min || v > ck->ck_max) {
-		snprintf(why, whylen, "must be an integer from %lld to %lld",
-		    ck->ck_min, ck->ck_max);
-		return -1;
-	}
-	*(int *)m = (int)v;
-	return 0;
-}
-
-/* A file mode: octal digits only ("0660", "660"), within the key's range. */
-static int
-cf_set_mode(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
-{
-	char	*end;
-	long	 v;
-
-	errno = 0;
-	v = strtol(val, &end, 8);
-	if (*val < '0' || *val > '7' || *end != '\0' || errno != 0 ||
-	    v < ck->ck_min || v > ck->ck_max) {
+	switch (ck->ck_type) {
+	case CT_MODE:
 		snprintf(why, whylen, "must be an octal mode from %04llo to "
 		    "%04llo", ck->ck_min, ck->ck_max);
-		return -1;
-	}
-	*(int *)m = (int)v;
-	return 0;
-}
-
-static int
-cf_set_size(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
-{
-	uint64_t	 v;
-	char		 lo[32], hi[32];
-
-	if (cf_parse_size(val, &v) == -1 || v < (uint64_t)ck->ck_min ||
-	    v > (uint64_t)ck->ck_max) {
+		break;
+	case CT_SIZE:
 		cf_fmt_size((uint64_t)ck->ck_min, lo, sizeof(lo));
 		cf_fmt_size((uint64_t)ck->ck_max, hi, sizeof(hi));
 		snprintf(why, whylen, "must be a size from %s to %s", lo, hi);
-		return -1;
-	}
-	*(uint64_t *)m = v;
-	return 0;
-}
-
-static int
-cf_set_num(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
-{
-	double	 v;
-
-	if (cf_parse_num(val, &v) == -1 || v < ck->ck_dmin ||
-	    v > ck->ck_dmax) {
+		break;
+	case CT_NUM:
 		snprintf(why, whylen, "must be a number from %g to %g",
 		    ck->ck_dmin, ck->ck_dmax);
-		return -1;
+		break;
+	default:
+		snprintf(why, whylen, "must be an integer from %lld to %lld",
+		    ck->ck_min, ck->ck_max);
 	}
-	*(double *)m = v;
-	return 0;
+	return -1;
+}
+
+/* A file mode: octal digits only ("0660", "660"). */
+static int
+cf_parse_mode(const char *s, long long *v)
+{
+	char	*end;
+
+	errno = 0;
+	*v = strtoll(s, &end, 8);
+	return *s < '0' || *s > '7' || *end != '\0' || errno != 0 ? -1 : 0;
+}
+
+/* A number of the key's type (int, mode, size, num) within its range. */
+static int
+cf_set_number(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	long long	 i;
+	uint64_t	 u;
+	double		 d;
+
+	switch (ck->ck_type) {
+	case CT_SIZE:
+		if (cf_parse_size(val, &u) == -1 ||
+		    u < (uint64_t)ck->ck_min || u > (uint64_t)ck->ck_max)
+			break;
+		*(uint64_t *)m = u;
+		return 0;
+	case CT_NUM:
+		if (cf_parse_num(val, &d) == -1 || d < ck->ck_dmin ||
+		    d > ck->ck_dmax)
+			break;
+		*(double *)m = d;
+		return 0;
+	default:
+		if ((ck->ck_type == CT_MODE ? cf_parse_mode(val, &i) :
+		    cf_parse_int(val, &i)) == -1 || i < ck->ck_min ||
+		    i > ck->ck_max)
+			break;
+		*(int *)m = (int)i;
+		return 0;
+	}
+	return cf_range_why(ck, why, whylen);
 }
 
 static int
@@ -470,13 +472,10 @@ cf_set(const struct cf_key *ck, struct config *cf, const char *val,
 
 	switch (ck->ck_type) {
 	case CT_INT:
-		return cf_set_int(ck, m, val, why, whylen);
-	case CT_SIZE:
-		return cf_set_size(ck, m, val, why, whylen);
 	case CT_MODE:
-		return cf_set_mode(ck, m, val, why, whylen);
+	case CT_SIZE:
 	case CT_NUM:
-		return cf_set_num(ck, m, val, why, whylen);
+		return cf_set_number(ck, m, val, why, whylen);
 	case CT_ENUM:
 		return cf_set_enum(ck, m, val, why, whylen);
 	case CT_URL:
