@@ -53,6 +53,9 @@ enum http_method {
 	HTTP_PATCH,
 };
 
+/* "GET", "POST", ...; "-" for HTTP_OTHER. */
+const char *http_method_name(enum http_method m);
+
 /* A slice of the caller's input buffer; never NUL-terminated. */
 struct http_str {
 	const char	*s_ptr;

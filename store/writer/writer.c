@@ -383,21 +383,33 @@ fail:
 	return -1;
 }
 
+/*
+ * Run sql, a SELECT of one function of one integer argument; on failure
+ * drop the connection.  Returns the result, which the caller PQclears, or
+ * NULL.
+ */
+static PGresult *
+wr_call_int(const char *sql, int arg)
+{
+	char		 err[512], num[24];
+	const char	*params[1] = { num };
+	PGresult	*res;
+
+	snprintf(num, sizeof(num), "%d", arg);
+	if ((res = wr_exec(sql, 1, params, err, sizeof(err))) == NULL)
+		wr_disconnect(err);
+	return res;
+}
+
 /* Retention, by tokend_cleanup: the rule tokenctl cleanup runs too. */
 static void
 wr_cleanup(void)
 {
-	char		 err[512], ret[24];
-	const char	*params[1] = { ret };
 	PGresult	*res;
 
-	snprintf(ret, sizeof(ret), "%d", WR.wr_cf->cf_retention);
-	res = wr_exec("SELECT o_tokens, o_batches FROM tokend_cleanup($1::int)",
-	    1, params, err, sizeof(err));
-	if (res == NULL) {
-		wr_disconnect(err);
+	if ((res = wr_call_int("SELECT o_tokens, o_batches FROM "
+	    "tokend_cleanup($1::int)", WR.wr_cf->cf_retention)) == NULL)
 		return;
-	}
 	if (PQntuples(res) == 1 && (atoll(PQgetvalue(res, 0, 0)) > 0 ||
 	    atoll(PQgetvalue(res, 0, 1)) > 0))
 		LOG(LVL_INFO, "tokens_cleaned", KV_S("deleted",
@@ -416,18 +428,11 @@ wr_cleanup(void)
 static void
 wr_wipe_boxes(void)
 {
-	char		 err[512], grace[24];
-	const char	*params[1] = { grace };
 	PGresult	*res;
 
-	snprintf(grace, sizeof(grace), "%d", WR.wr_cf->cf_refresh_grace);
-	res = wr_exec("SELECT tokend_wipe_boxes($1::int)", 1,
-	    params, err, sizeof(err));
-	if (res == NULL) {
-		wr_disconnect(err);
-		return;
-	}
-	PQclear(res);
+	if ((res = wr_call_int("SELECT tokend_wipe_boxes($1::int)",
+	    WR.wr_cf->cf_refresh_grace)) != NULL)
+		PQclear(res);
 }
 
 static void
