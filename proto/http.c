@@ -112,26 +112,29 @@ http_mem_eq_ci(const char *a, const char *b, size_t n)
  * An absent slice (s_ptr NULL) equals no string, not even "", so that an
  * absent header never passes for an empty one.
  */
-int
-http_str_eq_ci(struct http_str a, const char *b)
+static int
+http_str_same(struct http_str a, const char *b, int ci)
 {
 	size_t	n;
 
 	if (a.s_ptr == NULL || b == NULL)
 		return 0;
 	n = strlen(b);
-	return a.s_len == n && http_mem_eq_ci(a.s_ptr, b, n);
+	if (a.s_len != n || n == 0)
+		return a.s_len == n;
+	return ci ? http_mem_eq_ci(a.s_ptr, b, n) : memcmp(a.s_ptr, b, n) == 0;
+}
+
+int
+http_str_eq_ci(struct http_str a, const char *b)
+{
+	return http_str_same(a, b, 1);
 }
 
 int
 http_str_eq(struct http_str a, const char *b)
 {
-	size_t	n;
-
-	if (a.s_ptr == NULL || b == NULL)
-		return 0;
-	n = strlen(b);
-	return a.s_len == n && (n == 0 || memcmp(a.s_ptr, b, n) == 0);
+	return http_str_same(a, b, 0);
 }
 
 const struct http_str *
@@ -195,36 +198,29 @@ http_slice(const char *p, size_t n)
 	return s;
 }
 
+/* The method names, indexed by enum http_method: one table for both ways. */
+static const char *const http_methods[] = {
+	[HTTP_OTHER] = "-", [HTTP_GET] = "GET", [HTTP_HEAD] = "HEAD",
+	[HTTP_POST] = "POST", [HTTP_PUT] = "PUT", [HTTP_DELETE] = "DELETE",
+	[HTTP_OPTIONS] = "OPTIONS", [HTTP_PATCH] = "PATCH",
+};
+#define HTTP_NMETHODS	(sizeof(http_methods) / sizeof(http_methods[0]))
+
+const char *
+http_method_name(enum http_method m)
+{
+	return (size_t)m < HTTP_NMETHODS ? http_methods[m] : "-";
+}
+
 /* Methods are case-sensitive (RFC 9110 9.1): "get" is HTTP_OTHER. */
 static enum http_method
 http_method_of(struct http_str m)
 {
-	switch (m.s_len) {
-	case 3:
-		if (memcmp(m.s_ptr, "GET", 3) == 0)
-			return HTTP_GET;
-		if (memcmp(m.s_ptr, "PUT", 3) == 0)
-			return HTTP_PUT;
-		break;
-	case 4:
-		if (memcmp(m.s_ptr, "POST", 4) == 0)
-			return HTTP_POST;
-		if (memcmp(m.s_ptr, "HEAD", 4) == 0)
-			return HTTP_HEAD;
-		break;
-	case 5:
-		if (memcmp(m.s_ptr, "PATCH", 5) == 0)
-			return HTTP_PATCH;
-		break;
-	case 6:
-		if (memcmp(m.s_ptr, "DELETE", 6) == 0)
-			return HTTP_DELETE;
-		break;
-	case 7:
-		if (memcmp(m.s_ptr, "OPTIONS", 7) == 0)
-			return HTTP_OPTIONS;
-		break;
-	}
+	size_t	 i;
+
+	for (i = HTTP_OTHER + 1; i < HTTP_NMETHODS; i++)
+		if (http_str_eq(m, http_methods[i]))
+			return (enum http_method)i;
 	return HTTP_OTHER;
 }
 

@@ -1,6 +1,7 @@
 /*
  * JSON objects written in place (proto.h).  No allocation, no printf; and
- * i64_digits, which the HTTP responses use too.
+ * i64_digits, which the HTTP responses use too, and the string escaper
+ * the log lines use too.
  */
 #include <stdint.h>
 #include <string.h>
@@ -18,57 +19,72 @@ jw_put(struct jsonw *jw, const char *s, size_t n)
 	jw->jw_len += n;
 }
 
+size_t
+json_plain_run(const unsigned char *s, size_t n)
+{
+	size_t	 run;
+
+	for (run = 0; run < n && s[run] >= 0x20 && s[run] < 0x7f &&
+	    s[run] != '"' && s[run] != '\\'; run++)
+		;
+	return run;
+}
+
+size_t
+json_esc_char(const unsigned char *s, size_t n, char out[JSON_ESC_MAX],
+    size_t *outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char shortc[] = "\"\\\b\f\n\r\t", shortv[] = "\"\\bfnrt";
+	const char	*sh;
+	size_t		 u;
+
+	if (*s >= 0x80) {
+		if ((u = utf8_seq_len(s, n)) == 0) {
+			memcpy(out, "\\ufffd", 6);
+			*outlen = 6;
+			return 1;
+		}
+		memcpy(out, s, u);
+		*outlen = u;
+		return u;
+	}
+	if (json_plain_run(s, 1) == 1) {
+		out[0] = (char)*s;
+		*outlen = 1;
+	} else if (*s != '\0' && (sh = strchr(shortc, *s)) != NULL) {
+		out[0] = '\\';
+		out[1] = shortv[sh - shortc];
+		*outlen = 2;
+	} else {
+		memcpy(out, "\\u00", 4);
+		out[4] = hex[*s >> 4];
+		out[5] = hex[*s & 0xf];
+		*outlen = 6;
+	}
+	return 1;
+}
+
 static void
 jw_string(struct jsonw *jw, const char *str)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *s = (const unsigned char *)str;
-	size_t		 n = strlen(str), run, u;
-	char		 esc[6];
+	size_t		 n = strlen(str), run, used, elen;
+	char		 esc[JSON_ESC_MAX];
 
 	jw_put(jw, "\"", 1);
 	while (n > 0) {
 		/* Plain ASCII goes in runs. */
-		for (run = 0; run < n && s[run] >= 0x20 && s[run] < 0x80 &&
-		    s[run] != '"' && s[run] != '\\'; run++)
-			;
+		run = json_plain_run(s, n);
 		jw_put(jw, (const char *)s, run);
 		s += run;
 		n -= run;
 		if (n == 0)
 			break;
-		if (*s >= 0x80) {
-			if ((u = utf8_seq_len(s, n)) > 0)
-				jw_put(jw, (const char *)s, u);
-			else {
-				jw_put(jw, "\\ufffd", 6);
-				u = 1;
-			}
-			s += u;
-			n -= u;
-			continue;
-		}
-		esc[0] = '\\';
-		switch (*s) {
-		case '"':  esc[1] = '"';  break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b';  break;
-		case '\f': esc[1] = 'f';  break;
-		case '\n': esc[1] = 'n';  break;
-		case '\r': esc[1] = 'r';  break;
-		case '\t': esc[1] = 't';  break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[*s >> 4];
-			esc[5] = hex[*s & 0xf];
-			jw_put(jw, esc, 6);
-			s++;
-			n--;
-			continue;
-		}
-		jw_put(jw, esc, 2);
-		s++;
-		n--;
+		used = json_esc_char(s, n, esc, &elen);
+		jw_put(jw, esc, elen);
+		s += used;
+		n -= used;
 	}
 	jw_put(jw, "\"", 1);
 }

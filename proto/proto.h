@@ -6,7 +6,11 @@
  *   token.c   token generation and format check (SPEC section 3),
  *             SHA-256 hashing, display prefixes.
  *   form.c    application/x-www-form-urlencoded and query decoding.
- *   text.c    UTF-8 validity; copies that refuse instead of truncating.
+ *   text.c    UTF-8 validity; copies that refuse instead of truncating;
+ *             ISO 8601 times.
+ *   jsonw.c   flat JSON objects written in place; the string escaper.
+ *   scope.c   RFC 6749 scope lists.
+ *   addr.c    listen addresses.
  *
  * Contract: every function here is pure computation over caller-owned
  * memory.  No function allocates, logs, or touches a file descriptor, so
@@ -18,6 +22,20 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- Limits ------------------------------------------------------------ */
+
+/*
+ * What tokenctl, the worker and the configuration all accept, defined once
+ * here so that an operator's command and the HTTP API cannot drift apart.
+ */
+#define LIM_TEN_YEARS		315360000	/* seconds: longest lifetime */
+#define LIM_USER_NAME_MAX	128	/* bytes of a user name */
+#define LIM_PAT_NAME_MAX	128	/* bytes of a PAT's name */
+#define LIM_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
+#define LIM_URI_MAX		2048	/* a redirect URI */
+#define LIM_EXPIRES_MIN		60	/* a PAT's expires_in, seconds */
+#define LIM_EXPIRES_MAX		LIM_TEN_YEARS
 
 /* ---- HTTP request parsing (http.c) ------------------------------------ */
 
@@ -34,6 +52,9 @@ enum http_method {
 	HTTP_OPTIONS,
 	HTTP_PATCH,
 };
+
+/* "GET", "POST", ...; "-" for HTTP_OTHER. */
+const char *http_method_name(enum http_method m);
 
 /* A slice of the caller's input buffer; never NUL-terminated. */
 struct http_str {
@@ -271,6 +292,18 @@ int	utf8_valid_str(const char *s);
  * identity (user, client, scope) is never cut short to fit.
  */
 int	text_copy(char *dst, size_t cap, const char *src);
+/*
+ * Is every byte of s[0..n) an ASCII letter or digit, or one of extra?  The
+ * alphabets of user names and PKCE verifiers.
+ */
+int	text_word_ok(const char *s, size_t n, const char *extra);
+/*
+ * secs since the epoch as UTC ISO 8601 (RFC 3339), the one format of every
+ * time tokend shows: "2026-11-24T10:00:00Z", or with ms >= 0
+ * "2026-11-24T10:00:00.123Z".  Returns 0, or -1 when secs is out of range.
+ */
+#define ISO8601_LEN	32
+int	iso8601_format(int64_t secs, int ms, char out[ISO8601_LEN]);
 
 /* ---- JSON objects written in place (jsonw.c) --------------------------- */
 
@@ -289,6 +322,19 @@ struct jsonw {
 	int	 jw_fields;
 	int	 jw_full;	/* something did not fit */
 };
+
+/*
+ * The one string escaper, which log lines use too.  json_plain_run: how
+ * many bytes at the start of s[0..n) go out as they are (printable ASCII
+ * but " and \).  json_esc_char: the escape of the character at s (n > 0)
+ * into out, its length in *outlen; returns the bytes of s it stands for.
+ * Control characters and DEL are escaped, a byte that is not valid UTF-8
+ * becomes \ufffd, so a value stays on one line and valid JSON.
+ */
+#define JSON_ESC_MAX	6
+size_t	json_plain_run(const unsigned char *s, size_t n);
+size_t	json_esc_char(const unsigned char *s, size_t n,
+	    char out[JSON_ESC_MAX], size_t *outlen);
 
 void	jw_begin(struct jsonw *jw, char *buf, size_t cap);
 void	jw_str(struct jsonw *jw, const char *key, const char *val);

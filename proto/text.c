@@ -2,7 +2,10 @@
  * Text checks shared by every layer (proto.h): UTF-8 validity, and copies
  * that refuse rather than truncate.
  */
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "proto/proto.h"
 
@@ -69,5 +72,36 @@ text_copy(char *dst, size_t cap, const char *src)
 	if (cap == 0 || n >= cap)
 		return -1;
 	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+int
+text_word_ok(const char *s, size_t n, const char *extra)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && (s[i] == '\0' ||
+		    strchr(extra, s[i]) == NULL))
+			return 0;
+	return 1;
+}
+
+int
+iso8601_format(int64_t secs, int ms, char out[ISO8601_LEN])
+{
+	time_t		 t = (time_t)secs;
+	struct tm	 tm;
+	int		 n;
+
+	if ((int64_t)t != secs || gmtime_r(&t, &tm) == NULL)
+		return -1;
+	n = snprintf(out, ISO8601_LEN, "%04d-%02d-%02dT%02d:%02d:%02d",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec);
+	if (ms >= 0)
+		snprintf(out + n, ISO8601_LEN - (size_t)n, ".%03dZ", ms % 1000);
+	else
+		snprintf(out + n, ISO8601_LEN - (size_t)n, "Z");
 	return 0;
 }

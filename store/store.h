@@ -139,6 +139,14 @@ int	cache_reader_check(const char *dir, uint64_t map_size, int *dead);
 
 /* ---- Blocking PostgreSQL helpers (pg.c) ------------------------------- */
 
+/*
+ * A timestamptz column as whole seconds since the epoch (NULL when it is
+ * NULL or infinite), what iso8601_format (proto.h) shows: every time
+ * tokend or tokenctl prints is formatted there, not by to_char.
+ */
+#define PG_EPOCH(col) "CASE WHEN isfinite(" col ") THEN " \
+	"floor(extract(epoch FROM " col "))::bigint END"
+
 #include <libpq-fe.h>
 
 /*

@@ -11,12 +11,6 @@
 
 #include "worker/worker.h"
 
-static const char *const method_names[] = {
-	[HTTP_OTHER] = "-", [HTTP_GET] = "GET", [HTTP_HEAD] = "HEAD",
-	[HTTP_POST] = "POST", [HTTP_PUT] = "PUT", [HTTP_DELETE] = "DELETE",
-	[HTTP_OPTIONS] = "OPTIONS", [HTTP_PATCH] = "PATCH",
-};
-
 /* Grow c_out to hold n more bytes.  Returns 0, or -1 (out of memory). */
 static int
 out_reserve(struct conn *c, size_t n)
@@ -152,7 +146,7 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 	shm_count_request(W.wk_slot, c->c_ep, c->c_status,
 	    us > 0 ? (uint64_t)us : 0);
 	if (log_access_enabled())
-		log_access(method_names[c->c_req.rq_method],
+		log_access(http_method_name(c->c_req.rq_method),
 		    W.wk_ep_name[c->c_ep], c->c_status, len,
 		    (double)us / 1e6, c->c_peer);
 }

@@ -46,6 +46,8 @@ struct cf_key {
 	size_t			 ck_noff;
 	long long		 ck_min, ck_max;
 	double			 ck_dmin, ck_dmax;
+	long long		 ck_def;	/* int, mode, size, enum */
+	double			 ck_ddef;	/* num */
 	const char *const	*ck_words;
 };
 
@@ -78,10 +80,10 @@ static const char *const cf_nowords[] = { NULL };
 
 #define F(m)	.ck_off = offsetof(struct config, m),			\
 		.ck_size = sizeof(((struct config *)0)->m)
-#define INT(n, m, lo, hi) { .ck_name = n, .ck_type = CT_INT, F(m),	\
-		.ck_min = lo, .ck_max = hi }
-#define SIZE(n, m, lo, hi) { .ck_name = n, .ck_type = CT_SIZE, F(m),	\
-		.ck_min = lo, .ck_max = hi }
+#define INT(n, m, lo, hi, d) { .ck_name = n, .ck_type = CT_INT, F(m), \
+		.ck_min = lo, .ck_max = hi, .ck_def = d }
+#define SIZE(n, m, lo, hi, d) { .ck_name = n, .ck_type = CT_SIZE, F(m), \
+		.ck_min = lo, .ck_max = hi, .ck_def = d }
 #define PATH(n, m, w) { .ck_name = n, .ck_type = CT_PATH, F(m),	\
 		.ck_words = w }
 
@@ -92,82 +94,73 @@ static const struct cf_key cf_keys[] = {
 	    .ck_noff = offsetof(struct config, cf_ntls_listen) },
 	PATH("tls_cert", cf_tls_cert, cf_nowords),
 	PATH("tls_key", cf_tls_key, cf_nowords),
-	INT("workers", cf_workers, 1, 256),
+	INT("workers", cf_workers, 1, 256, 1),	/* default: the CPUs */
 	{ .ck_name = "issuer", .ck_type = CT_URL, F(cf_issuer) },
 	{ .ck_name = "database_url", .ck_type = CT_STR, F(cf_database_url) },
 	PATH("cache_dir", cf_cache_dir, NULL),
 	SIZE("cache_map_size", cf_cache_map_size, (long long)MIB,
-	    (long long)TIB),
-	INT("cache_ttl", cf_cache_ttl, 1, 86400),
-	INT("negative_ttl", cf_negative_ttl, 0, 3600),
+	    (long long)TIB, (long long)GIB),
+	INT("cache_ttl", cf_cache_ttl, 1, 86400, 600),
+	INT("negative_ttl", cf_negative_ttl, 0, 3600, 10),
 	{ .ck_name = "usage_flush_interval", .ck_type = CT_NUM,
-	    F(cf_usage_flush_interval), .ck_dmin = 0.05, .ck_dmax = 60 },
-	INT("access_token_ttl", cf_access_token_ttl, 300, 86400),
-	INT("refresh_token_ttl", cf_refresh_token_ttl, 60, 31536000),
-	INT("refresh_grace", cf_refresh_grace, 0, 60),
-	INT("code_ttl", cf_code_ttl, 1, 600),
-	INT("login_max_failures", cf_login_max_failures, 1, 1000),
-	INT("login_window", cf_login_window, 1, 86400),
-	INT("retention", cf_retention, 0, 315360000),
-	INT("max_connections", cf_max_connections, 1, 1000000),
-	INT("keepalive_timeout", cf_keepalive_timeout, 0, 3600),
-	INT("header_timeout", cf_header_timeout, 1, 3600),
-	INT("shutdown_timeout", cf_shutdown_timeout, 0, 3600),
-	SIZE("max_body", cf_max_body, 1024, (long long)(16 * MIB)),
+	    F(cf_usage_flush_interval), .ck_dmin = 0.05, .ck_dmax = 60,
+	    .ck_ddef = 1 },
+	INT("access_token_ttl", cf_access_token_ttl, 300, 86400, 900),
+	INT("refresh_token_ttl", cf_refresh_token_ttl, 60, 31536000, 2592000),
+	INT("refresh_grace", cf_refresh_grace, 0, 60, 10),
+	INT("code_ttl", cf_code_ttl, 1, 600, 60),
+	INT("login_max_failures", cf_login_max_failures, 1, 1000, 5),
+	INT("login_window", cf_login_window, 1, 86400, 300),
+	INT("retention", cf_retention, 0, LIM_TEN_YEARS, 604800),
+	INT("max_connections", cf_max_connections, 1, 1000000, 10000),
+	INT("keepalive_timeout", cf_keepalive_timeout, 0, 3600, 75),
+	INT("header_timeout", cf_header_timeout, 1, 3600, 10),
+	INT("shutdown_timeout", cf_shutdown_timeout, 0, 3600, 10),
+	SIZE("max_body", cf_max_body, 1024, (long long)(16 * MIB), 65536),
 	{ .ck_name = "log_level", .ck_type = CT_ENUM, F(cf_log_level),
-	    .ck_words = cf_levels },
+	    .ck_words = cf_levels, .ck_def = LVL_INFO },
 	{ .ck_name = "log_format", .ck_type = CT_ENUM, F(cf_log_format),
-	    .ck_words = cf_formats },
+	    .ck_words = cf_formats, .ck_def = LOGF_LOGFMT },
 	PATH("log_file", cf_log_file, cf_stderr),
 	PATH("access_log", cf_access_log, cf_off),
 	PATH("pid_file", cf_pid_file, cf_nowords),
 	{ .ck_name = "scopes_supported", .ck_type = CT_SCOPES,
 	    F(cf_scopes_supported) },
 	{ .ck_name = "listen_mode", .ck_type = CT_MODE, F(cf_listen_mode),
-	    .ck_min = 0, .ck_max = 0777 },
+	    .ck_min = 0, .ck_max = 0777, .ck_def = 0660 },
 	{ .ck_name = "listen_group", .ck_type = CT_STR, F(cf_listen_group) },
-	INT("max_revocation_lag", cf_max_revocation_lag, 1, 3600),
-	INT("stale_cache_ttl", cf_stale_cache_ttl, 0, 86400),
-	INT("pat_max_lifetime", cf_pat_max_lifetime, 0, 315360000),
+	INT("max_revocation_lag", cf_max_revocation_lag, 1, 3600, 5),
+	INT("stale_cache_ttl", cf_stale_cache_ttl, 0, 86400, 600),
+	INT("pat_max_lifetime", cf_pat_max_lifetime, 0, LIM_TEN_YEARS, 7776000),
 	INT("refresh_family_max_age", cf_refresh_family_max_age, 60,
-	    315360000),
+	    LIM_TEN_YEARS, 7776000),
 };
 #define CF_NKEYS	(sizeof(cf_keys) / sizeof(cf_keys[0]))
 _Static_assert(CF_NKEYS <= 64, "cf_load arrays too small");
 
+/* Each key's default stands beside its range in cf_keys. */
 void
 config_defaults(struct config *cf)
 {
-	long	 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	long		 ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	const struct cf_key *ck;
+	void		*m;
 
 	memset(cf, 0, sizeof(*cf));
+	for (ck = cf_keys; ck < cf_keys + CF_NKEYS; ck++) {
+		m = (char *)cf + ck->ck_off;
+		if (ck->ck_type == CT_SIZE)
+			*(uint64_t *)m = (uint64_t)ck->ck_def;
+		else if (ck->ck_type == CT_NUM)
+			*(double *)m = ck->ck_ddef;
+		else if (ck->ck_type == CT_INT || ck->ck_type == CT_MODE ||
+		    ck->ck_type == CT_ENUM)
+			*(int *)m = (int)ck->ck_def;
+	}
 	cf->cf_nlisten = 1;
 	strcpy(cf->cf_listen[0], "127.0.0.1:8080");
 	cf->cf_workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
 	strcpy(cf->cf_cache_dir, "./var/cache");
-	cf->cf_cache_map_size = GIB;
-	cf->cf_cache_ttl = 600;
-	cf->cf_negative_ttl = 10;
-	cf->cf_usage_flush_interval = 1;
-	cf->cf_access_token_ttl = 900;
-	cf->cf_refresh_token_ttl = 2592000;
-	cf->cf_refresh_grace = 10;
-	cf->cf_code_ttl = 60;
-	cf->cf_login_max_failures = 5;
-	cf->cf_login_window = 300;
-	cf->cf_retention = 604800;
-	cf->cf_max_connections = 10000;
-	cf->cf_keepalive_timeout = 75;
-	cf->cf_header_timeout = 10;
-	cf->cf_shutdown_timeout = 10;
-	cf->cf_max_body = 65536;
-	cf->cf_log_level = LVL_INFO;
-	cf->cf_log_format = LOGF_LOGFMT;
-	cf->cf_listen_mode = 0660;
-	cf->cf_max_revocation_lag = 5;
-	cf->cf_stale_cache_ttl = 600;
-	cf->cf_pat_max_lifetime = 7776000;
-	cf->cf_refresh_family_max_age = 7776000;
 }
 
 static const struct cf_key *
@@ -251,73 +244,75 @@ cf_fmt_size(uint64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%llu", (unsigned long long)v);
 }
 
+/* What a numeric key accepts, for its error message; returns -1. */
 static int
-cf_set_int(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
+cf_range_why(const struct cf_key *ck, char *why, size_t whylen)
 {
-	long long	 v;
+	char	 lo[32], hi[32];
 
-	if (cf_parse_int(val, &v) == -1 || v < ck->ck_min || v > ck->ck_max) {
-		snprintf(why, whylen, "must be an integer from %lld to %lld",
-		    ck->ck_min, ck->ck_max);
-		return -1;
-	}
-	*(int *)m = (int)v;
-	return 0;
-}
-
-/* A file mode: octal digits only ("0660", "660"), within the key's range. */
-static int
-cf_set_mode(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
-{
-	char	*end;
-	long	 v;
-
-	errno = 0;
-	v = strtol(val, &end, 8);
-	if (*val < '0' || *val > '7' || *end != '\0' || errno != 0 ||
-	    v < ck->ck_min || v > ck->ck_max) {
+	switch (ck->ck_type) {
+	case CT_MODE:
 		snprintf(why, whylen, "must be an octal mode from %04llo to "
 		    "%04llo", ck->ck_min, ck->ck_max);
-		return -1;
-	}
-	*(int *)m = (int)v;
-	return 0;
-}
-
-static int
-cf_set_size(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
-{
-	uint64_t	 v;
-	char		 lo[32], hi[32];
-
-	if (cf_parse_size(val, &v) == -1 || v < (uint64_t)ck->ck_min ||
-	    v > (uint64_t)ck->ck_max) {
+		break;
+	case CT_SIZE:
 		cf_fmt_size((uint64_t)ck->ck_min, lo, sizeof(lo));
 		cf_fmt_size((uint64_t)ck->ck_max, hi, sizeof(hi));
 		snprintf(why, whylen, "must be a size from %s to %s", lo, hi);
-		return -1;
-	}
-	*(uint64_t *)m = v;
-	return 0;
-}
-
-static int
-cf_set_num(const struct cf_key *ck, void *m, const char *val, char *why,
-    size_t whylen)
-{
-	double	 v;
-
-	if (cf_parse_num(val, &v) == -1 || v < ck->ck_dmin ||
-	    v > ck->ck_dmax) {
+		break;
+	case CT_NUM:
 		snprintf(why, whylen, "must be a number from %g to %g",
 		    ck->ck_dmin, ck->ck_dmax);
-		return -1;
+		break;
+	default:
+		snprintf(why, whylen, "must be an integer from %lld to %lld",
+		    ck->ck_min, ck->ck_max);
 	}
-	*(double *)m = v;
-	return 0;
+	return -1;
+}
+
+/* A file mode: octal digits only ("0660", "660"). */
+static int
+cf_parse_mode(const char *s, long long *v)
+{
+	char	*end;
+
+	errno = 0;
+	*v = strtoll(s, &end, 8);
+	return *s < '0' || *s > '7' || *end != '\0' || errno != 0 ? -1 : 0;
+}
+
+/* A number of the key's type (int, mode, size, num) within its range. */
+static int
+cf_set_number(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	long long	 i;
+	uint64_t	 u;
+	double		 d;
+
+	switch (ck->ck_type) {
+	case CT_SIZE:
+		if (cf_parse_size(val, &u) == -1 ||
+		    u < (uint64_t)ck->ck_min || u > (uint64_t)ck->ck_max)
+			break;
+		*(uint64_t *)m = u;
+		return 0;
+	case CT_NUM:
+		if (cf_parse_num(val, &d) == -1 || d < ck->ck_dmin ||
+		    d > ck->ck_dmax)
+			break;
+		*(double *)m = d;
+		return 0;
+	default:
+		if ((ck->ck_type == CT_MODE ? cf_parse_mode(val, &i) :
+		    cf_parse_int(val, &i)) == -1 || i < ck->ck_min ||
+		    i > ck->ck_max)
+			break;
+		*(int *)m = (int)i;
+		return 0;
+	}
+	return cf_range_why(ck, why, whylen);
 }
 
 static int
@@ -483,13 +478,10 @@ cf_set(const struct cf_key *ck, struct config *cf, const char *val,
 
 	switch (ck->ck_type) {
 	case CT_INT:
-		return cf_set_int(ck, m, val, why, whylen);
-	case CT_SIZE:
-		return cf_set_size(ck, m, val, why, whylen);
 	case CT_MODE:
-		return cf_set_mode(ck, m, val, why, whylen);
+	case CT_SIZE:
 	case CT_NUM:
-		return cf_set_num(ck, m, val, why, whylen);
+		return cf_set_number(ck, m, val, why, whylen);
 	case CT_ENUM:
 		return cf_set_enum(ck, m, val, why, whylen);
 	case CT_URL:

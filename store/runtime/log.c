@@ -77,76 +77,27 @@ ll_close(struct log_line *l, const char *s)
 	}
 }
 
-/* The length of a valid UTF-8 sequence of 2 to 4 bytes at s, else 0. */
-static size_t
-log_utf8_len(const unsigned char *s)
-{
-	uint32_t	 cp;
-	size_t		 n, i;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	cp = s[0] & (0x7f >> n);
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 ||
-	    cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /*
- * One character of a quoted value: the escapes JSON and logfmt readers
- * share; invalid UTF-8 becomes U+FFFD so that a JSON line stays valid.
- * Returns the bytes of s consumed, or 0 when the line is full.
+ * "...", escaped by proto's JSON escaper, whose escapes logfmt readers
+ * share.  A value too long for the line is cut at a character boundary.
+ * Returns -1 when not even the opening quote fit.
  */
-static size_t
-log_esc_char(struct log_line *l, const unsigned char *s)
-{
-	char	 hex[8];
-	size_t	 n;
-
-	if (*s == '"' || *s == '\\') {
-		hex[0] = '\\';
-		hex[1] = (char)*s;
-		return ll_put(l, hex, 2) == 0 ? 1 : 0;
-	}
-	if (*s == '\n')
-		return ll_put(l, "\\n", 2) == 0 ? 1 : 0;
-	if (*s == '\t')
-		return ll_put(l, "\\t", 2) == 0 ? 1 : 0;
-	if (*s < 0x20 || *s == 0x7f) {
-		snprintf(hex, sizeof(hex), "\\u%04x", *s);
-		return ll_put(l, hex, 6) == 0 ? 1 : 0;
-	}
-	if (*s < 0x80)
-		return ll_put(l, (const char *)s, 1) == 0 ? 1 : 0;
-	if ((n = log_utf8_len(s)) == 0)
-		return ll_put(l, "\\ufffd", 6) == 0 ? 1 : 0;
-	return ll_put(l, (const char *)s, n) == 0 ? n : 0;
-}
-
-/* "...": returns -1 when not even the opening quote fit. */
 static int
 log_quoted(struct log_line *l, const char *s)
 {
 	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 n;
+	size_t			 n = strlen(s), used, elen;
+	char			 esc[JSON_ESC_MAX];
 
 	if (ll_put(l, "\"", 1) == -1)
 		return -1;
-	for (; *p != '\0'; p += n)
-		if ((n = log_esc_char(l, p)) == 0)
+	while (n > 0) {
+		used = json_esc_char(p, n, esc, &elen);
+		if (ll_put(l, esc, elen) == -1)
 			break;
+		p += used;
+		n -= used;
+	}
 	if (ll_put(l, "\"", 1) == -1)
 		ll_close(l, "\"");
 	return 0;
@@ -221,16 +172,14 @@ log_field(struct log_line *l, int json, int first, const struct log_kv *kv)
 
 /* UTC, RFC 3339, milliseconds: 2026-11-24T10:00:00.123Z */
 static void
-log_ts(char *buf, size_t len)
+log_ts(char buf[ISO8601_LEN])
 {
 	struct timespec	 now;
-	struct tm	 tm;
-	size_t		 n;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03ldZ", now.tv_nsec / 1000000);
+	if (iso8601_format(now.tv_sec, (int)(now.tv_nsec / 1000000),
+	    buf) == -1)
+		buf[0] = '\0';
 }
 
 /* Whole or not at all, as far as write(2) lets us: nowhere to report. */
@@ -255,7 +204,7 @@ log_emit(int fd, int level, const char *event, size_t n,
     const struct log_kv *kv)
 {
 	struct log_line	 l;
-	char		 ts[40];
+	char		 ts[ISO8601_LEN];
 	int		 json = lg.lg_format == LOGF_JSON, saved = errno;
 	size_t		 i;
 	const struct log_kv head[] = { KV_S("ts", ts),
@@ -263,7 +212,7 @@ log_emit(int fd, int level, const char *event, size_t n,
 	    log_levels[level] : "error"), KV_S("event", event),
 	    KV_S("proc", lg.lg_proc), KV_I("pid", getpid()) };
 
-	log_ts(ts, sizeof(ts));
+	log_ts(ts);
 	l.ll_len = 0;
 	l.ll_full = 0;
 	if (json)

@@ -31,12 +31,6 @@
 #include "store/store.h"
 
 #define CTL_MAX_WORDS     8
-#define CTL_NAME_MAX      128	/* user names */
-#define CTL_LABEL_MAX     128	/* PAT names */
-#define CTL_EXPIRES_MIN   60
-#define CTL_EXPIRES_MAX   315360000	/* ten years */
-#define CTL_CLIENT_ID_MAX 127	/* OAuth client ids */
-#define CTL_URI_MAX       2048	/* redirect URIs */
 #define CTL_MAX_URIS      16
 
 #define EXIT_USAGE 2
@@ -343,15 +337,9 @@ ctl_rollback(struct ctl *c)
 static int
 ctl_valid_user_name(const char *s)
 {
-	size_t	 n = strlen(s), i;
+	size_t	 n = strlen(s);
 
-	if (n == 0 || n > CTL_NAME_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr("._@-", s[i]) ==
-		    NULL)
-			return 0;
-	return 1;
+	return n > 0 && n <= LIM_USER_NAME_MAX && text_word_ok(s, n, "._@-");
 }
 
 static int
@@ -359,7 +347,7 @@ ctl_check_user_name(struct ctl *c, const char *name)
 {
 	if (!ctl_valid_user_name(name))
 		return ctl_fail(c, "invalid user name: 1 to %d characters of "
-		    "A-Z a-z 0-9 . _ @ -", CTL_NAME_MAX);
+		    "A-Z a-z 0-9 . _ @ -", LIM_USER_NAME_MAX);
 	return 0;
 }
 
@@ -378,7 +366,7 @@ ctl_user_row(struct ctl *c, const char *sql, const char *name)
 
 /* ---- Output: aligned tables or JSON ----------------------------------- */
 
-enum { COL_STR, COL_NUM, COL_BOOL };
+enum { COL_STR, COL_NUM, COL_BOOL, COL_TS };
 
 struct ctl_col {
 	const char	*col_name;	/* header and JSON key */
@@ -398,9 +386,14 @@ ctl_width(const char *s)
 	return w;
 }
 
-/* The table text of a cell: "-" for empty, yes/no for booleans. */
+/*
+ * The table text of a cell: "-" for empty, yes/no for booleans, ISO 8601
+ * for times (PG_EPOCH columns), written into ts.  Lives as long as res
+ * and ts.
+ */
 static const char *
-ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col)
+ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col,
+    char ts[ISO8601_LEN])
 {
 	const char	*v;
 
@@ -409,6 +402,9 @@ ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col)
 	v = PQgetvalue(res, r, k);
 	if (col->col_type == COL_BOOL)
 		return strcmp(v, "t") == 0 ? "yes" : "no";
+	if (col->col_type == COL_TS)
+		return iso8601_format(strtoll(v, NULL, 10), -1, ts) == 0 ?
+		    ts : "-";
 	return *v == '\0' ? "-" : v;
 }
 
@@ -424,18 +420,20 @@ static void
 ctl_print_table(const PGresult *res, const struct ctl_col *cols, int ncols)
 {
 	size_t	 w[16];
+	char	 ts[ISO8601_LEN];
 	int	 r, k, nrows = PQntuples(res);
 
 	for (k = 0; k < ncols; k++) {
 		w[k] = strlen(cols[k].col_name);
 		for (r = 0; r < nrows; r++)
-			if (ctl_width(ctl_cell(res, r, k, &cols[k])) > w[k])
-				w[k] = ctl_width(ctl_cell(res, r, k, &cols[k]));
+			if (ctl_width(ctl_cell(res, r, k, &cols[k], ts)) > w[k])
+				w[k] = ctl_width(ctl_cell(res, r, k, &cols[k],
+				    ts));
 	}
 	for (r = -1; r < nrows; r++) {
 		for (k = 0; k < ncols; k++) {
 			const char *v = r < 0 ? cols[k].col_name :
-			    ctl_cell(res, r, k, &cols[k]);
+			    ctl_cell(res, r, k, &cols[k], ts);
 
 			ctl_put_safe(v);
 			if (k + 1 < ncols)
@@ -450,6 +448,7 @@ static json_t *
 ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 {
 	const char	*v;
+	char		 ts[ISO8601_LEN];
 	json_t		*j;
 
 	if (PQgetisnull(res, r, k))
@@ -459,6 +458,8 @@ ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 		return json_integer(strtoll(v, NULL, 10));
 	if (col->col_type == COL_BOOL)
 		return json_boolean(strcmp(v, "t") == 0);
+	if (col->col_type == COL_TS)
+		return json_string(ctl_cell(res, r, k, col, ts));
 	/* Not valid UTF-8 (a SQL_ASCII database): say so, do not fail. */
 	if ((j = json_string(v)) == NULL)
 		j = json_string("\xef\xbf\xbd");
@@ -512,9 +513,6 @@ ctl_list(struct ctl *c, const char *sql, int n, const char *const *params,
 	return rc;
 }
 
-/* Timestamps as ISO 8601 UTC, whatever the session's TimeZone. */
-#define CTL_TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* ---- migrate ----------------------------------------------------------- */
 
@@ -697,12 +695,12 @@ cmd_user_list(struct ctl *c)
 		{ "id", COL_NUM, "-" },
 		{ "name", COL_STR, "-" },
 		{ "disabled", COL_BOOL, "-" },
-		{ "created", COL_STR, "-" },
+		{ "created", COL_TS, "-" },
 	};
 
 	if (ctl_connect(c, 1) == -1)
 		return -1;
-	return ctl_list(c, "SELECT id, name, disabled, " CTL_TS("created_at")
+	return ctl_list(c, "SELECT id, name, disabled, " PG_EPOCH("created_at")
 	    " FROM users ORDER BY id", 0, NULL, cols, 4);
 }
 
@@ -738,9 +736,9 @@ ctl_check_pat_args(struct ctl *c, char *scope, size_t scopelen,
 
 	if (ctl_check_user_name(c, c->ctl_user) == -1)
 		return -1;
-	if (c->ctl_name[0] == '\0' || strlen(c->ctl_name) > CTL_LABEL_MAX)
+	if (c->ctl_name[0] == '\0' || strlen(c->ctl_name) > LIM_PAT_NAME_MAX)
 		return ctl_fail(c, "invalid --name: 1 to %d bytes",
-		    CTL_LABEL_MAX);
+		    LIM_PAT_NAME_MAX);
 	for (s = c->ctl_name; *s != '\0'; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return ctl_fail(c, "invalid --name: control character");
@@ -753,9 +751,9 @@ ctl_check_pat_args(struct ctl *c, char *scope, size_t scopelen,
 	errno = 0;
 	secs = strtoll(*expires, &end, 10);
 	if (!isdigit((unsigned char)**expires) || *end != '\0' || errno != 0 ||
-	    secs < CTL_EXPIRES_MIN || secs > CTL_EXPIRES_MAX)
+	    secs < LIM_EXPIRES_MIN || secs > LIM_EXPIRES_MAX)
 		return ctl_fail(c, "invalid --expires-in: seconds from %d "
-		    "to %d", CTL_EXPIRES_MIN, CTL_EXPIRES_MAX);
+		    "to %d", LIM_EXPIRES_MIN, LIM_EXPIRES_MAX);
 	return 0;
 }
 
@@ -783,7 +781,11 @@ ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
 	return rc;
 }
 
-/* Insert the PAT tok for user id; only its hash and prefix are stored. */
+/*
+ * Create the PAT tok for user id through tokend_pat_create, the function
+ * the worker's POST /pats calls, on its operator path (no bearer token, no
+ * lifetime limit); only the hash and prefix are stored.  Returns 0 or -1.
+ */
 static int
 ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
     const char *scope, const char *expires)
@@ -792,21 +794,29 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
 	uint8_t		 h[TOKEN_HASH_LEN];
 	char		 hex[2 + 2 * TOKEN_HASH_LEN + 1];
 	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+	PGresult	*res;
+	int		 rc = 0;
 
 	token_hash(tok, TOKEN_LEN, h);
 	memcpy(hex, "\\x", 2);
 	hex_encode(h, sizeof(h), hex + 2);
 	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
 	prefix[TOKEN_DISPLAY_LEN] = '\0';
-	params[0] = hex;
-	params[1] = prefix;
-	params[2] = uid;
-	params[3] = c->ctl_name;
-	params[4] = scope;
-	params[5] = expires;
-	return ctl_run(c, "INSERT INTO tokens (kind, hash, prefix, user_id, "
-	    "name, scope, expires_at) VALUES ('pat', $1::bytea, $2, $3, $4, "
-	    "$5, now() + $6::bigint * interval '1 second')", 6, params);
+	params[0] = uid;
+	params[1] = c->ctl_name;
+	params[2] = scope;
+	params[3] = expires;
+	params[4] = hex;
+	params[5] = prefix;
+	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend_pat_create("
+	    "$1::bigint, $2, $3, $4::integer, $5::bytea, $6, NULL, NULL, 0)",
+	    6, params, "no PAT created")) == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
+		rc = ctl_fail(c, "cannot create the PAT: %s",
+		    PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
 }
 
 static int
@@ -852,9 +862,9 @@ ctl_check_client_id(struct ctl *c, const char *id)
 	for (i = 0; i < n; i++)
 		if (id[i] < 0x21 || id[i] > 0x7e)
 			break;
-	if (n == 0 || n > CTL_CLIENT_ID_MAX || i < n)
+	if (n == 0 || n > LIM_CLIENT_ID_MAX || i < n)
 		return ctl_fail(c, "invalid client id: 1 to %d printable "
-		    "ASCII characters, no spaces", CTL_CLIENT_ID_MAX);
+		    "ASCII characters, no spaces", LIM_CLIENT_ID_MAX);
 	return 0;
 }
 
@@ -872,12 +882,12 @@ ctl_check_uri(struct ctl *c, const char *u)
 	for (i = 0; i < n; i++)
 		if (u[i] <= 0x20 || u[i] == 0x7f || strchr("#\"\\", u[i]))
 			break;
-	if (n == 0 || n > CTL_URI_MAX || i < n || scheme == 0 ||
+	if (n == 0 || n > LIM_URI_MAX || i < n || scheme == 0 ||
 	    !isalpha((unsigned char)u[0]) || u[scheme] != ':' ||
 	    u[scheme + 1] == '\0')
 		return ctl_fail(c, "invalid --redirect-uri %s: an absolute URI "
 		    "of at most %d characters, without a fragment", u,
-		    CTL_URI_MAX);
+		    LIM_URI_MAX);
 	return 0;
 }
 
@@ -913,7 +923,7 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 static int
 cmd_client_add(struct ctl *c)
 {
-	static char	 uris[CTL_MAX_URIS * (CTL_URI_MAX + 3) + 3];
+	static char	 uris[CTL_MAX_URIS * (LIM_URI_MAX + 3) + 3];
 	const char	*id = c->ctl_words[2], *params[7];
 	char		 scope[SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
 	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
@@ -977,11 +987,11 @@ cmd_token_list(struct ctl *c)
 		{ "prefix", COL_STR, "-" },
 		{ "name", COL_STR, "-" },
 		{ "scope", COL_STR, "-" },
-		{ "created", COL_STR, "-" },
-		{ "expires", COL_STR, "never" },
-		{ "last_used_at", COL_STR, "-" },
+		{ "created", COL_TS, "-" },
+		{ "expires", COL_TS, "never" },
+		{ "last_used_at", COL_TS, "-" },
 		{ "use_count", COL_NUM, "-" },
-		{ "revoked", COL_STR, "-" },
+		{ "revoked", COL_TS, "-" },
 	};
 	const char	*params[1] = { NULL };
 	char		 uid[32];
@@ -996,8 +1006,8 @@ cmd_token_list(struct ctl *c)
 		params[0] = uid;
 	}
 	return ctl_list(c, "SELECT id, kind, prefix, name, scope, "
-	    CTL_TS("created_at") ", " CTL_TS("expires_at") ", "
-	    CTL_TS("last_used_at") ", use_count, " CTL_TS("revoked_at")
+	    PG_EPOCH("created_at") ", " PG_EPOCH("expires_at") ", "
+	    PG_EPOCH("last_used_at") ", use_count, " PG_EPOCH("revoked_at")
 	    " FROM tokens WHERE $1::bigint IS NULL OR user_id = $1 "
 	    "ORDER BY id", 1, params, cols, 10);
 }
@@ -1074,7 +1084,8 @@ cmd_token_revoke(struct ctl *c)
 /* ---- cleanup ----------------------------------------------------------- */
 
 /*
- * Rows expired or revoked more than retention seconds ago go.  The
+ * Rows expired or revoked more than retention seconds ago go, by
+ * tokend_cleanup (migration 010), as the writer's periodic sweep.  The
  * retention comes from -c FILE, else TOKEND_RETENTION, else the default,
  * all through config_load so it is validated as tokend validates it.
  */
@@ -1083,29 +1094,18 @@ cmd_cleanup(struct ctl *c)
 {
 	const char	*params[1];
 	char		 ret[32];
-	long long	 n;
-	int		 rc = -1;
+	PGresult	*res;
 
 	if (ctl_config(c) == -1 || ctl_connect(c, 1) == -1)
 		return -1;
 	snprintf(ret, sizeof(ret), "%d", c->ctl_cf.cf_retention);
 	params[0] = ret;
-	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
+	if ((res = ctl_sql_row(c, "SELECT o_tokens FROM tokend_cleanup($1)",
+	    1, params, "cleanup gave no counts")) == NULL)
 		return -1;
-	if (ctl_run_count(c, "DELETE FROM tokens WHERE "
-	    "expires_at < now() - $1::bigint * interval '1 second' OR "
-	    "revoked_at < now() - $1::bigint * interval '1 second'",
-	    1, params, &n) == -1 ||
-	    ctl_run(c, "DELETE FROM usage_batches WHERE "
-	    "at < now() - $1::bigint * interval '1 second'", 1, params) == -1 ||
-	    ctl_run(c, "COMMIT", 0, NULL) == -1)
-		goto out;
-	printf("deleted %lld tokens\n", n);
-	rc = 0;
-out:
-	if (rc == -1)
-		ctl_rollback(c);
-	return rc;
+	printf("deleted %s tokens\n", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
 }
 
 /* ---- Dispatch ---------------------------------------------------------- */

@@ -7,8 +7,9 @@
  *             this master's instance in usage_batches, so that a writer
  *             killed between the commit and emptying the tables never
  *             counts a use twice.
- *   cleanup   rows expired or revoked longer ago than `retention` are
- *             deleted every CLEANUP_MS; refresh successor boxes past
+ *   cleanup   tokend_cleanup (migration 010) deletes rows expired or
+ *             revoked, and watermarks, older than `retention`,
+ *             every CLEANUP_MS; refresh successor boxes past
  *             their grace are wiped every WIPE_MS.
  *
  * The revocation feed (LISTEN, the cache, the heartbeat) is a thread of its
@@ -382,24 +383,38 @@ fail:
 	return -1;
 }
 
+/*
+ * Run sql, a SELECT of one function of one integer argument; on failure
+ * drop the connection.  Returns the result, which the caller PQclears, or
+ * NULL.
+ */
+static PGresult *
+wr_call_int(const char *sql, int arg)
+{
+	char		 err[512], num[24];
+	const char	*params[1] = { num };
+	PGresult	*res;
+
+	snprintf(num, sizeof(num), "%d", arg);
+	if ((res = wr_exec(sql, 1, params, err, sizeof(err))) == NULL)
+		wr_disconnect(err);
+	return res;
+}
+
+/* Retention, by tokend_cleanup: the rule tokenctl cleanup runs too. */
 static void
 wr_cleanup(void)
 {
-	char		 err[512], ret[24];
-	const char	*params[1] = { ret };
 	PGresult	*res;
 
-	snprintf(ret, sizeof(ret), "%d", WR.wr_cf->cf_retention);
-	res = wr_exec("DELETE FROM tokens WHERE expires_at < now() - "
-	    "make_interval(secs => $1::int) OR revoked_at < now() - "
-	    "make_interval(secs => $1::int)", 1, params, err, sizeof(err));
-	if (res == NULL) {
-		wr_disconnect(err);
+	if ((res = wr_call_int("SELECT o_tokens, o_batches FROM "
+	    "tokend_cleanup($1::int)", WR.wr_cf->cf_retention)) == NULL)
 		return;
-	}
-	if (atoi(PQcmdTuples(res)) > 0)
+	if (PQntuples(res) == 1 && (atoll(PQgetvalue(res, 0, 0)) > 0 ||
+	    atoll(PQgetvalue(res, 0, 1)) > 0))
 		LOG(LVL_INFO, "tokens_cleaned", KV_S("deleted",
-		    PQcmdTuples(res)));
+		    PQgetvalue(res, 0, 0)), KV_S("batches",
+		    PQgetvalue(res, 0, 1)));
 	PQclear(res);
 }
 
@@ -413,18 +428,11 @@ wr_cleanup(void)
 static void
 wr_wipe_boxes(void)
 {
-	char		 err[512], grace[24];
-	const char	*params[1] = { grace };
 	PGresult	*res;
 
-	snprintf(grace, sizeof(grace), "%d", WR.wr_cf->cf_refresh_grace);
-	res = wr_exec("SELECT tokend_wipe_boxes($1::int)", 1,
-	    params, err, sizeof(err));
-	if (res == NULL) {
-		wr_disconnect(err);
-		return;
-	}
-	PQclear(res);
+	if ((res = wr_call_int("SELECT tokend_wipe_boxes($1::int)",
+	    WR.wr_cf->cf_refresh_grace)) != NULL)
+		PQclear(res);
 }
 
 static void

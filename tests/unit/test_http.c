@@ -605,3 +605,10 @@ Test(http, response_field_checks)
 		    cases[i].value_ok, "%zu", i);
 	}
 }
+
+Test(http, method_names)
+{
+	cr_assert_str_eq(http_method_name(HTTP_GET), "GET");
+	cr_assert_str_eq(http_method_name(HTTP_PATCH), "PATCH");
+	cr_assert_str_eq(http_method_name(HTTP_OTHER), "-");
+}

@@ -66,3 +66,23 @@ Test(text, copy_refuses_what_does_not_fit)
 	cr_assert_eq(text_copy(buf, 1, ""), 0);
 	cr_assert_str_eq(buf, "");
 }
+
+Test(text, iso8601_is_utc_with_or_without_milliseconds)
+{
+	char	 ts[ISO8601_LEN];
+
+	cr_assert_eq(iso8601_format(0, -1, ts), 0);
+	cr_assert_str_eq(ts, "1970-01-01T00:00:00Z");
+	cr_assert_eq(iso8601_format(1795946400, 123, ts), 0);
+	cr_assert_str_eq(ts, "2026-11-29T10:00:00.123Z");
+	cr_assert_eq(iso8601_format(1795946400, 7, ts), 0);
+	cr_assert_str_eq(ts, "2026-11-29T10:00:00.007Z");
+}
+
+Test(text, word_alphabet)
+{
+	cr_assert(text_word_ok("alice.b@x-y_z", 13, "._@-"));
+	cr_assert_not(text_word_ok("a b", 3, "._@-"));
+	cr_assert_not(text_word_ok("a\0b", 3, "._@-"));
+	cr_assert(text_word_ok("", 0, ""));
+}

@@ -32,11 +32,11 @@
 #include "worker/pgq.h"
 
 #define ACCESS_ONLY	(1u << TOKEN_ACCESS)
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', " \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define TS(col) PG_EPOCH(col)
 
 static const char create_sql[] =
-    "SELECT o_status, o_id, o_created, o_expires FROM tokend_pat_create("
+    "SELECT o_status, o_id, " TS("o_created") ", " TS("o_expires")
+    " FROM tokend_pat_create("
     "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6, $7::bigint, "
     "$8::integer, $9::integer)";
 
@@ -87,6 +87,18 @@ col(PGresult *res, int r, int k)
 	    json_string(PQgetvalue(res, r, k));
 }
 
+/* A TS() column as an ISO 8601 JSON string, or null. */
+static json_t *
+ts_col(PGresult *res, int r, int k)
+{
+	char	 ts[ISO8601_LEN];
+
+	if (PQgetisnull(res, r, k) || iso8601_format(strtoll(PQgetvalue(res,
+	    r, k), NULL, 10), -1, ts) == -1)
+		return json_null();
+	return json_string(ts);
+}
+
 /* ---- the answers ------------------------------------------------------------ */
 
 /*
@@ -129,7 +141,7 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
 	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
 	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
-	    "created_at", col(res, 0, 2), "expires_at", col(res, 0, 3));
+	    "created_at", ts_col(res, 0, 2), "expires_at", ts_col(res, 0, 3));
 	oauth_prefix(pw->pw_token, pfx);
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
 	    KV_S("user", pw->pw_user), KV_S("pat", pfx),
@@ -156,8 +168,8 @@ pat_listed(struct conn *c, PGresult *res)
 		    (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10),
 		    "name", col(res, i, 2), "prefix", PQgetvalue(res, i, 3),
 		    "scope", PQgetvalue(res, i, 4), "created_at",
-		    col(res, i, 5), "expires_at", col(res, i, 6),
-		    "last_used_at", col(res, i, 7), "use_count",
+		    ts_col(res, i, 5), "expires_at", ts_col(res, i, 6),
+		    "last_used_at", ts_col(res, i, 7), "use_count",
 		    (json_int_t)strtoll(PQgetvalue(res, i, 8), NULL, 10));
 		json_array_append_new(a, o);
 	}

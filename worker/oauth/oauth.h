@@ -41,14 +41,14 @@
 #include "worker/pgq.h"
 #include "worker/worker.h"
 
-#define OA_CLIENT_ID_MAX	127	/* fits tok_info's ti_client */
+#define OA_CLIENT_ID_MAX	LIM_CLIENT_ID_MAX
 #define OA_SCOPE_MAX		SCOPE_MAX	/* fits ti_scope */
-#define OA_URI_MAX		2048
+#define OA_URI_MAX		LIM_URI_MAX
 #define OA_STATE_MAX		1024
-#define OA_NAME_MAX		128	/* PAT names, as tokenctl */
+#define OA_NAME_MAX		LIM_PAT_NAME_MAX
 #define OA_CHALLENGE_LEN	43	/* base64url of SHA-256, no padding */
-#define OA_EXPIRES_MIN		60	/* PAT expires_in, as tokenctl */
-#define OA_EXPIRES_MAX		315360000
+#define OA_EXPIRES_MIN		LIM_EXPIRES_MIN
+#define OA_EXPIRES_MAX		LIM_EXPIRES_MAX
 #define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
 

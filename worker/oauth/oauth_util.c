@@ -88,15 +88,9 @@ oauth_basic_decode(struct http_str auth, char *id, size_t idlen,
 int
 oauth_pkce_verifier_ok(const char *v)
 {
-	size_t	 n = strlen(v), i;
+	size_t	 n = strlen(v);
 
-	if (n < 43 || n > 128)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)v[i]) && strchr("-._~", v[i]) ==
-		    NULL)
-			return 0;
-	return 1;
+	return n >= 43 && n <= 128 && text_word_ok(v, n, "-._~");
 }
 
 int
