@@ -27,38 +27,29 @@ struct worker W;
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
-static void
-on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		got_usr1 = 1;
-	else
-		got_term = 1;
-}
-
 /*
  * SIGTERM and SIGINT mean a graceful stop whoever sends them: the master
  * (stop, reload), or systemd and a terminal signalling every process at
  * once.  The signals have been blocked since fork (master/main.c
  * child_init); one that came meanwhile is taken once the handlers are in.
  */
+static const struct sig_entry worker_signals[] = {
+	{ SIGTERM,	SE_FLAG,	&got_term },
+	{ SIGINT,	SE_FLAG,	&got_term },
+	{ SIGUSR1,	SE_FLAG,	&got_usr1 },	/* reopen the logs */
+	{ SIGPIPE,	SE_IGNORE,	NULL },		/* EPIPE from write */
+	{ SIGHUP,	SE_IGNORE,	NULL },		/* reload: the master's */
+};
+
 static void
 signals_init(void)
 {
-	struct sigaction sa;
-	sigset_t	 none;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (sig_install(worker_signals, sizeof(worker_signals) /
+	    sizeof(worker_signals[0]), NULL) == -1) {
+		log_errorf("%s: sigaction: %s", __func__, strerror(errno));
+		exit(1);
+	}
+	sig_unblock_all();
 }
 
 static int

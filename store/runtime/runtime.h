@@ -6,6 +6,7 @@
  *   config.c     SPEC section 7: file, TOKEND_* environment, defaults.
  *   log.c        one line per event, logfmt or JSON (SPEC section 9).
  *   proctitle.c  "tokend: worker 3" in ps.
+ *   sig.c        each process's signal table, installed the same way.
  *
  * Contract: config and log are used by every process (master, workers,
  * writer) and by tokenctl; they allocate nothing after load and are safe
@@ -15,6 +16,7 @@
 #ifndef TOKEND_RUNTIME_H
 #define TOKEND_RUNTIME_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -184,5 +186,37 @@ struct listener {
  */
 void	proctitle_init(int argc, char **argv);
 void	proctitle_set(const char *title);
+
+/* ---- Signals (sig.c) ------------------------------------------------- */
+
+/*
+ * What a signal does in a process.  SE_FLAG: the handler sets *se_flag to
+ * 1 (a volatile sig_atomic_t the process's loop reads and clears).
+ * SE_WAKE: caught and dropped; it only interrupts the sleep the loop is in.
+ * SE_IGNORE: SIG_IGN.  SE_WAIT: no handler; the signal stays blocked and
+ * goes into the set the process gives sigtimedwait (the master).
+ */
+enum { SE_FLAG, SE_WAKE, SE_IGNORE, SE_WAIT };
+
+struct sig_entry {
+	int			 se_sig;
+	int			 se_act;	/* SE_* */
+	volatile sig_atomic_t	*se_flag;	/* SE_FLAG only */
+};
+
+/*
+ * The order every process follows: the master calls sig_block_all before
+ * its first fork, so a child starts with every signal blocked; the child
+ * calls sig_default_all right after fork (the mask stays), then
+ * sig_install with its table, then sig_unblock_all: a signal that came in
+ * between is delivered to the handler, not to the default action.
+ * sig_install returns 0, or -1 when an entry is malformed or sigaction
+ * fails; wait (NULL when the table has no SE_WAIT) receives the SE_WAIT
+ * signals.  Process-local; safe after fork.
+ */
+void	sig_block_all(void);
+void	sig_default_all(void);
+int	sig_install(const struct sig_entry *tab, size_t n, sigset_t *wait);
+void	sig_unblock_all(void);
 
 #endif /* TOKEND_RUNTIME_H */

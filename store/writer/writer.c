@@ -89,14 +89,13 @@ static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
 /* SIGHUP only wakes the loop, which looks for a new configuration. */
-static void
-on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		got_usr1 = 1;
-	else if (sig != SIGHUP)
-		got_term = 1;
-}
+static const struct sig_entry wr_signals[] = {
+	{ SIGTERM,	SE_FLAG,	&got_term },
+	{ SIGINT,	SE_FLAG,	&got_term },
+	{ SIGUSR1,	SE_FLAG,	&got_usr1 },	/* reopen the logs */
+	{ SIGHUP,	SE_WAKE,	NULL },
+	{ SIGPIPE,	SE_IGNORE,	NULL },
+};
 
 static const char usage_sql[] =
     "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms "
@@ -722,21 +721,15 @@ void
 writer_main(const struct config *cf, const struct writer_conf *wc,
     struct shm *shm, int master_fd)
 {
-	struct sigaction sa;
-	sigset_t	 none;
 	char		 err[256];
 	int64_t		 now;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&none);	/* blocked since fork: see child_init */
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (sig_install(wr_signals, sizeof(wr_signals) /
+	    sizeof(wr_signals[0]), NULL) == -1) {
+		log_errorf("%s: sigaction: %s", __func__, strerror(errno));
+		exit(1);
+	}
+	sig_unblock_all();	/* blocked since fork: see child_init */
 	WR.wr_conf = *cf;
 	WR.wr_cf = &WR.wr_conf;
 	WR.wr_wc = wc;
