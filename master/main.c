@@ -20,8 +20,8 @@
  *   fork.
  *
  * SIGNALS (the master blocks them all and takes them with sigtimedwait, so
- * no work happens in a handler; every process's table is in store/runtime
- * sig.c's form: master_signals below, worker/loop.c, store/writer/writer.c)
+ * no work happens in a handler; store/runtime/sig.c has the one table of
+ * what each signal does in each process)
  *   SIGTERM, SIGINT  graceful stop: workers stop accepting, finish what is in
  *                    flight (shutdown_timeout), then the writer flushes all
  *                    usage and exits; the master exits 0.  The same when
@@ -73,8 +73,8 @@
  *   Children are respawned (with backoff) and the writer's liveness is
  *   watched in PM_RUN only; from PM_STOP_WORKERS on, a death is final,
  *   except that PM_STOP_WRITER replaces a missing writer once, for the
- *   last flush, when usage waits in shm.  pm_set is the one place the phase changes, and logs
- *   each change at debug level (master_state).
+ *   last flush, when usage waits in shm.  pm_set is the one place the
+ *   phase changes, and logs each change at debug level (master_state).
  *
  * SHARED MEMORY (shm/README.md has the details)
  *   created by the master before the first fork; slots handed out by the
@@ -164,18 +164,6 @@ static struct master {
 	int		 ms_exit_code;
 } M;
 
-/*
- * The signals the master takes with sigtimedwait.  Every other one stays
- * blocked (sig_block_all), apart from the synchronous faults.
- */
-static const struct sig_entry master_signals[] = {
-	{ SIGCHLD,	SE_WAIT,	NULL },		/* reap */
-	{ SIGTERM,	SE_WAIT,	NULL },		/* graceful stop */
-	{ SIGINT,	SE_WAIT,	NULL },		/* graceful stop */
-	{ SIGHUP,	SE_WAIT,	NULL },		/* reload */
-	{ SIGUSR1,	SE_WAIT,	NULL },		/* reopen the logs */
-};
-
 static void
 usage(void)
 {
@@ -183,7 +171,7 @@ usage(void)
 	exit(2);
 }
 
-/* ---- phases --------------------------------------------------------------- */
+/* ---- phases ----------------------------------------------------------- */
 
 /*
  * The one transition function: every change of phase goes through here,
@@ -591,7 +579,8 @@ reload_stop_old(void)
 	}
 }
 
-static void
+/* Returns 0, or -1 when the new configuration is refused (logged). */
+static int
 reload(void)
 {
 	struct config	 ncf;
@@ -601,16 +590,16 @@ reload(void)
 
 	if (config_load(&ncf, M.ms_conf_path, err, sizeof(err)) == -1) {
 		LOG(LVL_ERROR, "reload_failed", KV_S("error", err));
-		return;
+		return -1;
 	}
 	reload_keep_fixed(&ncf);
 	if (nofile_fit(&ncf) == -1)
-		return;
+		return -1;
 	n = listen_open(&ncf, M.ms_ls, M.ms_nls, nls, 2 * CF_MAX_LISTEN, err,
 	    sizeof(err));
 	if (n == -1) {
 		LOG(LVL_ERROR, "reload_failed", KV_S("error", err));
-		return;
+		return -1;
 	}
 	M.ms_cf = ncf;
 	memcpy(M.ms_ls, nls, sizeof(nls[0]) * (size_t)n);
@@ -628,6 +617,7 @@ reload(void)
 		spawn_writer();
 	LOG(LVL_INFO, "reloaded", KV_I("workers", M.ms_cf.cf_workers),
 	    KV_I("generation", M.ms_gen));
+	return 0;
 }
 
 /* PM_RUN -> PM_STOP_WORKERS: every worker is asked to drain. */
@@ -748,8 +738,7 @@ master_signal(int sig)
 		if (M.ms_state != PM_RUN)
 			break;
 		pm_set(PM_RELOAD, "SIGHUP");
-		reload();
-		pm_set(PM_RUN, "reload done");
+		pm_set(PM_RUN, reload() == 0 ? "reloaded" : "reload refused");
 		break;
 	case SIGUSR1:
 		log_reopen();
@@ -981,12 +970,7 @@ main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	/* Block the signals before any child exists; sigtimedwait takes them. */
-	sig_block_all();
-	if (sig_install(master_signals, sizeof(master_signals) /
-	    sizeof(master_signals[0]), &set) == -1) {
-		fprintf(stderr, "tokend: sigaddset: %s\n", strerror(errno));
-		return 1;
-	}
+	sig_master(&set);
 	nofile_raise();
 	if (nofile_fit(&M.ms_cf) == -1) {
 		fprintf(stderr, "tokend: RLIMIT_NOFILE is too low: a worker "

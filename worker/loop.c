@@ -33,23 +33,10 @@ static volatile sig_atomic_t got_usr1;
  * once.  The signals have been blocked since fork (master/main.c
  * child_init); one that came meanwhile is taken once the handlers are in.
  */
-static const struct sig_entry worker_signals[] = {
-	{ SIGTERM,	SE_FLAG,	&got_term },
-	{ SIGINT,	SE_FLAG,	&got_term },
-	{ SIGUSR1,	SE_FLAG,	&got_usr1 },	/* reopen the logs */
-	{ SIGPIPE,	SE_IGNORE,	NULL },		/* EPIPE from write */
-	{ SIGHUP,	SE_IGNORE,	NULL },		/* reload: the master's */
-};
-
 static void
 signals_init(void)
 {
-	if (sig_install(worker_signals, sizeof(worker_signals) /
-	    sizeof(worker_signals[0]), NULL) == -1) {
-		log_errorf("%s: sigaction: %s", __func__, strerror(errno));
-		exit(1);
-	}
-	sig_unblock_all();
+	sig_child(SP_WORKER, &got_term, &got_usr1);
 }
 
 static int

@@ -190,33 +190,30 @@ void	proctitle_set(const char *title);
 /* ---- Signals (sig.c) ------------------------------------------------- */
 
 /*
- * What a signal does in a process.  SE_FLAG: the handler sets *se_flag to
- * 1 (a volatile sig_atomic_t the process's loop reads and clears).
- * SE_WAKE: caught and dropped; it only interrupts the sleep the loop is in.
- * SE_IGNORE: SIG_IGN.  SE_WAIT: no handler; the signal stays blocked and
- * goes into the set the process gives sigtimedwait (the master).
+ * One table in sig.c says what each signal does in each process (a column
+ * per enum sig_proc): the master takes SIGTERM, SIGINT, SIGHUP, SIGUSR1 and
+ * SIGCHLD with sigtimedwait; a worker and the writer stop on SIGTERM and
+ * SIGINT, reopen their logs on SIGUSR1 and ignore SIGPIPE; SIGHUP is
+ * ignored by a worker and only wakes the writer's loop.
+ *
+ * The order every process follows: sig_master before the first fork, so a
+ * child starts with every signal blocked; in the child right after fork,
+ * sig_default_all (the mask stays), then sig_child once its loop can read
+ * the flags: it installs the handlers and unblocks every signal, so one
+ * that came in between reaches the handler, not the default action.
+ * Process-local; nothing is allocated.
  */
-enum { SE_FLAG, SE_WAKE, SE_IGNORE, SE_WAIT };
+enum sig_proc { SP_MASTER, SP_WORKER, SP_WRITER, SP_COUNT };
 
-struct sig_entry {
-	int			 se_sig;
-	int			 se_act;	/* SE_* */
-	volatile sig_atomic_t	*se_flag;	/* SE_FLAG only */
-};
+/* Block every signal but the faults; wait receives the master's signals. */
+void	sig_master(sigset_t *wait);
+void	sig_default_all(void);
 
 /*
- * The order every process follows: the master calls sig_block_all before
- * its first fork, so a child starts with every signal blocked; the child
- * calls sig_default_all right after fork (the mask stays), then
- * sig_install with its table, then sig_unblock_all: a signal that came in
- * between is delivered to the handler, not to the default action.
- * sig_install returns 0, or -1 when an entry is malformed or sigaction
- * fails; wait (NULL when the table has no SE_WAIT) receives the SE_WAIT
- * signals.  Process-local; safe after fork.
+ * The process's column: term is set to 1 on a stop signal, reopen on
+ * SIGUSR1 (each a volatile sig_atomic_t the loop reads and clears).
  */
-void	sig_block_all(void);
-void	sig_default_all(void);
-int	sig_install(const struct sig_entry *tab, size_t n, sigset_t *wait);
-void	sig_unblock_all(void);
+void	sig_child(int proc, volatile sig_atomic_t *term,
+	    volatile sig_atomic_t *reopen);
 
 #endif /* TOKEND_RUNTIME_H */

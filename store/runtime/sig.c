@@ -1,9 +1,9 @@
 /*
- * Signals, for every process: each process describes what its signals do
- * in one table (signal -> flag or action) and installs it here.  The one
- * handler only sets the flag the table names; the work happens in the
- * process's loop.  The master takes its signals with sigtimedwait instead,
- * so it installs no handler at all.
+ * Signals, for every process, from one table: a row per signal, a column
+ * per process, saying what the signal does there.  The one handler only
+ * sets the flag its process registered for that signal; the work happens in
+ * the process's loop.  The master takes its signals with sigtimedwait
+ * instead, so it installs no handler at all.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -11,10 +11,37 @@
 
 #include "store/runtime/runtime.h"
 
+/* What a signal does in one process. */
+enum {
+	SE_KEEP,	/* untouched: default disposition (blocked in the master) */
+	SE_WAIT,	/* master: blocked, taken by sigtimedwait */
+	SE_TERM,	/* sets the process's stop flag */
+	SE_REOPEN,	/* sets the process's reopen-the-logs flag */
+	SE_WAKE,	/* caught and dropped: only interrupts the loop's sleep */
+	SE_IGNORE	/* SIG_IGN */
+};
+
+struct sig_row {
+	int	sr_sig;
+	int	sr_act[SP_COUNT];	/* SE_*, by enum sig_proc */
+};
+
+static const struct sig_row sig_table[] = {
+	/* signal	master	   worker	writer */
+	{ SIGTERM, {	SE_WAIT,   SE_TERM,	SE_TERM } },	/* graceful stop */
+	{ SIGINT, {	SE_WAIT,   SE_TERM,	SE_TERM } },	/* the same */
+	{ SIGHUP, {	SE_WAIT,   SE_IGNORE,	SE_WAKE } },	/* reload */
+	{ SIGUSR1, {	SE_WAIT,   SE_REOPEN,	SE_REOPEN } },	/* reopen logs */
+	{ SIGCHLD, {	SE_WAIT,   SE_KEEP,	SE_KEEP } },	/* reap */
+	{ SIGPIPE, {	SE_KEEP,   SE_IGNORE,	SE_IGNORE } },	/* EPIPE instead */
+};
+
+#define SIG_NROWS (sizeof(sig_table) / sizeof(sig_table[0]))
+
 /*
- * The flag each caught signal sets.  Written by sig_install before the
- * handler is in place and while the signal is blocked, read by the handler:
- * the handler never sees a half-written entry.
+ * The flag each caught signal sets.  Written by sig_child while every
+ * signal is still blocked, before the handler is in place: the handler
+ * never sees a half-written entry.
  */
 static volatile sig_atomic_t *sig_flag[NSIG];
 
@@ -26,17 +53,22 @@ sig_handler(int sig)
 }
 
 void
-sig_block_all(void)
+sig_master(sigset_t *wait)
 {
-	sigset_t	 set;
+	sigset_t	 all;
+	size_t		 i;
 
 	/* Faults stay deliverable: blocked, they would kill without a core. */
-	sigfillset(&set);
-	sigdelset(&set, SIGSEGV);
-	sigdelset(&set, SIGBUS);
-	sigdelset(&set, SIGFPE);
-	sigdelset(&set, SIGILL);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	sigemptyset(wait);
+	for (i = 0; i < SIG_NROWS; i++)
+		if (sig_table[i].sr_act[SP_MASTER] == SE_WAIT)
+			sigaddset(wait, sig_table[i].sr_sig);
 }
 
 void
@@ -53,49 +85,29 @@ sig_default_all(void)
 
 /*
  * No SA_RESTART: a caught signal interrupts the poll or epoll_wait the
- * process sleeps in, so its loop sees the flag at once.
+ * process sleeps in, so its loop sees the flag at once.  sigaction cannot
+ * fail here: every signal in the table is valid and catchable.
  */
-int
-sig_install(const struct sig_entry *tab, size_t n, sigset_t *wait)
+void
+sig_child(int proc, volatile sig_atomic_t *term,
+    volatile sig_atomic_t *reopen)
 {
 	struct sigaction sa;
+	sigset_t	 none;
 	size_t		 i;
+	int		 act;
 
-	if (wait != NULL)
-		sigemptyset(wait);
-	for (i = 0; i < n; i++) {
-		if (tab[i].se_sig <= 0 || tab[i].se_sig >= NSIG)
-			return -1;
+	for (i = 0; i < SIG_NROWS; i++) {
+		if ((act = sig_table[i].sr_act[proc]) == SE_KEEP ||
+		    act == SE_WAIT)
+			continue;
 		memset(&sa, 0, sizeof(sa));
 		sigemptyset(&sa.sa_mask);
-		switch (tab[i].se_act) {
-		case SE_FLAG:
-		case SE_WAKE:
-			sig_flag[tab[i].se_sig] = tab[i].se_act == SE_FLAG ?
-			    tab[i].se_flag : NULL;
-			sa.sa_handler = sig_handler;
-			break;
-		case SE_IGNORE:
-			sa.sa_handler = SIG_IGN;
-			break;
-		case SE_WAIT:
-			if (wait == NULL || sigaddset(wait, tab[i].se_sig) == -1)
-				return -1;
-			continue;	/* stays blocked, no handler */
-		default:
-			return -1;
-		}
-		if (sigaction(tab[i].se_sig, &sa, NULL) == -1)
-			return -1;
+		sa.sa_handler = act == SE_IGNORE ? SIG_IGN : sig_handler;
+		sig_flag[sig_table[i].sr_sig] = act == SE_TERM ? term :
+		    act == SE_REOPEN ? reopen : NULL;
+		sigaction(sig_table[i].sr_sig, &sa, NULL);
 	}
-	return 0;
-}
-
-void
-sig_unblock_all(void)
-{
-	sigset_t	 none;
-
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }

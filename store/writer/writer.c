@@ -88,15 +88,6 @@ static struct writer {
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
-/* SIGHUP only wakes the loop, which looks for a new configuration. */
-static const struct sig_entry wr_signals[] = {
-	{ SIGTERM,	SE_FLAG,	&got_term },
-	{ SIGINT,	SE_FLAG,	&got_term },
-	{ SIGUSR1,	SE_FLAG,	&got_usr1 },	/* reopen the logs */
-	{ SIGHUP,	SE_WAKE,	NULL },
-	{ SIGPIPE,	SE_IGNORE,	NULL },
-};
-
 static const char usage_sql[] =
     "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms "
     "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(id, n, ms) "
@@ -724,12 +715,9 @@ writer_main(const struct config *cf, const struct writer_conf *wc,
 	char		 err[256];
 	int64_t		 now;
 
-	if (sig_install(wr_signals, sizeof(wr_signals) /
-	    sizeof(wr_signals[0]), NULL) == -1) {
-		log_errorf("%s: sigaction: %s", __func__, strerror(errno));
-		exit(1);
-	}
-	sig_unblock_all();	/* blocked since fork: see child_init */
+	/* Blocked since fork (child_init); SIGHUP only wakes the loop, which
+	 * looks for a new configuration. */
+	sig_child(SP_WRITER, &got_term, &got_usr1);
 	WR.wr_conf = *cf;
 	WR.wr_cf = &WR.wr_conf;
 	WR.wr_wc = wc;
