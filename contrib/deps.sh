@@ -4,8 +4,8 @@
 # every time); installs them when run as root; otherwise prints the one
 # apt-get line to run and fails.
 
-PKGS="build-essential clang make pkg-config libssl-dev libpq-dev liblmdb-dev
-lmdb-utils libjansson-dev libcriterion-dev libargon2-dev zlib1g-dev
+PKGS="build-essential clang clang-tools make pkg-config libssl-dev libpq-dev
+liblmdb-dev lmdb-utils libjansson-dev libcriterion-dev libargon2-dev zlib1g-dev
 postgresql postgresql-contrib pgbouncer nginx-light wrk gnuplot-nox python3 procps curl openssl
 mandoc debhelper fakeroot lintian systemd prometheus"
 

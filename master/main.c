@@ -20,7 +20,8 @@
  *   fork.
  *
  * SIGNALS (the master blocks them all and takes them with sigtimedwait, so
- * no work happens in a handler)
+ * no work happens in a handler; store/runtime/sig.c has the one table of
+ * what each signal does in each process)
  *   SIGTERM, SIGINT  graceful stop: workers stop accepting, finish what is in
  *                    flight (shutdown_timeout), then the writer flushes all
  *                    usage and exits; the master exits 0.  The same when
@@ -56,6 +57,24 @@
  * CHILDREN NOTICE THE MASTER'S DEATH through a pipe only the master writes:
  * EOF on its read end means stop: workers drain and exit, the writer flushes
  * until they are gone, then exits.
+ *
+ * PHASES (enum pm_state; master/README.md draws the same table)
+ *   phase            moves on                          to
+ *   PM_STARTING      children forked                   PM_RUN
+ *   PM_RUN           SIGHUP                            PM_RELOAD
+ *                    SIGTERM, SIGINT                   PM_STOP_WORKERS
+ *   PM_RELOAD        new generation forked, or the     PM_RUN
+ *                    new configuration refused
+ *   PM_STOP_WORKERS  no worker left (or killed after   PM_STOP_WRITER
+ *                    shutdown_timeout + 2 s)
+ *   PM_STOP_WRITER   no writer left (killed after      PM_EXIT
+ *                    twice that budget)
+ *   PM_EXIT          the pid file is removed; exit 0
+ *   Children are respawned (with backoff) and the writer's liveness is
+ *   watched in PM_RUN only; from PM_STOP_WORKERS on, a death is final,
+ *   except that PM_STOP_WRITER replaces a missing writer once, for the
+ *   last flush, when usage waits in shm.  pm_set is the one place the
+ *   phase changes, and logs each change at debug level (master_state).
  *
  * SHARED MEMORY (shm/README.md has the details)
  *   created by the master before the first fork; slots handed out by the
@@ -99,6 +118,25 @@
 
 enum child_kind { CK_WORKER, CK_WRITER };
 
+/* The master's phase: see PHASES above.  Only pm_set changes it. */
+enum pm_state {
+	PM_STARTING,
+	PM_RUN,
+	PM_RELOAD,
+	PM_STOP_WORKERS,
+	PM_STOP_WRITER,
+	PM_EXIT
+};
+
+static const char *const pm_names[] = {
+	[PM_STARTING] = "starting",
+	[PM_RUN] = "run",
+	[PM_RELOAD] = "reload",
+	[PM_STOP_WORKERS] = "stop_workers",
+	[PM_STOP_WRITER] = "stop_writer",
+	[PM_EXIT] = "exit",
+};
+
 struct child {
 	pid_t		 ch_pid;	/* 0: slot unused or waiting to respawn */
 	enum child_kind	 ch_kind;
@@ -122,9 +160,8 @@ static struct master {
 	int		 ms_pipe[2];	/* children hold [0]; EOF = master gone */
 	struct child	 ms_ch[MAX_CHILDREN];
 	int		 ms_gen;
-	int		 ms_stopping;
-	int64_t		 ms_stop_ms;
-	int		 ms_writer_told;	/* sh_stop is SHM_STOP_WRITER */
+	enum pm_state	 ms_state;
+	int64_t		 ms_stop_ms;	/* when PM_STOP_WORKERS began */
 	int		 ms_exit_code;
 } M;
 
@@ -133,6 +170,35 @@ usage(void)
 {
 	fprintf(stderr, "usage: tokend [-c FILE] [-t | -T] [--version]\n");
 	exit(2);
+}
+
+/* ---- phases ----------------------------------------------------------- */
+
+/*
+ * The one transition function: every change of phase goes through here,
+ * so whatever must accompany one (a log line, a notification to a service
+ * manager) has one place.
+ */
+static void
+pm_set(enum pm_state to, const char *why)
+{
+	LOG(LVL_DEBUG, "master_state", KV_S("from", pm_names[M.ms_state]),
+	    KV_S("to", pm_names[to]), KV_S("reason", why));
+	/* systemd hears of the phases that it shows (Type=notify). */
+	if (to == PM_RUN)
+		notify_ready(&M.ms_cf);
+	else if (to == PM_RELOAD)
+		notify_reloading();
+	else if (to == PM_STOP_WORKERS && M.ms_state < PM_STOP_WORKERS)
+		notify_stopping();
+	M.ms_state = to;
+}
+
+/* From PM_STOP_WORKERS on, no child is respawned. */
+static int
+pm_stopping(void)
+{
+	return M.ms_state >= PM_STOP_WORKERS;
 }
 
 /* ---- children ---------------------------------------------------------- */
@@ -159,14 +225,8 @@ child_alloc(void)
 static void
 child_init(const char *title)
 {
-	struct sigaction sa;
-	int		 s;
-
 	close(M.ms_pipe[1]);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (s = 1; s < NSIG; s++)
-		sigaction(s, &sa, NULL);
+	sig_default_all();
 	proctitle_set(title);
 	log_set_proc(title + strlen("tokend: "));
 }
@@ -330,7 +390,7 @@ child_died(struct child *ch, int status)
 		__atomic_store_n(&M.ms_shm->sh_feed_state, FEED_DOWN,
 		    __ATOMIC_RELEASE);
 	}
-	if (ch->ch_stopping || M.ms_stopping) {
+	if (ch->ch_stopping || pm_stopping()) {
 		if (ch->ch_kind == CK_WORKER)
 			shm_slot_retire(M.ms_shm, ch->ch_slot);
 		ch->ch_pid = 0;
@@ -363,7 +423,7 @@ reap(void)
 /*
  * A running writer that missed the time one of its threads promised to be
  * back by is stopped or wedged: SIGKILL, and child_died respawns it as after
- * a crash.  One that is stopping is left to stop_progress's budget.
+ * a crash.  One that is stopping is left to pm_step's budget.
  */
 static void
 writer_check(int64_t now)
@@ -528,7 +588,8 @@ reload_stop_old(void)
 	}
 }
 
-static void
+/* Returns 0, or -1 when the new configuration is refused (logged). */
+static int
 reload(void)
 {
 	struct config	 ncf;
@@ -538,16 +599,16 @@ reload(void)
 
 	if (config_load(&ncf, M.ms_conf_path, err, sizeof(err)) == -1) {
 		LOG(LVL_ERROR, "reload_failed", KV_S("error", err));
-		return;
+		return -1;
 	}
 	reload_keep_fixed(&ncf);
 	if (nofile_fit(&ncf) == -1)
-		return;
+		return -1;
 	n = listen_open(&ncf, M.ms_ls, M.ms_nls, nls, 2 * CF_MAX_LISTEN, err,
 	    sizeof(err));
 	if (n == -1) {
 		LOG(LVL_ERROR, "reload_failed", KV_S("error", err));
-		return;
+		return -1;
 	}
 	M.ms_cf = ncf;
 	memcpy(M.ms_ls, nls, sizeof(nls[0]) * (size_t)n);
@@ -565,18 +626,18 @@ reload(void)
 		spawn_writer();
 	LOG(LVL_INFO, "reloaded", KV_I("workers", M.ms_cf.cf_workers),
 	    KV_I("generation", M.ms_gen));
+	return 0;
 }
 
+/* PM_RUN -> PM_STOP_WORKERS: every worker is asked to drain. */
 static void
 stop_begin(int sig)
 {
 	int	 i;
 
-	if (M.ms_stopping)
-		return;
-	M.ms_stopping = 1;
+	pm_set(PM_STOP_WORKERS, strsignal(sig));
 	M.ms_stop_ms = shm_now_ms();
-	/* A writer that got its own SIGTERM now waits for stop_progress. */
+	/* A writer that got its own SIGTERM now waits for PM_STOP_WRITER. */
 	__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WORKERS,
 	    __ATOMIC_RELEASE);
 	LOG(LVL_INFO, "stopping", KV_S("signal", strsignal(sig)));
@@ -593,31 +654,34 @@ stop_begin(int sig)
 }
 
 /*
- * All workers are gone: the writer's turn.  sh_stop says so to a writer
- * that got a SIGTERM of its own and waits for it; the others get SIGTERM.
- * A writer that died, or was waiting to be respawned, is replaced once by
- * one that only makes the last flush (it starts with sh_stop set; no
- * SIGTERM, which could reach it before its handler).  Returns 1 when no
- * writer is left.
+ * PM_STOP_WORKERS -> PM_STOP_WRITER: all workers are gone, the writer's
+ * turn.  sh_stop says so to a writer that got a SIGTERM of its own and
+ * waits for it; stop_writer signals the others.  A writer that died, or
+ * was waiting to be respawned, is replaced once by one that only makes the
+ * last flush (it starts with sh_stop set; no SIGTERM, which could reach it
+ * before its handler).
  */
-static int
+static void
+stop_writer_begin(void)
+{
+	int	 i;
+
+	pm_set(PM_STOP_WRITER, "workers gone");
+	__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WRITER, __ATOMIC_RELEASE);
+	if (count_children(CK_WRITER) > 0 ||
+	    usage_tables_pending(M.ms_shm) == 0 || spawn_writer() == -1)
+		return;
+	for (i = 0; i < MAX_CHILDREN; i++)
+		if (M.ms_ch[i].ch_pid > 0 && M.ms_ch[i].ch_kind == CK_WRITER)
+			M.ms_ch[i].ch_stopping = 2;
+}
+
+/* In PM_STOP_WRITER: SIGTERM once, SIGKILL past the budget. */
+static void
 stop_writer(int64_t now, int64_t budget)
 {
 	int	 i;
 
-	if (!M.ms_writer_told) {
-		M.ms_writer_told = 1;
-		__atomic_store_n(&M.ms_shm->sh_stop, SHM_STOP_WRITER,
-		    __ATOMIC_RELEASE);
-		if (count_children(CK_WRITER) == 0 &&
-		    usage_tables_pending(M.ms_shm) > 0 && spawn_writer() == 0)
-			for (i = 0; i < MAX_CHILDREN; i++)
-				if (M.ms_ch[i].ch_pid > 0 &&
-				    M.ms_ch[i].ch_kind == CK_WRITER)
-					M.ms_ch[i].ch_stopping = 2;
-	}
-	if (count_children(CK_WRITER) == 0)
-		return 1;
 	for (i = 0; i < MAX_CHILDREN; i++)
 		if (M.ms_ch[i].ch_pid > 0 && M.ms_ch[i].ch_kind == CK_WRITER &&
 		    M.ms_ch[i].ch_stopping < 2) {
@@ -626,81 +690,93 @@ stop_writer(int64_t now, int64_t budget)
 		}
 	if (now - M.ms_stop_ms > 2 * budget)
 		signal_children(SIGKILL, CK_WRITER);
-	return 0;
 }
 
 /*
- * Stopping proceeds in two steps: workers first, the writer once they are all
- * gone (so its last flush sees every use).  Children that outlive their
- * budget are killed.  Returns 1 when the master may exit.
+ * The phases that move on by themselves, not by a signal (PostgreSQL's
+ * PostmasterStateMachine): run once per turn of the loop.  Stopping
+ * proceeds in two steps, workers first and the writer once they are all
+ * gone, so its last flush sees every use; children that outlive their
+ * budget are killed.
  */
-static int
-stop_progress(int64_t now)
+static void
+pm_step(int64_t now)
 {
 	int64_t	 budget = (int64_t)M.ms_cf.cf_shutdown_timeout * 1000 + 2000;
 
-	if (count_children(CK_WORKER) > 0) {
-		if (now - M.ms_stop_ms > budget)
-			signal_children(SIGKILL, CK_WORKER);
-		return 0;
+	switch (M.ms_state) {
+	case PM_RUN:
+		writer_check(now);
+		break;
+	case PM_STOP_WORKERS:
+		if (count_children(CK_WORKER) > 0) {
+			if (now - M.ms_stop_ms > budget)
+				signal_children(SIGKILL, CK_WORKER);
+			break;
+		}
+		/* The writer is signalled in this same turn. */
+		stop_writer_begin();
+		/* FALLTHROUGH */
+	case PM_STOP_WRITER:
+		if (count_children(CK_WRITER) == 0)
+			pm_set(PM_EXIT, "writer gone");
+		else
+			stop_writer(now, budget);
+		break;
+	default:	/* PM_STARTING, PM_RELOAD, PM_EXIT: not in the loop */
+		break;
 	}
-	return stop_writer(now, budget);
 }
 
 /* ---- main loop ---------------------------------------------------------- */
 
+/* A signal taken by sigtimedwait, in PM_RUN or a stop phase. */
 static void
-master_loop(void)
+master_signal(int sig)
 {
-	sigset_t	 set;
+	switch (sig) {
+	case SIGCHLD:
+		reap();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (M.ms_state == PM_RUN)
+			stop_begin(sig);
+		break;
+	case SIGHUP:
+		if (M.ms_state != PM_RUN)
+			break;
+		pm_set(PM_RELOAD, "SIGHUP");
+		pm_set(PM_RUN, reload() == 0 ? "reloaded" : "reload refused");
+		break;
+	case SIGUSR1:
+		log_reopen();
+		signal_children(SIGUSR1, -1);
+		break;
+	default:
+		reap();	/* a timeout; a missed SIGCHLD costs nothing */
+		break;
+	}
+}
+
+static void
+master_loop(const sigset_t *set)
+{
 	siginfo_t	 si;
 	struct timespec	 ts;
 	int64_t		 now, next;
-	int		 sig;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
 	for (;;) {
 		now = shm_now_ms();
 		next = respawn_due(now);
-		if (M.ms_stopping && stop_progress(now))
+		pm_step(now);
+		if (M.ms_state == PM_EXIT)
 			return;
-		if (!M.ms_stopping)
-			writer_check(now);
 		if (next < 0 || next > 100)
-			next = M.ms_stopping ? 50 : 1000;
+			next = pm_stopping() ? 50 : 1000;
 		ts.tv_sec = next / 1000;
 		ts.tv_nsec = (next % 1000) * 1000000;
-		sig = sigtimedwait(&set, &si, &ts);
-		switch (sig) {
-		case SIGCHLD:
-			reap();
-			break;
-		case SIGTERM:
-		case SIGINT:
-			if (!M.ms_stopping)
-				notify_stopping();
-			stop_begin(sig);
-			break;
-		case SIGHUP:
-			if (M.ms_stopping)
-				break;
-			notify_reloading();
-			reload();
-			notify_ready(&M.ms_cf);
-			break;
-		case SIGUSR1:
-			log_reopen();
-			signal_children(SIGUSR1, -1);
-			break;
-		default:
-			reap();	/* a timeout; a missed SIGCHLD costs nothing */
-			break;
-		}
+		master_signal(sigtimedwait(set, &si, &ts));
 	}
 }
 
@@ -909,12 +985,7 @@ main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	/* Block the signals before any child exists; sigtimedwait takes them. */
-	sigfillset(&set);
-	sigdelset(&set, SIGSEGV);
-	sigdelset(&set, SIGBUS);
-	sigdelset(&set, SIGFPE);
-	sigdelset(&set, SIGILL);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	sig_master(&set);
 	nofile_raise();
 	if (nofile_fit(&M.ms_cf) == -1) {
 		fprintf(stderr, "tokend: RLIMIT_NOFILE is too low: a worker "
@@ -934,8 +1005,8 @@ main(int argc, char **argv)
 	notify_init();
 	if (start_children() == -1)
 		LOG(LVL_ERROR, "start_incomplete");
-	notify_ready(&M.ms_cf);
-	master_loop();
+	pm_set(PM_RUN, "children forked");
+	master_loop(&set);
 	if (M.ms_cf.cf_pid_file[0])
 		unlink(M.ms_cf.cf_pid_file);
 	LOG(LVL_INFO, "stopped");

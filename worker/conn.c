@@ -163,7 +163,9 @@ conn_accept_failed(int err)
 void
 conn_accept(int lfd, int tls)
 {
-	struct sockaddr_storage ss;
+	/* accept4 fills ss; zeroed only because the static analyzer does not
+	 * model accept4 and takes ss_family for garbage. */
+	struct sockaddr_storage ss = { 0 };
 	socklen_t	 len;
 	struct conn	*c;
 	int		 fd, i;

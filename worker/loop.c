@@ -20,15 +20,6 @@
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
-static void
-on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		got_usr1 = 1;
-	else
-		got_term = 1;
-}
-
 /*
  * SIGTERM and SIGINT mean a graceful stop whoever sends them: the master
  * (stop, reload), or systemd and a terminal signalling every process at
@@ -38,20 +29,7 @@ on_signal(int sig)
 static void
 signals_init(void)
 {
-	struct sigaction sa;
-	sigset_t	 none;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sig_child(SP_WORKER, &got_term, &got_usr1);
 }
 
 /* The pause is over: accept again, unless at max_connections or stopping. */

@@ -6,6 +6,7 @@
  *   config.c     SPEC section 7: file, TOKEND_* environment, defaults.
  *   log.c        one line per event, logfmt or JSON (SPEC section 9).
  *   proctitle.c  "tokend: worker 3" in ps.
+ *   sig.c        each process's signal table, installed the same way.
  *
  * Contract: config and log are used by every process (master, workers,
  * writer) and by tokenctl; they allocate nothing after load and are safe
@@ -15,6 +16,7 @@
 #ifndef TOKEND_RUNTIME_H
 #define TOKEND_RUNTIME_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,5 +208,34 @@ struct listener {
  */
 void	proctitle_init(int argc, char **argv);
 void	proctitle_set(const char *title);
+
+/* ---- Signals (sig.c) ------------------------------------------------- */
+
+/*
+ * One table in sig.c says what each signal does in each process (a column
+ * per enum sig_proc): the master takes SIGTERM, SIGINT, SIGHUP, SIGUSR1 and
+ * SIGCHLD with sigtimedwait; a worker and the writer stop on SIGTERM and
+ * SIGINT, reopen their logs on SIGUSR1 and ignore SIGPIPE; SIGHUP is
+ * ignored by a worker and only wakes the writer's loop.
+ *
+ * The order every process follows: sig_master before the first fork, so a
+ * child starts with every signal blocked; in the child right after fork,
+ * sig_default_all (the mask stays), then sig_child once its loop can read
+ * the flags: it installs the handlers and unblocks every signal, so one
+ * that came in between reaches the handler, not the default action.
+ * Process-local; nothing is allocated.
+ */
+enum sig_proc { SP_MASTER, SP_WORKER, SP_WRITER, SP_COUNT };
+
+/* Block every signal but the faults; wait receives the master's signals. */
+void	sig_master(sigset_t *wait);
+void	sig_default_all(void);
+
+/*
+ * The process's column: term is set to 1 on a stop signal, reopen on
+ * SIGUSR1 (each a volatile sig_atomic_t the loop reads and clears).
+ */
+void	sig_child(int proc, volatile sig_atomic_t *term,
+	    volatile sig_atomic_t *reopen);
 
 #endif /* TOKEND_RUNTIME_H */

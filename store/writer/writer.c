@@ -89,16 +89,6 @@ static struct writer {
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
-/* SIGHUP only wakes the loop, which looks for a new configuration. */
-static void
-on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		got_usr1 = 1;
-	else if (sig != SIGHUP)
-		got_term = 1;
-}
-
 static const char usage_sql[] =
     "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms "
     "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(id, n, ms) "
@@ -730,21 +720,12 @@ void
 writer_main(const struct config *cf, const struct writer_conf *wc,
     struct shm *shm, int master_fd)
 {
-	struct sigaction sa;
-	sigset_t	 none;
 	char		 err[256];
 	int64_t		 now;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&none);	/* blocked since fork: see child_init */
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Blocked since fork (child_init); SIGHUP only wakes the loop, which
+	 * looks for a new configuration. */
+	sig_child(SP_WRITER, &got_term, &got_usr1);
 	WR.wr_conf = *cf;
 	WR.wr_cf = &WR.wr_conf;
 	WR.wr_wc = wc;

@@ -330,8 +330,10 @@ send_file(int fd, const char *path)
 	in = open(path, O_RDONLY);
 	n = read(in, buf, sizeof(buf));
 	close(in);
-	write(fd, &n, sizeof(n));
-	write(fd, buf, n > 0 ? (size_t)n : 0);
+	/* A short write leaves the parent's read short: its check fails. */
+	if (write(fd, &n, sizeof(n)) != (ssize_t)sizeof(n) ||
+	    write(fd, buf, n > 0 ? (size_t)n : 0) != (n > 0 ? n : 0))
+		_exit(1);
 }
 
 /*
@@ -353,7 +355,8 @@ title_child(int fd, const char *title)
 	*eq = '\0';
 	val = getenv(first);
 	envok = val != NULL && strcmp(val, eq + 1) == 0;
-	write(fd, &envok, sizeof(envok));
+	if (write(fd, &envok, sizeof(envok)) != (ssize_t)sizeof(envok))
+		_exit(1);
 	_exit(0);
 }
 
