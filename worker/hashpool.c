@@ -246,9 +246,11 @@ hashpool_event(struct evsrc *src, uint32_t events)
 		hp->hp_queued--;
 		if (j->jb_peer >= 0)
 			hp->hp_peer[j->jb_peer][0] = '\0';
-		if ((c = j->jb_conn) != NULL)
+		/* A cancelled job's connection is gone: nobody to answer. */
+		if ((c = j->jb_conn) != NULL) {
 			c->c_pending = NULL;
-		j->jb_cb(c, j->jb_ok, j->jb_arg);
+			j->jb_cb(c, j->jb_ok, j->jb_arg);
+		}
 		free(j);
 	}
 }

@@ -46,8 +46,9 @@ struct hashpool;
 
 /*
  * The verdict for one job: ok 1 when the password matched the hash, 0
- * otherwise.  c is the connection given to hashpool_verify, or NULL when it
- * was closed meanwhile (c_pending_data is then already freed).
+ * otherwise.  c is the connection given to hashpool_verify; cb is not
+ * called when that connection was closed meanwhile (its c_pending_data,
+ * where arg usually points, is already freed).
  */
 typedef void (*hashpool_cb)(struct conn *c, int ok, void *arg);
 
@@ -58,8 +59,8 @@ struct hashpool *hashpool_new(int epfd);
  * Queue passwd_verify(encoded, pw, len); encoded NULL verifies against the
  * dummy hash (same cost, never a match).  Both are copied.  On success
  * c->c_pending points at the job until cb runs, exactly once, from the
- * loop (conn_close cancels through c_pending as for lookup.c, and cb then
- * runs with c NULL).  Returns 0, HASHPOOL_BUSY (c's address, c_peer, has
+ * loop, unless conn_close cancelled it through c_pending (as for lookup.c):
+ * then cb never runs.  Returns 0, HASHPOOL_BUSY (c's address, c_peer, has
  * HASHPOOL_MAX_PER_PEER jobs already: answer 429), or -1 (queue full, no
  * pool: answer 503).
  */

@@ -83,10 +83,13 @@ pgq_finish(struct pgq *q, struct pgq_req *r, PGresult *res)
 	struct conn	*c = r->pr_conn;
 
 	q->q_count--;
-	if (c != NULL)
+	/* Nobody waits for a cancelled query, or one sent without a
+	 * connection. */
+	if (c != NULL) {
 		c->c_pending = NULL;
-	if (r->pr_cb != NULL)
-		r->pr_cb(c, res, r->pr_arg);
+		if (r->pr_cb != NULL)
+			r->pr_cb(c, res, r->pr_arg);
+	}
 	pgq_req_free(r);
 }
 

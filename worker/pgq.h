@@ -29,8 +29,9 @@ struct pgq;
  * COMMAND_OK; owned by pgq and cleared when cb returns), or NULL when
  * PostgreSQL could not be asked or the statement failed (logged as
  * db_error): the caller answers 503.  c is the connection given to
- * pgq_submit, or NULL when that connection was closed meanwhile (then
- * only arg may be touched: c_pending_data is already freed).
+ * pgq_submit, never NULL: cb is not called when that connection was closed
+ * meanwhile (its c_pending_data is already freed), nor for a query
+ * submitted without one.
  */
 typedef void (*pgq_cb)(struct conn *c, PGresult *res, void *arg);
 
@@ -41,8 +42,8 @@ struct pgq *pgq_new(const struct config *cf, int epfd);
  * success c->c_pending points at the request until cb runs, which it does
  * exactly once, from the loop, never from inside pgq_submit; conn_close
  * cancels it through c_pending (the request's first member is the
- * connection pointer, which lookup_cancel clears), and cb then runs with c
- * NULL.  c may be NULL for a query nobody waits for (cb may then be NULL).
+ * connection pointer, which lookup_cancel clears), and cb then never runs.
+ * c may be NULL for a query nobody waits for (its cb is never called).
  * Returns 0, or -1 (no database configured, backing off after a failure,
  * out of memory): answer 503 now.
  */

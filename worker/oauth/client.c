@@ -405,8 +405,6 @@ client_verified(struct conn *c, int ok, void *arg)
 	struct oreq	*or;
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	or = (struct oreq *)c->c_pending_data;
 	if (!ok || or->or_client.ci_id == 0) {
 		client_refused(c, or);
@@ -476,8 +474,6 @@ client_fetched(struct conn *c, PGresult *res, void *arg)
 	struct oreq	*or;
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	or = (struct oreq *)c->c_pending_data;
 	if (res == NULL) {
 		oauth_unavailable(c);

@@ -72,8 +72,6 @@ authorized(struct conn *c, PGresult *res, void *arg)
 	const char	*st;
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	az = (struct az_wait *)c->c_pending_data;
 	st = res != NULL && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
 	if (res == NULL || PQntuples(res) != 1)

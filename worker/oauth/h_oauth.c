@@ -158,8 +158,6 @@ introspect_refresh(struct conn *c, PGresult *res, void *arg)
 	struct tok_info	 ti;
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	memset(&ti, 0, sizeof(ti));
 	ti.ti_state = TI_NEGATIVE;
 	if (res != NULL && PQntuples(res) == 1) {
@@ -273,7 +271,7 @@ revoked(struct conn *c, PGresult *res, void *arg)
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 
 	(void)arg;
-	if (c == NULL || (or = oreq_row(c, res)) == NULL)
+	if ((or = oreq_row(c, res)) == NULL)
 		return;
 	oauth_cache_revoke(PQgetvalue(res, 0, 2));
 	if (strtol(PQgetvalue(res, 0, 1), NULL, 10) > 0) {

@@ -202,8 +202,6 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 	struct pat_wait	*pw;
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	pw = (struct pat_wait *)c->c_pending_data;
 	if (res == NULL || PQntuples(res) < 1)
 		oauth_unavailable(c);

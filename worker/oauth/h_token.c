@@ -185,8 +185,6 @@ issued(struct conn *c, PGresult *res, void *arg)
 	struct oreq	*or;
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	or = (struct oreq *)c->c_pending_data;
 	if (res == NULL)
 		oauth_unavailable(c);
@@ -259,8 +257,6 @@ password_verified(struct conn *c, int ok, void *arg)
 	const char	*p[1];
 
 	(void)arg;
-	if (c == NULL)
-		return;
 	or = (struct oreq *)c->c_pending_data;
 	if (!ok || or->or_user_id == 0) {
 		login_failed(c, or, or->or_user_id == 0 ? "unknown user" :
@@ -301,7 +297,7 @@ password_user(struct conn *c, PGresult *res, void *arg)
 	int		 wait;
 
 	(void)arg;
-	if (c == NULL || (or = oreq_row(c, res)) == NULL)
+	if ((or = oreq_row(c, res)) == NULL)
 		return;
 	if ((wait = atoi(PQgetvalue(res, 0, 0))) > 0) {
 		login_limited(c, or, wait);
@@ -428,7 +424,7 @@ refreshed(struct conn *c, PGresult *res, void *arg)
 	int64_t		 exp;
 
 	(void)arg;
-	if (c == NULL || (or = oreq_row(c, res)) == NULL)
+	if ((or = oreq_row(c, res)) == NULL)
 		return;
 	st = grant_head(or, res);
 	exp = strtoll(PQgetvalue(res, 0, 8), NULL, 10);
@@ -529,7 +525,7 @@ exchanged(struct conn *c, PGresult *res, void *arg)
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 
 	(void)arg;
-	if (c == NULL || (or = oreq_row(c, res)) == NULL)
+	if ((or = oreq_row(c, res)) == NULL)
 		return;
 	st = grant_head(or, res);
 	if (strcmp(st, "ok") == 0) {

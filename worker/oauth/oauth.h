@@ -27,7 +27,7 @@
  * both through its struct pending header, which wipes the whole block
  * (the form's strings, the client secret, a password live in it).  Every
  * asynchronous step (pgq, hashpool, lookup) finds it again through
- * c->c_pending_data, and does nothing when its callback gets c NULL.
+ * c->c_pending_data; a step whose connection died is never called back.
  * Errors are answered here as JSON {"error","error_description"} through
  * resp.c's resp_error_end, with Cache-Control: no-store.
  */
