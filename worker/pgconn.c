@@ -184,6 +184,8 @@ static void
 pgconn_drop(struct pgconn *pc, const char *why)
 {
 	pg_retry_failed(&pc->pc_retry, why, W.wk_now_ms);
+	pc->pc_fail_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
+	    __ATOMIC_RELAXED);
 	pgconn_unwatch(pc);
 	if (pc->pc_db != NULL)
 		PQfinish(pc->pc_db);
@@ -211,6 +213,21 @@ pgconn_log_error(const struct pgconn *pc, const PGresult *res)
 	    PQresStatus(PQresultStatus(res))));
 }
 
+/*
+ * The writer's revocation feed has heard from PostgreSQL since this
+ * connection last failed (the cache epoch moves when its LISTEN is
+ * established again, and with every revocation): the server is back, so
+ * the backoff need not be waited out.  The feed's return clears the
+ * cache, and every miss after it would otherwise get 503 for as long as
+ * PG_BACKOFF_MAX.  At worst one extra attempt per epoch.
+ */
+static int
+pgconn_server_back(const struct pgconn *pc)
+{
+	return __atomic_load_n(&W.wk_shm->sh_cache_epoch, __ATOMIC_RELAXED) !=
+	    pc->pc_fail_epoch;
+}
+
 int
 pgconn_want(struct pgconn *pc)
 {
@@ -222,8 +239,8 @@ pgconn_want(struct pgconn *pc)
 	 * queued, so no callback ever runs from inside this call.
 	 */
 	if (pc->pc_state == PC_DOWN) {
-		if (!pg_retry_due(&pc->pc_retry, W.wk_now_ms) ||
-		    pgconn_start(pc) == -1)
+		if ((!pg_retry_due(&pc->pc_retry, W.wk_now_ms) &&
+		    !pgconn_server_back(pc)) || pgconn_start(pc) == -1)
 			return -1;
 		pc->pc_state = PC_CONNECTING;
 	}

@@ -80,6 +80,7 @@ struct pgconn {
 	uint32_t	 pc_events;
 	int64_t		 pc_connect_ms;	/* when the attempt began */
 	struct pg_retry	 pc_retry;	/* conn= of its log lines */
+	uint64_t	 pc_fail_epoch;	/* sh_cache_epoch at the last failure */
 	char		 pc_hosts[3][1024];	/* this attempt's host, hostaddr
 					 * and port lists */
 };

@@ -117,7 +117,7 @@ class UsageTest(unittest.TestCase):
             # Hits kept answering 200 throughout the outage.
             self.assertGreater(during, 100)
             for load in loads:
-                self.assertEqual(load.total(), load.count(200))
+                self.assertEqual(load.total(), load.count(200), load.status)
                 self.assertEqual(load.failures, [])
             self.settle(loads)
 
