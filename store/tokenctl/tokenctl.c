@@ -806,7 +806,7 @@ static int
 cmd_user_enable(struct ctl *c)
 {
 	return ctl_user_do(c, "UPDATE users SET disabled = false "
-	    "WHERE name = $1 RETURNING id, ''", NULL, "user %s enabled%s");
+	    "WHERE name = $1 RETURNING id, 'enabled'", NULL, "user %s %s");
 }
 
 static int
@@ -821,8 +821,8 @@ cmd_user_passwd(struct ctl *c)
 	    ctl_password_hash(c, hash, sizeof(hash)) == -1)
 		return -1;
 	return ctl_user_do(c, "UPDATE users SET password_hash = $2 "
-	    "WHERE name = $1 RETURNING id, ''", hash,
-	    "user %s: password changed%s");
+	    "WHERE name = $1 RETURNING id, 'password changed'", hash,
+	    "user %s: %s");
 }
 
 /*
