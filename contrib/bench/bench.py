@@ -170,7 +170,7 @@ class Bench(benchlib.Bench):
         super().start_pg(self.st.pg_cpus)
         self.tokenctl("migrate")
         for name in ("hit", "bulk", "other"):
-            self.tokenctl("user", "add", name)
+            self.tokenctl("user", "add", name, "--no-password")
         for uid, name in self.psql("SELECT id, name FROM users"):
             self.users[name] = uid
         if self.st.setup_sql:

@@ -9,8 +9,9 @@
  * Options may come before or after the command words.  The database URL is
  * --database-url, else TOKEND_DATABASE_URL, else -c FILE's database_url.
  * Exit status: 0 done, 1 an error (one line "tokenctl: reason" on stderr),
- * 2 a malformed command line (the reason and a usage line).  Secrets never
- * reach stdout except the one PAT that "pat create" exists to print, and
+ * 2 a malformed command line (one line: the reason and the command's
+ * usage).  Secrets never reach stdout except the one PAT that "pat create"
+ * and the client secret that "client rotate-secret" exist to print, and
  * never reach stderr or the database in plaintext.
  */
 #include <ctype.h>
@@ -25,6 +26,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "store/runtime/runtime.h"
 #include "proto/proto.h"
@@ -50,6 +52,7 @@ enum {
 	OPT_REDIRECT_URI = 1 << 10,	/* repeatable */
 	OPT_FIRST_PARTY = 1 << 11,
 	OPT_INTROSPECT = 1 << 12,
+	OPT_NO_PASSWORD = 1 << 13,
 };
 #define OPT_GLOBAL (OPT_URL | OPT_CONFIG | OPT_JSON)
 
@@ -100,6 +103,7 @@ static const struct ctl_opt {
 	{ "--redirect-uri", OPT_REDIRECT_URI, offsetof(struct ctl, ctl_uri) },
 	{ "--first-party", OPT_FIRST_PARTY, 0 },
 	{ "--introspect", OPT_INTROSPECT, 0 },
+	{ "--no-password", OPT_NO_PASSWORD, 0 },
 };
 
 /* Format the reason for main to print; always returns -1. */
@@ -131,11 +135,10 @@ ctl_usage(const char *usage, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	if (usage != NULL)
-		fprintf(stderr, "usage: tokenctl %s\n", usage);
+		fprintf(stderr, " (usage: tokenctl %s)\n", usage);
 	else
-		ctl_usage_all(stderr);
+		fputs(" (see tokenctl --help)\n", stderr);
 	exit(EXIT_USAGE);
 }
 
@@ -366,7 +369,8 @@ ctl_user_row(struct ctl *c, const char *sql, const char *name)
 
 /* ---- Output: aligned tables or JSON ----------------------------------- */
 
-enum { COL_STR, COL_NUM, COL_BOOL, COL_TS };
+/* COL_LIST: words joined by spaces (array_to_string), a JSON array. */
+enum { COL_STR, COL_NUM, COL_BOOL, COL_TS, COL_LIST };
 
 struct ctl_col {
 	const char	*col_name;	/* header and JSON key */
@@ -444,12 +448,42 @@ ctl_print_table(const PGresult *res, const struct ctl_col *cols, int ncols)
 	}
 }
 
+/* A JSON string, or U+FFFD for text that is not UTF-8 (SQL_ASCII). */
+static json_t *
+ctl_json_text(const char *s, size_t n)
+{
+	json_t	*j;
+
+	if ((j = json_stringn(s, n)) == NULL)
+		j = json_string("\xef\xbf\xbd");
+	return j;
+}
+
+/* "a b c" as ["a","b","c"]; NULL when out of memory. */
+static json_t *
+ctl_json_words(const char *v)
+{
+	json_t	*arr;
+	size_t	 n;
+
+	if ((arr = json_array()) == NULL)
+		return NULL;
+	for (; *v != '\0'; v += n) {
+		v += strspn(v, " ");
+		if ((n = strcspn(v, " ")) > 0 &&
+		    json_array_append_new(arr, ctl_json_text(v, n)) == -1) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
 static json_t *
 ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 {
 	const char	*v;
 	char		 ts[ISO8601_LEN];
-	json_t		*j;
 
 	if (PQgetisnull(res, r, k))
 		return json_null();
@@ -460,39 +494,59 @@ ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 		return json_boolean(strcmp(v, "t") == 0);
 	if (col->col_type == COL_TS)
 		return json_string(ctl_cell(res, r, k, col, ts));
-	/* Not valid UTF-8 (a SQL_ASCII database): say so, do not fail. */
-	if ((j = json_string(v)) == NULL)
-		j = json_string("\xef\xbf\xbd");
-	return j;
+	if (col->col_type == COL_LIST)
+		return ctl_json_words(v);
+	return ctl_json_text(v, strlen(v));
+}
+
+/* Row r as an object keyed by the column names; NULL when out of memory. */
+static json_t *
+ctl_json_row(const PGresult *res, int r, const struct ctl_col *cols,
+    int ncols)
+{
+	json_t	*obj;
+	int	 k;
+
+	if ((obj = json_object()) == NULL)
+		return NULL;
+	for (k = 0; k < ncols; k++)
+		if (json_object_set_new(obj, cols[k].col_name,
+		    ctl_json_value(res, r, k, &cols[k])) == -1) {
+			json_decref(obj);
+			return NULL;
+		}
+	return obj;
+}
+
+/* Print j indented and let it go.  Returns 0 or -1. */
+static int
+ctl_put_json(struct ctl *c, json_t *j)
+{
+	char	*out = NULL;
+
+	if (j != NULL && (out = json_dumps(j, JSON_INDENT(2))) != NULL)
+		printf("%s\n", out);
+	free(out);
+	json_decref(j);
+	return out != NULL ? 0 : ctl_fail(c, "out of memory");
 }
 
 static int
 ctl_print_json(struct ctl *c, const PGresult *res, const struct ctl_col *cols,
     int ncols)
 {
-	json_t	*arr, *obj;
-	char	*out = NULL;
-	int	 r, k, rc = -1;
+	json_t	*arr;
+	int	 r;
 
 	if ((arr = json_array()) == NULL)
-		goto out;
-	for (r = 0; r < PQntuples(res); r++) {
-		if ((obj = json_object()) == NULL ||
-		    json_array_append_new(arr, obj) == -1)
-			goto out;
-		for (k = 0; k < ncols; k++)
-			if (json_object_set_new(obj, cols[k].col_name,
-			    ctl_json_value(res, r, k, &cols[k])) == -1)
-				goto out;
-	}
-	if ((out = json_dumps(arr, JSON_INDENT(2))) == NULL)
-		goto out;
-	printf("%s\n", out);
-	rc = 0;
-out:
-	free(out);
-	json_decref(arr);
-	return rc == 0 ? 0 : ctl_fail(c, "out of memory");
+		return ctl_fail(c, "out of memory");
+	for (r = 0; r < PQntuples(res); r++)
+		if (json_array_append_new(arr, ctl_json_row(res, r, cols,
+		    ncols)) == -1) {
+			json_decref(arr);
+			return ctl_fail(c, "out of memory");
+		}
+	return ctl_put_json(c, arr);
 }
 
 /* Run a query and print its rows: a table, or with --json an array. */
@@ -509,6 +563,33 @@ ctl_list(struct ctl *c, const char *sql, int n, const char *const *params,
 		rc = ctl_print_json(c, res, cols, ncols);
 	else
 		ctl_print_table(res, cols, ncols);
+	PQclear(res);
+	return rc;
+}
+
+/*
+ * Print the one row sql gives: "column  value" lines, or with --json an
+ * object.  Without a row, fmt (with what) is the error.
+ */
+static int
+ctl_show(struct ctl *c, const char *sql, const char *what, const char *fmt,
+    const struct ctl_col *cols, int ncols)
+{
+	const char	*params[1] = { what };
+	PGresult	*res;
+	char		 ts[ISO8601_LEN];
+	int		 k, rc = 0;
+
+	if ((res = ctl_sql_row(c, sql, 1, params, fmt, what)) == NULL)
+		return -1;
+	if (c->ctl_opts & OPT_JSON)
+		rc = ctl_put_json(c, ctl_json_row(res, 0, cols, ncols));
+	else
+		for (k = 0; k < ncols; k++) {
+			printf("%-14s", cols[k].col_name);
+			ctl_put_safe(ctl_cell(res, 0, k, &cols[k], ts));
+			putchar('\n');
+		}
 	PQclear(res);
 	return rc;
 }
@@ -605,6 +686,16 @@ cmd_user_add(struct ctl *c)
 	char		 hash[PASSWD_ENCODED_MAX];
 	PGresult	*res;
 
+	/* A password piped in without --password-stdin was never a choice
+	 * to create a user who cannot sign in: say it in words. */
+	if (!(c->ctl_opts & (OPT_PASSWORD_STDIN | OPT_NO_PASSWORD)))
+		ctl_usage(ctl_cmd_usage(cmd_user_add), "user add needs "
+		    "--password-stdin, or --no-password for a user without "
+		    "password sign-in");
+	if ((c->ctl_opts & OPT_PASSWORD_STDIN) &&
+	    (c->ctl_opts & OPT_NO_PASSWORD))
+		ctl_usage(ctl_cmd_usage(cmd_user_add), "--password-stdin and "
+		    "--no-password exclude each other");
 	if (ctl_check_user_name(c, name) == -1)
 		return -1;
 	/* X-Auth-User holds TI_USER_LEN - 1 bytes and is never truncated;
@@ -686,6 +777,82 @@ cmd_user_unlock(struct ctl *c)
 	    PQgetvalue(res, 0, 1));
 	PQclear(res);
 	return 0;
+}
+
+/*
+ * Run sql on user name ($1; $2 is arg when given) and print fmt with the
+ * name and the row's second column.  The row's first column is the user's
+ * id; no row means an unknown user.
+ */
+static int
+ctl_user_do(struct ctl *c, const char *sql, const char *arg, const char *fmt)
+{
+	const char	*name = c->ctl_words[2], *params[2] = { name, arg };
+	PGresult	*res;
+
+	if (ctl_check_user_name(c, name) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	if ((res = ctl_sql_row(c, sql, arg != NULL ? 2 : 1, params,
+	    "unknown user %s", name)) == NULL)
+		return -1;
+	printf(fmt, name, PQgetvalue(res, 0, 1));
+	putchar('\n');
+	PQclear(res);
+	return 0;
+}
+
+/* The user's tokens stay revoked: enabling brings back sign-in only. */
+static int
+cmd_user_enable(struct ctl *c)
+{
+	return ctl_user_do(c, "UPDATE users SET disabled = false "
+	    "WHERE name = $1 RETURNING id, 'enabled'", NULL, "user %s %s");
+}
+
+static int
+cmd_user_passwd(struct ctl *c)
+{
+	char	 hash[PASSWD_ENCODED_MAX];
+
+	if (!(c->ctl_opts & OPT_PASSWORD_STDIN))
+		ctl_usage(ctl_cmd_usage(cmd_user_passwd), "user passwd needs "
+		    "--password-stdin");
+	if (ctl_check_user_name(c, c->ctl_words[2]) == -1 ||
+	    ctl_password_hash(c, hash, sizeof(hash)) == -1)
+		return -1;
+	return ctl_user_do(c, "UPDATE users SET password_hash = $2 "
+	    "WHERE name = $1 RETURNING id, 'password changed'", hash,
+	    "user %s: %s");
+}
+
+/*
+ * tokens.user_id is ON DELETE CASCADE: the user's tokens go with it, and
+ * the DELETE triggers tell every tokend ('u' + id, 't' + each hash).  The
+ * CTE's count sees the tokens as they were before the statement.
+ */
+static int
+cmd_user_delete(struct ctl *c)
+{
+	return ctl_user_do(c, "WITH d AS (DELETE FROM users WHERE name = $1 "
+	    "RETURNING id) SELECT d.id, (SELECT count(*) FROM tokens t "
+	    "WHERE t.user_id = d.id) FROM d", NULL,
+	    "user %s deleted with %s tokens");
+}
+
+/*
+ * Revoke every live token of the user and leave the user enabled.  FOR
+ * UPDATE waits for a "pat create" holding the user FOR SHARE, so its
+ * token is revoked too.
+ */
+static int
+cmd_user_revoke_tokens(struct ctl *c)
+{
+	return ctl_user_do(c, "WITH u AS (SELECT id FROM users "
+	    "WHERE name = $1 FOR UPDATE), r AS (UPDATE tokens SET "
+	    "revoked_at = now() WHERE user_id = (SELECT id FROM u) AND "
+	    "revoked_at IS NULL RETURNING 1) SELECT u.id, "
+	    "(SELECT count(*) FROM r) FROM u", NULL,
+	    "user %s: %s tokens revoked");
 }
 
 static int
@@ -963,6 +1130,132 @@ cmd_client_add(struct ctl *c)
 	return 0;
 }
 
+/* ---- client list / show / remove / rotate-secret ----------------------- */
+
+static const struct ctl_col ctl_client_cols[] = {
+	{ "id", COL_STR, "-" },
+	{ "public", COL_BOOL, "-" },
+	{ "first_party", COL_BOOL, "-" },
+	{ "introspect", COL_BOOL, "-" },
+	{ "scope", COL_STR, "-" },
+	{ "redirect_uris", COL_LIST, "-" },
+	{ "created", COL_TS, "-" },
+	{ "updated", COL_TS, "-" },
+};
+#define CTL_CLIENT_NCOLS \
+	(int)(sizeof(ctl_client_cols) / sizeof(ctl_client_cols[0]))
+
+#define CTL_CLIENT_SELECT "SELECT client_id, public, first_party, " \
+	"introspect, scope, array_to_string(redirect_uris, ' '), " \
+	PG_EPOCH("created_at") ", " PG_EPOCH("updated_at") " FROM clients "
+
+static int
+cmd_client_list(struct ctl *c)
+{
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	return ctl_list(c, CTL_CLIENT_SELECT "ORDER BY id", 0, NULL,
+	    ctl_client_cols, CTL_CLIENT_NCOLS);
+}
+
+static int
+cmd_client_show(struct ctl *c)
+{
+	if (ctl_check_client_id(c, c->ctl_words[2]) == -1 ||
+	    ctl_connect(c, 1) == -1)
+		return -1;
+	return ctl_show(c, CTL_CLIENT_SELECT "WHERE client_id = $1",
+	    c->ctl_words[2], "unknown client %s", ctl_client_cols,
+	    CTL_CLIENT_NCOLS);
+}
+
+/*
+ * tokens.client_id is ON DELETE CASCADE: the client's tokens (and codes)
+ * go with it, and the DELETE triggers tell every tokend.  The CTE's count
+ * sees the tokens as they were before the statement.
+ */
+static int
+cmd_client_remove(struct ctl *c)
+{
+	const char	*id = c->ctl_words[2], *params[1] = { id };
+	PGresult	*res;
+
+	if (ctl_check_client_id(c, id) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	if ((res = ctl_sql_row(c, "WITH d AS (DELETE FROM clients "
+	    "WHERE client_id = $1 RETURNING id) SELECT d.id, (SELECT count(*) "
+	    "FROM tokens t WHERE t.client_id = d.id) FROM d", 1, params,
+	    "unknown client %s", id)) == NULL)
+		return -1;
+	printf("client %s removed with %s tokens\n", id, PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return 0;
+}
+
+/* A new secret of 32 random bytes in hex, hashed into hash. */
+static int
+ctl_new_secret(struct ctl *c, char secret[65], char *hash, size_t hashlen)
+{
+	uint8_t	 raw[32];
+	int	 rc = -1;
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		ctl_fail(c, "cannot generate a secret: RAND_bytes failed");
+	else {
+		hex_encode(raw, sizeof(raw), secret);
+		if (passwd_hash(secret, 2 * sizeof(raw), hash, hashlen) == -1)
+			ctl_fail(c, "cannot hash the secret");
+		else
+			rc = 0;
+	}
+	OPENSSL_cleanse(raw, sizeof(raw));
+	return rc;
+}
+
+/*
+ * The new secret from stdin (--secret-stdin), or generated and printed as
+ * the only line of stdout.  The clients trigger tells every tokend, which
+ * drops the client's cached tokens; they stay valid.  The UPDATE's
+ * "NOT public" closes the race with a change to public in between.
+ */
+static int
+cmd_client_rotate_secret(struct ctl *c)
+{
+	const char	*id = c->ctl_words[2], *params[2] = { id, NULL };
+	char		 secret[65] = "", hash[PASSWD_ENCODED_MAX];
+	PGresult	*res;
+	int		 rc = -1;
+
+	if (ctl_check_client_id(c, id) == -1 || ctl_connect(c, 1) == -1)
+		return -1;
+	if ((res = ctl_sql_row(c, "SELECT public FROM clients "
+	    "WHERE client_id = $1", 1, params, "unknown client %s", id)) == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		ctl_fail(c, "client %s is public: it has no secret", id);
+		goto out;
+	}
+	PQclear(res);
+	res = NULL;
+	if ((c->ctl_opts & OPT_SECRET_STDIN) ?
+	    ctl_password_hash(c, hash, sizeof(hash)) == -1 :
+	    ctl_new_secret(c, secret, hash, sizeof(hash)) == -1)
+		goto out;
+	params[1] = hash;
+	if ((res = ctl_sql_row(c, "UPDATE clients SET secret_hash = $2, "
+	    "updated_at = now() WHERE client_id = $1 AND NOT public "
+	    "RETURNING id", 2, params, "client %s is public or gone",
+	    id)) == NULL)
+		goto out;
+	if (secret[0] != '\0')
+		printf("%s\n", secret);
+	rc = 0;
+out:
+	PQclear(res);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	return rc;
+}
+
 /* ---- token list / revoke ---------------------------------------------- */
 
 static int
@@ -983,6 +1276,7 @@ cmd_token_list(struct ctl *c)
 {
 	static const struct ctl_col cols[] = {
 		{ "id", COL_NUM, "-" },
+		{ "user", COL_STR, "-" },
 		{ "kind", COL_STR, "-" },
 		{ "prefix", COL_STR, "-" },
 		{ "name", COL_STR, "-" },
@@ -1005,11 +1299,14 @@ cmd_token_list(struct ctl *c)
 			return -1;
 		params[0] = uid;
 	}
-	return ctl_list(c, "SELECT id, kind, prefix, name, scope, "
-	    PG_EPOCH("created_at") ", " PG_EPOCH("expires_at") ", "
-	    PG_EPOCH("last_used_at") ", use_count, " PG_EPOCH("revoked_at")
-	    " FROM tokens WHERE $1::bigint IS NULL OR user_id = $1 "
-	    "ORDER BY id", 1, params, cols, 10);
+	/* user: whose token it is; a client-credentials token has none. */
+	return ctl_list(c, "SELECT t.id, coalesce(u.name, ''), t.kind, "
+	    "t.prefix, t.name, t.scope, " PG_EPOCH("t.created_at") ", "
+	    PG_EPOCH("t.expires_at") ", " PG_EPOCH("t.last_used_at") ", "
+	    "t.use_count, " PG_EPOCH("t.revoked_at") " FROM tokens t "
+	    "LEFT JOIN users u ON u.id = t.user_id "
+	    "WHERE $1::bigint IS NULL OR t.user_id = $1 ORDER BY t.id", 1,
+	    params, cols, 11);
 }
 
 /* A positive int64 in decimal, nothing else. */
@@ -1112,9 +1409,15 @@ cmd_cleanup(struct ctl *c)
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "migrate", NULL, 0, 0, cmd_migrate, "migrate" },
-	{ "user", "add", 1, OPT_PASSWORD_STDIN, cmd_user_add,
-	    "user add NAME [--password-stdin]" },
+	{ "user", "add", 1, OPT_PASSWORD_STDIN | OPT_NO_PASSWORD, cmd_user_add,
+	    "user add NAME --password-stdin | --no-password" },
 	{ "user", "disable", 1, 0, cmd_user_disable, "user disable NAME" },
+	{ "user", "enable", 1, 0, cmd_user_enable, "user enable NAME" },
+	{ "user", "passwd", 1, OPT_PASSWORD_STDIN, cmd_user_passwd,
+	    "user passwd NAME --password-stdin" },
+	{ "user", "delete", 1, 0, cmd_user_delete, "user delete NAME" },
+	{ "user", "revoke-tokens", 1, 0, cmd_user_revoke_tokens,
+	    "user revoke-tokens NAME" },
 	{ "user", "unlock", 1, 0, cmd_user_unlock, "user unlock NAME" },
 	{ "user", "list", 0, 0, cmd_user_list, "user list" },
 	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN,
@@ -1127,6 +1430,11 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    OPT_SCOPE | OPT_FIRST_PARTY | OPT_INTROSPECT, cmd_client_add,
 	    "client add ID [--public] [--secret-stdin] [--redirect-uri URI]... "
 	    "[--scope \"a b\"] [--first-party] [--introspect]" },
+	{ "client", "list", 0, 0, cmd_client_list, "client list" },
+	{ "client", "show", 1, 0, cmd_client_show, "client show ID" },
+	{ "client", "remove", 1, 0, cmd_client_remove, "client remove ID" },
+	{ "client", "rotate-secret", 1, OPT_SECRET_STDIN,
+	    cmd_client_rotate_secret, "client rotate-secret ID [--secret-stdin]" },
 	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
@@ -1165,11 +1473,35 @@ ctl_opt_name(unsigned bits)
 	return "?";
 }
 
+/*
+ * The subcommands of w1 as "user add|disable|...", into buf.  Returns 0,
+ * or -1 when w1 is no command word that takes a subcommand.
+ */
+static int
+ctl_subcommands(const char *w1, char *buf, size_t buflen)
+{
+	size_t	 i, n = 0;
+	int	 w;
+
+	for (i = 0; i < CTL_NCMDS; i++) {
+		if (ctl_cmds[i].cmd_w2 == NULL ||
+		    strcmp(ctl_cmds[i].cmd_w1, w1) != 0)
+			continue;
+		w = snprintf(buf + n, buflen - n, "%s%s", n == 0 ? "" : "|",
+		    ctl_cmds[i].cmd_w2);
+		if (w < 0 || (size_t)w >= buflen - n)
+			break;
+		n += (size_t)w;
+	}
+	return n == 0 ? -1 : 0;
+}
+
 /* The command the words name, with its argument count and options checked. */
 static const struct ctl_cmd *
 ctl_find_cmd(const struct ctl *c)
 {
 	const struct ctl_cmd	*cmd;
+	char			 subs[256];
 	size_t			 i;
 	int			 nw;
 
@@ -1192,10 +1524,13 @@ ctl_find_cmd(const struct ctl *c)
 			    ~(cmd->cmd_opts | OPT_GLOBAL)));
 		return cmd;
 	}
-	if (c->ctl_nwords >= 2)
-		ctl_usage(NULL, "unknown command: %s %s", c->ctl_words[0],
-		    c->ctl_words[1]);
-	ctl_usage(NULL, "unknown command: %s", c->ctl_words[0]);
+	if (ctl_subcommands(c->ctl_words[0], subs, sizeof(subs)) == -1)
+		ctl_usage(NULL, "unknown command: %s", c->ctl_words[0]);
+	if (c->ctl_nwords == 1)
+		ctl_usage(NULL, "missing subcommand: tokenctl %s %s",
+		    c->ctl_words[0], subs);
+	ctl_usage(NULL, "unknown subcommand: %s %s (one of %s)",
+	    c->ctl_words[0], c->ctl_words[1], subs);
 }
 
 int

@@ -43,8 +43,8 @@ class AuthTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
-        harness.tokenctl("user", "add", "bob")
+        harness.tokenctl("user", "add", "alice", "--no-password")
+        harness.tokenctl("user", "add", "bob", "--no-password")
         cls.t = harness.Tokend(workers=2)
 
     @classmethod
@@ -166,14 +166,14 @@ class AuthTest(unittest.TestCase):
         self.assertIsNotNone(fails_within(self.t, tok))
 
     def test_user_disable_fails_within_a_second(self):
-        harness.tokenctl("user", "add", "carol")
+        harness.tokenctl("user", "add", "carol", "--no-password")
         tok = pat(user="carol")
         self.assertEqual(auth(self.t, tok).status, 200)
         harness.tokenctl("user", "disable", "carol")
         self.assertIsNotNone(fails_within(self.t, tok))
 
     def test_user_disabled_by_plain_sql(self):
-        harness.tokenctl("user", "add", "dave")
+        harness.tokenctl("user", "add", "dave", "--no-password")
         tok = pat(user="dave")
         self.assertEqual(auth(self.t, tok).status, 200)
         harness.pg().sql("UPDATE users SET disabled = true "
@@ -239,7 +239,7 @@ class AuthTest(unittest.TestCase):
 class OutageTest(unittest.TestCase):
     def setUp(self):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
 
     def tearDown(self):
         harness.pg().start()

@@ -198,7 +198,7 @@ class FailoverTest(unittest.TestCase):
 
     def seed(self, url, ntokens):
         harness.tokenctl("migrate", url=url)
-        harness.tokenctl("user", "add", "alice", url=url)
+        harness.tokenctl("user", "add", "alice", "--no-password", url=url)
         harness.tokenctl("client", "add", "svc", "--secret-stdin", "--scope",
                          "read", input="svc-secret\n", url=url)
         return [harness.tokenctl("pat", "create", "--user", "alice",

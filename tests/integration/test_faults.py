@@ -119,7 +119,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         harness.pg().start()    # a test before may have left it stopped
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
 
 
 @unittest.skipUnless(os.path.exists("/usr/sbin/pgbouncer"),

@@ -12,7 +12,7 @@ import harness
 class LogTest(unittest.TestCase):
     def setUp(self):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
         self.tok = harness.tokenctl("pat", "create", "--user", "alice",
                                     "--name", "log").stdout.strip()
 
@@ -80,7 +80,7 @@ class NoticeAndStatusTest(unittest.TestCase):
 
     def setUp(self):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
         harness.tokenctl("client", "add", "svc", "--secret-stdin", "--scope",
                          "read", input="svc-secret\n")
         self.tok = harness.tokenctl("pat", "create", "--user", "alice",

@@ -50,7 +50,7 @@ class NginxTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
         cls.t = harness.Tokend(workers=1)
         cls.app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
         threading.Thread(target=cls.app.serve_forever, daemon=True).start()

@@ -16,7 +16,7 @@ def count(query, *params):
 class RetentionTest(unittest.TestCase):
     def setUp(self):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
         self.kept = harness.tokenctl("pat", "create", "--user", "alice",
                                      "--name", "kept").stdout.strip()
         self.old = harness.tokenctl("pat", "create", "--user", "alice",

@@ -22,7 +22,7 @@ class TLSTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
         cls.dir = harness.tmpdir("tls-")
         cls.cert, key = make_cert(cls.dir)
         cls.tls_port = harness.free_port()

@@ -28,7 +28,7 @@ def update_statements():
 class UsageTest(unittest.TestCase):
     def setUp(self):
         harness.pg().reset()
-        harness.tokenctl("user", "add", "alice")
+        harness.tokenctl("user", "add", "alice", "--no-password")
         self.tokens = [harness.tokenctl("pat", "create", "--user", "alice",
                                         "--name", "n%d" % i).stdout.strip()
                        for i in range(3)]
