@@ -7,7 +7,8 @@
 PKGS="build-essential clang clang-tools make pkg-config libssl-dev libpq-dev
 liblmdb-dev lmdb-utils libjansson-dev libcriterion-dev libargon2-dev zlib1g-dev
 postgresql postgresql-contrib pgbouncer nginx-light wrk gnuplot-nox python3 procps curl openssl
-mandoc debhelper fakeroot lintian systemd prometheus"
+mandoc debhelper fakeroot lintian systemd prometheus
+chromium chromium-driver python3-selenium fonts-dejavu-core"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	echo "deps: no dpkg-query (not Debian?): install by hand:" $PKGS >&2

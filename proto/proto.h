@@ -173,6 +173,8 @@ enum token_kind {
 	TOKEN_REFRESH,		/* tkr_ */
 	TOKEN_PAT,		/* tkp_ */
 	TOKEN_CODE,		/* tkc_ */
+	TOKEN_DEVICE,		/* tkd_: RFC 8628 device_code */
+	TOKEN_SESSION,		/* tks_: browser sign-in session cookie */
 };
 
 /*

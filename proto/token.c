@@ -40,6 +40,8 @@ static const char *const token_prefixes[] = {
 	[TOKEN_REFRESH] = "tkr_",
 	[TOKEN_PAT] = "tkp_",
 	[TOKEN_CODE] = "tkc_",
+	[TOKEN_DEVICE] = "tkd_",
+	[TOKEN_SESSION] = "tks_",
 };
 
 static const char *const token_names[] = {
@@ -47,6 +49,8 @@ static const char *const token_names[] = {
 	[TOKEN_REFRESH] = "refresh",
 	[TOKEN_PAT] = "pat",
 	[TOKEN_CODE] = "code",
+	[TOKEN_DEVICE] = "device",
+	[TOKEN_SESSION] = "session",
 };
 
 #define TOKEN_NKINDS (sizeof(token_names) / sizeof(token_names[0]))
@@ -138,6 +142,10 @@ token_prefix_kind(const char *s)
 		return TOKEN_PAT;
 	case 'c':
 		return TOKEN_CODE;
+	case 'd':
+		return TOKEN_DEVICE;
+	case 's':
+		return TOKEN_SESSION;
 	default:
 		return TOKEN_INVALID;
 	}

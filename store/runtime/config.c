@@ -134,6 +134,11 @@ static const struct cf_key cf_keys[] = {
 	INT("pat_max_lifetime", cf_pat_max_lifetime, 0, LIM_TEN_YEARS, 7776000),
 	INT("refresh_family_max_age", cf_refresh_family_max_age, 60,
 	    LIM_TEN_YEARS, 7776000),
+	INT("session_ttl", cf_session_ttl, 60, 2592000, 43200),
+	{ .ck_name = "trusted_proxies", .ck_type = CT_STR,
+	    F(cf_trusted_proxies) },
+	PATH("template_dir", cf_template_dir, cf_nowords),
+	{ .ck_name = "product_name", .ck_type = CT_STR, F(cf_product_name) },
 };
 #define CF_NKEYS	(sizeof(cf_keys) / sizeof(cf_keys[0]))
 _Static_assert(CF_NKEYS <= 64, "cf_load arrays too small");
@@ -161,6 +166,7 @@ config_defaults(struct config *cf)
 	strcpy(cf->cf_listen[0], "127.0.0.1:8080");
 	cf->cf_workers = ncpu < 1 ? 1 : ncpu > 256 ? 256 : (int)ncpu;
 	strcpy(cf->cf_cache_dir, "./var/cache");
+	strcpy(cf->cf_product_name, "tokend");
 }
 
 static const struct cf_key *

@@ -37,6 +37,7 @@
 #define CF_PATH_LEN     1024
 #define CF_URL_LEN      1024
 #define CF_SCOPES_LEN   1024
+#define CF_NAME_LEN     128
 
 enum { LVL_DEBUG, LVL_INFO, LVL_WARN, LVL_ERROR };
 enum { LOGF_LOGFMT, LOGF_JSON };
@@ -81,6 +82,10 @@ struct config {
 	int	cf_stale_cache_ttl;
 	int	cf_pat_max_lifetime;		/* 0: no limit */
 	int	cf_refresh_family_max_age;
+	int	cf_session_ttl;			/* SPEC 11 browser session */
+	char	cf_trusted_proxies[CF_SCOPES_LEN]; /* CIDRs, space/comma list */
+	char	cf_template_dir[CF_PATH_LEN];	/* "" is the built-in pages */
+	char	cf_product_name[CF_NAME_LEN];	/* shown on the pages */
 };
 
 /*

@@ -24,6 +24,8 @@ static const struct {
 	{ TOKEN_REFRESH, "tkr_", "refresh" },
 	{ TOKEN_PAT, "tkp_", "pat" },
 	{ TOKEN_CODE, "tkc_", "code" },
+	{ TOKEN_DEVICE, "tkd_", "device" },
+	{ TOKEN_SESSION, "tks_", "session" },
 };
 
 /* python3: entropy 0 -> "0"*43, crc32 = 0x7849568f = "2CZclj" */
