@@ -53,8 +53,23 @@ enum {
 	OPT_FIRST_PARTY = 1 << 11,
 	OPT_INTROSPECT = 1 << 12,
 	OPT_NO_PASSWORD = 1 << 13,
+	OPT_GRANT = 1 << 14,		/* repeatable: client add --grant */
+	OPT_OVERLAP = 1 << 15,		/* pat rotate --overlap */
+	OPT_EXPIRING = 1 << 16,		/* token list --expiring */
+	OPT_SINCE = 1 << 17,		/* audit --since */
+	OPT_ALLOW_IP = 1 << 18,		/* repeatable: pat create --allow-ip */
+	OPT_RATE = 1 << 19,		/* pat create --rate N/SECONDS */
+	OPT_CANARY = 1 << 20,		/* pat create --canary */
+	OPT_REVOKE = 1 << 21,		/* scan --revoke */
 };
+#define OPT_REPEATABLE (OPT_REDIRECT_URI | OPT_GRANT | OPT_ALLOW_IP)
 #define OPT_GLOBAL (OPT_URL | OPT_CONFIG | OPT_JSON)
+
+/* The values of a repeatable option, in order. */
+struct ctl_multi {
+	int		 m_n;
+	const char	*m_v[CTL_MAX_URIS];
+};
 
 /* The one state struct of the process. */
 struct ctl {
@@ -65,9 +80,13 @@ struct ctl {
 	const char	*ctl_name;
 	const char	*ctl_scope;
 	const char	*ctl_expires_in;
-	const char	*ctl_uri;		/* the last --redirect-uri */
-	int		 ctl_nuris;
-	const char	*ctl_uris[CTL_MAX_URIS];
+	struct ctl_multi ctl_uris;		/* --redirect-uri ... */
+	struct ctl_multi ctl_grants;		/* --grant ... */
+	struct ctl_multi ctl_allow_ips;		/* --allow-ip ... */
+	const char	*ctl_overlap;
+	const char	*ctl_expiring;
+	const char	*ctl_since;
+	const char	*ctl_rate;
 	int		 ctl_nwords;
 	char		*ctl_words[CTL_MAX_WORDS];
 	PGconn		*ctl_db;
@@ -100,7 +119,15 @@ static const struct ctl_opt {
 	    offsetof(struct ctl, ctl_expires_in) },
 	{ "--public", OPT_PUBLIC, 0 },
 	{ "--secret-stdin", OPT_SECRET_STDIN, 0 },
-	{ "--redirect-uri", OPT_REDIRECT_URI, offsetof(struct ctl, ctl_uri) },
+	{ "--redirect-uri", OPT_REDIRECT_URI, offsetof(struct ctl, ctl_uris) },
+	{ "--grant", OPT_GRANT, offsetof(struct ctl, ctl_grants) },
+	{ "--overlap", OPT_OVERLAP, offsetof(struct ctl, ctl_overlap) },
+	{ "--expiring", OPT_EXPIRING, offsetof(struct ctl, ctl_expiring) },
+	{ "--since", OPT_SINCE, offsetof(struct ctl, ctl_since) },
+	{ "--allow-ip", OPT_ALLOW_IP, offsetof(struct ctl, ctl_allow_ips) },
+	{ "--rate", OPT_RATE, offsetof(struct ctl, ctl_rate) },
+	{ "--canary", OPT_CANARY, 0 },
+	{ "--revoke", OPT_REVOKE, 0 },
 	{ "--first-party", OPT_FIRST_PARTY, 0 },
 	{ "--introspect", OPT_INTROSPECT, 0 },
 	{ "--no-password", OPT_NO_PASSWORD, 0 },
@@ -168,6 +195,7 @@ static void
 ctl_parse(struct ctl *c, int argc, char **argv)
 {
 	const struct ctl_opt	*o;
+	struct ctl_multi	*m;
 	const char		*val;
 	int			 i, words_only = 0;
 
@@ -193,19 +221,22 @@ ctl_parse(struct ctl *c, int argc, char **argv)
 		}
 		if ((o = ctl_find_opt(argv[i], &val)) == NULL)
 			ctl_usage(NULL, "unknown option %s", argv[i]);
-		if ((c->ctl_opts & o->o_bit) && o->o_bit != OPT_REDIRECT_URI)
+		if ((c->ctl_opts & o->o_bit) && !(o->o_bit & OPT_REPEATABLE))
 			ctl_usage(NULL, "option %s given twice", o->o_name);
 		c->ctl_opts |= o->o_bit;
 		if (o->o_off == 0)
 			continue;
 		if (val == NULL && (val = argv[++i]) == NULL)
 			ctl_usage(NULL, "option %s needs a value", o->o_name);
-		*(const char **)(void *)((char *)c + o->o_off) = val;
-		if (o->o_bit != OPT_REDIRECT_URI)
+		if (!(o->o_bit & OPT_REPEATABLE)) {
+			*(const char **)(void *)((char *)c + o->o_off) = val;
 			continue;
-		if (c->ctl_nuris == CTL_MAX_URIS)
-			ctl_usage(NULL, "at most %d --redirect-uri", CTL_MAX_URIS);
-		c->ctl_uris[c->ctl_nuris++] = val;
+		}
+		m = (struct ctl_multi *)(void *)((char *)c + o->o_off);
+		if (m->m_n == CTL_MAX_URIS)
+			ctl_usage(NULL, "at most %d %s", CTL_MAX_URIS,
+			    o->o_name);
+		m->m_v[m->m_n++] = val;
 	}
 }
 
@@ -1067,11 +1098,11 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 	int	 i, w;
 
 	out[n++] = '{';
-	for (i = 0; i < c->ctl_nuris; i++) {
-		if (ctl_check_uri(c, c->ctl_uris[i]) == -1)
+	for (i = 0; i < c->ctl_uris.m_n; i++) {
+		if (ctl_check_uri(c, c->ctl_uris.m_v[i]) == -1)
 			return -1;
 		w = snprintf(out + n, outlen - n, "%s\"%s\"", i > 0 ? "," : "",
-		    c->ctl_uris[i]);
+		    c->ctl_uris.m_v[i]);
 		if (w < 0 || (size_t)w >= outlen - n)
 			return ctl_fail(c, "too many redirect URIs");
 		n += (size_t)w;
