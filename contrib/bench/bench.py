@@ -1047,6 +1047,21 @@ def main():
         log("wrote", st.report)
     else:
         print(report.render(res, plots=False))
+    sys.exit(gate(res))
+
+
+def gate(res):
+    """Exit status of `make bench`: 1 when the hit path fell below its
+    target against nginx, so that a regression cannot land quietly.  A
+    quick run (BENCH_QUICK) is a smoke test and is never gated."""
+    hit = res.get("scenarios", {}).get("1")
+    if hit is None or os.environ.get("BENCH_QUICK") == "1":
+        return 0
+    if hit["median_ratio"] < TARGETS["hit_ratio"]:
+        log("FAIL: hit / nginx %.2f is below the target %.2f" % (
+            hit["median_ratio"], TARGETS["hit_ratio"]))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
