@@ -32,6 +32,7 @@
 enum endpoint {
 	EP_AUTH, EP_TOKEN, EP_AUTHORIZE, EP_INTROSPECT, EP_REVOKE, EP_PATS,
 	EP_WELLKNOWN, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OTHER,
+	EP_LEAK,	/* POST /credentials/revoke */
 	EP__COUNT
 };
 
@@ -109,6 +110,10 @@ struct shm_slot {
 	uint64_t	sl_swap_req;
 
 	struct usage_table sl_tables[2];
+
+	/* tokend_leak_reports_total: POST /credentials/revoke answered 202
+	 * (worker writes). */
+	uint64_t	sl_leak_reports;
 } __attribute__((aligned(64)));
 
 /* ---- Client rate limit (ratelimit.c) --------------------------------- */
