@@ -275,5 +275,153 @@ class EndpointTest(LeakBase):
         self.assertGreater(int(harness.pg().sql(count)[0][0]), before)
 
 
+def bad_checksum(tok):
+    return tok[:-1] + ("0" if tok[-1] != "0" else "1")
+
+
+class ScanTest(unittest.TestCase):
+    """tokenctl scan: no tokend needed; a database only with --revoke."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.pg().reset()
+        add_user("alice", "alice-pw")
+
+    def setUp(self):
+        self.dir = harness.tmpdir("tokend-scan-")
+
+    def write(self, name, data):
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        return path
+
+    def scan(self, *args, input=None, url="postgresql:///nowhere?host=/nonexistent"):
+        # A URL that cannot connect: scan without --revoke needs none.
+        return subprocess.run([harness.bin_path("tokenctl"), "--database-url",
+                               url, "scan"] + list(args), input=input,
+                              capture_output=True, timeout=60)
+
+    def test_finds_tokens_with_a_valid_checksum_only(self):
+        p, a, r = made_up("pat"), made_up("access"), made_up("refresh")
+        text = self.write("config.env", "A=1\nTOKEN=%s\n\n%s%s x\n%s\n" % (
+            p, a, r, bad_checksum(made_up("pat"))))
+        # Binary data around a token, past the first 64 KiB chunk, and a
+        # token split across two chunks.
+        blob = os.urandom(65536 - 20).replace(b"\n", b" ") + p.encode() + \
+            b"\0\n\xff" + os.urandom(1000).replace(b"\n", b" ") + a.encode()
+        binf = self.write("blob.bin", blob)
+        clean = self.write("clean.txt", "nothing here tkp_short\n")
+        res = self.scan(text, binf, clean)
+        self.assertEqual(res.returncode, 1, res)
+        self.assertEqual(res.stdout.decode().splitlines(), [
+            "%s:2 %s" % (text, p[:8]), "%s:4 %s" % (text, a[:8]),
+            "%s:4 %s" % (text, r[:8]), "%s:1 %s" % (binf, p[:8]),
+            "%s:2 %s" % (binf, a[:8])])
+        for tok in (p, a, r):
+            self.assertNotIn(tok[8:].encode(), res.stdout + res.stderr)
+        res = self.scan(clean)
+        self.assertEqual((res.returncode, res.stdout), (0, b""))
+
+    def test_stdin_usage_and_unreadable_files(self):
+        p = made_up("code")
+        res = self.scan("-", input=("x " + p + "\n").encode())
+        self.assertEqual((res.returncode, res.stdout.decode()),
+                         (1, "-:1 %s\n" % p[:8]))
+        res = self.scan()
+        self.assertEqual(res.returncode, 2)
+        self.assertIn(b"usage: tokenctl scan FILE...", res.stderr)
+        res = self.scan("--json", "-", input=b"")
+        self.assertEqual(res.returncode, 2)
+        clean = self.write("clean", "x\n")
+        res = self.scan(os.path.join(self.dir, "missing"), clean)
+        self.assertEqual(res.returncode, 2, res)
+        self.assertEqual(len(res.stderr.decode().splitlines()), 1)
+        self.assertIn("missing: No such file or directory",
+                      res.stderr.decode())
+
+    def test_revoke(self):
+        real = pat("scanned")
+        fake = made_up("pat")
+        f = self.write("leak.txt", "%s\n%s\n%s\n" % (real, fake, real))
+        res = self.scan("--revoke", f, url=harness.pg().url)
+        self.assertEqual(res.returncode, 1, res)
+        out = res.stdout.decode().splitlines()
+        self.assertEqual(out[:3], ["%s:1 %s" % (f, real[:8]),
+                                   "%s:2 %s" % (f, fake[:8]),
+                                   "%s:3 %s" % (f, real[:8])])
+        self.assertEqual(out[3], "revoked 1 (1 of the 2 distinct tokens "
+                         "found are known)")
+        self.assertEqual(harness.pg().sql(
+            "SELECT revoked_at IS NOT NULL FROM tokens WHERE hash = %s",
+            sha(real)), [("t",)])
+        # Nothing found: no database is asked.
+        clean = self.write("clean", "x\n")
+        res = self.scan("--revoke", clean)
+        self.assertEqual((res.returncode, res.stdout), (0, b""))
+
+
+class HookTest(unittest.TestCase):
+    """contrib/git/pre-commit in a throwaway repository."""
+
+    def setUp(self):
+        self.repo = harness.tmpdir("tokend-hook-")
+        self.git("init", "-q")
+        shutil.copy(HOOK, os.path.join(self.repo, ".git", "hooks",
+                                       "pre-commit"))
+
+    def git(self, *args, path=None):
+        env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@x",
+                   GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@x",
+                   PATH=path or os.environ["PATH"])
+        env.pop("TOKENCTL", None)
+        return subprocess.run(["git"] + list(args), cwd=self.repo, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def add(self, name, text):
+        path = os.path.join(self.repo, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        self.git("add", name)
+
+    def test_refuses_a_staged_token_and_accepts_clean_commits(self):
+        with_ctl = harness.BIN + os.pathsep + os.environ["PATH"]
+        self.add("README", "hello\n")
+        r = self.git("commit", "-qm", "clean", path=with_ctl)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = made_up("pat")
+        self.add("deploy/my conf.yml", "a: 1\ntoken: %s\n" % p)
+        self.add("notes", "tkp_ but %s\n" % bad_checksum(made_up("pat")))
+        r = self.git("commit", "-qm", "leak", path=with_ctl)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("deploy/my conf.yml:2 %s" % p[:8], r.stderr)
+        self.assertNotIn("notes", r.stderr)     # checksum verified
+        self.assertNotIn(p[8:], r.stderr + r.stdout)
+        self.assertIn("git commit --no-verify", r.stderr)
+        self.assertNotIn("could not verify", r.stderr)
+        # Only the staged content counts: fixed in the index, the
+        # working tree's copy does not matter.
+        self.add("deploy/my conf.yml", "a: 1\n")
+        with open(os.path.join(self.repo, "deploy", "my conf.yml"),
+                  "a") as f:
+            f.write(p + "\n")
+        r = self.git("commit", "-qm", "fixed", path=with_ctl)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_without_tokenctl_a_pattern_stands_in(self):
+        p = made_up("refresh")
+        self.add("x.txt", "\n\n%s\n" % p)
+        path = "/usr/bin:/bin"
+        self.assertIsNone(shutil.which("tokenctl", path=path))
+        r = self.git("commit", "-qm", "leak", path=path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("x.txt:3 %s" % p[:8], r.stderr)
+        self.assertIn("could not verify checksums", r.stderr)
+        self.assertNotIn(p[8:], r.stderr)
+        r = self.git("commit", "-qm", "knowingly", "--no-verify", path=path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
