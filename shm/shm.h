@@ -119,7 +119,8 @@ struct shm_slot {
 /* ---- Client rate limit (ratelimit.c) --------------------------------- */
 
 /*
- * Failures per name (an OAuth client id), shared by every worker: RL_SETS
+ * Failures per name (an OAuth client id; also leaked-credential reports
+ * per source address, worker/oauth/h_leak.c), shared by every worker: RL_SETS
  * sets of RL_WAYS 64-bit words, each word one name's (window start, count,
  * tag), updated only by compare-and-swap.  shm/README.md has the layout.
  */
