@@ -120,9 +120,10 @@ struct shm_slot {
 
 /*
  * Failures per name (an OAuth client id; also leaked-credential reports
- * per source address, worker/oauth/h_leak.c), shared by every worker: RL_SETS
- * sets of RL_WAYS 64-bit words, each word one name's (window start, count,
- * tag), updated only by compare-and-swap.  shm/README.md has the layout.
+ * per source address, worker/oauth/h_leak.c), shared by every worker:
+ * RL_SETS sets of RL_WAYS 64-bit words, each word one name's (window
+ * start, count, tag), updated only by compare-and-swap.  shm/README.md has
+ * the layout.
  */
 #define RL_SETS	4096
 #define RL_WAYS	4

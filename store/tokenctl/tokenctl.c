@@ -1567,7 +1567,8 @@ cmd_scan(struct ctl *c)
 	int		 i, rc;
 
 	if (c->ctl_opts & OPT_JSON)
-		ctl_usage(ctl_cmd_usage(cmd_scan), "--json does not apply here");
+		ctl_usage(ctl_cmd_usage(cmd_scan), "--json does not apply "
+		    "here");
 	memset(&sc, 0, sizeof(sc));
 	for (i = 1; i < c->ctl_nwords; i++) {
 		name = c->ctl_words[i];
