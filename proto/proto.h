@@ -121,6 +121,7 @@ const struct http_str *http_header_get(const struct http_req *req,
  */
 #define HTTP_STATUSES \
 	X(100, "Continue") X(200, "OK") X(201, "Created") \
+	X(202, "Accepted") \
 	X(204, "No Content") X(301, "Moved Permanently") X(302, "Found") \
 	X(304, "Not Modified") X(400, "Bad Request") \
 	X(401, "Unauthorized") X(403, "Forbidden") X(404, "Not Found") \

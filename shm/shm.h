@@ -32,6 +32,7 @@
 enum endpoint {
 	EP_AUTH, EP_TOKEN, EP_AUTHORIZE, EP_INTROSPECT, EP_REVOKE, EP_PATS,
 	EP_WELLKNOWN, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OTHER,
+	EP_LEAK,	/* POST /credentials/revoke */
 	EP__COUNT
 };
 
@@ -109,14 +110,20 @@ struct shm_slot {
 	uint64_t	sl_swap_req;
 
 	struct usage_table sl_tables[2];
+
+	/* tokend_leak_reports_total: POST /credentials/revoke answered 202
+	 * (worker writes). */
+	uint64_t	sl_leak_reports;
 } __attribute__((aligned(64)));
 
 /* ---- Client rate limit (ratelimit.c) --------------------------------- */
 
 /*
- * Failures per name (an OAuth client id), shared by every worker: RL_SETS
- * sets of RL_WAYS 64-bit words, each word one name's (window start, count,
- * tag), updated only by compare-and-swap.  shm/README.md has the layout.
+ * Failures per name (an OAuth client id; also leaked-credential reports
+ * per source address, worker/oauth/h_leak.c), shared by every worker:
+ * RL_SETS sets of RL_WAYS 64-bit words, each word one name's (window
+ * start, count, tag), updated only by compare-and-swap.  shm/README.md has
+ * the layout.
  */
 #define RL_SETS	4096
 #define RL_WAYS	4

@@ -179,5 +179,9 @@ metrics_render(long long cache_entries, char *buf, size_t buflen)
 	mb_printf(&mb, "# HELP tokend_build_info The running build.\n"
 	    "# TYPE tokend_build_info gauge\n"
 	    "tokend_build_info{version=\"%s\"} 1\n", TOKEND_VERSION);
+	/* Leaked-credential reports (SPEC 13). */
+	metric(&mb, "tokend_leak_reports_total", "counter",
+	    "Leaked-credential reports accepted (POST /credentials/revoke).",
+	    SHM_SUM(shm, sl_leak_reports));
 	return mb.mb_err ? -1 : (int)mb.mb_len;
 }

@@ -32,7 +32,6 @@
 #include "proto/proto.h"
 #include "store/store.h"
 
-#define CTL_MAX_WORDS     8
 #define CTL_MAX_URIS      16
 
 #define EXIT_USAGE 2
@@ -88,16 +87,20 @@ struct ctl {
 	const char	*ctl_since;
 	const char	*ctl_rate;
 	int		 ctl_nwords;
-	char		*ctl_words[CTL_MAX_WORDS];
+	char		**ctl_words;		/* argc entries */
+	int		 ctl_exit;		/* main's status when 0 */
 	PGconn		*ctl_db;
 	int		 ctl_cf_loaded;
 	struct config	 ctl_cf;
 	char		 ctl_err[1024];
 };
 
+#define CTL_ARGS_SOME	(-1)
+
 struct ctl_cmd {
 	const char	*cmd_w1, *cmd_w2;	/* "user", "add"; w2 NULL */
-	int		 cmd_nargs;		/* words after the command's */
+	int		 cmd_nargs;		/* words after the command's;
+						 * CTL_ARGS_SOME: one or more */
 	unsigned	 cmd_opts;		/* OPT_* it accepts */
 	int		(*cmd_fn)(struct ctl *);
 	const char	*cmd_usage;
@@ -199,10 +202,13 @@ ctl_parse(struct ctl *c, int argc, char **argv)
 	const char		*val;
 	int			 i, words_only = 0;
 
+	/* As many words as arguments: scan takes any number of files. */
+	if ((c->ctl_words = calloc((size_t)argc, sizeof(char *))) == NULL) {
+		fputs("tokenctl: out of memory\n", stderr);
+		exit(1);
+	}
 	for (i = 1; i < argc; i++) {
 		if (words_only || argv[i][0] != '-' || argv[i][1] == '\0') {
-			if (c->ctl_nwords == CTL_MAX_WORDS)
-				ctl_usage(NULL, "too many arguments");
 			c->ctl_words[c->ctl_nwords++] = argv[i];
 			continue;
 		}
@@ -1436,6 +1442,156 @@ cmd_cleanup(struct ctl *c)
 	return 0;
 }
 
+/* ---- scan ---------------------------------------------------------------- */
+
+/*
+ * tokenctl scan FILE... [--revoke]: every well-formed tokend token (a
+ * prefix of proto/token.c, the length, the alphabet and the checksum, all
+ * through token_check) in the files, as "FILE:LINE prefix", never more of
+ * the token than its display prefix.  "-" is stdin.  Files are read as
+ * bytes in chunks, so binary files and files without newlines cost no
+ * more memory than text.  Exit status like grep's: 0 none found, 1 some
+ * found (with --revoke too: a leak was there), 2 a file could not be read
+ * or the revocation failed.  With --revoke, and only when something was
+ * found, the distinct tokens go to tokend_leak_revoke (migration 018, the
+ * function behind POST /credentials/revoke), audited by=tokenctl.
+ */
+#define SCAN_CHUNK	65536
+
+struct ctl_scan {
+	size_t		 sc_found;		/* occurrences printed */
+	size_t		 sc_n;			/* distinct tokens */
+	size_t		 sc_cap;
+	uint8_t		(*sc_hash)[TOKEN_HASH_LEN];
+	int		 sc_trouble;		/* a file could not be read */
+};
+
+/* One token at tok, on line of name: print it, remember its hash. */
+static int
+ctl_scan_hit(struct ctl *c, struct ctl_scan *sc, const char *name,
+    long long line, const char *tok)
+{
+	uint8_t		 h[TOKEN_HASH_LEN], (*nh)[TOKEN_HASH_LEN];
+	size_t		 i;
+
+	ctl_put_safe(name);
+	printf(":%lld %.*s\n", line, TOKEN_DISPLAY_LEN, tok);
+	sc->sc_found++;
+	token_hash(tok, TOKEN_LEN, h);
+	for (i = 0; i < sc->sc_n; i++)
+		if (memcmp(sc->sc_hash[i], h, sizeof(h)) == 0)
+			return 0;
+	if (sc->sc_n == sc->sc_cap) {
+		sc->sc_cap = sc->sc_cap == 0 ? 16 : 2 * sc->sc_cap;
+		if ((nh = realloc(sc->sc_hash, sc->sc_cap *
+		    sizeof(*nh))) == NULL)
+			return ctl_fail(c, "out of memory");
+		sc->sc_hash = nh;
+	}
+	memcpy(sc->sc_hash[sc->sc_n++], h, sizeof(h));
+	return 0;
+}
+
+/*
+ * Each byte is looked at once: a chunk's last TOKEN_LEN - 1 bytes, which
+ * may start a token that the next chunk ends, move to the front and are
+ * looked at with it.
+ */
+static int
+ctl_scan_file(struct ctl *c, struct ctl_scan *sc, FILE *fp, const char *name)
+{
+	static char	 buf[SCAN_CHUNK + TOKEN_LEN];
+	size_t		 have = 0, n, i;
+	long long	 line = 1;
+	int		 eof = 0;
+
+	while (!eof) {
+		n = have + fread(buf + have, 1, SCAN_CHUNK, fp);
+		if (ferror(fp))
+			return ctl_fail(c, "%s: %s", name, strerror(errno));
+		eof = feof(fp);
+		for (i = 0; eof ? i < n : i + TOKEN_LEN <= n; i++) {
+			if (buf[i] == '\n')
+				line++;
+			else if (buf[i] == 't' && n - i >= TOKEN_LEN &&
+			    token_check(buf + i, TOKEN_LEN) != TOKEN_INVALID) {
+				if (ctl_scan_hit(c, sc, name, line,
+				    buf + i) == -1)
+					return -1;
+				i += TOKEN_LEN - 1;	/* no newline inside */
+			}
+		}
+		have = n - i;
+		memmove(buf, buf + i, have);
+	}
+	return 0;
+}
+
+/* The distinct tokens found, revoked in one call.  Returns 0 or -1. */
+static int
+ctl_scan_revoke(struct ctl *c, struct ctl_scan *sc)
+{
+	const char	*params[1];
+	PGresult	*res;
+	char		*hex;
+	size_t		 i;
+
+	if ((hex = calloc(sc->sc_n, 2 * TOKEN_HASH_LEN + 1)) == NULL)
+		return ctl_fail(c, "out of memory");
+	for (i = 0; i < sc->sc_n; i++) {
+		hex_encode(sc->sc_hash[i], TOKEN_HASH_LEN,
+		    hex + i * (2 * TOKEN_HASH_LEN + 1));
+		if (i + 1 < sc->sc_n)
+			hex[(i + 1) * (2 * TOKEN_HASH_LEN + 1) - 1] = ',';
+	}
+	params[0] = hex;
+	res = ctl_connect(c, 1) == -1 ? NULL : ctl_sql_row(c, "SELECT o_found, "
+	    "o_n FROM tokend_leak_revoke(ARRAY(SELECT decode(x, 'hex') FROM "
+	    "unnest(string_to_array($1, ',')) x), 'tokenctl')", 1, params,
+	    "tokend_leak_revoke gave no row");
+	free(hex);
+	if (res == NULL)
+		return -1;
+	printf("revoked %s (%s of the %zu distinct tokens found are known)\n",
+	    PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0), sc->sc_n);
+	PQclear(res);
+	return 0;
+}
+
+static int
+cmd_scan(struct ctl *c)
+{
+	struct ctl_scan	 sc;
+	const char	*name;
+	FILE		*fp;
+	int		 i, rc;
+
+	if (c->ctl_opts & OPT_JSON)
+		ctl_usage(ctl_cmd_usage(cmd_scan), "--json does not apply "
+		    "here");
+	memset(&sc, 0, sizeof(sc));
+	for (i = 1; i < c->ctl_nwords; i++) {
+		name = c->ctl_words[i];
+		fp = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
+		rc = fp == NULL ? ctl_fail(c, "%s: %s", name, strerror(errno)) :
+		    ctl_scan_file(c, &sc, fp, name);
+		if (fp != NULL && fp != stdin)
+			fclose(fp);
+		if (rc == -1) {
+			fprintf(stderr, "tokenctl: %s\n", c->ctl_err);
+			sc.sc_trouble = 1;
+		}
+	}
+	if (sc.sc_n > 0 && (c->ctl_opts & OPT_REVOKE) &&
+	    ctl_scan_revoke(c, &sc) == -1) {
+		fprintf(stderr, "tokenctl: %s\n", c->ctl_err);
+		sc.sc_trouble = 1;
+	}
+	free(sc.sc_hash);
+	c->ctl_exit = sc.sc_trouble ? EXIT_USAGE : sc.sc_found > 0;
+	return 0;
+}
+
 /* ---- Dispatch ---------------------------------------------------------- */
 
 static const struct ctl_cmd ctl_cmds[] = {
@@ -1467,6 +1623,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "client", "rotate-secret", 1, OPT_SECRET_STDIN,
 	    cmd_client_rotate_secret, "client rotate-secret ID [--secret-stdin]" },
 	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
+	{ "scan", NULL, CTL_ARGS_SOME, OPT_REVOKE, cmd_scan,
+	    "scan FILE... [--revoke]" },
 };
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
@@ -1545,10 +1703,11 @@ ctl_find_cmd(const struct ctl *c)
 		    strcmp(c->ctl_words[1], cmd->cmd_w2) != 0)))
 			continue;
 		nw = cmd->cmd_w2 != NULL ? 2 : 1;
-		if (c->ctl_nwords != nw + cmd->cmd_nargs)
+		if (cmd->cmd_nargs == CTL_ARGS_SOME ? c->ctl_nwords <= nw :
+		    c->ctl_nwords != nw + cmd->cmd_nargs)
 			ctl_usage(cmd->cmd_usage, "%s arguments",
-			    c->ctl_nwords < nw + cmd->cmd_nargs ? "missing" :
-			    "too many");
+			    c->ctl_nwords < nw + cmd->cmd_nargs ||
+			    c->ctl_nwords <= nw ? "missing" : "too many");
 		if (c->ctl_opts & ~(cmd->cmd_opts | OPT_GLOBAL))
 			ctl_usage(cmd->cmd_usage, "option %s does not apply "
 			    "here", ctl_opt_name(c->ctl_opts &
@@ -1582,5 +1741,5 @@ main(int argc, char **argv)
 		fprintf(stderr, "tokenctl: %s\n", c.ctl_err);
 		return 1;
 	}
-	return 0;
+	return c.ctl_exit;
 }

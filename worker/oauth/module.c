@@ -10,6 +10,7 @@ static const struct worker_route oauth_routes[] = {
 	{ "/introspect", 0, EP_INTROSPECT, WR_M(HTTP_POST), "POST",
 	    h_introspect },
 	{ "/revoke", 0, EP_REVOKE, WR_M(HTTP_POST), "POST", h_revoke },
+	{ "/credentials/revoke", 0, EP_LEAK, WR_M(HTTP_POST), "POST", h_leak },
 	{ "/.well-known/oauth-authorization-server", 0, EP_WELLKNOWN,
 	    WR_M(HTTP_GET) | WR_M(HTTP_HEAD), "GET, HEAD", h_wellknown },
 	{ "/pats", 0, EP_PATS, WR_M(HTTP_GET) | WR_M(HTTP_HEAD) |

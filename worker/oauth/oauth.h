@@ -19,6 +19,7 @@
  *   h_token.c      POST /token: the four grants.
  *   h_authorize.c  POST /authorize.
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
+ *   h_leak.c       POST /credentials/revoke, for secret scanners.
  *   module.c       the routes and the per-worker set-up.
  *
  * A form endpoint's request state is one struct oreq in c_pending_data,
@@ -250,6 +251,22 @@ enum handler_result h_revoke(struct conn *c);
 enum handler_result h_wellknown(struct conn *c);
 enum handler_result h_pats(struct conn *c);
 enum handler_result h_pat_delete(struct conn *c);
+enum handler_result h_leak(struct conn *c);
+
+/* ---- h_leak.c: POST /credentials/revoke -------------------------------- */
+
+#define LEAK_MAX	1000	/* credentials per report */
+#define LEAK_HEX_MAX	(LEAK_MAX * (2 * TOKEN_HASH_LEN + 1))
+
+/*
+ * Check a report's body, {"credentials": [1 to LEAK_MAX strings]}: the
+ * lower-case hex SHA-256 of each well-formed token among them, comma-
+ * separated, into hex (LEAK_HEX_MAX bytes; "" for none).  Returns 0 with
+ * the strings received and the well-formed ones counted, or -1 with *why
+ * a static description.  Pure: the fuzzer calls it.
+ */
+int	leak_parse(const char *body, size_t len, char *hex, size_t *received,
+	    size_t *wellformed, const char **why);
 
 /* ---- client.c ------------------------------------------------------------- */
 
