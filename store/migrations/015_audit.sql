@@ -69,7 +69,26 @@ LANGUAGE sql STABLE AS $$
 	    ELSE 'sql' END
 $$;
 
--- One row.  p_user_name NULL: the name of user p_user as it is now.
+-- The users and clients deleted by this transaction, by id: a JSON object
+-- in the transaction-local setting p_key ('tokend.gone_users',
+-- 'tokend.gone_clients').  Their tokens are deleted after them (ON DELETE
+-- CASCADE), and the rows that record it name them from here.
+CREATE FUNCTION tokend_audit_gone(p_key text, p_id bigint, p_name text)
+RETURNS void
+LANGUAGE sql AS $$
+	SELECT set_config(p_key, (coalesce(nullif(current_setting(p_key, true),
+	    ''), '{}')::jsonb || jsonb_build_object(p_id::text, p_name))::text,
+	    true);
+$$;
+
+CREATE FUNCTION tokend_audit_gone_name(p_key text, p_id bigint)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT nullif(current_setting(p_key, true), '')::jsonb ->> p_id::text;
+$$;
+
+-- One row.  p_user_name NULL: the name of user p_user as it is now, or
+-- as it was when this transaction deleted it.
 CREATE FUNCTION tokend_audit_add(p_event text, p_user bigint,
     p_user_name text, p_client text, p_token bigint, p_prefix text,
     p_family bigint, p_detail jsonb) RETURNS void
@@ -77,7 +96,8 @@ LANGUAGE sql AS $$
 	INSERT INTO audit (event, by, user_id, user_name, client_id,
 	    token_id, token_prefix, family, detail)
 	VALUES (p_event, tokend_audit_by(), p_user,
-	    coalesce(p_user_name, (SELECT name FROM users WHERE id = p_user)),
+	    coalesce(p_user_name, (SELECT name FROM users WHERE id = p_user),
+	    tokend_audit_gone_name('tokend.gone_users', p_user)),
 	    p_client, p_token, p_prefix, p_family, coalesce(p_detail, '{}'));
 $$;
 
@@ -86,8 +106,9 @@ CREATE FUNCTION tokend_audit_token(p_event text, t tokens, p_detail jsonb)
 RETURNS void
 LANGUAGE sql AS $$
 	SELECT tokend_audit_add(p_event, t.user_id, NULL,
-	    (SELECT client_id FROM clients WHERE id = t.client_id), t.id,
-	    t.prefix, t.family, p_detail);
+	    coalesce((SELECT client_id FROM clients WHERE id = t.client_id),
+	    tokend_audit_gone_name('tokend.gone_clients', t.client_id)),
+	    t.id, t.prefix, t.family, p_detail);
 $$;
 
 -- Token t was revoked (or deleted while live).  What an operator reads is
@@ -103,8 +124,10 @@ DECLARE
 BEGIN
 	IF t.family IS NOT NULL THEN
 		UPDATE audit SET token_id = t.family,
-		    token_prefix = (SELECT prefix FROM tokens
-			WHERE id = t.family),
+		    token_prefix = CASE WHEN t.id = t.family THEN t.prefix
+			ELSE coalesce((SELECT prefix FROM tokens
+			WHERE id = t.family), CASE WHEN token_id = t.family
+			THEN token_prefix END) END,
 		    detail = jsonb_build_object('tokens',
 			(detail->>'tokens')::integer + 1)
 		    WHERE xact = x AND family = t.family AND event = p_event
@@ -204,7 +227,9 @@ CREATE TRIGGER tokens_audit_delete AFTER DELETE ON tokens
 	EXECUTE FUNCTION tokend_audit_tokens();
 
 -- users: add, disable, enable, password change (set or removed), rename,
--- delete.  Never the password hash: only whether there is one.
+-- delete.  Never the password hash: only whether there is one.  Delete is
+-- a BEFORE trigger, so that its row comes before those of the tokens that
+-- go with the user.
 CREATE FUNCTION tokend_audit_users() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -216,7 +241,9 @@ BEGIN
 	ELSIF TG_OP = 'DELETE' THEN
 		PERFORM tokend_audit_add('user_deleted', OLD.id, OLD.name, NULL,
 		    NULL, NULL, NULL, NULL);
-		RETURN NULL;
+		PERFORM tokend_audit_gone('tokend.gone_users', OLD.id,
+		    OLD.name);
+		RETURN OLD;
 	END IF;
 	IF NEW.disabled AND NOT OLD.disabled THEN
 		PERFORM tokend_audit_add('user_disabled', NEW.id, NEW.name,
@@ -239,7 +266,9 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER users_audit AFTER INSERT OR DELETE ON users
+CREATE TRIGGER users_audit AFTER INSERT ON users
+	FOR EACH ROW EXECUTE FUNCTION tokend_audit_users();
+CREATE TRIGGER users_audit_delete BEFORE DELETE ON users
 	FOR EACH ROW EXECUTE FUNCTION tokend_audit_users();
 CREATE TRIGGER users_audit_update AFTER UPDATE ON users
 	FOR EACH ROW
@@ -259,7 +288,7 @@ $$;
 
 -- clients: add, remove, secret rotation (set or removed), and a change
 -- of what it may do (detail: the fields that changed, as they are now)
--- or of its client_id.
+-- or of its client_id.  Remove is a BEFORE trigger, as for users.
 CREATE FUNCTION tokend_audit_clients() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -276,7 +305,9 @@ BEGIN
 	ELSIF TG_OP = 'DELETE' THEN
 		PERFORM tokend_audit_add('client_removed', NULL, NULL,
 		    OLD.client_id, NULL, NULL, NULL, NULL);
-		RETURN NULL;
+		PERFORM tokend_audit_gone('tokend.gone_clients', OLD.id,
+		    OLD.client_id);
+		RETURN OLD;
 	END IF;
 	IF OLD.secret_hash IS DISTINCT FROM NEW.secret_hash THEN
 		PERFORM tokend_audit_add('client_secret_rotated', NULL, NULL,
@@ -301,7 +332,9 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER clients_audit AFTER INSERT OR UPDATE OR DELETE ON clients
+CREATE TRIGGER clients_audit AFTER INSERT OR UPDATE ON clients
+	FOR EACH ROW EXECUTE FUNCTION tokend_audit_clients();
+CREATE TRIGGER clients_audit_delete BEFORE DELETE ON clients
 	FOR EACH ROW EXECUTE FUNCTION tokend_audit_clients();
 
 -- Emptying tokens, users or clients is one row: the table.
