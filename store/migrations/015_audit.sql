@@ -88,27 +88,47 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- One row.  p_user_name NULL: the name of user p_user as it is now, or
--- as it was when this transaction deleted it.
+-- as it was when this transaction deleted it.  PL/pgSQL, not SQL, here and
+-- below: a session plans its statements once, not at every call (a token
+-- issue's row cost ten times more as SQL functions).
 CREATE FUNCTION tokend_audit_add(p_event text, p_user bigint,
     p_user_name text, p_client text, p_token bigint, p_prefix text,
     p_family bigint, p_detail jsonb) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF p_user_name IS NULL AND p_user IS NOT NULL THEN
+		p_user_name := coalesce((SELECT name FROM users
+		    WHERE id = p_user),
+		    tokend_audit_gone_name('tokend.gone_users', p_user));
+	END IF;
 	INSERT INTO audit (event, by, user_id, user_name, client_id,
 	    token_id, token_prefix, family, detail)
-	VALUES (p_event, tokend_audit_by(), p_user,
-	    coalesce(p_user_name, (SELECT name FROM users WHERE id = p_user),
-	    tokend_audit_gone_name('tokend.gone_users', p_user)),
-	    p_client, p_token, p_prefix, p_family, coalesce(p_detail, '{}'));
+	VALUES (p_event, tokend_audit_by(), p_user, p_user_name, p_client,
+	    p_token, p_prefix, p_family, coalesce(p_detail, '{}'));
+END;
+$$;
+
+-- A time as tokend shows times (proto/text.c iso8601_format).
+CREATE FUNCTION tokend_audit_time(p_at timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"');
 $$;
 
 -- One row about token t, naming its user and client.
 CREATE FUNCTION tokend_audit_token(p_event text, t tokens, p_detail jsonb)
 RETURNS void
-LANGUAGE sql AS $$
-	SELECT tokend_audit_add(p_event, t.user_id, NULL,
-	    coalesce((SELECT client_id FROM clients WHERE id = t.client_id),
-	    tokend_audit_gone_name('tokend.gone_clients', t.client_id)),
-	    t.id, t.prefix, t.family, p_detail);
+LANGUAGE plpgsql AS $$
+DECLARE
+	client	text;
+BEGIN
+	IF t.client_id IS NOT NULL THEN
+		client := coalesce((SELECT client_id FROM clients
+		    WHERE id = t.client_id),
+		    tokend_audit_gone_name('tokend.gone_clients', t.client_id));
+	END IF;
+	PERFORM tokend_audit_add(p_event, t.user_id, NULL, client, t.id,
+	    t.prefix, t.family, p_detail);
+END;
 $$;
 
 -- Token t was revoked (or deleted while live).  What an operator reads is
@@ -155,7 +175,7 @@ BEGIN
 		PERFORM tokend_audit_token('token_issued', NEW,
 		    jsonb_strip_nulls(jsonb_build_object('kind', NEW.kind,
 		    'scope', NEW.scope, 'name', NEW.name, 'parent', NEW.parent,
-		    'expires_at', NEW.expires_at)));
+		    'expires_at', tokend_audit_time(NEW.expires_at))));
 		RETURN NULL;
 	ELSIF TG_OP = 'DELETE' THEN
 		PERFORM tokend_audit_revoked('token_deleted', OLD);
@@ -175,7 +195,8 @@ BEGIN
 		    jsonb_build_object('kind', NEW.kind));
 	END IF;
 	IF OLD.expires_at IS DISTINCT FROM NEW.expires_at THEN
-		d := d || jsonb_build_object('expires_at', NEW.expires_at);
+		d := d || jsonb_build_object('expires_at',
+		    tokend_audit_time(NEW.expires_at));
 	END IF;
 	IF OLD.scope IS DISTINCT FROM NEW.scope THEN
 		d := d || jsonb_build_object('scope', NEW.scope);
@@ -379,11 +400,13 @@ CREATE TRIGGER login_failures_audit AFTER DELETE ON login_failures
 -- address.
 CREATE FUNCTION tokend_login_failed(p_name text, p_client text,
     p_peer text, p_reason text) RETURNS void
-LANGUAGE sql AS $$
-	SELECT tokend_audit_add('login_failed', (SELECT id FROM users
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM tokend_audit_add('login_failed', (SELECT id FROM users
 	    WHERE name = p_name), p_name, p_client, NULL, NULL, NULL,
 	    jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'peer',
 	    p_peer)));
+END;
 $$;
 
 -- tokend_login_attempt refused p_name: its failures reached the limit.
