@@ -5,39 +5,20 @@ of the change whatever made it (tokend, tokenctl, plain SQL); `tokenctl
 audit` and its filters; retention; and no row, nor trigger call, for the
 writer's usage flushes."""
 
-import base64
 import hashlib
 import json
-import os
 import time
 import unittest
 
 import harness
+from test_oauth import basic, bearer, pkce
 
 REDIRECT = "https://app.example/cb"
 SPA_REDIRECT = "http://127.0.0.1:9/cb"
 FLUSH = 0.2
 MAX_FAILURES = 3
 ALL_GRANTS = "{authorization_code,refresh_token,password,client_credentials}"
-
-
-def basic(cid, secret):
-    raw = "%s:%s" % (cid, secret)
-    return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
-
-
 WEB = basic("web", "web-secret")
-
-
-def bearer(tok):
-    return {"Authorization": "Bearer " + tok}
-
-
-def pkce():
-    verifier = base64.urlsafe_b64encode(os.urandom(40)).decode().rstrip("=")
-    challenge = base64.urlsafe_b64encode(
-        hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-    return verifier, challenge
 
 
 def sql(q, *params):
