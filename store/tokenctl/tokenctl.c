@@ -406,8 +406,9 @@ ctl_user_row(struct ctl *c, const char *sql, const char *name)
 
 /* ---- Output: aligned tables or JSON ----------------------------------- */
 
-/* COL_LIST: words joined by spaces (array_to_string), a JSON array. */
-enum { COL_STR, COL_NUM, COL_BOOL, COL_TS, COL_LIST };
+/* COL_LIST: words joined by spaces (array_to_string), a JSON array.
+ * COL_JSON: a jsonb column's text, as is in JSON output ("-" for {}). */
+enum { COL_STR, COL_NUM, COL_BOOL, COL_TS, COL_LIST, COL_JSON };
 
 struct ctl_col {
 	const char	*col_name;	/* header and JSON key */
@@ -446,6 +447,8 @@ ctl_cell(const PGresult *res, int r, int k, const struct ctl_col *col,
 	if (col->col_type == COL_TS)
 		return iso8601_format(strtoll(v, NULL, 10), -1, ts) == 0 ?
 		    ts : "-";
+	if (col->col_type == COL_JSON && strcmp(v, "{}") == 0)
+		return "-";
 	return *v == '\0' ? "-" : v;
 }
 
@@ -521,6 +524,7 @@ ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 {
 	const char	*v;
 	char		 ts[ISO8601_LEN];
+	json_t		*j;
 
 	if (PQgetisnull(res, r, k))
 		return json_null();
@@ -533,6 +537,9 @@ ctl_json_value(const PGresult *res, int r, int k, const struct ctl_col *col)
 		return json_string(ctl_cell(res, r, k, col, ts));
 	if (col->col_type == COL_LIST)
 		return ctl_json_words(v);
+	if (col->col_type == COL_JSON && (j = json_loads(v, JSON_DECODE_ANY,
+	    NULL)) != NULL)
+		return j;
 	return ctl_json_text(v, strlen(v));
 }
 
@@ -1415,6 +1422,48 @@ cmd_token_revoke(struct ctl *c)
 	return 0;
 }
 
+/* ---- audit ------------------------------------------------------------- */
+
+/*
+ * The audit trail (migration 015), oldest first, so that the newest rows
+ * end the output as a log's do.  --user NAME: the rows of the user now
+ * called NAME and the rows that named NAME when they were written (rows
+ * outlive users; a failed sign-in may name nobody), so an unknown name is
+ * no error.  --since S: the rows of the last S seconds.
+ */
+static int
+cmd_audit(struct ctl *c)
+{
+	static const struct ctl_col cols[] = {
+		{ "at", COL_TS, "-" },
+		{ "event", COL_STR, "-" },
+		{ "by", COL_STR, "-" },
+		{ "user", COL_STR, "-" },
+		{ "client", COL_STR, "-" },
+		{ "token", COL_NUM, "-" },
+		{ "prefix", COL_STR, "-" },
+		{ "detail", COL_JSON, "-" },
+	};
+	const char	*params[2] = { c->ctl_user, c->ctl_since };
+
+	if (c->ctl_user != NULL && c->ctl_user[0] == '\0')
+		ctl_usage(ctl_cmd_usage(cmd_audit), "empty --user");
+	/* Ten digits: more than three centuries, and no interval overflow. */
+	if (c->ctl_since != NULL && (!ctl_valid_id(c->ctl_since) ||
+	    strlen(c->ctl_since) > 10))
+		ctl_usage(ctl_cmd_usage(cmd_audit), "invalid --since %s: a "
+		    "positive number of seconds", c->ctl_since);
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	return ctl_list(c, "SELECT " PG_EPOCH("a.at") ", a.event, a.by, "
+	    "coalesce(a.user_name, '#' || a.user_id), a.client_id, "
+	    "a.token_id, a.token_prefix, a.detail::text FROM audit a "
+	    "WHERE ($1::text IS NULL OR a.user_name = $1 OR a.user_id = "
+	    "(SELECT id FROM users WHERE name = $1)) AND ($2::bigint IS NULL "
+	    "OR a.at >= now() - $2::bigint * interval '1 second') "
+	    "ORDER BY a.at, a.id", 2, params, cols, 8);
+}
+
 /* ---- cleanup ----------------------------------------------------------- */
 
 /*
@@ -1622,6 +1671,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "client", "remove", 1, 0, cmd_client_remove, "client remove ID" },
 	{ "client", "rotate-secret", 1, OPT_SECRET_STDIN,
 	    cmd_client_rotate_secret, "client rotate-secret ID [--secret-stdin]" },
+	{ "audit", NULL, 0, OPT_USER | OPT_SINCE, cmd_audit,
+	    "audit [--user NAME] [--since SECONDS]" },
 	{ "cleanup", NULL, 0, 0, cmd_cleanup, "cleanup" },
 	{ "scan", NULL, CTL_ARGS_SOME, OPT_REVOKE, cmd_scan,
 	    "scan FILE... [--revoke]" },

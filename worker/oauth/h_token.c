@@ -35,6 +35,12 @@ static const char login_sql[] =
 
 static const char login_ok_sql[] = "SELECT tokend_login_ok($1)";
 
+/* The audit rows of a refused sign-in and of a lockout (migration 015). */
+static const char login_failed_sql[] =
+    "SELECT tokend_login_failed($1, $2, $3, $4)";
+static const char login_locked_sql[] =
+    "SELECT tokend_login_locked($1, $2, $3)";
+
 static const char issue_sql[] =
     "SELECT o_status, o_access_id, o_refresh_id, o_iat "
     "FROM tokend_issue($1::bigint, $2::bigint, $3, decode($4, 'hex'), $5, "
@@ -238,15 +244,23 @@ grant_client_credentials(struct conn *c, struct oreq *or)
 
 /* ---- password ------------------------------------------------------------- */
 
-/* The attempt was counted as a failure when it began (grant_password). */
+/*
+ * The attempt was counted as a failure when it began (grant_password); the
+ * audit row is written now that the failure is known.  Nobody waits for
+ * it, as for the clear of a success.  or_user is empty when the name was
+ * malformed: the row then names nobody.
+ */
 static void
 login_failed(struct conn *c, struct oreq *or, const char *why)
 {
 	const char	*name = form_get(&or->or_form, "username");
+	const char	*p[4] = { or->or_user[0] != '\0' ? or->or_user : NULL,
+			    or->or_client.ci_client_id, c->c_peer, why };
 
 	LOG(LVL_INFO, "login_failed", KV_S("user", name),
 	    KV_S("client", or->or_client.ci_client_id), KV_S("reason", why),
 	    KV_S("peer", c->c_peer));
+	(void)pgq_submit(W.wk_pgq, NULL, login_failed_sql, 4, p, NULL, NULL);
 	oauth_error(c, 400, "invalid_grant", bad_login);
 }
 
@@ -276,10 +290,15 @@ password_verified(struct conn *c, int ok, void *arg)
 	oreq_resume(c, issue(c, or, 1));
 }
 
-/* Refused by the limit: every box counted the name's failures. */
+/* Refused by the limit: every box counted the name's failures.  The
+ * audit row is written once per lockout (tokend_login_locked). */
 static void
 login_limited(struct conn *c, struct oreq *or, int wait)
 {
+	const char	*p[3] = { or->or_user, or->or_client.ci_client_id,
+			    c->c_peer };
+
+	(void)pgq_submit(W.wk_pgq, NULL, login_locked_sql, 3, p, NULL, NULL);
 	ctr_add(&W.wk_slot->sl_login_lockouts, 1);
 	LOG(LVL_WARN, "login_rate_limited", KV_S("user", or->or_user),
 	    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
@@ -328,6 +347,7 @@ login_start(struct conn *c, struct oreq *or, const char *name)
 
 	if (!utf8_valid_str(name) || text_copy(or->or_user,
 	    sizeof(or->or_user), name) == -1) {
+		or->or_user[0] = '\0';
 		login_failed(c, or, "malformed user name");
 		return HANDLER_DONE;
 	}
