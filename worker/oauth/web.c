@@ -298,7 +298,8 @@ web_compose(char *page, const char *name, const char *title,
 
 	if (nvars > sizeof(v) / sizeof(v[0]) - 2)
 		return -1;
-	memcpy(v, vars, nvars * sizeof(*v));
+	if (nvars > 0)
+		memcpy(v, vars, nvars * sizeof(*v));
 	v[nvars++] = (struct html_var){ "product_name",
 	    W.wk_cf->cf_product_name, HV_TEXT };
 	v[nvars++] = (struct html_var){ "nonce", nonce, HV_TEXT };
