@@ -122,14 +122,13 @@ LANGUAGE sql AS $$
 	RETURNING id
 $$;
 
--- A consent page about to be shown: its ticket.  The session's expired
--- tickets go at the same time.
+-- A consent page about to be shown: its ticket.  Expired tickets go at
+-- the same time (a consent page is good for minutes, so they are few).
 CREATE FUNCTION tokend_web_ticket(p_hash bytea, p_session bigint,
     p_client bigint, p_device bigint, p_scope text, p_redirect text,
     p_state text, p_challenge text, p_ttl integer) RETURNS void
 LANGUAGE sql AS $$
-	DELETE FROM web_tickets WHERE web_session = p_session
-	    AND expires_at <= now();
+	DELETE FROM web_tickets WHERE expires_at <= now();
 	INSERT INTO web_tickets (hash, web_session, client_id, device_code,
 	    scope, redirect_uri, state, code_challenge, expires_at)
 	VALUES (p_hash, p_session, p_client, p_device, p_scope, p_redirect,

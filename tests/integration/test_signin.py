@@ -358,6 +358,19 @@ class SigninTest(Pages):
         self.assertEqual(harness.pg().sql(
             "SELECT count(*) FROM tokens WHERE kind = 'code'"), [("1",)])
 
+    def test_consent_ticket_is_the_sessions_own_and_expires(self):
+        self.to_consent()
+        mine = self.b.form("/consent")["fields"]["ticket"]
+        other = Browser(self.t)
+        self.to_consent(b=other)
+        f = dict(other.form("/consent")["fields"], ticket=mine,
+                 decision="allow")
+        self.assert_page(other.post("/consent", f), 400)
+        harness.pg().sql("UPDATE web_tickets SET expires_at = now()")
+        self.assert_page(self.b.submit("/consent", decision="allow"), 400)
+        self.assertEqual(harness.pg().sql(
+            "SELECT count(*) FROM tokens"), [("0",)])
+
     # ---- CSRF -----------------------------------------------------------------
 
     def test_post_without_the_right_csrf_is_403(self):
