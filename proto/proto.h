@@ -11,6 +11,8 @@
  *   jsonw.c   flat JSON objects written in place; the string escaper.
  *   scope.c   RFC 6749 scope lists.
  *   addr.c    listen addresses.
+ *   html.c    the HTML escaper and the pages' template renderer.
+ *   cookie.c  the Cookie request header.
  *
  * Contract: every function here is pure computation over caller-owned
  * memory.  No function allocates, logs, or touches a file descriptor, so
@@ -363,5 +365,46 @@ long	jw_end(struct jsonw *jw);
  */
 int	addr_parse(const char *addr, struct sockaddr_storage *ss,
 	    socklen_t *sslen, const char **why);
+
+/* ---- HTML pages (html.c) ------------------------------------------------ */
+
+/*
+ * The one HTML escaper, for text and for quoted attribute values: & < > "
+ * and ' become entities, a NUL or a byte that is not valid UTF-8 becomes
+ * U+FFFD.  Writes s[0..len) escaped into out[0..cap) (no NUL); returns the
+ * bytes written, or -1 when out is too small.  At most 6 * len bytes.
+ */
+long	html_escape(char *out, size_t cap, const char *s, size_t len);
+
+enum html_kind {
+	HV_TEXT = 0,	/* escaped */
+	HV_LIST,	/* space-separated words, each an escaped <li> */
+	HV_HTML,	/* markup html_render produced: copied as it is */
+};
+
+struct html_var {
+	const char	*hv_name;
+	const char	*hv_value;	/* NULL: renders as nothing */
+	enum html_kind	 hv_kind;
+};
+
+/*
+ * Render tmpl[0..tlen), replacing each {{name}} with the value of the
+ * variable of that name (escaped unless HV_HTML); an unknown name renders
+ * as nothing, so an operator's template written for another version still
+ * renders.  Writes out NUL-terminated; returns the length, or -1 when out
+ * is too small.
+ */
+long	html_render(char *out, size_t cap, const char *tmpl, size_t tlen,
+	    const struct html_var *vars, size_t nvars);
+
+/* ---- Cookies (cookie.c) ------------------------------------------------- */
+
+/*
+ * The value of the first cookie named name in a Cookie header value (RFC
+ * 6265 5.4; quotes around a value dropped).  Returns 1 with val pointing
+ * into hdr, or 0 when hdr is absent or holds no such cookie.
+ */
+int	cookie_get(struct http_str hdr, const char *name, struct http_str *val);
 
 #endif /* TOKEND_PROTO_H */

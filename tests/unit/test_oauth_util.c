@@ -155,3 +155,20 @@ Test(redirect, appends_code_and_state_before_the_fragment)
 	cr_assert_eq(oauth_redirect_to("https://a/cb", "C0de", NULL, out, 10),
 	    -1);
 }
+
+Test(redirect, with_any_parameters)
+{
+	const char	*kv[6] = { "error", "access_denied", "state", NULL,
+			    "iss", "https://id.example:8443" };
+	char		 out[256];
+
+	cr_assert_eq(oauth_redirect_with("http://127.0.0.1:9/cb?", kv, 3, out,
+	    sizeof(out)), 0);
+	cr_assert_str_eq(out, "http://127.0.0.1:9/cb?error=access_denied"
+	    "&iss=https%3A%2F%2Fid.example%3A8443");
+	kv[3] = "<&>";
+	cr_assert_eq(oauth_redirect_with("/authorize", kv, 2, out,
+	    sizeof(out)), 0);
+	cr_assert_str_eq(out, "/authorize?error=access_denied&state=%3C%26%3E");
+	cr_assert_eq(oauth_redirect_with("/a", kv, 3, out, 20), -1);
+}

@@ -3,10 +3,17 @@
  * which the master hands to worker_main (worker.h: struct worker_module).
  */
 #include "worker/oauth/oauth.h"
+#include "worker/oauth/web.h"
 
 static const struct worker_route oauth_routes[] = {
 	{ "/token", 0, EP_TOKEN, WR_M(HTTP_POST), "POST", h_token },
-	{ "/authorize", 0, EP_AUTHORIZE, WR_M(HTTP_POST), "POST", h_authorize },
+	{ "/authorize", 0, EP_AUTHORIZE, WR_M(HTTP_GET) | WR_M(HTTP_POST),
+	    "GET, POST", web_authorize },
+	{ "/signin", 0, EP_WEB, WR_M(HTTP_POST), "POST", web_signin },
+	{ "/consent", 0, EP_WEB, WR_M(HTTP_POST), "POST", web_consent },
+	{ "/logout", 0, EP_WEB, WR_M(HTTP_POST), "POST", web_logout },
+	{ "/device", 0, EP_WEB, WR_M(HTTP_GET) | WR_M(HTTP_POST), "GET, POST",
+	    web_device },
 	{ "/introspect", 0, EP_INTROSPECT, WR_M(HTTP_POST), "POST",
 	    h_introspect },
 	{ "/revoke", 0, EP_REVOKE, WR_M(HTTP_POST), "POST", h_revoke },
@@ -24,7 +31,7 @@ static int
 oauth_init(void)
 {
 	OA.oa_clients = client_cache_new();
-	return 0;
+	return web_init();
 }
 
 const struct worker_module oauth_module = {

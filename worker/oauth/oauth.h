@@ -21,6 +21,7 @@
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
  *   h_leak.c       POST /credentials/revoke, for secret scanners.
  *   module.c       the routes and the per-worker set-up.
+ *   web*.c         the sign-in pages (web.h).
  *
  * A form endpoint's request state is one struct oreq in c_pending_data,
  * made by oreq_new and freed when the response is written (oreq_done,
@@ -123,6 +124,13 @@ int	oauth_parse_pat(const char *body, size_t len, struct pat_req *pr,
  */
 int	oauth_redirect_to(const char *uri, const char *code,
 	    const char *state, char *out, size_t outlen);
+
+/*
+ * The same with any query parameters: kv holds npairs name, value pairs
+ * (a NULL value is skipped), each percent-encoded.
+ */
+int	oauth_redirect_with(const char *uri, const char *const *kv,
+	    size_t npairs, char *out, size_t outlen);
 
 /* The first TOKEN_DISPLAY_LEN characters of tok, for logs. */
 void	oauth_prefix(const char *tok, char out[TOKEN_DISPLAY_LEN + 1]);

@@ -259,29 +259,43 @@ append_raw(char *out, size_t outlen, size_t *n, const char *s, size_t len)
 }
 
 int
-oauth_redirect_to(const char *uri, const char *code, const char *state,
+oauth_redirect_with(const char *uri, const char *const *kv, size_t npairs,
     char *out, size_t outlen)
 {
 	const char	*frag = strchr(uri, '#'), *q;
 	size_t		 base = frag ? (size_t)(frag - uri) : strlen(uri), n = 0;
+	size_t		 i;
 	const char	*sep = "?";
 
 	q = memchr(uri, '?', base);
 	if (q != NULL)
 		sep = (uri[base - 1] == '?' || uri[base - 1] == '&') ? "" :
 		    "&";
-	if (append_raw(out, outlen, &n, uri, base) == -1 ||
-	    append_raw(out, outlen, &n, sep, strlen(sep)) == -1 ||
-	    append_raw(out, outlen, &n, "code=", 5) == -1 ||
-	    append_enc(out, outlen, &n, code) == -1)
+	if (append_raw(out, outlen, &n, uri, base) == -1)
 		return -1;
-	if (state != NULL && (append_raw(out, outlen, &n, "&state=", 7) ==
-	    -1 || append_enc(out, outlen, &n, state) == -1))
-		return -1;
+	for (i = 0; i < npairs; i++) {
+		if (kv[2 * i + 1] == NULL)
+			continue;
+		if (append_raw(out, outlen, &n, sep, strlen(sep)) == -1 ||
+		    append_enc(out, outlen, &n, kv[2 * i]) == -1 ||
+		    append_raw(out, outlen, &n, "=", 1) == -1 ||
+		    append_enc(out, outlen, &n, kv[2 * i + 1]) == -1)
+			return -1;
+		sep = "&";
+	}
 	if (frag != NULL && append_raw(out, outlen, &n, frag, strlen(frag)) ==
 	    -1)
 		return -1;
 	return 0;
+}
+
+int
+oauth_redirect_to(const char *uri, const char *code, const char *state,
+    char *out, size_t outlen)
+{
+	const char	*kv[4] = { "code", code, "state", state };
+
+	return oauth_redirect_with(uri, kv, 2, out, outlen);
 }
 
 void
