@@ -350,12 +350,50 @@ void	resp_json_end(struct conn *c, json_t *obj);
 
 /* ---- metrics.c --------------------------------------------------------- */
 
+/* What /metrics reads outside the shared segment (h_ops.c). */
+struct metrics_gauges {
+	long long	 mg_cache_entries;	/* -1: unknown */
+	uint64_t	 mg_map_used;		/* LMDB pages in use, bytes */
+	uint64_t	 mg_map_size;		/* 0: unknown */
+	int		 mg_pg_up;		/* tokend_pg_up */
+};
+
 /*
- * The Prometheus text of every counter, summed over all slots, into buf.
- * cache_entries is the caller's LMDB count (-1: unknown).  Returns the
- * length, or -1 when buf is too small.
+ * The Prometheus text of every counter, summed over all slots, and of the
+ * gauges g, into buf.  Returns the length, or -1 when buf is too small.
  */
-int	metrics_render(long long cache_entries, char *buf, size_t buflen);
+int	metrics_render(const struct metrics_gauges *g, char *buf,
+	    size_t buflen);
+
+/*
+ * Issue 13's event counters, one call where the event happens (any file of
+ * the worker): a failed sign-in (the password grant's wrong login, the
+ * sign-in page's), a refresh family revoked for reuse, a code replayed, a
+ * token issued by grant (a pair counts once).  One relaxed store each.
+ */
+static inline void
+metrics_signin_failed(void)
+{
+	ctr_add(&W.wk_slot->sl_signin_failures, 1);
+}
+
+static inline void
+metrics_refresh_reuse(void)
+{
+	ctr_add(&W.wk_slot->sl_refresh_reuse, 1);
+}
+
+static inline void
+metrics_code_replay(void)
+{
+	ctr_add(&W.wk_slot->sl_code_replay, 1);
+}
+
+static inline void
+metrics_token_issued(enum shm_grant g)
+{
+	ctr_add(&W.wk_slot->sl_tokens_issued[g], 1);
+}
 
 /* ---- dispatch.c -------------------------------------------------------- */
 
