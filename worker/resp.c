@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/rand.h>
 
 #include "worker/worker.h"
 
@@ -58,6 +59,127 @@ out_i64(struct conn *c, int64_t v)
 	out_append(c, p, n);
 }
 
+/* ---- the request id and the access log's facts ------------------------ */
+
+/* X-Request-Id worth passing on: 1 to REQID_MAX printable ASCII bytes. */
+static int
+reqid_sane(const struct http_str *v)
+{
+	size_t	 i;
+
+	if (v == NULL || v->s_len == 0 || v->s_len > REQID_MAX)
+		return 0;
+	for (i = 0; i < v->s_len; i++)
+		if ((unsigned char)v->s_ptr[i] < 0x20 ||
+		    (unsigned char)v->s_ptr[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* 16 bytes from OpenSSL's DRBG (user space: no system call), in hex. */
+static void
+reqid_new(struct conn *c)
+{
+	uint8_t	 r[16];
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		memset(r, 0, sizeof(r));
+	hex_encode(r, sizeof(r), c->c_reqid);
+}
+
+void
+resp_request_begin(struct conn *c)
+{
+	const struct http_str *v = http_header_get(&c->c_req, "X-Request-Id");
+
+	c->c_req_ok = 1;
+	if (reqid_sane(v)) {
+		memcpy(c->c_reqid, v->s_ptr, v->s_len);
+		c->c_reqid[v->s_len] = '\0';
+	}
+}
+
+void
+resp_request_done(struct conn *c)
+{
+	c->c_req_ok = 0;
+	c->c_reqid[0] = '\0';
+	c->c_log.rl_user_id = c->c_log.rl_token_id = 0;
+	c->c_log.rl_prefix[0] = c->c_log.rl_client[0] = '\0';
+}
+
+void
+resp_log_token(struct conn *c, const struct tok_info *ti)
+{
+	if (!log_access_enabled() || ti == NULL || ti->ti_state != TI_VALID)
+		return;
+	c->c_log.rl_user_id = ti->ti_user_id;
+	c->c_log.rl_token_id = ti->ti_id;
+	resp_log_client(c, ti->ti_client);
+}
+
+void
+resp_log_prefix(struct conn *c, const char *token)
+{
+	if (log_access_enabled() && token != NULL &&
+	    strlen(token) >= TOKEN_DISPLAY_LEN) {
+		memcpy(c->c_log.rl_prefix, token, TOKEN_DISPLAY_LEN);
+		c->c_log.rl_prefix[TOKEN_DISPLAY_LEN] = '\0';
+	}
+}
+
+void
+resp_log_client(struct conn *c, const char *client_id)
+{
+	if (log_access_enabled() && client_id != NULL)
+		snprintf(c->c_log.rl_client, sizeof(c->c_log.rl_client), "%s",
+		    client_id);
+}
+
+void
+resp_log_user(struct conn *c, int64_t user_id)
+{
+	if (log_access_enabled())
+		c->c_log.rl_user_id = user_id;
+}
+
+/* A well-formed bearer token's display prefix, when none was set. */
+static void
+resp_log_bearer(struct conn *c)
+{
+	struct http_str	 tok;
+
+	if (c->c_log.rl_prefix[0] != '\0' ||
+	    !http_bearer(c->c_req.rq_authorization, &tok) ||
+	    token_check(tok.s_ptr, tok.s_len) == TOKEN_INVALID)
+		return;
+	memcpy(c->c_log.rl_prefix, tok.s_ptr, TOKEN_DISPLAY_LEN);
+	c->c_log.rl_prefix[TOKEN_DISPLAY_LEN] = '\0';
+}
+
+/* One access log line for the response just written. */
+static void
+resp_log(struct conn *c, size_t len, int64_t us)
+{
+	const struct http_str *ua = NULL;
+	struct log_access la = { http_method_name(c->c_req.rq_method),
+	    W.wk_ep_name[c->c_ep], c->c_status, len, (double)us / 1e6,
+	    c->c_peer, c->c_reqid, c->c_log.rl_user_id, c->c_log.rl_token_id,
+	    c->c_log.rl_prefix, c->c_log.rl_client, "", 0 };
+
+	if (c->c_req_ok) {
+		resp_log_bearer(c);
+		ua = http_header_get(&c->c_req, "User-Agent");
+	}
+	if (ua != NULL) {
+		la.la_user_agent = ua->s_ptr;
+		la.la_ua_len = ua->s_len;
+	}
+	log_access(&la);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
 void
 resp_start(struct conn *c, int status)
 {
@@ -70,6 +192,11 @@ resp_start(struct conn *c, int status)
 	out_str(c, http_reason(status));
 	out_append(c, "\r\n", 2);
 	out_str(c, W.wk_date);		/* "Date: ...\r\n" */
+	if (c->c_reqid[0] == '\0')
+		reqid_new(c);
+	out_append(c, "X-Request-Id: ", 14);
+	out_str(c, c->c_reqid);
+	out_append(c, "\r\n", 2);
 }
 
 void
@@ -146,9 +273,7 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 	shm_count_request(W.wk_slot, c->c_ep, c->c_status,
 	    us > 0 ? (uint64_t)us : 0);
 	if (log_access_enabled())
-		log_access(http_method_name(c->c_req.rq_method),
-		    W.wk_ep_name[c->c_ep], c->c_status, len,
-		    (double)us / 1e6, c->c_peer);
+		resp_log(c, len, us);
 }
 
 void

@@ -103,6 +103,24 @@ enum conn_state {
 	CS_CLOSING,	/* write what is buffered, then close */
 };
 
+/*
+ * The request id: X-Request-Id as sent when it is 1 to REQID_MAX printable
+ * ASCII characters, else 16 random bytes in hex; returned on every response.
+ */
+#define REQID_MAX	128
+
+/*
+ * What the access log says about the request being answered, beyond the
+ * request itself: set by the handlers that know it (resp_log_*), reset
+ * when the request is done.  Copied only while the access log is on.
+ */
+struct reqlog {
+	int64_t		 rl_user_id;	/* 0: none */
+	int64_t		 rl_token_id;	/* 0: none */
+	char		 rl_prefix[TOKEN_DISPLAY_LEN + 1];
+	char		 rl_client[TI_CLIENT_LEN];
+};
+
 struct conn {
 	struct evsrc	 c_ev;
 	int		 c_fd;
@@ -145,6 +163,9 @@ struct conn {
 	void		*c_pending;
 	struct pending	*c_pending_data;
 	char		 c_peer[64];
+	int		 c_req_ok;	/* c_req was parsed: its headers hold */
+	char		 c_reqid[REQID_MAX + 1];	/* "": not chosen yet */
+	struct reqlog	 c_log;
 };
 
 struct lookup;
@@ -327,6 +348,21 @@ int	tls_pending(struct conn *c);
  */
 
 void	resp_start(struct conn *c, int status);
+/*
+ * The access log's facts (worker.h struct reqlog), for whoever knows them:
+ * the token a request presented (resp_log_token: its user, id, client;
+ * resp_log_prefix: its display prefix, from the token string), the client
+ * that authenticated (resp_log_client), the user it acted for
+ * (resp_log_user).  Each does nothing while the access log is off.  A
+ * bearer token's prefix is taken from the Authorization header by itself.
+ */
+void	resp_log_token(struct conn *c, const struct tok_info *ti);
+void	resp_log_prefix(struct conn *c, const char *token);
+void	resp_log_client(struct conn *c, const char *client_id);
+void	resp_log_user(struct conn *c, int64_t user_id);
+/* conn.c: a request was parsed (take its X-Request-Id); one is done. */
+void	resp_request_begin(struct conn *c);
+void	resp_request_done(struct conn *c);
 void	resp_header(struct conn *c, const char *name, const char *value);
 void	resp_header_i64(struct conn *c, const char *name, int64_t v);
 void	resp_headerf(struct conn *c, const char *name, const char *fmt, ...)

@@ -111,6 +111,8 @@ token_ok(struct conn *c, struct oreq *or, int64_t expires_in)
 {
 	json_t	*o;
 
+	resp_log_user(c, or->or_user_id);
+	resp_log_prefix(c, or->or_access);
 	o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", or->or_access,
 	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
 	    "scope", or->or_scope);
