@@ -5,6 +5,7 @@ ways and each seen to move when its event happens."""
 import json
 import os
 import re
+import subprocess
 import time
 import unittest
 
@@ -368,6 +369,83 @@ class RequestIdTest(unittest.TestCase):
         self.assertRegex(bad.header("x-request-id"), HEX32)
         self.assertNotEqual(b.header("x-request-id"),
                             bad.header("x-request-id"))
+
+
+def readme_block(mark):
+    """The indented block after the line <!-- mark --> in README.md."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        lines = f.read().splitlines()
+    i = lines.index("<!-- %s -->" % mark) + 1
+    block = []
+    while i < len(lines) and lines[i].startswith("    "):
+        block.append(lines[i][4:])
+        i += 1
+    return "\n".join(block) + "\n"
+
+
+def schema_moved():
+    """Whether this build's migrations put tokend's objects in schema
+    tokend (the lead's final migration of this round)."""
+    d = os.path.join(ROOT, "store", "migrations")
+    return any("SCHEMA tokend" in open(os.path.join(d, f)).read()
+               for f in os.listdir(d) if f.endswith(".sql"))
+
+
+class LeastPrivilegeTest(unittest.TestCase):
+    """The README's roles: tokend_migrate migrates a fresh database,
+    tokend_server serves and runs tokenctl, and may not change a table."""
+
+    DB = "tokend_roles"
+
+    def psql(self, url, sql):
+        return subprocess.run([harness.pg().psql, "-X", "-v",
+                               "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                              capture_output=True, text=True, timeout=30)
+
+    def url(self, user):
+        return harness.pg().url.replace("/tokend?", "/%s?" % self.DB) \
+            .replace("user=postgres", "user=" + user)
+
+    def setUp(self):
+        pg = harness.pg()
+        pg.sql("DROP DATABASE IF EXISTS %s" % self.DB)
+        for role in ("tokend_server", "tokend_migrate"):
+            pg.sql("DROP ROLE IF EXISTS %s" % role)
+        pg.sql("CREATE DATABASE %s" % self.DB)
+
+    def tearDown(self):
+        pg = harness.pg()
+        pg.sql("DROP DATABASE IF EXISTS %s" % self.DB)
+        for role in ("tokend_server", "tokend_migrate"):
+            pg.sql("DROP ROLE IF EXISTS %s" % role)
+
+    def test_roles_as_the_readme_sets_them_up(self):
+        sql = readme_block("least-privilege").replace(
+            "DATABASE tokend ", "DATABASE %s " % self.DB)
+        r = self.psql(self.url("postgres"), sql)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        if not schema_moved():
+            self.skipTest("the SQL runs; tokend's objects are not in schema "
+                          "tokend yet (the lead's migration moves them)")
+        mig, srv = self.url("tokend_migrate"), self.url("tokend_server")
+        harness.tokenctl("migrate", url=mig)
+        harness.tokenctl("user", "add", "alice", "--no-password", url=srv)
+        tok = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                               "lp", url=srv).stdout.strip()
+        with harness.Tokend(workers=1, config={"database_url": srv}) as t:
+            self.assertEqual(t.http("GET", "/auth",
+                                    headers=bearer(tok)).status, 200)
+            harness.tokenctl("token", "revoke", "1", url=srv)
+            harness.wait_until(lambda: t.http(
+                "GET", "/auth", headers=bearer(tok)).status == 401)
+            harness.tokenctl("cleanup", url=srv)
+            self.assertNotIn("permission denied", t.log())
+        for ddl in ("CREATE TABLE tokend.x (a int)",
+                    "DROP TABLE tokend.tokens",
+                    "ALTER TABLE tokend.users ADD COLUMN x int"):
+            r = self.psql(srv, ddl)
+            self.assertNotEqual(r.returncode, 0, ddl)
+            self.assertRegex(r.stderr, "permission denied|must be owner")
 
 
 if __name__ == "__main__":
