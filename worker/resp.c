@@ -87,25 +87,46 @@ reqid_new(struct conn *c)
 	hex_encode(r, sizeof(r), c->c_reqid);
 }
 
+/* A well-formed bearer token's display prefix and the user agent. */
+static void
+reqlog_begin(struct conn *c)
+{
+	const struct http_str *ua = http_header_get(&c->c_req, "User-Agent");
+	struct http_str	 tok;
+
+	if (http_bearer(c->c_req.rq_authorization, &tok) &&
+	    token_check(tok.s_ptr, tok.s_len) != TOKEN_INVALID) {
+		memcpy(c->c_log.rl_prefix, tok.s_ptr, TOKEN_DISPLAY_LEN);
+		c->c_log.rl_prefix[TOKEN_DISPLAY_LEN] = '\0';
+	}
+	if (ua != NULL) {
+		const struct log_access la = { .la_user_agent = ua->s_ptr,
+		    .la_ua_len = ua->s_len };
+
+		log_access_ua(&la, c->c_log.rl_ua);
+	}
+}
+
 void
 resp_request_begin(struct conn *c)
 {
 	const struct http_str *v = http_header_get(&c->c_req, "X-Request-Id");
 
-	c->c_req_ok = 1;
 	if (reqid_sane(v)) {
 		memcpy(c->c_reqid, v->s_ptr, v->s_len);
 		c->c_reqid[v->s_len] = '\0';
 	}
+	if (log_access_enabled())
+		reqlog_begin(c);
 }
 
 void
 resp_request_done(struct conn *c)
 {
-	c->c_req_ok = 0;
 	c->c_reqid[0] = '\0';
 	c->c_log.rl_user_id = c->c_log.rl_token_id = 0;
 	c->c_log.rl_prefix[0] = c->c_log.rl_client[0] = '\0';
+	c->c_log.rl_ua[0] = '\0';
 }
 
 void
@@ -143,38 +164,16 @@ resp_log_user(struct conn *c, int64_t user_id)
 		c->c_log.rl_user_id = user_id;
 }
 
-/* A well-formed bearer token's display prefix, when none was set. */
-static void
-resp_log_bearer(struct conn *c)
-{
-	struct http_str	 tok;
-
-	if (c->c_log.rl_prefix[0] != '\0' ||
-	    !http_bearer(c->c_req.rq_authorization, &tok) ||
-	    token_check(tok.s_ptr, tok.s_len) == TOKEN_INVALID)
-		return;
-	memcpy(c->c_log.rl_prefix, tok.s_ptr, TOKEN_DISPLAY_LEN);
-	c->c_log.rl_prefix[TOKEN_DISPLAY_LEN] = '\0';
-}
-
 /* One access log line for the response just written. */
 static void
 resp_log(struct conn *c, size_t len, int64_t us)
 {
-	const struct http_str *ua = NULL;
-	struct log_access la = { http_method_name(c->c_req.rq_method),
+	const struct log_access la = { http_method_name(c->c_req.rq_method),
 	    W.wk_ep_name[c->c_ep], c->c_status, len, (double)us / 1e6,
 	    c->c_peer, c->c_reqid, c->c_log.rl_user_id, c->c_log.rl_token_id,
-	    c->c_log.rl_prefix, c->c_log.rl_client, "", 0 };
+	    c->c_log.rl_prefix, c->c_log.rl_client, c->c_log.rl_ua,
+	    strlen(c->c_log.rl_ua) };
 
-	if (c->c_req_ok) {
-		resp_log_bearer(c);
-		ua = http_header_get(&c->c_req, "User-Agent");
-	}
-	if (ua != NULL) {
-		la.la_user_agent = ua->s_ptr;
-		la.la_ua_len = ua->s_len;
-	}
 	log_access(&la);
 }
 

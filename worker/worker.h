@@ -119,6 +119,7 @@ struct reqlog {
 	int64_t		 rl_token_id;	/* 0: none */
 	char		 rl_prefix[TOKEN_DISPLAY_LEN + 1];
 	char		 rl_client[TI_CLIENT_LEN];
+	char		 rl_ua[LOG_UA_MAX + 1];	/* cut by log_access's rule */
 };
 
 struct conn {
@@ -163,7 +164,6 @@ struct conn {
 	void		*c_pending;
 	struct pending	*c_pending_data;
 	char		 c_peer[64];
-	int		 c_req_ok;	/* c_req was parsed: its headers hold */
 	char		 c_reqid[REQID_MAX + 1];	/* "": not chosen yet */
 	struct reqlog	 c_log;
 };
@@ -354,7 +354,8 @@ void	resp_start(struct conn *c, int status);
  * resp_log_prefix: its display prefix, from the token string), the client
  * that authenticated (resp_log_client), the user it acted for
  * (resp_log_user).  Each does nothing while the access log is off.  A
- * bearer token's prefix is taken from the Authorization header by itself.
+ * bearer token's prefix and the user agent are copied when the request
+ * begins: c_req's slices may move while a handler is parked.
  */
 void	resp_log_token(struct conn *c, const struct tok_info *ti);
 void	resp_log_prefix(struct conn *c, const char *token);

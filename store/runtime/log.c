@@ -290,9 +290,8 @@ log_kv_opt_id(const char *key, int64_t id)
 	return id != 0 ? KV_I(key, id) : KV_S(key, NULL);
 }
 
-/* The user agent, cut to LOG_UA_MAX bytes at a character boundary. */
-static void
-log_ua(const struct log_access *la, char ua[LOG_UA_MAX + 1])
+void
+log_access_ua(const struct log_access *la, char ua[LOG_UA_MAX + 1])
 {
 	size_t	 n = la->la_ua_len;
 
@@ -325,7 +324,7 @@ log_access(const struct log_access *la)
 
 	if (lg.lg_afd == -1)
 		return;
-	log_ua(la, ua);
+	log_access_ua(la, ua);
 	log_emit(lg.lg_afd, LVL_INFO, "request", sizeof(kv) / sizeof(kv[0]),
 	    kv);
 }

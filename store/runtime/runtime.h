@@ -211,6 +211,9 @@ struct log_access {
 
 int	log_access_enabled(void);
 void	log_access(const struct log_access *la);
+/* la's user agent as log_access writes it: cut at a character boundary
+ * to LOG_UA_MAX bytes, NUL-terminated, into ua. */
+void	log_access_ua(const struct log_access *la, char ua[LOG_UA_MAX + 1]);
 
 /* ---- Listening sockets, as the master hands them to workers ------------ */
 
