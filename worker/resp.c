@@ -76,15 +76,27 @@ reqid_sane(const struct http_str *v)
 	return 1;
 }
 
-/* 16 bytes from OpenSSL's DRBG (user space: no system call), in hex. */
+/*
+ * 16 bytes from OpenSSL's DRBG, in hex.  Drawn REQID_POOL ids at a time:
+ * RAND_bytes checks for a fork with getpid(2) on every call, a system
+ * call the request path would otherwise pay.
+ */
+#define REQID_BYTES	16
+#define REQID_POOL	256
+
 static void
 reqid_new(struct conn *c)
 {
-	uint8_t	 r[16];
+	static uint8_t	 pool[REQID_BYTES * REQID_POOL];
+	static size_t	 used = sizeof(pool);
 
-	if (RAND_bytes(r, sizeof(r)) != 1)
-		memset(r, 0, sizeof(r));
-	hex_encode(r, sizeof(r), c->c_reqid);
+	if (used == sizeof(pool)) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			memset(pool, 0, sizeof(pool));
+		used = 0;
+	}
+	hex_encode(pool + used, REQID_BYTES, c->c_reqid);
+	used += REQID_BYTES;
 }
 
 /* A well-formed bearer token's display prefix and the user agent. */
