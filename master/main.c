@@ -270,6 +270,9 @@ child_fork(struct child *ch)
 	ch->ch_started_ms = shm_now_ms();
 	if (ch->ch_kind == CK_WORKER)
 		M.ms_shm->sh_slots[ch->ch_slot].sl_pid = pid;
+	else	/* /metrics adds the writer's process metrics */
+		__atomic_store_n(&M.ms_shm->sh_writer_pid, pid,
+		    __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -389,6 +392,8 @@ child_died(struct child *ch, int status)
 		__atomic_store_n(&M.ms_shm->sh_listening, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&M.ms_shm->sh_feed_state, FEED_DOWN,
 		    __ATOMIC_RELEASE);
+		__atomic_store_n(&M.ms_shm->sh_writer_pid, 0,
+		    __ATOMIC_RELAXED);
 	}
 	if (ch->ch_stopping || pm_stopping()) {
 		if (ch->ch_kind == CK_WORKER)
@@ -898,6 +903,7 @@ master_shm(char *err, size_t errlen)
 	    (M.ms_cf.cf_shutdown_timeout + 5) * 1000, &rec, err,
 	    errlen)) == NULL)
 		return -1;
+	M.ms_shm->sh_started = (int64_t)time(NULL);
 	if (rec.sr_ignored[0] != '\0')
 		LOG(LVL_WARN, "usage_file_ignored", KV_S("file", path),
 		    KV_S("reason", rec.sr_ignored));

@@ -304,8 +304,8 @@ shm_count_request(struct shm_slot *sl, enum endpoint ep, int status,
 	for (b = 0; b < SHM_NBUCKETS; b++)
 		if (micros <= bucket_us[b])
 			break;
-	ctr_add(&sl->sl_duration[b], 1);
-	ctr_add(&sl->sl_duration_sum_us, micros);
+	ctr_add(&sl->sl_duration[ep][b], 1);
+	ctr_add(&sl->sl_duration_sum_us[ep], micros);
 }
 
 int64_t

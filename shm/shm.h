@@ -50,8 +50,22 @@ enum status_idx {
 /* Request duration histogram upper bounds, in microseconds. */
 #define SHM_BUCKETS_US \
 	X(50) X(100) X(250) X(500) X(1000) X(2500) X(5000) X(10000) \
-	X(25000) X(50000) X(100000) X(250000) X(1000000)
-enum { SHM_NBUCKETS = 13 };
+	X(25000) X(50000) X(100000) X(250000) X(1000000) X(2500000) \
+	X(5000000) X(10000000)
+enum { SHM_NBUCKETS = 16 };
+
+/* Tokens issued, by grant (tokend_tokens_issued_total{grant}). */
+#define SHM_GRANTS \
+	X(PASSWORD, "password") X(REFRESH, "refresh_token") \
+	X(CODE, "authorization_code") \
+	X(CLIENT_CREDENTIALS, "client_credentials") \
+	X(DEVICE, "device_code") X(PAT, "pat")
+enum shm_grant {
+#define X(id, label) GRANT_##id,
+	SHM_GRANTS
+#undef X
+	GRANT__COUNT
+};
 
 int	status_index(int status);
 /* The HTTP status of index st (0 for ST_OTHER). */
@@ -92,8 +106,8 @@ struct shm_slot {
 
 	/* Worker writes (the slot's only writer). */
 	uint64_t	sl_requests[EP__COUNT][ST__COUNT];
-	uint64_t	sl_duration[SHM_NBUCKETS + 1];	/* last is +Inf */
-	uint64_t	sl_duration_sum_us;
+	uint64_t	sl_duration[EP__COUNT][SHM_NBUCKETS + 1]; /* last +Inf */
+	uint64_t	sl_duration_sum_us[EP__COUNT];
 	uint64_t	sl_cache_hits;
 	uint64_t	sl_cache_misses;
 	uint64_t	sl_cache_negative_hits;
@@ -104,6 +118,11 @@ struct shm_slot {
 	uint64_t	sl_pg_errors;
 	uint64_t	sl_login_lockouts;	/* refused by a failure limit */
 	uint64_t	sl_cache_verified;	/* hits sent to PostgreSQL (SPEC 5) */
+	/* ops: issue 13's counters (worker.h: metrics_count_*). */
+	uint64_t	sl_signin_failures;	/* password grant, sign-in page */
+	uint64_t	sl_refresh_reuse;	/* families revoked for reuse */
+	uint64_t	sl_code_replay;		/* codes presented twice */
+	uint64_t	sl_tokens_issued[GRANT__COUNT];
 	uint64_t	sl_swap_ack;
 	uint32_t	sl_active;		/* index of the ACTIVE table */
 
@@ -151,7 +170,7 @@ void	ratelimit_reset(struct shm *shm, const char *name);
  * shm_slot or struct usage_table that keeps their sizes.
  */
 #define SHM_MAGIC	0x746b7573u	/* "tkus" */
-#define SHM_VERSION	2
+#define SHM_VERSION	3
 #define SHM_MAX_SLOTS	4096
 
 /* sh_stop: how far the master's graceful stop has gone. */
@@ -192,6 +211,8 @@ struct shm {
 	/* Master writes. */
 	uint64_t	sh_worker_restarts;
 	uint64_t	sh_writer_restarts;
+	pid_t		sh_writer_pid;		/* 0 while none runs */
+	int64_t		sh_started;		/* master's start, unix seconds */
 
 	/* Writer bumps (atomic add, release) on a client change ('c'
 	 * notification) and when LISTEN comes up; workers' client caches

@@ -389,6 +389,22 @@ cache_entries(struct cache *c)
 	return (long long)st.ms_entries;
 }
 
+/* Pages up to the last one written are in use (or on LMDB's free list,
+ * which is reused before the map grows): what cache_map_size must hold. */
+int
+cache_map_use(struct cache *c, uint64_t *used, uint64_t *size)
+{
+	MDB_envinfo	 info;
+	MDB_stat	 st;
+
+	if (mdb_env_info(c->ca_env, &info) != 0 ||
+	    mdb_env_stat(c->ca_env, &st) != 0)
+		return -1;
+	*used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	*size = info.me_mapsize;
+	return 0;
+}
+
 /* ---- Writes ----------------------------------------------------------- */
 
 static int

@@ -127,6 +127,8 @@ int	cache_clear(struct cache *c);
 
 /* Entries in the cache (for /metrics), -1 on error. */
 long long cache_entries(struct cache *c);
+/* The map's pages in use and its size, in bytes (for /metrics): 0, or -1. */
+int	cache_map_use(struct cache *c, uint64_t *used, uint64_t *size);
 
 /*
  * Master, after a child died: mdb_reader_check on a short-lived handle;

@@ -345,6 +345,7 @@ conn_done(struct conn *c)
 	c->c_inoff += c->c_reqlen;
 	c->c_reqlen = 0;
 	c->c_state = CS_READING;
+	resp_request_done(c);
 	if (!c->c_keepalive)
 		c->c_close = 1;
 }
@@ -482,6 +483,7 @@ conn_parse_all(struct conn *c)
 		c->c_reqlen = (size_t)r + c->c_req.rq_content_length;
 		c->c_keepalive = c->c_req.rq_keepalive && !W.wk_stopping &&
 		    W.wk_cf->cf_keepalive_timeout > 0;
+		resp_request_begin(c);
 		if (dispatch(c) == HANDLER_PENDING) {
 			c->c_state = CS_PENDING;
 			return 0;

@@ -71,6 +71,7 @@ auth_unavailable(struct conn *c)
 static void
 auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
 {
+	resp_log_token(c, ti);
 	if (ti->ti_state != TI_VALID ||
 	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
 	    (ti->ti_kind != TOKEN_ACCESS && ti->ti_kind != TOKEN_PAT)) {
@@ -295,5 +296,6 @@ auth_bearer_check(struct conn *c, const struct tok_info *ti, unsigned kinds)
 		    "the token is unknown, expired or revoked", NULL);
 		return 0;
 	}
+	resp_log_token(c, ti);
 	return 1;
 }

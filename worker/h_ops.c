@@ -20,6 +20,21 @@ h_healthz(struct conn *c)
 	return HANDLER_DONE;
 }
 
+/*
+ * This worker can ask PostgreSQL: its own lookup connection says best;
+ * before its first connection, whether anyone heard from PostgreSQL lately.
+ */
+static int
+ops_pg_reachable(void)
+{
+	int64_t	 pg_ms = __atomic_load_n(&W.wk_shm->sh_pg_ok_ms,
+	    __ATOMIC_RELAXED);
+	int	 up = lookup_up(W.wk_lookup);
+
+	return up > 0 || (up == 0 && pg_ms > 0 &&
+	    W.wk_now_ms - pg_ms < READY_PG_MS);
+}
+
 /* What /readyz knows, read once per request. */
 struct ready {
 	int		 rd_fresh;	/* feed confirmed within the lag */
@@ -35,9 +50,6 @@ ready_read(struct ready *rd)
 {
 	int64_t	 ok = __atomic_load_n(&W.wk_shm->sh_feed_ok_ms,
 	    __ATOMIC_RELAXED);
-	int64_t	 pg_ms = __atomic_load_n(&W.wk_shm->sh_pg_ok_ms,
-	    __ATOMIC_RELAXED);
-	int	 up = lookup_up(W.wk_lookup);
 
 	rd->rd_age_ms = ok > 0 ? W.wk_now_ms - ok : -1;
 	rd->rd_fresh = ok > 0 && rd->rd_age_ms <=
@@ -45,10 +57,7 @@ ready_read(struct ready *rd)
 	rd->rd_feed = rd->rd_fresh ? "fresh" : __atomic_load_n(
 	    &W.wk_shm->sh_feed_state, __ATOMIC_ACQUIRE) == FEED_UNCONFIRMED ?
 	    "unconfirmed" : "stale";
-	/* This worker's own lookup says best; before its first connection,
-	 * whether anyone heard from PostgreSQL lately. */
-	rd->rd_pg = up > 0 || (up == 0 && pg_ms > 0 &&
-	    W.wk_now_ms - pg_ms < READY_PG_MS);
+	rd->rd_pg = ops_pg_reachable();
 	rd->rd_cache = W.wk_cache != NULL;
 	rd->rd_why = NULL;
 	if (W.wk_stopping)
@@ -100,17 +109,26 @@ h_readyz(struct conn *c)
 enum handler_result
 h_metrics(struct conn *c)
 {
-	long long	 entries;
-	int		 n;
+	struct metrics_gauges	 g = { -1, 0, 0, 0 };
+	int			 n;
 
-	entries = W.wk_cache ? cache_entries(W.wk_cache) : -1;
+	if (W.wk_cache != NULL) {
+		g.mg_cache_entries = cache_entries(W.wk_cache);
+		if (cache_map_use(W.wk_cache, &g.mg_map_used,
+		    &g.mg_map_size) == -1)
+			g.mg_map_size = 0;
+	}
+	/* Both kinds of connection: this worker's queries and the writer's
+	 * LISTEN (revocations, usage flushes). */
+	g.mg_pg_up = ops_pg_reachable() && __atomic_load_n(
+	    &W.wk_shm->sh_listening, __ATOMIC_ACQUIRE);
 	if (W.wk_mbufcap == 0)
 		W.wk_mbufcap = 64 * 1024;
 	for (;;) {
 		if (W.wk_mbuf == NULL &&
 		    (W.wk_mbuf = malloc(W.wk_mbufcap)) == NULL)
 			break;
-		n = metrics_render(entries, W.wk_mbuf, W.wk_mbufcap);
+		n = metrics_render(&g, W.wk_mbuf, W.wk_mbufcap);
 		if (n >= 0) {
 			resp_start(c, 200);
 			resp_end(c, "text/plain; version=0.0.4", W.wk_mbuf,

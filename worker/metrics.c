@@ -3,9 +3,11 @@
  * slots (shm/), in Prometheus' text format.  The endpoint labels are the
  * routes' paths (W.wk_ep_name, dispatch.c).
  */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "worker/worker.h"
 
@@ -61,28 +63,39 @@ metrics_requests(const struct shm *shm, struct mbuf *mb)
 		}
 }
 
+/* One endpoint's series of the duration histogram. */
+static void
+metrics_hist_ep(const struct shm *shm, struct mbuf *mb, int ep)
+{
+	const char	*name = W.wk_ep_name[ep];
+	uint64_t	 cum = 0;
+	int		 b;
+
+	for (b = 0; b < SHM_NBUCKETS; b++) {
+		cum += SHM_SUM(shm, sl_duration[ep][b]);
+		mb_printf(mb, "tokend_request_duration_seconds_bucket{endpoint="
+		    "\"%s\",le=\"%g\"} %llu\n", name,
+		    (double)shm_bucket_us(b) / 1e6, (unsigned long long)cum);
+	}
+	cum += SHM_SUM(shm, sl_duration[ep][SHM_NBUCKETS]);
+	mb_printf(mb, "tokend_request_duration_seconds_bucket{endpoint=\"%s\","
+	    "le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	mb_printf(mb, "tokend_request_duration_seconds_sum{endpoint=\"%s\"} "
+	    "%.6f\n", name, (double)SHM_SUM(shm, sl_duration_sum_us[ep]) / 1e6);
+	mb_printf(mb, "tokend_request_duration_seconds_count{endpoint=\"%s\"} "
+	    "%llu\n", name, (unsigned long long)cum);
+}
+
 static void
 metrics_histogram(const struct shm *shm, struct mbuf *mb)
 {
-	uint64_t	 cum = 0;
-	int		 b;
+	int	 ep;
 
 	mb_printf(mb, "# HELP tokend_request_duration_seconds Time from a "
 	    "complete request to its response.\n"
 	    "# TYPE tokend_request_duration_seconds histogram\n");
-	for (b = 0; b < SHM_NBUCKETS; b++) {
-		cum += SHM_SUM(shm, sl_duration[b]);
-		mb_printf(mb, "tokend_request_duration_seconds_bucket{le=\"%g\"}"
-		    " %llu\n", (double)shm_bucket_us(b) / 1e6,
-		    (unsigned long long)cum);
-	}
-	cum += SHM_SUM(shm, sl_duration[SHM_NBUCKETS]);
-	mb_printf(mb, "tokend_request_duration_seconds_bucket{le=\"+Inf\"} "
-	    "%llu\n", (unsigned long long)cum);
-	mb_printf(mb, "tokend_request_duration_seconds_sum %.6f\n",
-	    (double)SHM_SUM(shm, sl_duration_sum_us) / 1e6);
-	mb_printf(mb, "tokend_request_duration_seconds_count %llu\n",
-	    (unsigned long long)cum);
+	for (ep = 0; ep < EP__COUNT; ep++)
+		metrics_hist_ep(shm, mb, ep);
 }
 
 static void
@@ -116,8 +129,110 @@ metrics_feed(const struct shm *shm, struct mbuf *mb)
 	    SHM_SUM(shm, sl_cache_verified));
 }
 
+static const char *const metrics_grants[GRANT__COUNT] = {
+#define X(id, label) label,
+	SHM_GRANTS
+#undef X
+};
+
+/* Issue 13's security events and tokens issued by grant. */
+static void
+metrics_events(const struct shm *shm, struct mbuf *mb)
+{
+	int	 g;
+
+	metric(mb, "tokend_signin_failures_total", "counter",
+	    "Failed sign-ins: wrong, unknown or disabled user.",
+	    SHM_SUM(shm, sl_signin_failures));
+	metric(mb, "tokend_refresh_reuse_total", "counter",
+	    "Refresh families revoked because a used refresh token came back.",
+	    SHM_SUM(shm, sl_refresh_reuse));
+	metric(mb, "tokend_code_replays_total", "counter",
+	    "Authorization codes presented again (their tokens revoked).",
+	    SHM_SUM(shm, sl_code_replay));
+	mb_printf(mb, "# HELP tokend_tokens_issued_total Tokens issued, by "
+	    "grant (an access and refresh pair counts once).\n"
+	    "# TYPE tokend_tokens_issued_total counter\n");
+	for (g = 0; g < GRANT__COUNT; g++)
+		mb_printf(mb, "tokend_tokens_issued_total{grant=\"%s\"} %llu\n",
+		    metrics_grants[g], (unsigned long long)SHM_SUM(shm,
+		    sl_tokens_issued[g]));
+}
+
+/* Resident bytes and open descriptors of process pid; absent: nothing. */
+static void
+metrics_proc_add(pid_t pid, uint64_t *rss, uint64_t *fds)
+{
+	char		 path[64];
+	unsigned long	 size, res;
+	struct dirent	*de;
+	FILE		*f;
+	DIR		*d;
+
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	if ((f = fopen(path, "re")) != NULL) {
+		if (fscanf(f, "%lu %lu", &size, &res) == 2)
+			*rss += (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			(*fds)++;
+	closedir(d);
+}
+
+/*
+ * The standard process metrics for tokend as a whole: the master, the
+ * writer and every live worker summed (RSS counts the shared cache and
+ * segment pages each process touched), and the master's start time.
+ * Read from /proc at scrape time, off every request's path.
+ */
+static void
+metrics_process(const struct shm *shm, struct mbuf *mb)
+{
+	uint64_t	 rss = 0, fds = 0;
+	uint32_t	 i;
+
+	metrics_proc_add(getppid(), &rss, &fds);
+	metrics_proc_add(__atomic_load_n(&shm->sh_writer_pid,
+	    __ATOMIC_RELAXED), &rss, &fds);
+	for (i = 0; i < shm->sh_nslots; i++)
+		if (__atomic_load_n(&shm->sh_slots[i].sl_state,
+		    __ATOMIC_RELAXED) == SLOT_USED)
+			metrics_proc_add(shm->sh_slots[i].sl_pid, &rss, &fds);
+	metric(mb, "process_resident_memory_bytes", "gauge",
+	    "Resident memory of every tokend process, summed.", rss);
+	metric(mb, "process_open_fds", "gauge",
+	    "Open file descriptors of every tokend process, summed.", fds);
+	metric(mb, "process_start_time_seconds", "gauge",
+	    "When the master started, unix seconds.",
+	    (uint64_t)shm->sh_started);
+}
+
+/* PostgreSQL reachable, and the LMDB map against cache_map_size. */
+static void
+metrics_gauges(const struct metrics_gauges *g, struct mbuf *mb)
+{
+	metric(mb, "tokend_pg_up", "gauge", "1 while this instance's "
+	    "PostgreSQL connections work.", g->mg_pg_up ? 1 : 0);
+	if (g->mg_cache_entries >= 0)
+		metric(mb, "tokend_cache_entries", "gauge",
+		    "Entries in the LMDB cache.", (uint64_t)g->mg_cache_entries);
+	if (g->mg_map_size == 0)
+		return;
+	metric(mb, "tokend_cache_map_used_bytes", "gauge",
+	    "LMDB cache pages in use.", g->mg_map_used);
+	metric(mb, "tokend_cache_map_size_bytes", "gauge",
+	    "LMDB map size (cache_map_size).", g->mg_map_size);
+}
+
 int
-metrics_render(long long cache_entries, char *buf, size_t buflen)
+metrics_render(const struct metrics_gauges *g, char *buf, size_t buflen)
 {
 	const struct shm *shm = W.wk_shm;
 	struct mbuf	 mb = { buf, 0, buflen, 0 };
@@ -133,9 +248,7 @@ metrics_render(long long cache_entries, char *buf, size_t buflen)
 	    SHM_SUM(shm, sl_cache_negative_hits));
 	metric(&mb, "tokend_cache_misses_total", "counter",
 	    "Lookups that needed PostgreSQL.", SHM_SUM(shm, sl_cache_misses));
-	if (cache_entries >= 0)
-		metric(&mb, "tokend_cache_entries", "gauge",
-		    "Entries in the LMDB cache.", (uint64_t)cache_entries);
+	metrics_gauges(g, &mb);
 	recorded = SHM_SUM(shm, sl_uses_recorded);
 	flushed = __atomic_load_n(&shm->sh_uses_flushed, __ATOMIC_RELAXED);
 	metric(&mb, "tokend_usage_pending", "gauge",
@@ -176,6 +289,8 @@ metrics_render(long long cache_entries, char *buf, size_t buflen)
 	metric(&mb, "tokend_connections_total", "counter",
 	    "Client connections accepted.", SHM_SUM(shm, sl_conns_total));
 	metrics_feed(shm, &mb);
+	metrics_events(shm, &mb);
+	metrics_process(shm, &mb);
 	mb_printf(&mb, "# HELP tokend_build_info The running build.\n"
 	    "# TYPE tokend_build_info gauge\n"
 	    "tokend_build_info{version=\"%s\"} 1\n", TOKEND_VERSION);

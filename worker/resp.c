@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/rand.h>
 
 #include "worker/worker.h"
 
@@ -58,6 +59,138 @@ out_i64(struct conn *c, int64_t v)
 	out_append(c, p, n);
 }
 
+/* ---- the request id and the access log's facts ------------------------ */
+
+/* X-Request-Id worth passing on: 1 to REQID_MAX printable ASCII bytes. */
+static int
+reqid_sane(const struct http_str *v)
+{
+	size_t	 i;
+
+	if (v == NULL || v->s_len == 0 || v->s_len > REQID_MAX)
+		return 0;
+	for (i = 0; i < v->s_len; i++)
+		if ((unsigned char)v->s_ptr[i] < 0x20 ||
+		    (unsigned char)v->s_ptr[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/*
+ * 16 bytes from OpenSSL's DRBG, in hex.  Drawn REQID_POOL ids at a time:
+ * RAND_bytes checks for a fork with getpid(2) on every call, a system
+ * call the request path would otherwise pay.
+ */
+#define REQID_BYTES	16
+#define REQID_POOL	256
+
+static void
+reqid_new(struct conn *c)
+{
+	static uint8_t	 pool[REQID_BYTES * REQID_POOL];
+	static size_t	 used = sizeof(pool);
+
+	if (used == sizeof(pool)) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			memset(pool, 0, sizeof(pool));
+		used = 0;
+	}
+	hex_encode(pool + used, REQID_BYTES, c->c_reqid);
+	used += REQID_BYTES;
+}
+
+/* A well-formed bearer token's display prefix and the user agent. */
+static void
+reqlog_begin(struct conn *c)
+{
+	const struct http_str *ua = http_header_get(&c->c_req, "User-Agent");
+	struct http_str	 tok;
+
+	if (http_bearer(c->c_req.rq_authorization, &tok) &&
+	    token_check(tok.s_ptr, tok.s_len) != TOKEN_INVALID) {
+		memcpy(c->c_log.rl_prefix, tok.s_ptr, TOKEN_DISPLAY_LEN);
+		c->c_log.rl_prefix[TOKEN_DISPLAY_LEN] = '\0';
+	}
+	if (ua != NULL) {
+		const struct log_access la = { .la_user_agent = ua->s_ptr,
+		    .la_ua_len = ua->s_len };
+
+		log_access_ua(&la, c->c_log.rl_ua);
+	}
+}
+
+void
+resp_request_begin(struct conn *c)
+{
+	const struct http_str *v = http_header_get(&c->c_req, "X-Request-Id");
+
+	if (reqid_sane(v)) {
+		memcpy(c->c_reqid, v->s_ptr, v->s_len);
+		c->c_reqid[v->s_len] = '\0';
+	}
+	if (log_access_enabled())
+		reqlog_begin(c);
+}
+
+void
+resp_request_done(struct conn *c)
+{
+	c->c_reqid[0] = '\0';
+	c->c_log.rl_user_id = c->c_log.rl_token_id = 0;
+	c->c_log.rl_prefix[0] = c->c_log.rl_client[0] = '\0';
+	c->c_log.rl_ua[0] = '\0';
+}
+
+void
+resp_log_token(struct conn *c, const struct tok_info *ti)
+{
+	if (!log_access_enabled() || ti == NULL || ti->ti_state != TI_VALID)
+		return;
+	c->c_log.rl_user_id = ti->ti_user_id;
+	c->c_log.rl_token_id = ti->ti_id;
+	resp_log_client(c, ti->ti_client);
+}
+
+void
+resp_log_prefix(struct conn *c, const char *token)
+{
+	if (log_access_enabled() && token != NULL &&
+	    strlen(token) >= TOKEN_DISPLAY_LEN) {
+		memcpy(c->c_log.rl_prefix, token, TOKEN_DISPLAY_LEN);
+		c->c_log.rl_prefix[TOKEN_DISPLAY_LEN] = '\0';
+	}
+}
+
+void
+resp_log_client(struct conn *c, const char *client_id)
+{
+	if (log_access_enabled() && client_id != NULL)
+		snprintf(c->c_log.rl_client, sizeof(c->c_log.rl_client), "%s",
+		    client_id);
+}
+
+void
+resp_log_user(struct conn *c, int64_t user_id)
+{
+	if (log_access_enabled())
+		c->c_log.rl_user_id = user_id;
+}
+
+/* One access log line for the response just written. */
+static void
+resp_log(struct conn *c, size_t len, int64_t us)
+{
+	const struct log_access la = { http_method_name(c->c_req.rq_method),
+	    W.wk_ep_name[c->c_ep], c->c_status, len, (double)us / 1e6,
+	    c->c_peer, c->c_reqid, c->c_log.rl_user_id, c->c_log.rl_token_id,
+	    c->c_log.rl_prefix, c->c_log.rl_client, c->c_log.rl_ua,
+	    strlen(c->c_log.rl_ua) };
+
+	log_access(&la);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
 void
 resp_start(struct conn *c, int status)
 {
@@ -70,6 +203,11 @@ resp_start(struct conn *c, int status)
 	out_str(c, http_reason(status));
 	out_append(c, "\r\n", 2);
 	out_str(c, W.wk_date);		/* "Date: ...\r\n" */
+	if (c->c_reqid[0] == '\0')
+		reqid_new(c);
+	out_append(c, "X-Request-Id: ", 14);
+	out_str(c, c->c_reqid);
+	out_append(c, "\r\n", 2);
 }
 
 void
@@ -146,9 +284,7 @@ resp_end(struct conn *c, const char *ctype, const void *body, size_t len)
 	shm_count_request(W.wk_slot, c->c_ep, c->c_status,
 	    us > 0 ? (uint64_t)us : 0);
 	if (log_access_enabled())
-		log_access(http_method_name(c->c_req.rq_method),
-		    W.wk_ep_name[c->c_ep], c->c_status, len,
-		    (double)us / 1e6, c->c_peer);
+		resp_log(c, len, us);
 }
 
 void

@@ -103,6 +103,25 @@ enum conn_state {
 	CS_CLOSING,	/* write what is buffered, then close */
 };
 
+/*
+ * The request id: X-Request-Id as sent when it is 1 to REQID_MAX printable
+ * ASCII characters, else 16 random bytes in hex; returned on every response.
+ */
+#define REQID_MAX	128
+
+/*
+ * What the access log says about the request being answered, beyond the
+ * request itself: set by the handlers that know it (resp_log_*), reset
+ * when the request is done.  Copied only while the access log is on.
+ */
+struct reqlog {
+	int64_t		 rl_user_id;	/* 0: none */
+	int64_t		 rl_token_id;	/* 0: none */
+	char		 rl_prefix[TOKEN_DISPLAY_LEN + 1];
+	char		 rl_client[TI_CLIENT_LEN];
+	char		 rl_ua[LOG_UA_MAX + 1];	/* cut by log_access's rule */
+};
+
 struct conn {
 	struct evsrc	 c_ev;
 	int		 c_fd;
@@ -145,6 +164,8 @@ struct conn {
 	void		*c_pending;
 	struct pending	*c_pending_data;
 	char		 c_peer[64];
+	char		 c_reqid[REQID_MAX + 1];	/* "": not chosen yet */
+	struct reqlog	 c_log;
 };
 
 struct lookup;
@@ -327,6 +348,22 @@ int	tls_pending(struct conn *c);
  */
 
 void	resp_start(struct conn *c, int status);
+/*
+ * The access log's facts (worker.h struct reqlog), for whoever knows them:
+ * the token a request presented (resp_log_token: its user, id, client;
+ * resp_log_prefix: its display prefix, from the token string), the client
+ * that authenticated (resp_log_client), the user it acted for
+ * (resp_log_user).  Each does nothing while the access log is off.  A
+ * bearer token's prefix and the user agent are copied when the request
+ * begins: c_req's slices may move while a handler is parked.
+ */
+void	resp_log_token(struct conn *c, const struct tok_info *ti);
+void	resp_log_prefix(struct conn *c, const char *token);
+void	resp_log_client(struct conn *c, const char *client_id);
+void	resp_log_user(struct conn *c, int64_t user_id);
+/* conn.c: a request was parsed (take its X-Request-Id); one is done. */
+void	resp_request_begin(struct conn *c);
+void	resp_request_done(struct conn *c);
 void	resp_header(struct conn *c, const char *name, const char *value);
 void	resp_header_i64(struct conn *c, const char *name, int64_t v);
 void	resp_headerf(struct conn *c, const char *name, const char *fmt, ...)
@@ -350,12 +387,50 @@ void	resp_json_end(struct conn *c, json_t *obj);
 
 /* ---- metrics.c --------------------------------------------------------- */
 
+/* What /metrics reads outside the shared segment (h_ops.c). */
+struct metrics_gauges {
+	long long	 mg_cache_entries;	/* -1: unknown */
+	uint64_t	 mg_map_used;		/* LMDB pages in use, bytes */
+	uint64_t	 mg_map_size;		/* 0: unknown */
+	int		 mg_pg_up;		/* tokend_pg_up */
+};
+
 /*
- * The Prometheus text of every counter, summed over all slots, into buf.
- * cache_entries is the caller's LMDB count (-1: unknown).  Returns the
- * length, or -1 when buf is too small.
+ * The Prometheus text of every counter, summed over all slots, and of the
+ * gauges g, into buf.  Returns the length, or -1 when buf is too small.
  */
-int	metrics_render(long long cache_entries, char *buf, size_t buflen);
+int	metrics_render(const struct metrics_gauges *g, char *buf,
+	    size_t buflen);
+
+/*
+ * Issue 13's event counters, one call where the event happens (any file of
+ * the worker): a failed sign-in (the password grant's wrong login, the
+ * sign-in page's), a refresh family revoked for reuse, a code replayed, a
+ * token issued by grant (a pair counts once).  One relaxed store each.
+ */
+static inline void
+metrics_signin_failed(void)
+{
+	ctr_add(&W.wk_slot->sl_signin_failures, 1);
+}
+
+static inline void
+metrics_refresh_reuse(void)
+{
+	ctr_add(&W.wk_slot->sl_refresh_reuse, 1);
+}
+
+static inline void
+metrics_code_replay(void)
+{
+	ctr_add(&W.wk_slot->sl_code_replay, 1);
+}
+
+static inline void
+metrics_token_issued(enum shm_grant g)
+{
+	ctr_add(&W.wk_slot->sl_tokens_issued[g], 1);
+}
 
 /* ---- dispatch.c -------------------------------------------------------- */
 

@@ -277,18 +277,56 @@ log_access_enabled(void)
 	return lg.lg_afd != -1;
 }
 
-/* path comes without its query string (the caller's duty: secrets). */
-void
-log_access(const char *method, const char *path, int status, size_t bytes,
-    double seconds, const char *peer)
+/* "" for an empty or absent string, so that the field is still there. */
+static struct log_kv
+log_kv_opt_str(const char *key, const char *s)
 {
-	const struct log_kv kv[] = { KV_S("method", method),
-	    KV_S("path", path), KV_I("status", status), KV_I("bytes", bytes),
-	    KV_D("duration", seconds), KV_S("peer", peer) };
+	return KV_S(key, s != NULL && *s != '\0' ? s : NULL);
+}
 
-	if (lg.lg_afd != -1)
-		log_emit(lg.lg_afd, LVL_INFO, "request",
-		    sizeof(kv) / sizeof(kv[0]), kv);
+static struct log_kv
+log_kv_opt_id(const char *key, int64_t id)
+{
+	return id != 0 ? KV_I(key, id) : KV_S(key, NULL);
+}
+
+void
+log_access_ua(const struct log_access *la, char ua[LOG_UA_MAX + 1])
+{
+	size_t	 n = la->la_ua_len;
+
+	if (n > LOG_UA_MAX) {
+		n = LOG_UA_MAX;
+		while (n > 0 && ((unsigned char)la->la_user_agent[n] & 0xc0) ==
+		    0x80)
+			n--;
+	}
+	if (n > 0)
+		memcpy(ua, la->la_user_agent, n);
+	ua[n] = '\0';
+}
+
+/* The path comes without its query string (the caller's duty: secrets). */
+void
+log_access(const struct log_access *la)
+{
+	char		 ua[LOG_UA_MAX + 1];
+	const struct log_kv kv[] = { KV_S("method", la->la_method),
+	    KV_S("path", la->la_path), KV_I("status", la->la_status),
+	    KV_I("bytes", la->la_bytes), KV_D("duration", la->la_seconds),
+	    KV_S("peer", la->la_peer),
+	    log_kv_opt_str("request_id", la->la_request_id),
+	    log_kv_opt_id("user_id", la->la_user_id),
+	    log_kv_opt_id("token_id", la->la_token_id),
+	    log_kv_opt_str("token", la->la_prefix),
+	    log_kv_opt_str("client", la->la_client),
+	    KV_S("user_agent", ua) };
+
+	if (lg.lg_afd == -1)
+		return;
+	log_access_ua(la, ua);
+	log_emit(lg.lg_afd, LVL_INFO, "request", sizeof(kv) / sizeof(kv[0]),
+	    kv);
 }
 
 /* Open path in place of *fd; "" means dflt (stderr, or -1 for off). */

@@ -187,10 +187,33 @@ void	log_errorf(const char *fmt, ...)
 void	log_warnf(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
 
-/* The access log, when configured: one "request" line per response. */
+/*
+ * The access log, when configured: one "request" line per response.  NULL
+ * strings and 0 ids are written empty (null in JSON), so that every line
+ * has every field.  The user agent is cut to LOG_UA_MAX bytes.
+ */
+struct log_access {
+	const char	*la_method;
+	const char	*la_path;	/* without the query string */
+	int		 la_status;
+	size_t		 la_bytes;
+	double		 la_seconds;
+	const char	*la_peer;
+	const char	*la_request_id;
+	int64_t		 la_user_id;
+	int64_t		 la_token_id;
+	const char	*la_prefix;	/* a token's display prefix, or "" */
+	const char	*la_client;
+	const char	*la_user_agent;	/* not NUL-terminated: la_ua_len */
+	size_t		 la_ua_len;
+};
+#define LOG_UA_MAX	256
+
 int	log_access_enabled(void);
-void	log_access(const char *method, const char *path, int status,
-	    size_t bytes, double seconds, const char *peer);
+void	log_access(const struct log_access *la);
+/* la's user agent as log_access writes it: cut at a character boundary
+ * to LOG_UA_MAX bytes, NUL-terminated, into ua. */
+void	log_access_ua(const struct log_access *la, char ua[LOG_UA_MAX + 1]);
 
 /* ---- Listening sockets, as the master hands them to workers ------------ */
 

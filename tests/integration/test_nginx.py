@@ -196,5 +196,23 @@ http {
                            timeout=1.5)
 
 
+    def test_request_id_follows_the_request(self):
+        # The client's id reaches the application and comes back.
+        tok = self.pat()
+        r = self.get("/api/headers", tok, extra=[("X-Request-Id", "t-1")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["x-request-id"], ["t-1"])
+        self.assertEqual(r.header("x-request-id"), "t-1")
+        # None, or one tokend would not pass on: nginx's own, everywhere.
+        for extra in ([], [("X-Request-Id", "x" * 129)]):
+            r = self.get("/api/headers", tok, extra=extra)
+            rid = r.header("x-request-id")
+            self.assertRegex(rid, r"^[0-9a-f]{32}$")
+            self.assertEqual(r.json()["x-request-id"], [rid])
+        # tokend's 401, passed on by nginx, carries it too.
+        r = self.get("/api/hello", extra=[("X-Request-Id", "t-2")])
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.header("x-request-id"), "t-2")
+
 if __name__ == "__main__":
     unittest.main()

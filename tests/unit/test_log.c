@@ -286,16 +286,38 @@ Test(log, access_log)
 	cr_expect_eq(log_access_enabled(), 0);
 	open_log(LOGF_LOGFMT, LVL_ERROR, accpath);
 	cr_expect_eq(log_access_enabled(), 1);
-	log_access("GET", "/auth", 200, 0, 0.000042, "127.0.0.1:51000");
-	log_access("POST", "/token", 400, 87, 1.5, "unix");
+	{
+		char	 ua[400];
+		struct log_access a = { "GET", "/auth", 200, 0, 0.000042,
+		    "127.0.0.1:51000", "req-1", 7, 42, "tkp_AbCd", "web",
+		    "curl/8.0 \"x\"", 12 };
+		struct log_access b = { "POST", "/token", 400, 87, 1.5, "unix",
+		    "0f0f", 0, 0, "", NULL, ua, sizeof(ua) };
+
+		memset(ua, 'u', sizeof(ua));
+		log_access(&a);
+		log_access(&b);
+	}
 	slurp(accpath);
 	cr_expect(strstr(text, " level=info event=request proc=\"worker 2\" "
 	    "pid=") != NULL, "got: %s", text);
 	cr_expect(strstr(text, " method=GET path=/auth status=200 bytes=0 "
-	    "duration=0.000042 peer=127.0.0.1:51000\n") != NULL, "got: %s",
-	    text);
+	    "duration=0.000042 peer=127.0.0.1:51000 request_id=req-1 "
+	    "user_id=7 token_id=42 token=tkp_AbCd client=web "
+	    "user_agent=\"curl/8.0 \\\"x\\\"\"\n") != NULL, "got: %s", text);
+	/* Absent facts are empty, the user agent is cut to LOG_UA_MAX. */
 	cr_expect(strstr(text, " method=POST path=/token status=400 bytes=87 "
-	    "duration=1.500000 peer=unix\n") != NULL, "got: %s", text);
+	    "duration=1.500000 peer=unix request_id=0f0f user_id=\"\" "
+	    "token_id=\"\" token=\"\" client=\"\" user_agent=uuuu") != NULL,
+	    "got: %s", text);
+	{
+		char	 want[LOG_UA_MAX + 16];
+
+		strcpy(want, "user_agent=");
+		memset(want + 11, 'u', LOG_UA_MAX);
+		strcpy(want + 11 + LOG_UA_MAX, "\n");
+		cr_expect(strstr(text, want) != NULL, "got: %s", text);
+	}
 	slurp(logpath);
 	cr_expect_str_eq(text, "", "requests stay out of the event log");
 }

@@ -509,6 +509,7 @@ client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 
 	or->or_need_conf = need_conf;
 	or->or_next = next;
+	resp_log_client(c, or->or_client_id);
 	if ((ci = cc_get(or)) != NULL) {
 		if (ci->ci_public && need_conf) {
 			client_invalid(c, or);

@@ -143,6 +143,7 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
 	    "created_at", ts_col(res, 0, 2), "expires_at", ts_col(res, 0, 3));
 	oauth_prefix(pw->pw_token, pfx);
+	metrics_token_issued(GRANT_PAT);
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
 	    KV_S("user", pw->pw_user), KV_S("pat", pfx),
 	    KV_S("scope", pw->pw_scope));

@@ -117,6 +117,8 @@ token_ok(struct conn *c, struct oreq *or, int64_t expires_in)
 {
 	json_t	*o;
 
+	resp_log_user(c, or->or_user_id);
+	resp_log_prefix(c, or->or_access);
 	o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", or->or_access,
 	    "token_type", "Bearer", "expires_in", (json_int_t)expires_in,
 	    "scope", or->or_scope);
@@ -201,6 +203,8 @@ issued(struct conn *c, PGresult *res, void *arg)
 		prime_cache(or, res, 1, 3);
 		log_issued(or, "token_issued", or->or_user_id != 0 ?
 		    "password" : "client_credentials");
+		metrics_token_issued(or->or_user_id != 0 ? GRANT_PASSWORD :
+		    GRANT_CLIENT_CREDENTIALS);
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	}
 	oreq_resume(c, HANDLER_DONE);
@@ -257,6 +261,7 @@ login_failed(struct conn *c, struct oreq *or, const char *why)
 	const char	*p[4] = { or->or_user[0] != '\0' ? or->or_user : NULL,
 			    or->or_client.ci_client_id, c->c_peer, why };
 
+	metrics_signin_failed();
 	LOG(LVL_INFO, "login_failed", KV_S("user", name),
 	    KV_S("client", or->or_client.ci_client_id), KV_S("reason", why),
 	    KV_S("peer", c->c_peer));
@@ -405,6 +410,7 @@ refresh_reuse(struct conn *c, struct oreq *or, PGresult *res)
 	char	 pfx[TOKEN_DISPLAY_LEN + 1];
 
 	oauth_cache_revoke(PQgetvalue(res, 0, 12));
+	metrics_refresh_reuse();
 	oauth_prefix(or->or_presented, pfx);
 	LOG(LVL_WARN, "refresh_reuse_detected", KV_S("token", pfx),
 	    KV_S("client", or->or_client.ci_client_id),
@@ -451,6 +457,7 @@ refreshed(struct conn *c, PGresult *res, void *arg)
 	if (strcmp(st, "rotated") == 0) {
 		prime_cache(or, res, 5, 7);
 		log_issued(or, "token_refreshed", "refresh_token");
+		metrics_token_issued(GRANT_REFRESH);
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	} else if (strcmp(st, "replay") == 0 && refresh_replay(or, res) == 0) {
 		log_issued(or, "refresh_grace_replay", "refresh_token");
@@ -551,10 +558,12 @@ exchanged(struct conn *c, PGresult *res, void *arg)
 	if (strcmp(st, "ok") == 0) {
 		prime_cache(or, res, 4, 6);
 		log_issued(or, "token_issued", "authorization_code");
+		metrics_token_issued(GRANT_CODE);
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	} else {
 		if (strcmp(st, "replay") == 0) {
 			oauth_cache_revoke(PQgetvalue(res, 0, 8));
+			metrics_code_replay();
 			oauth_prefix(or->or_presented, pfx);
 			LOG(LVL_WARN, "code_replay_detected", KV_S("code", pfx),
 			    KV_S("client", or->or_client.ci_client_id),
