@@ -18,7 +18,9 @@
  *                  the shared cache after issuing or revoking.
  *   h_token.c      POST /token: the four grants.
  *   h_authorize.c  POST /authorize.
- *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
+ *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID,
+ *                  POST /pats/ID/rotate.
+ *   h_sessions.c   GET /sessions, DELETE /sessions/ID.
  *   module.c       the routes and the per-worker set-up.
  *
  * A form endpoint's request state is one struct oreq in c_pending_data,
@@ -51,6 +53,8 @@
 #define OA_EXPIRES_MAX		LIM_EXPIRES_MAX
 #define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
+#define OA_OVERLAP_DEFAULT	86400	/* POST /pats/ID/rotate: a day */
+#define OA_OVERLAP_MAX		604800	/* a week (SPEC 12) */
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
 
@@ -114,6 +118,20 @@ int	oauth_parse_authorize(const char *body, size_t len,
 	    struct authorize_req *ar, const char **err, const char **why);
 int	oauth_parse_pat(const char *body, size_t len, struct pat_req *pr,
 	    const char **err, const char **why);
+
+/* The JSON body of POST /pats/ID/rotate: {"overlap": 0 to OA_OVERLAP_MAX}
+ * into *overlap (left as it is when absent or null). */
+int	oauth_parse_rotate(const char *body, size_t len, int64_t *overlap,
+	    const char **err, const char **why);
+
+/*
+ * The ID of a path prefix ID suffix (prefix "/pats/", suffix "/rotate" or
+ * "") into out: a positive decimal int64, else "0", which matches no row,
+ * so that a malformed path answers 404 after authentication and tells an
+ * anonymous caller nothing.
+ */
+void	oauth_path_id(struct http_str path, const char *prefix,
+	    const char *suffix, char out[24]);
 
 /*
  * redirect_uri with code and (when state is not NULL) state appended as
@@ -250,6 +268,9 @@ enum handler_result h_revoke(struct conn *c);
 enum handler_result h_wellknown(struct conn *c);
 enum handler_result h_pats(struct conn *c);
 enum handler_result h_pat_delete(struct conn *c);
+enum handler_result h_pat_item(struct conn *c);
+enum handler_result h_sessions(struct conn *c);
+enum handler_result h_session_delete(struct conn *c);
 
 /* ---- client.c ------------------------------------------------------------- */
 
