@@ -1448,7 +1448,7 @@ cmd_pat_rotate(struct ctl *c)
 {
 	const char	*params[5];
 	char		 tok[TOKEN_LEN + 1], hex[2 + 2 * TOKEN_HASH_LEN + 1];
-	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+	char		 prefix[TOKEN_DISPLAY_LEN + 1], overlap[16];
 	uint8_t		 h[TOKEN_HASH_LEN];
 	PGresult	*res;
 	int		 rc = -1;
@@ -1456,8 +1456,9 @@ cmd_pat_rotate(struct ctl *c)
 	if (!ctl_valid_id(c->ctl_words[2]))
 		return ctl_fail(c, "invalid PAT id %s: a positive integer "
 		    "(see tokenctl token list)", c->ctl_words[2]);
+	snprintf(overlap, sizeof(overlap), "%d", LIM_OVERLAP_DEFAULT);
 	if (c->ctl_overlap != NULL && ctl_seconds(c, "--overlap",
-	    c->ctl_overlap, 0, 604800) == -1)
+	    c->ctl_overlap, 0, LIM_OVERLAP_MAX) == -1)
 		return -1;
 	if (ctl_connect(c, 1) == -1)
 		return -1;
@@ -1469,7 +1470,7 @@ cmd_pat_rotate(struct ctl *c)
 	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
 	prefix[TOKEN_DISPLAY_LEN] = '\0';
 	params[0] = c->ctl_words[2];
-	params[1] = c->ctl_overlap != NULL ? c->ctl_overlap : "86400";
+	params[1] = c->ctl_overlap != NULL ? c->ctl_overlap : overlap;
 	params[2] = hex;
 	params[3] = prefix;
 	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend_pat_rotate("

@@ -53,8 +53,8 @@
 #define OA_EXPIRES_MAX		LIM_EXPIRES_MAX
 #define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
-#define OA_OVERLAP_DEFAULT	86400	/* POST /pats/ID/rotate: a day */
-#define OA_OVERLAP_MAX		604800	/* a week (SPEC 12) */
+#define OA_OVERLAP_DEFAULT	LIM_OVERLAP_DEFAULT	/* /pats/ID/rotate */
+#define OA_OVERLAP_MAX		LIM_OVERLAP_MAX
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
 
