@@ -81,7 +81,7 @@ enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE, PAT_ROTATE };
 
 /* The request's state, in c_pending_data. */
 struct pat_wait {
-	struct pending	 pw_pd;			/* first */
+	struct oauth_wait pw_ow;		/* first */
 	enum pat_op	 pw_op;
 	struct pat_req	 pw_req;		/* PAT_CREATE */
 	char		 pw_id[24];		/* PAT_DELETE, PAT_ROTATE */
@@ -100,18 +100,6 @@ col(PGresult *res, int r, int k)
 {
 	return PQgetisnull(res, r, k) ? json_null() :
 	    json_string(PQgetvalue(res, r, k));
-}
-
-/* A TS() column as an ISO 8601 JSON string, or null. */
-static json_t *
-ts_col(PGresult *res, int r, int k)
-{
-	char	 ts[ISO8601_LEN];
-
-	if (PQgetisnull(res, r, k) || iso8601_format(strtoll(PQgetvalue(res,
-	    r, k), NULL, 10), -1, ts) == -1)
-		return json_null();
-	return json_string(ts);
 }
 
 /* ---- the answers ------------------------------------------------------------ */
@@ -156,7 +144,8 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
 	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
 	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
-	    "created_at", ts_col(res, 0, 2), "expires_at", ts_col(res, 0, 3));
+	    "created_at", oauth_ts_json(res, 0, 2), "expires_at",
+	    oauth_ts_json(res, 0, 3));
 	oauth_prefix(pw->pw_token, pfx);
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
 	    KV_S("user", pw->pw_user), KV_S("pat", pfx),
@@ -183,8 +172,9 @@ pat_listed(struct conn *c, PGresult *res)
 		    (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10),
 		    "name", col(res, i, 2), "prefix", PQgetvalue(res, i, 3),
 		    "scope", PQgetvalue(res, i, 4), "created_at",
-		    ts_col(res, i, 5), "expires_at", ts_col(res, i, 6),
-		    "last_used_at", ts_col(res, i, 7), "use_count",
+		    oauth_ts_json(res, i, 5), "expires_at",
+		    oauth_ts_json(res, i, 6), "last_used_at",
+		    oauth_ts_json(res, i, 7), "use_count",
 		    (json_int_t)strtoll(PQgetvalue(res, i, 8), NULL, 10));
 		json_array_append_new(a, o);
 	}
@@ -234,8 +224,8 @@ pat_rotated(struct conn *c, struct pat_wait *pw, PGresult *res)
 	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
 	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
 	    pw->pw_token, "name", PQgetvalue(res, 0, 2), "scope",
-	    PQgetvalue(res, 0, 3), "created_at", ts_col(res, 0, 4),
-	    "expires_at", ts_col(res, 0, 5));
+	    PQgetvalue(res, 0, 3), "created_at", oauth_ts_json(res, 0, 4),
+	    "expires_at", oauth_ts_json(res, 0, 5));
 	oauth_prefix(pw->pw_token, pfx);
 	LOG(LVL_INFO, "token_rotated", KV_S("user", pw->pw_user),
 	    KV_S("old_id", pw->pw_id), KV_S("old_expires", PQgetvalue(res, 0,
@@ -247,15 +237,11 @@ pat_rotated(struct conn *c, struct pat_wait *pw, PGresult *res)
 }
 
 static void
-pat_answered(struct conn *c, PGresult *res, void *arg)
+pat_answered(struct conn *c, PGresult *res)
 {
-	struct pat_wait	*pw;
+	struct pat_wait	*pw = (struct pat_wait *)c->c_pending_data;
 
-	(void)arg;
-	pw = (struct pat_wait *)c->c_pending_data;
-	if (res == NULL || PQntuples(res) < 1)
-		oauth_unavailable(c);
-	else if (pw->pw_op == PAT_CREATE)
+	if (pw->pw_op == PAT_CREATE)
 		pat_created(c, pw, res);
 	else if (pw->pw_op == PAT_LIST)
 		pat_listed(c, res);
@@ -263,8 +249,6 @@ pat_answered(struct conn *c, PGresult *res, void *arg)
 		pat_rotated(c, pw, res);
 	else
 		pat_deleted(c, pw, res);
-	worker_pending_done(c, HANDLER_DONE);
-	worker_resume(c);
 }
 
 /* ---- the work ---------------------------------------------------------------- */
@@ -395,32 +379,15 @@ pats_go(struct conn *c, const struct tok_info *ti)
 		sql = delete_sql;
 		n = 3;
 	}
-	return oauth_query(c, sql, n, p, pat_answered);
-}
-
-static void
-pats_bearer(struct conn *c, const struct tok_info *ti)
-{
-	c->c_pending = NULL;
-	if (worker_pending_done(c, pats_go(c, ti)) == HANDLER_DONE)
-		worker_resume(c);
+	return oauth_bearer_query(c, sql, n, p);
 }
 
 /* Authenticate, then do pw's operation. */
 static enum handler_result
 pats_start(struct conn *c, struct pat_wait *pw)
 {
-	struct tok_info	 ti;
-	int		 r;
-
-	/* The new token is wiped with the state. */
-	pw->pw_pd.pd_free = worker_pending_wipe;
-	pw->pw_pd.pd_size = sizeof(*pw);
-	c->c_pending_data = &pw->pw_pd;
-	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, pats_bearer);
-	if (r == 2)
-		return HANDLER_PENDING;
-	return worker_pending_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
+	return oauth_bearer_start(c, &pw->pw_ow, sizeof(*pw), ACCESS_ONLY,
+	    pats_go, pat_answered);
 }
 
 enum handler_result

@@ -35,23 +35,11 @@ static const char revoke_sql[] =
 
 /* The request's state, in c_pending_data. */
 struct sess_wait {
-	struct pending	 sw_pd;			/* first */
+	struct oauth_wait sw_ow;		/* first */
 	int		 sw_delete;
 	char		 sw_id[24];		/* DELETE: the family */
 	char		 sw_user[TI_USER_LEN];
 };
-
-/* A PG_EPOCH column as an ISO 8601 JSON string, or null. */
-static json_t *
-sess_ts(PGresult *res, int r, int k)
-{
-	char	 ts[ISO8601_LEN];
-
-	if (PQgetisnull(res, r, k) || iso8601_format(strtoll(PQgetvalue(res,
-	    r, k), NULL, 10), -1, ts) == -1)
-		return json_null();
-	return json_string(ts);
-}
 
 /* The bearer's status from the SQL: 1 when "ok", else 0 after answering. */
 static int
@@ -86,8 +74,9 @@ sess_listed(struct conn *c, PGresult *res)
 		o = json_pack("{s:I, s:s, s:o, s:o, s:b}", "id",
 		    (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10),
 		    "client_id", PQgetvalue(res, i, 2), "created_at",
-		    sess_ts(res, i, 3), "last_used_at", sess_ts(res, i, 4),
-		    "current", PQgetvalue(res, i, 5)[0] == 't');
+		    oauth_ts_json(res, i, 3), "last_used_at",
+		    oauth_ts_json(res, i, 4), "current",
+		    PQgetvalue(res, i, 5)[0] == 't');
 		json_array_append_new(a, o);
 	}
 	resp_start(c, 200);
@@ -110,20 +99,14 @@ sess_revoked(struct conn *c, struct sess_wait *sw, PGresult *res)
 }
 
 static void
-sess_answered(struct conn *c, PGresult *res, void *arg)
+sess_answered(struct conn *c, PGresult *res)
 {
-	struct sess_wait *sw;
+	struct sess_wait *sw = (struct sess_wait *)c->c_pending_data;
 
-	(void)arg;
-	sw = (struct sess_wait *)c->c_pending_data;
-	if (res == NULL || PQntuples(res) < 1)
-		oauth_unavailable(c);
-	else if (sw->sw_delete)
+	if (sw->sw_delete)
 		sess_revoked(c, sw, res);
 	else
 		sess_listed(c, res);
-	worker_pending_done(c, HANDLER_DONE);
-	worker_resume(c);
 }
 
 static enum handler_result
@@ -143,19 +126,11 @@ sess_go(struct conn *c, const struct tok_info *ti)
 	snprintf(tid, sizeof(tid), "%lld", (long long)ti->ti_id);
 	snprintf(sw->sw_user, sizeof(sw->sw_user), "%s", ti->ti_user);
 	if (!sw->sw_delete)
-		return oauth_query(c, list_sql, 2, p, sess_answered);
+		return oauth_bearer_query(c, list_sql, 2, p);
 	p[0] = sw->sw_id;
 	p[1] = uid;
 	p[2] = tid;
-	return oauth_query(c, revoke_sql, 3, p, sess_answered);
-}
-
-static void
-sess_bearer(struct conn *c, const struct tok_info *ti)
-{
-	c->c_pending = NULL;
-	if (worker_pending_done(c, sess_go(c, ti)) == HANDLER_DONE)
-		worker_resume(c);
+	return oauth_bearer_query(c, revoke_sql, 3, p);
 }
 
 /* Authenticate, then list or end. */
@@ -163,23 +138,16 @@ static enum handler_result
 sess_start(struct conn *c, int delete)
 {
 	struct sess_wait *sw;
-	struct tok_info	 ti;
-	int		 r;
 
 	if ((sw = calloc(1, sizeof(*sw))) == NULL) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
 	sw->sw_delete = delete;
-	sw->sw_pd.pd_free = worker_pending_wipe;
-	sw->sw_pd.pd_size = sizeof(*sw);
-	c->c_pending_data = &sw->sw_pd;
 	if (delete)
 		oauth_path_id(c->c_req.rq_path, "/sessions/", "", sw->sw_id);
-	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, sess_bearer);
-	if (r == 2)
-		return HANDLER_PENDING;
-	return worker_pending_done(c, r == 1 ? sess_go(c, &ti) : HANDLER_DONE);
+	return oauth_bearer_start(c, &sw->sw_ow, sizeof(*sw), ACCESS_ONLY,
+	    sess_go, sess_answered);
 }
 
 enum handler_result

@@ -237,6 +237,32 @@ enum handler_result oauth_query(struct conn *c, const char *sql,
 /* 429 temporarily_unavailable with Retry-After: wait seconds (at least 1). */
 void	oauth_busy(struct conn *c, int wait, const char *desc);
 
+/* A PG_EPOCH column (store.h) as an ISO 8601 JSON string, or null. */
+json_t	*oauth_ts_json(PGresult *res, int r, int k);
+
+/*
+ * The state of an endpoint authenticated by a user's bearer token (the PAT
+ * API, /sessions) starts with this, in c_pending_data.  oauth_bearer_start
+ * makes it c's state (freed and wiped, size bytes, as the engine frees
+ * any), finds the bearer token (auth_bearer_begin with kinds), then runs
+ * go with it (go checks it, auth_bearer_check): go's result at once, or
+ * HANDLER_PENDING while the lookup runs, after which go's DONE resumes c.
+ * go's query, sent by oauth_bearer_query, is answered by done with its
+ * first row there (else 503), and then c resumes.
+ */
+typedef enum handler_result (*oauth_go_fn)(struct conn *c,
+	    const struct tok_info *ti);
+typedef void (*oauth_done_fn)(struct conn *c, PGresult *res);
+struct oauth_wait {
+	struct pending	 ow_pd;			/* first */
+	oauth_go_fn	 ow_go;
+	oauth_done_fn	 ow_done;
+};
+enum handler_result oauth_bearer_start(struct conn *c, struct oauth_wait *ow,
+	    size_t size, unsigned kinds, oauth_go_fn go, oauth_done_fn done);
+enum handler_result oauth_bearer_query(struct conn *c, const char *sql,
+	    int nparams, const char *const *params);
+
 /* sh_cache_epoch now, read before a query that issues tokens (acquire). */
 uint64_t oauth_cache_epoch(void);
 
