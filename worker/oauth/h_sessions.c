@@ -11,7 +11,6 @@
  * every other instance's within a second through the notify trigger.
  * Another user's, an unknown or an ended family answers 404.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +26,8 @@ static const char list_sql[] =
     PG_EPOCH("s.o_last_used") ", coalesce(s.o_id = (SELECT family "
     "FROM tokens WHERE id = $2::bigint), false) "
     "FROM tokend_bearer($2::bigint, $1::bigint) b "
-    "LEFT JOIN tokend_sessions($1::bigint) s ON b.o_status = 'ok'";
+    "LEFT JOIN tokend_sessions($1::bigint) s ON b.o_status = 'ok' "
+    "ORDER BY s.o_id";
 
 static const char revoke_sql[] =
     "SELECT o_status, o_hashes, o_client FROM "
