@@ -80,8 +80,8 @@ class RotateTest(Base):
     def test_overlap_ends_on_time_on_every_worker(self):
         old = self.create(name="deploy", scope="read", expires_in=3600)
         self.assertEqual(self.auth_all(old["token"]), {200})   # cached
+        t0 = time.monotonic()       # before PostgreSQL's now()
         r = self.rotate(old["id"], {"overlap": 2})
-        t0 = time.monotonic()
         self.assertEqual(r.status, 201, r)
         self.assertEqual(r.header("cache-control"), "no-store")
         new = r.json()
@@ -90,18 +90,23 @@ class RotateTest(Base):
         self.assertEqual((new["name"], new["scope"]), ("deploy", "read"))
         self.assertNotEqual(new["id"], old["id"])
         self.assertRegex(new["token"], r"^tkp_[0-9A-Za-z]{49}$")
+        # Both work during the overlap, on every worker: each answer
+        # received within 1.9 s of the rotation is a 200.
+        during = []
+        while len(during) < 12 and time.monotonic() - t0 < 1.5:
+            status = self.auth(old["token"])
+            if time.monotonic() - t0 < 1.9:
+                during.append(status)
+        self.assertTrue(during)
+        self.assertEqual(set(during), {200})
         # The new one lives as long as the old one was made to.
         self.assertAlmostEqual(int(self.t.http(
             "GET", "/auth", headers=bearer(new["token"])).header(
             "x-auth-expires")), time.time() + 3600, delta=10)
-        # Both work during the overlap, on every worker.
-        self.assertEqual(self.auth_all(old["token"]), {200})
-        self.assertEqual(time.monotonic() - t0 < 1.5, True,
-                         "the box is too slow to see the overlap")
-        # After it, the old one is refused everywhere, on time.
+        # After it, the old one is refused everywhere, not before.
         harness.wait_until(lambda: self.auth_all(old["token"], 6) == {401},
                            timeout=6, interval=0.1)
-        self.assertGreaterEqual(time.monotonic() - t0, 1.8)
+        self.assertGreaterEqual(time.monotonic() - t0, 1.95)
         self.assertEqual(self.auth_all(old["token"]), {401})
         self.assertEqual(self.auth_all(new["token"]), {200})
         self.assertIn("event=token_rotated", self.t.log())
