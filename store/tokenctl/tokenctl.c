@@ -34,6 +34,7 @@
 
 #define CTL_MAX_WORDS     8
 #define CTL_MAX_URIS      16
+#define CTL_HASH_HEX      (2 + 2 * TOKEN_HASH_LEN + 1)	/* "\x" and hex */
 
 #define EXIT_USAGE 2
 
@@ -979,6 +980,21 @@ ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
 	return rc;
 }
 
+/* What is stored of token tok: its SHA-256 as a bytea literal, its
+ * display prefix. */
+static void
+ctl_token_hash(const char *tok, char hex[CTL_HASH_HEX],
+    char prefix[TOKEN_DISPLAY_LEN + 1])
+{
+	uint8_t		 h[TOKEN_HASH_LEN];
+
+	token_hash(tok, TOKEN_LEN, h);
+	memcpy(hex, "\\x", 2);
+	hex_encode(h, sizeof(h), hex + 2);
+	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
+	prefix[TOKEN_DISPLAY_LEN] = '\0';
+}
+
 /*
  * Create the PAT tok for user id through tokend_pat_create, the function
  * the worker's POST /pats calls, on its operator path (no bearer token, no
@@ -989,17 +1005,11 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
     const char *scope, const char *expires)
 {
 	const char	*params[6];
-	uint8_t		 h[TOKEN_HASH_LEN];
-	char		 hex[2 + 2 * TOKEN_HASH_LEN + 1];
-	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+	char		 hex[CTL_HASH_HEX], prefix[TOKEN_DISPLAY_LEN + 1];
 	PGresult	*res;
 	int		 rc = 0;
 
-	token_hash(tok, TOKEN_LEN, h);
-	memcpy(hex, "\\x", 2);
-	hex_encode(h, sizeof(h), hex + 2);
-	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
-	prefix[TOKEN_DISPLAY_LEN] = '\0';
+	ctl_token_hash(tok, hex, prefix);
 	params[0] = uid;
 	params[1] = c->ctl_name;
 	params[2] = scope;
@@ -1447,9 +1457,8 @@ static int
 cmd_pat_rotate(struct ctl *c)
 {
 	const char	*params[5];
-	char		 tok[TOKEN_LEN + 1], hex[2 + 2 * TOKEN_HASH_LEN + 1];
-	char		 prefix[TOKEN_DISPLAY_LEN + 1], overlap[16];
-	uint8_t		 h[TOKEN_HASH_LEN];
+	char		 tok[TOKEN_LEN + 1], hex[CTL_HASH_HEX], overlap[16];
+	char		 prefix[TOKEN_DISPLAY_LEN + 1];
 	PGresult	*res;
 	int		 rc = -1;
 
@@ -1464,11 +1473,7 @@ cmd_pat_rotate(struct ctl *c)
 		return -1;
 	if (token_generate(TOKEN_PAT, tok) == -1)
 		return ctl_fail(c, "cannot generate a token: RAND_bytes failed");
-	token_hash(tok, TOKEN_LEN, h);
-	memcpy(hex, "\\x", 2);
-	hex_encode(h, sizeof(h), hex + 2);
-	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
-	prefix[TOKEN_DISPLAY_LEN] = '\0';
+	ctl_token_hash(tok, hex, prefix);
 	params[0] = c->ctl_words[2];
 	params[1] = c->ctl_overlap != NULL ? c->ctl_overlap : overlap;
 	params[2] = hex;
