@@ -288,15 +288,15 @@ void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
 extern const struct worker_module oauth_module;
 
 enum handler_result h_token(struct conn *c);
+enum handler_result h_pat_item(struct conn *c);
+enum handler_result h_sessions(struct conn *c);
+enum handler_result h_session_delete(struct conn *c);
 enum handler_result h_authorize(struct conn *c);
 enum handler_result h_introspect(struct conn *c);
 enum handler_result h_revoke(struct conn *c);
 enum handler_result h_wellknown(struct conn *c);
 enum handler_result h_pats(struct conn *c);
 enum handler_result h_pat_delete(struct conn *c);
-enum handler_result h_pat_item(struct conn *c);
-enum handler_result h_sessions(struct conn *c);
-enum handler_result h_session_delete(struct conn *c);
 
 /* ---- client.c ------------------------------------------------------------- */
 
