@@ -13,14 +13,15 @@
  *                  state, so the fuzzers and tests/unit/test_oauth_util.c
  *                  link them with proto/ alone.
  *   client.c       responses, the form request state, client
- *                  authentication and its per-worker cache (OA).
+ *                  authentication and its per-worker cache (OA), the
+ *                  bearer-authenticated JSON APIs' request skeleton.
  *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata,
  *                  the shared cache after issuing or revoking.
+ *   h_sessions.c   GET /sessions, DELETE /sessions/ID (and h_pats.c
+ *                  POST /pats/ID/rotate).
  *   h_token.c      POST /token: the four grants.
  *   h_authorize.c  POST /authorize.
- *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID,
- *                  POST /pats/ID/rotate.
- *   h_sessions.c   GET /sessions, DELETE /sessions/ID.
+ *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
  *   module.c       the routes and the per-worker set-up.
  *
  * A form endpoint's request state is one struct oreq in c_pending_data,
