@@ -38,6 +38,8 @@
 #define LIM_URI_MAX		2048	/* a redirect URI */
 #define LIM_EXPIRES_MIN		60	/* a PAT's expires_in, seconds */
 #define LIM_EXPIRES_MAX		LIM_TEN_YEARS
+#define LIM_OVERLAP_DEFAULT	86400	/* a PAT rotation's overlap: a day */
+#define LIM_OVERLAP_MAX		604800	/* and at most a week (SPEC 12) */
 
 /* ---- HTTP request parsing (http.c) ------------------------------------ */
 

@@ -31,6 +31,7 @@
  * route paths (worker/dispatch.c). */
 enum endpoint {
 	EP_AUTH, EP_TOKEN, EP_AUTHORIZE, EP_INTROSPECT, EP_REVOKE, EP_PATS,
+	EP_SESSIONS,
 	EP_WELLKNOWN, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OTHER,
 	EP_LEAK,	/* POST /credentials/revoke */
 	EP_WEB,		/* signin: the sign-in pages (/signin, /device ...) */

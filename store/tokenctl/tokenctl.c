@@ -33,6 +33,7 @@
 #include "store/store.h"
 
 #define CTL_MAX_URIS      16
+#define CTL_HASH_HEX      (2 + 2 * TOKEN_HASH_LEN + 1)	/* "\x" and hex */
 
 #define EXIT_USAGE 2
 
@@ -992,6 +993,21 @@ ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
 	return rc;
 }
 
+/* What is stored of token tok: its SHA-256 as a bytea literal, its
+ * display prefix. */
+static void
+ctl_token_hash(const char *tok, char hex[CTL_HASH_HEX],
+    char prefix[TOKEN_DISPLAY_LEN + 1])
+{
+	uint8_t		 h[TOKEN_HASH_LEN];
+
+	token_hash(tok, TOKEN_LEN, h);
+	memcpy(hex, "\\x", 2);
+	hex_encode(h, sizeof(h), hex + 2);
+	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
+	prefix[TOKEN_DISPLAY_LEN] = '\0';
+}
+
 /*
  * Create the PAT tok for user id through tokend_pat_create, the function
  * the worker's POST /pats calls, on its operator path (no bearer token, no
@@ -1002,17 +1018,11 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
     const char *scope, const char *expires)
 {
 	const char	*params[6];
-	uint8_t		 h[TOKEN_HASH_LEN];
-	char		 hex[2 + 2 * TOKEN_HASH_LEN + 1];
-	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+	char		 hex[CTL_HASH_HEX], prefix[TOKEN_DISPLAY_LEN + 1];
 	PGresult	*res;
 	int		 rc = 0;
 
-	token_hash(tok, TOKEN_LEN, h);
-	memcpy(hex, "\\x", 2);
-	hex_encode(h, sizeof(h), hex + 2);
-	memcpy(prefix, tok, TOKEN_DISPLAY_LEN);
-	prefix[TOKEN_DISPLAY_LEN] = '\0';
+	ctl_token_hash(tok, hex, prefix);
 	params[0] = uid;
 	params[1] = c->ctl_name;
 	params[2] = scope;
@@ -1300,6 +1310,25 @@ out:
 	return rc;
 }
 
+/* A number of seconds from min to max, or -1 after failing with what. */
+static long long
+ctl_seconds(struct ctl *c, const char *what, const char *v, long long min,
+    long long max)
+{
+	char		*end;
+	long long	 secs;
+
+	errno = 0;
+	secs = strtoll(v, &end, 10);
+	if (!isdigit((unsigned char)*v) || *end != '\0' || errno != 0 ||
+	    secs < min || secs > max) {
+		ctl_fail(c, "invalid %s: seconds from %lld to %lld", what, min,
+		    max);
+		return -1;
+	}
+	return secs;
+}
+
 /* ---- token list / revoke ---------------------------------------------- */
 
 static int
@@ -1331,10 +1360,13 @@ cmd_token_list(struct ctl *c)
 		{ "use_count", COL_NUM, "-" },
 		{ "revoked", COL_TS, "-" },
 	};
-	const char	*params[1] = { NULL };
+	const char	*params[2] = { NULL, c->ctl_expiring };
 	char		 uid[32];
 
 	if (c->ctl_user != NULL && ctl_check_user_name(c, c->ctl_user) == -1)
+		return -1;
+	if (c->ctl_expiring != NULL && ctl_seconds(c, "--expiring",
+	    c->ctl_expiring, 1, LIM_EXPIRES_MAX) == -1)
 		return -1;
 	if (ctl_connect(c, 1) == -1)
 		return -1;
@@ -1349,8 +1381,11 @@ cmd_token_list(struct ctl *c)
 	    PG_EPOCH("t.expires_at") ", " PG_EPOCH("t.last_used_at") ", "
 	    "t.use_count, " PG_EPOCH("t.revoked_at") " FROM tokens t "
 	    "LEFT JOIN users u ON u.id = t.user_id "
-	    "WHERE $1::bigint IS NULL OR t.user_id = $1 ORDER BY t.id", 1,
-	    params, cols, 11);
+	    "WHERE ($1::bigint IS NULL OR t.user_id = $1) AND "
+	    "($2::integer IS NULL OR (t.revoked_at IS NULL AND "
+	    "t.expires_at > now() AND "
+	    "t.expires_at <= now() + make_interval(secs => $2))) "
+	    "ORDER BY t.id", 2, params, cols, 11);
 }
 
 /* A positive int64 in decimal, nothing else. */
@@ -1462,6 +1497,117 @@ cmd_audit(struct ctl *c)
 	    "(SELECT id FROM users WHERE name = $1)) AND ($2::bigint IS NULL "
 	    "OR a.at >= now() - $2::bigint * interval '1 second') "
 	    "ORDER BY a.at, a.id", 2, params, cols, 8);
+}
+
+/* ---- pat rotate -------------------------------------------------------- */
+
+/*
+ * A new PAT for PAT id, by tokend_pat_rotate, the function POST
+ * /pats/ID/rotate calls, on its operator path: no bearer token, and, as
+ * for pat create, no lifetime limit (the new one lives as long as the old
+ * one was made to).  The old one expires --overlap seconds from now at the
+ * latest (default a day).  The new token is the only line on stdout.
+ */
+static int
+cmd_pat_rotate(struct ctl *c)
+{
+	const char	*params[5];
+	char		 tok[TOKEN_LEN + 1], hex[CTL_HASH_HEX], overlap[16];
+	char		 prefix[TOKEN_DISPLAY_LEN + 1];
+	PGresult	*res;
+	int		 rc = -1;
+
+	if (!ctl_valid_id(c->ctl_words[2]))
+		return ctl_fail(c, "invalid PAT id %s: a positive integer "
+		    "(see tokenctl token list)", c->ctl_words[2]);
+	snprintf(overlap, sizeof(overlap), "%d", LIM_OVERLAP_DEFAULT);
+	if (c->ctl_overlap != NULL && ctl_seconds(c, "--overlap",
+	    c->ctl_overlap, 0, LIM_OVERLAP_MAX) == -1)
+		return -1;
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	if (token_generate(TOKEN_PAT, tok) == -1)
+		return ctl_fail(c, "cannot generate a token: RAND_bytes failed");
+	ctl_token_hash(tok, hex, prefix);
+	params[0] = c->ctl_words[2];
+	params[1] = c->ctl_overlap != NULL ? c->ctl_overlap : overlap;
+	params[2] = hex;
+	params[3] = prefix;
+	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend_pat_rotate("
+	    "NULL, $1::bigint, $2::integer, $3::bytea, $4, NULL, NULL, 0)",
+	    4, params, "no PAT rotated")) == NULL)
+		goto out;
+	if (strcmp(PQgetvalue(res, 0, 0), "not_found") == 0)
+		ctl_fail(c, "no live PAT %s (unknown, revoked or expired)",
+		    params[0]);
+	else if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
+		ctl_fail(c, "cannot rotate PAT %s: %s", params[0],
+		    PQgetvalue(res, 0, 0));
+	else {
+		printf("%s\n", tok);
+		rc = 0;
+	}
+	PQclear(res);
+out:
+	OPENSSL_cleanse(tok, sizeof(tok));
+	return rc;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+/* The user's live refresh families, as GET /sessions lists them. */
+static int
+cmd_user_sessions(struct ctl *c)
+{
+	static const struct ctl_col cols[] = {
+		{ "id", COL_NUM, "-" },
+		{ "client_id", COL_STR, "-" },
+		{ "created_at", COL_TS, "-" },
+		{ "last_used_at", COL_TS, "-" },
+	};
+	const char	*params[1];
+	char		 uid[32];
+
+	if (ctl_check_user_name(c, c->ctl_words[2]) == -1 ||
+	    ctl_connect(c, 1) == -1 ||
+	    ctl_user_id(c, c->ctl_words[2], uid, sizeof(uid)) == -1)
+		return -1;
+	params[0] = uid;
+	return ctl_list(c, "SELECT o_id, o_client, " PG_EPOCH("o_created")
+	    ", " PG_EPOCH("o_last_used") " FROM tokend_sessions($1::bigint)",
+	    1, params, cols, 4);
+}
+
+/*
+ * End session (refresh family) id as DELETE /sessions/ID does, by
+ * tokend_session_revoke: its tokens, its browser sessions, its consent.
+ */
+static int
+cmd_session_revoke(struct ctl *c)
+{
+	const char	*params[1] = { c->ctl_words[2] };
+	PGresult	*res;
+	int		 rc = -1;
+
+	if (!ctl_valid_id(params[0]))
+		return ctl_fail(c, "invalid session id %s: a positive integer "
+		    "(see tokenctl user sessions)", params[0]);
+	if (ctl_connect(c, 1) == -1)
+		return -1;
+	if ((res = ctl_sql_row(c, "SELECT o_status, o_n, o_user, o_client "
+	    "FROM tokend_session_revoke($1::bigint, NULL, NULL)", 1, params,
+	    "no session revoked")) == NULL)
+		return -1;
+	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
+		ctl_fail(c, "no live session %s", params[0]);
+	else {
+		printf("session %s of %s at %s revoked (%s tokens)\n",
+		    params[0], PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+		    PQgetvalue(res, 0, 1));
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
 }
 
 /* ---- cleanup ----------------------------------------------------------- */
@@ -1656,11 +1802,15 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "user revoke-tokens NAME" },
 	{ "user", "unlock", 1, 0, cmd_user_unlock, "user unlock NAME" },
 	{ "user", "list", 0, 0, cmd_user_list, "user list" },
+	{ "user", "sessions", 1, 0, cmd_user_sessions, "user sessions NAME" },
+	{ "session", "revoke", 1, 0, cmd_session_revoke, "session revoke ID" },
 	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN,
 	    cmd_pat_create, "pat create --user NAME --name LABEL "
 	    "[--scope \"a b\"] [--expires-in SECONDS]" },
-	{ "token", "list", 0, OPT_USER, cmd_token_list,
-	    "token list [--user NAME]" },
+	{ "pat", "rotate", 1, OPT_OVERLAP, cmd_pat_rotate,
+	    "pat rotate ID [--overlap SECONDS]" },
+	{ "token", "list", 0, OPT_USER | OPT_EXPIRING, cmd_token_list,
+	    "token list [--user NAME] [--expiring SECONDS]" },
 	{ "token", "revoke", 1, 0, cmd_token_revoke, "token revoke ID" },
 	{ "client", "add", 1, OPT_PUBLIC | OPT_SECRET_STDIN | OPT_REDIRECT_URI |
 	    OPT_SCOPE | OPT_FIRST_PARTY | OPT_INTROSPECT, cmd_client_add,

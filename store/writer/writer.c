@@ -11,6 +11,10 @@
  *             revoked, and watermarks, older than `retention`,
  *             every CLEANUP_MS; refresh successor boxes past
  *             their grace are wiped every WIPE_MS.
+ *   expiry    every EXPIRING_MS, tokend_pat_expiring (migration 014)
+ *             claims the PATs that entered their 7-day or 1-day window,
+ *             and each is logged once as token_expiring, whichever
+ *             tokend's writer claims it.
  *
  * The revocation feed (LISTEN, the cache, the heartbeat) is a thread of its
  * own with its own connections (feed.c), so that nothing the work
@@ -42,6 +46,7 @@
 #define PING_MS		1000
 #define CLEANUP_MS	(300 * 1000)
 #define WIPE_MS		1000	/* successor boxes past their grace */
+#define EXPIRING_MS	5000	/* token_expiring: one indexed UPDATE */
 #define SWAP_WAIT_MS	150		/* an idle worker's tick, and some */
 #define LONE_TERM_MS	1000	/* a SIGTERM no stop of the master follows */
 #define ORPHAN_GRACE_MS	2000	/* past shutdown_timeout, master gone */
@@ -81,6 +86,7 @@ static struct writer {
 	int64_t		 wr_next_flush_ms;
 	int64_t		 wr_next_cleanup_ms;
 	int64_t		 wr_next_wipe_ms;
+	int64_t		 wr_next_expiring_ms;
 	int64_t		 wr_last_ok_ms;
 	struct sbuf	 wr_ids, wr_counts, wr_last;	/* batch arrays */
 	uint64_t	 wr_batch_uses;
@@ -425,6 +431,37 @@ wr_wipe_boxes(void)
 		PQclear(res);
 }
 
+/*
+ * Expiry warnings (SPEC 12): the claim and its rows are one statement, so
+ * a PAT is logged once in each window across restarts and instances.  The
+ * line names the token by id and prefix, never more of it.
+ */
+static void
+wr_expiring(void)
+{
+	char		 err[512], ts[ISO8601_LEN];
+	PGresult	*res;
+	int		 i;
+
+	if ((res = wr_exec("SELECT o_id, o_prefix, o_user, o_name, "
+	    PG_EPOCH("o_expires") ", o_warned FROM tokend_pat_expiring()", 0,
+	    NULL, err, sizeof(err))) == NULL) {
+		wr_disconnect(err);
+		return;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		if (iso8601_format(strtoll(PQgetvalue(res, i, 4), NULL, 10),
+		    -1, ts) == -1)
+			snprintf(ts, sizeof(ts), "%s", PQgetvalue(res, i, 4));
+		LOG(LVL_INFO, "token_expiring", KV_S("id", PQgetvalue(res, i,
+		    0)), KV_S("token", PQgetvalue(res, i, 1)), KV_S("user",
+		    PQgetvalue(res, i, 2)), KV_S("name", PQgetvalue(res, i, 3)),
+		    KV_S("expires_at", ts), KV_S("in",
+		    strcmp(PQgetvalue(res, i, 5), "2") == 0 ? "1d" : "7d"));
+	}
+	PQclear(res);
+}
+
 static void
 wr_ping(void)
 {
@@ -598,6 +635,10 @@ wr_due(int64_t now)
 	if (WR.wr_db != NULL && now >= WR.wr_next_wipe_ms) {
 		WR.wr_next_wipe_ms = now + WIPE_MS;
 		wr_wipe_boxes();
+	}
+	if (WR.wr_db != NULL && now >= WR.wr_next_expiring_ms) {
+		WR.wr_next_expiring_ms = now + EXPIRING_MS;
+		wr_expiring();
 	}
 	if (WR.wr_db != NULL && now - WR.wr_last_ok_ms >= PING_MS)
 		wr_ping();

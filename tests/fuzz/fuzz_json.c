@@ -84,6 +84,19 @@ check_pat(const uint8_t *data, size_t size)
 }
 
 static void
+check_rotate(const uint8_t *data, size_t size)
+{
+	const char	*err, *why;
+	int64_t		 overlap = -1;
+
+	if (oauth_parse_rotate((const char *)data, size, &overlap, &err,
+	    &why) == -1)
+		return;
+	if (overlap != -1 && (overlap < 0 || overlap > OA_OVERLAP_MAX))
+		abort();
+}
+
+static void
 check_basic(const char *s, size_t n)
 {
 	struct http_str	 a = { s, n };
@@ -141,6 +154,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	check_authorize(data, size);
 	check_pat(data, size);
+	check_rotate(data, size);
 	check_basic((const char *)data, size);
 	if ((s = malloc(size + 7)) == NULL)
 		return 0;

@@ -169,6 +169,17 @@ http {
         self.assertEqual(got["x-auth-user"], ["alice"])
         self.assertNotIn("authorization", got)
 
+    def test_application_sees_when_the_token_expires(self):
+        """Issue 13: X-Auth-Expires reaches the application (unix seconds),
+        so it can warn the user before a PAT lapses."""
+        tok = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                               "expiring", "--expires-in", "3600"
+                               ).stdout.strip()
+        r = self.get("/api/headers", tok)
+        self.assertEqual(r.status, 200, r)
+        self.assertAlmostEqual(int(r.json()["x-auth-expires"][0]),
+                               time.time() + 3600, delta=30)
+
     def test_postgresql_down_is_503_with_retry_after(self):
         """Issue 10: tokend's 503 reaches the client as a 503 with
         Retry-After and a JSON body, not as nginx's bare 500."""

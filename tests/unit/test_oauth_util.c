@@ -172,3 +172,50 @@ Test(redirect, with_any_parameters)
 	cr_assert_str_eq(out, "/authorize?error=access_denied&state=%3C%26%3E");
 	cr_assert_eq(oauth_redirect_with("/a", kv, 3, out, 20), -1);
 }
+
+Test(rotate, overlap_within_a_week)
+{
+	const char	*err, *why;
+	int64_t		 ov = 7;
+	const char	*bad[] = { "{\"overlap\":604801}", "{\"overlap\":-1}",
+	    "{\"overlap\":\"60\"}", "{\"overlap\":1.5}", "[]", "x" };
+	size_t		 i;
+
+	cr_assert_eq(oauth_parse_rotate("{}", 2, &ov, &err, &why), 0);
+	cr_assert_eq(ov, 7);
+	cr_assert_eq(oauth_parse_rotate("{\"overlap\":null}", 16, &ov, &err,
+	    &why), 0);
+	cr_assert_eq(ov, 7);
+	cr_assert_eq(oauth_parse_rotate("{\"overlap\":604800}", 18, &ov, &err,
+	    &why), 0);
+	cr_assert_eq(ov, 604800);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(oauth_parse_rotate(bad[i], strlen(bad[i]), &ov,
+		    &err, &why), -1, "%s", bad[i]);
+		cr_assert_str_eq(err, "invalid_request");
+	}
+}
+
+static const char *
+path_id(const char *path, const char *suffix, char out[24])
+{
+	struct http_str	 p = { path, strlen(path) };
+
+	oauth_path_id(p, "/pats/", suffix, out);
+	return out;
+}
+
+Test(path, id_between_prefix_and_suffix)
+{
+	char	 id[24];
+
+	cr_assert_str_eq(path_id("/pats/42", "", id), "42");
+	cr_assert_str_eq(path_id("/pats/42/rotate", "/rotate", id), "42");
+	cr_assert_str_eq(path_id("/pats/42/rotate", "", id), "0");
+	cr_assert_str_eq(path_id("/pats/42", "/rotate", id), "0");
+	cr_assert_str_eq(path_id("/pats//rotate", "/rotate", id), "0");
+	cr_assert_str_eq(path_id("/pats/042", "", id), "0");
+	cr_assert_str_eq(path_id("/pats/-1", "", id), "0");
+	cr_assert_str_eq(path_id("/pats/1234567890123456789", "", id), "0");
+	cr_assert_str_eq(path_id("/pats/rotate", "/rotate", id), "0");
+}

@@ -122,6 +122,69 @@ oauth_busy(struct conn *c, int wait, const char *desc)
 	resp_error_end(c, "temporarily_unavailable", desc);
 }
 
+json_t *
+oauth_ts_json(PGresult *res, int r, int k)
+{
+	char	 ts[ISO8601_LEN];
+
+	if (PQgetisnull(res, r, k) || iso8601_format(strtoll(PQgetvalue(res,
+	    r, k), NULL, 10), -1, ts) == -1)
+		return json_null();
+	return json_string(ts);
+}
+
+/* ---- the bearer-authenticated JSON APIs ----------------------------- */
+
+static void
+oauth_bearer_found(struct conn *c, const struct tok_info *ti)
+{
+	struct oauth_wait *ow = (struct oauth_wait *)c->c_pending_data;
+
+	c->c_pending = NULL;
+	if (worker_pending_done(c, ow->ow_go(c, ti)) == HANDLER_DONE)
+		worker_resume(c);
+}
+
+static void
+oauth_bearer_answered(struct conn *c, PGresult *res, void *arg)
+{
+	struct oauth_wait *ow = (struct oauth_wait *)c->c_pending_data;
+
+	(void)arg;
+	if (res == NULL || PQntuples(res) < 1)
+		oauth_unavailable(c);
+	else
+		ow->ow_done(c, res);
+	worker_pending_done(c, HANDLER_DONE);
+	worker_resume(c);
+}
+
+enum handler_result
+oauth_bearer_query(struct conn *c, const char *sql, int nparams,
+    const char *const *params)
+{
+	return oauth_query(c, sql, nparams, params, oauth_bearer_answered);
+}
+
+enum handler_result
+oauth_bearer_start(struct conn *c, struct oauth_wait *ow, size_t size,
+    unsigned kinds, oauth_go_fn go, oauth_done_fn done)
+{
+	struct tok_info	 ti;
+	int		 r;
+
+	/* A token minted for the answer is wiped with the state. */
+	ow->ow_pd.pd_free = worker_pending_wipe;
+	ow->ow_pd.pd_size = size;
+	ow->ow_go = go;
+	ow->ow_done = done;
+	c->c_pending_data = &ow->ow_pd;
+	r = auth_bearer_begin(c, kinds, &ti, oauth_bearer_found);
+	if (r == 2)
+		return HANDLER_PENDING;
+	return worker_pending_done(c, r == 1 ? go(c, &ti) : HANDLER_DONE);
+}
+
 void
 client_invalid(struct conn *c, const struct oreq *or)
 {

@@ -1,5 +1,6 @@
 /*
- * The PAT API (SPEC section 4): POST /pats, GET /pats, DELETE /pats/ID.
+ * The PAT API (SPEC sections 4 and 12): POST /pats, GET /pats,
+ * DELETE /pats/ID, POST /pats/ID/rotate.
  *
  * Authenticated with the user's own access token only: a PAT cannot mint or
  * list PATs (401 invalid_token), nor can a client-credentials token (it has
@@ -18,6 +19,12 @@
  * is 0).  A stolen access token must not turn into a long-lived PAT, so
  * POST also needs one issued less than OA_PAT_REAUTH seconds ago (else 403
  * reauthentication_required).  tokend_pat_create checks all of it again.
+ * POST /pats/ID/rotate {"overlap": 0 to 604800, default 86400} answers
+ * 201 like POST, under the same rules, for a new PAT with the old one's
+ * name, scope and original lifetime (capped by pat_max_lifetime); the old
+ * one expires overlap seconds from now at the latest (tokend_pat_rotate).
+ * A revoked or expired PAT is 404 like an unknown one: there is nothing
+ * left to rotate.
  * Dates are ISO 8601 UTC strings ("2025-01-31T12:00:00Z"), null for never.
  */
 #include <ctype.h>
@@ -63,14 +70,22 @@ static const char reauth_why[] =
     "sign in again: this needs an access token issued less than 10 minutes "
     "ago";
 
-enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE };
+/* POST /pats/ID/rotate: tokend_pat_rotate (migration 014). */
+static const char rotate_sql[] =
+    "SELECT o_status, o_id, o_name, o_scope, " TS("o_created") ", "
+    TS("o_expires") ", o_old_hash, " TS("o_old_expires")
+    " FROM tokend_pat_rotate($1::bigint, $2::bigint, $3::integer, "
+    "decode($4, 'hex'), $5, $6::bigint, $7::integer, $8::integer)";
+
+enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE, PAT_ROTATE };
 
 /* The request's state, in c_pending_data. */
 struct pat_wait {
-	struct pending	 pw_pd;			/* first */
+	struct oauth_wait pw_ow;		/* first */
 	enum pat_op	 pw_op;
 	struct pat_req	 pw_req;		/* PAT_CREATE */
-	char		 pw_id[24];		/* PAT_DELETE */
+	char		 pw_id[24];		/* PAT_DELETE, PAT_ROTATE */
+	char		 pw_overlap[16];	/* PAT_ROTATE */
 	char		 pw_reauth[16];		/* PAT_CREATE: SQL parameters */
 	char		 pw_max[16];
 	char		 pw_scope[TI_SCOPE_LEN];
@@ -85,18 +100,6 @@ col(PGresult *res, int r, int k)
 {
 	return PQgetisnull(res, r, k) ? json_null() :
 	    json_string(PQgetvalue(res, r, k));
-}
-
-/* A TS() column as an ISO 8601 JSON string, or null. */
-static json_t *
-ts_col(PGresult *res, int r, int k)
-{
-	char	 ts[ISO8601_LEN];
-
-	if (PQgetisnull(res, r, k) || iso8601_format(strtoll(PQgetvalue(res,
-	    r, k), NULL, 10), -1, ts) == -1)
-		return json_null();
-	return json_string(ts);
 }
 
 /* ---- the answers ------------------------------------------------------------ */
@@ -141,7 +144,8 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
 	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
 	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
-	    "created_at", ts_col(res, 0, 2), "expires_at", ts_col(res, 0, 3));
+	    "created_at", oauth_ts_json(res, 0, 2), "expires_at",
+	    oauth_ts_json(res, 0, 3));
 	oauth_prefix(pw->pw_token, pfx);
 	metrics_token_issued(GRANT_PAT);
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
@@ -169,8 +173,9 @@ pat_listed(struct conn *c, PGresult *res)
 		    (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10),
 		    "name", col(res, i, 2), "prefix", PQgetvalue(res, i, 3),
 		    "scope", PQgetvalue(res, i, 4), "created_at",
-		    ts_col(res, i, 5), "expires_at", ts_col(res, i, 6),
-		    "last_used_at", ts_col(res, i, 7), "use_count",
+		    oauth_ts_json(res, i, 5), "expires_at",
+		    oauth_ts_json(res, i, 6), "last_used_at",
+		    oauth_ts_json(res, i, 7), "use_count",
 		    (json_int_t)strtoll(PQgetvalue(res, i, 8), NULL, 10));
 		json_array_append_new(a, o);
 	}
@@ -197,23 +202,54 @@ pat_deleted(struct conn *c, struct pat_wait *pw, PGresult *res)
 	resp_end(c, NULL, NULL, 0);
 }
 
+/*
+ * The rotation's answer: POST /pats's body for the new PAT.  The old one's
+ * entry leaves the cache before the 201, so that every worker of this
+ * instance reads its shortened expiry at once (the notify trigger tells
+ * the other instances).
+ */
 static void
-pat_answered(struct conn *c, PGresult *res, void *arg)
+pat_rotated(struct conn *c, struct pat_wait *pw, PGresult *res)
 {
-	struct pat_wait	*pw;
+	char	 pfx[TOKEN_DISPLAY_LEN + 1];
+	json_t	*o;
 
-	(void)arg;
-	pw = (struct pat_wait *)c->c_pending_data;
-	if (res == NULL || PQntuples(res) < 1)
-		oauth_unavailable(c);
-	else if (pw->pw_op == PAT_CREATE)
+	if (strcmp(PQgetvalue(res, 0, 0), "not_found") == 0) {
+		oauth_api_error(c, 404, "not_found", "no such personal access "
+		    "token, or it is revoked or expired");
+		return;
+	}
+	if (!pat_status(c, res))
+		return;
+	oauth_cache_revoke(PQgetvalue(res, 0, 6));
+	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
+	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
+	    pw->pw_token, "name", PQgetvalue(res, 0, 2), "scope",
+	    PQgetvalue(res, 0, 3), "created_at", oauth_ts_json(res, 0, 4),
+	    "expires_at", oauth_ts_json(res, 0, 5));
+	oauth_prefix(pw->pw_token, pfx);
+	LOG(LVL_INFO, "token_rotated", KV_S("user", pw->pw_user),
+	    KV_S("old_id", pw->pw_id), KV_S("old_expires", PQgetvalue(res, 0,
+	    7)), KV_S("pat", pfx), KV_S("id", PQgetvalue(res, 0, 1)),
+	    KV_S("by", "api"));
+	resp_start(c, 201);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_json_end(c, o);
+}
+
+static void
+pat_answered(struct conn *c, PGresult *res)
+{
+	struct pat_wait	*pw = (struct pat_wait *)c->c_pending_data;
+
+	if (pw->pw_op == PAT_CREATE)
 		pat_created(c, pw, res);
 	else if (pw->pw_op == PAT_LIST)
 		pat_listed(c, res);
+	else if (pw->pw_op == PAT_ROTATE)
+		pat_rotated(c, pw, res);
 	else
 		pat_deleted(c, pw, res);
-	worker_pending_done(c, HANDLER_DONE);
-	worker_resume(c);
 }
 
 /* ---- the work ---------------------------------------------------------------- */
@@ -283,6 +319,30 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 	return 0;
 }
 
+/* POST /pats/ID/rotate's parameters: the new token, made now. */
+static int
+pat_rotate_params(struct conn *c, struct pat_wait *pw, const char **p,
+    char *hash, char *pfx)
+{
+	if (token_generate(TOKEN_PAT, pw->pw_token) == -1) {
+		oauth_unavailable(c);
+		return -1;
+	}
+	oauth_hash_hex(pw->pw_token, hash);
+	oauth_prefix(pw->pw_token, pfx);
+	snprintf(pw->pw_reauth, sizeof(pw->pw_reauth), "%d", OA_PAT_REAUTH);
+	snprintf(pw->pw_max, sizeof(pw->pw_max), "%d",
+	    W.wk_cf->cf_pat_max_lifetime);
+	p[1] = pw->pw_id;
+	p[2] = pw->pw_overlap;
+	p[3] = hash;
+	p[4] = pfx;
+	/* p[5] is the bearer token's id. */
+	p[6] = pw->pw_reauth;
+	p[7] = pw->pw_max;
+	return 0;
+}
+
 static enum handler_result
 pats_go(struct conn *c, const struct tok_info *ti)
 {
@@ -307,6 +367,12 @@ pats_go(struct conn *c, const struct tok_info *ti)
 		p[6] = tid;
 		sql = create_sql;
 		n = 9;
+	} else if (pw->pw_op == PAT_ROTATE) {
+		if (pat_rotate_params(c, pw, p, hash, pfx) == -1)
+			return HANDLER_DONE;
+		p[5] = tid;
+		sql = rotate_sql;
+		n = 8;
 	} else if (pw->pw_op == PAT_DELETE) {
 		p[0] = pw->pw_id;
 		p[1] = uid;
@@ -314,32 +380,15 @@ pats_go(struct conn *c, const struct tok_info *ti)
 		sql = delete_sql;
 		n = 3;
 	}
-	return oauth_query(c, sql, n, p, pat_answered);
-}
-
-static void
-pats_bearer(struct conn *c, const struct tok_info *ti)
-{
-	c->c_pending = NULL;
-	if (worker_pending_done(c, pats_go(c, ti)) == HANDLER_DONE)
-		worker_resume(c);
+	return oauth_bearer_query(c, sql, n, p);
 }
 
 /* Authenticate, then do pw's operation. */
 static enum handler_result
 pats_start(struct conn *c, struct pat_wait *pw)
 {
-	struct tok_info	 ti;
-	int		 r;
-
-	/* The new token is wiped with the state. */
-	pw->pw_pd.pd_free = worker_pending_wipe;
-	pw->pw_pd.pd_size = sizeof(*pw);
-	c->c_pending_data = &pw->pw_pd;
-	r = auth_bearer_begin(c, ACCESS_ONLY, &ti, pats_bearer);
-	if (r == 2)
-		return HANDLER_PENDING;
-	return worker_pending_done(c, r == 1 ? pats_go(c, &ti) : HANDLER_DONE);
+	return oauth_bearer_start(c, &pw->pw_ow, sizeof(*pw), ACCESS_ONLY,
+	    pats_go, pat_answered);
 }
 
 enum handler_result
@@ -372,27 +421,61 @@ h_pats(struct conn *c)
 	return pats_start(c, pw);
 }
 
-/* DELETE /pats/ID: ID a positive decimal int64; anything else is 404
- * (after authentication, so it tells an anonymous caller nothing). */
+/* DELETE /pats/ID */
 enum handler_result
 h_pat_delete(struct conn *c)
 {
-	struct http_str	 path = c->c_req.rq_path;
 	struct pat_wait	*pw;
-	size_t		 i, n = strlen("/pats/");
-	int		 ok;
 
 	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
 	pw->pw_op = PAT_DELETE;
-	ok = path.s_len > n && path.s_len - n < 19 && path.s_ptr[n] != '0';
-	for (i = n; ok && i < path.s_len; i++)
-		ok = isdigit((unsigned char)path.s_ptr[i]);
-	if (ok)
-		memcpy(pw->pw_id, path.s_ptr + n, path.s_len - n);
-	else
-		strcpy(pw->pw_id, "0");		/* matches no row */
+	oauth_path_id(c->c_req.rq_path, "/pats/", "", pw->pw_id);
 	return pats_start(c, pw);
+}
+
+/*
+ * POST /pats/ID/rotate {"overlap": SECONDS}; an empty body is
+ * OA_OVERLAP_DEFAULT (oauth.h).
+ */
+static enum handler_result
+h_pat_rotate(struct conn *c)
+{
+	const struct http_req *rq = &c->c_req;
+	struct pat_wait	*pw;
+	const char	*err, *why;
+	int64_t		 overlap = OA_OVERLAP_DEFAULT;
+
+	if (rq->rq_content_length > 0 &&
+	    !oauth_ctype_is(rq->rq_content_type, "application/json")) {
+		oauth_api_error(c, 415, "invalid_request", "the body must be "
+		    "application/json");
+		return HANDLER_DONE;
+	}
+	if (rq->rq_content_length > 0 && oauth_parse_rotate(c->c_in +
+	    c->c_inoff + rq->rq_header_bytes, rq->rq_content_length, &overlap,
+	    &err, &why) == -1) {
+		oauth_api_error(c, 400, err, why);
+		return HANDLER_DONE;
+	}
+	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	pw->pw_op = PAT_ROTATE;
+	snprintf(pw->pw_overlap, sizeof(pw->pw_overlap), "%lld",
+	    (long long)overlap);
+	oauth_path_id(rq->rq_path, "/pats/", "/rotate", pw->pw_id);
+	return pats_start(c, pw);
+}
+
+/* Everything under /pats/: DELETE /pats/ID, POST /pats/ID/rotate. */
+enum handler_result
+h_pat_item(struct conn *c)
+{
+	if (c->c_req.rq_method == HTTP_POST)
+		return h_pat_rotate(c);
+	return h_pat_delete(c);
 }

@@ -22,7 +22,12 @@ static const struct worker_route oauth_routes[] = {
 	    WR_M(HTTP_GET) | WR_M(HTTP_HEAD), "GET, HEAD", h_wellknown },
 	{ "/pats", 0, EP_PATS, WR_M(HTTP_GET) | WR_M(HTTP_HEAD) |
 	    WR_M(HTTP_POST), "GET, HEAD, POST", h_pats },
-	{ "/pats/", 1, EP_PATS, WR_M(HTTP_DELETE), "DELETE", h_pat_delete },
+	{ "/pats/", 1, EP_PATS, WR_M(HTTP_DELETE) | WR_M(HTTP_POST),
+	    "DELETE, POST", h_pat_item },
+	{ "/sessions", 0, EP_SESSIONS, WR_M(HTTP_GET) | WR_M(HTTP_HEAD),
+	    "GET, HEAD", h_sessions },
+	{ "/sessions/", 1, EP_SESSIONS, WR_M(HTTP_DELETE), "DELETE",
+	    h_session_delete },
 };
 
 /* After the engine's set-up: the client cache (none: every client

@@ -13,9 +13,12 @@
  *                  state, so the fuzzers and tests/unit/test_oauth_util.c
  *                  link them with proto/ alone.
  *   client.c       responses, the form request state, client
- *                  authentication and its per-worker cache (OA).
+ *                  authentication and its per-worker cache (OA), the
+ *                  bearer-authenticated JSON APIs' request skeleton.
  *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata,
  *                  the shared cache after issuing or revoking.
+ *   h_sessions.c   GET /sessions, DELETE /sessions/ID (and h_pats.c
+ *                  POST /pats/ID/rotate).
  *   h_token.c      POST /token: the four grants.
  *   h_authorize.c  POST /authorize.
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
@@ -53,6 +56,8 @@
 #define OA_EXPIRES_MAX		LIM_EXPIRES_MAX
 #define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
+#define OA_OVERLAP_DEFAULT	LIM_OVERLAP_DEFAULT	/* /pats/ID/rotate */
+#define OA_OVERLAP_MAX		LIM_OVERLAP_MAX
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
 
@@ -116,6 +121,20 @@ int	oauth_parse_authorize(const char *body, size_t len,
 	    struct authorize_req *ar, const char **err, const char **why);
 int	oauth_parse_pat(const char *body, size_t len, struct pat_req *pr,
 	    const char **err, const char **why);
+
+/* The JSON body of POST /pats/ID/rotate: {"overlap": 0 to OA_OVERLAP_MAX}
+ * into *overlap (left as it is when absent or null). */
+int	oauth_parse_rotate(const char *body, size_t len, int64_t *overlap,
+	    const char **err, const char **why);
+
+/*
+ * The ID of a path prefix ID suffix (prefix "/pats/", suffix "/rotate" or
+ * "") into out: a positive decimal int64, else "0", which matches no row,
+ * so that a malformed path answers 404 after authentication and tells an
+ * anonymous caller nothing.
+ */
+void	oauth_path_id(struct http_str path, const char *prefix,
+	    const char *suffix, char out[24]);
 
 /*
  * redirect_uri with code and (when state is not NULL) state appended as
@@ -228,6 +247,32 @@ enum handler_result oauth_query(struct conn *c, const char *sql,
 /* 429 temporarily_unavailable with Retry-After: wait seconds (at least 1). */
 void	oauth_busy(struct conn *c, int wait, const char *desc);
 
+/* A PG_EPOCH column (store.h) as an ISO 8601 JSON string, or null. */
+json_t	*oauth_ts_json(PGresult *res, int r, int k);
+
+/*
+ * The state of an endpoint authenticated by a user's bearer token (the PAT
+ * API, /sessions) starts with this, in c_pending_data.  oauth_bearer_start
+ * makes it c's state (freed and wiped, size bytes, as the engine frees
+ * any), finds the bearer token (auth_bearer_begin with kinds), then runs
+ * go with it (go checks it, auth_bearer_check): go's result at once, or
+ * HANDLER_PENDING while the lookup runs, after which go's DONE resumes c.
+ * go's query, sent by oauth_bearer_query, is answered by done with its
+ * first row there (else 503), and then c resumes.
+ */
+typedef enum handler_result (*oauth_go_fn)(struct conn *c,
+	    const struct tok_info *ti);
+typedef void (*oauth_done_fn)(struct conn *c, PGresult *res);
+struct oauth_wait {
+	struct pending	 ow_pd;			/* first */
+	oauth_go_fn	 ow_go;
+	oauth_done_fn	 ow_done;
+};
+enum handler_result oauth_bearer_start(struct conn *c, struct oauth_wait *ow,
+	    size_t size, unsigned kinds, oauth_go_fn go, oauth_done_fn done);
+enum handler_result oauth_bearer_query(struct conn *c, const char *sql,
+	    int nparams, const char *const *params);
+
 /* sh_cache_epoch now, read before a query that issues tokens (acquire). */
 uint64_t oauth_cache_epoch(void);
 
@@ -253,6 +298,9 @@ void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
 extern const struct worker_module oauth_module;
 
 enum handler_result h_token(struct conn *c);
+enum handler_result h_pat_item(struct conn *c);
+enum handler_result h_sessions(struct conn *c);
+enum handler_result h_session_delete(struct conn *c);
 enum handler_result h_authorize(struct conn *c);
 enum handler_result h_introspect(struct conn *c);
 enum handler_result h_revoke(struct conn *c);

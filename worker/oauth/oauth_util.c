@@ -468,3 +468,48 @@ out:
 	json_decref(o);
 	return rc;
 }
+
+int
+oauth_parse_rotate(const char *body, size_t len, int64_t *overlap,
+    const char **err, const char **why)
+{
+	json_t		*o, *v;
+	json_int_t	 e;
+	int		 rc = -1;
+
+	if ((o = json_body(body, len)) == NULL)
+		FAIL("invalid_request", "the body must be a JSON object");
+	v = json_object_get(o, "overlap");
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_integer(v))
+			FAIL("invalid_request", "overlap must be an integer");
+		e = json_integer_value(v);
+		if (e < 0 || e > OA_OVERLAP_MAX)
+			FAIL("invalid_request", "overlap must be 0 to 604800 "
+			    "seconds");
+		*overlap = (int64_t)e;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}
+
+void
+oauth_path_id(struct http_str path, const char *prefix, const char *suffix,
+    char out[24])
+{
+	size_t	 i, n = strlen(prefix), sl = strlen(suffix), end;
+	int	 ok;
+
+	end = path.s_len >= n + sl ? path.s_len - sl : 0;
+	ok = end > n && end - n < 19 && path.s_ptr[n] != '0' &&
+	    memcmp(path.s_ptr + end, suffix, sl) == 0;
+	for (i = n; ok && i < end; i++)
+		ok = isdigit((unsigned char)path.s_ptr[i]);
+	if (ok) {
+		memcpy(out, path.s_ptr + n, end - n);
+		out[end - n] = '\0';
+	} else
+		strcpy(out, "0");
+}
