@@ -1,6 +1,8 @@
 /*
  * POST /token (RFC 6749, SPEC section 4): the password, refresh_token,
- * authorization_code and client_credentials grants.
+ * authorization_code and client_credentials grants, and the RFC 8628
+ * device grant's polling.  A client uses only the grant types it is
+ * allowed (clients.grant_types, SPEC 11): any other is unauthorized_client.
  *
  * Each grant is: parse the form, authenticate the client (client.c), do
  * the grant's checks that need no I/O, mint the new token strings here
@@ -54,6 +56,13 @@ static const char code_sql[] =
     "o_hashes FROM tokend_code_exchange(decode($1, 'hex'), $2::bigint, $3, "
     "$4, decode($5, 'hex'), $6, $7::integer, decode($8, 'hex'), $9, "
     "$10::integer)";
+
+static const char device_sql[] =
+    "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
+    "coalesce(o_scope, ''), o_access_id, o_refresh_id, o_iat, o_interval "
+    "FROM tokend_device_poll(decode($1, 'hex'), $2::bigint, "
+    "decode($3, 'hex'), $4, $5::integer, decode($6, 'hex'), $7, "
+    "$8::integer)";
 
 /* The SQL parameters that describe the freshly minted tokens. */
 struct minted {
@@ -158,23 +167,6 @@ log_issued(struct oreq *or, const char *event, const char *grant)
 	    KV_S("client", or->or_client.ci_client_id),
 	    KV_S("user", or->or_user), KV_S("access", ap),
 	    KV_S("refresh", rp), KV_S("scope", or->or_scope));
-}
-
-/* The requested scope, within the client's; omitted: all of the client's.
- * Returns 0, or -1 after answering invalid_scope. */
-static int
-client_scope(struct conn *c, struct oreq *or)
-{
-	if (!or->or_has_scope) {
-		snprintf(or->or_scope, sizeof(or->or_scope), "%s",
-		    or->or_client.ci_scope);
-		return 0;
-	}
-	if (scope_subset(or->or_scope, or->or_client.ci_scope))
-		return 0;
-	oauth_error(c, 400, "invalid_scope", "the requested scope exceeds "
-	    "the client's");
-	return -1;
 }
 
 /* ---- password and client_credentials: tokend_issue ----------------------- */
@@ -623,60 +615,146 @@ grant_code(struct conn *c, struct oreq *or)
 	return oauth_query(c, code_sql, 10, p, exchanged);
 }
 
+/* ---- urn:ietf:params:oauth:grant-type:device_code: tokend_device_poll --- */
+
+/*
+ * RFC 8628 3.5: the answers while the person has not finished are errors
+ * the device keeps polling through; slow_down tells it the interval grew.
+ */
+static void
+device_polled(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+	const char	*st;
+	char		 why[96];
+
+	(void)arg;
+	if ((or = oreq_row(c, res)) == NULL)
+		return;
+	st = grant_head(or, res);
+	if (strcmp(st, "ok") == 0) {
+		prime_cache(or, res, 4, 6);
+		log_issued(or, "token_issued", GRANT_DEVICE_SHORT);
+		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
+	} else if (strcmp(st, "pending") == 0)
+		oauth_error(c, 400, "authorization_pending", "the user has "
+		    "not approved the device yet");
+	else if (strcmp(st, "slow_down") == 0) {
+		snprintf(why, sizeof(why), "polling too fast: wait %s seconds "
+		    "between requests", PQgetvalue(res, 0, 7));
+		oauth_error(c, 400, "slow_down", why);
+	} else if (strcmp(st, "denied") == 0)
+		oauth_error(c, 400, "access_denied", "the user denied the "
+		    "device");
+	else if (strcmp(st, "expired") == 0)
+		oauth_error(c, 400, "expired_token", "the device_code has "
+		    "expired; start again");
+	else
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+	oreq_resume(c, HANDLER_DONE);
+}
+
+static enum handler_result
+grant_device(struct conn *c, struct oreq *or)
+{
+	const char	*dc = form_get(&or->or_form, "device_code");
+	char		 hash[2 * TOKEN_HASH_LEN + 1], cid[24];
+	struct minted	 mt;
+	const char	*p[8];
+
+	if (dc == NULL) {
+		oauth_error(c, 400, "invalid_request", "device_code is "
+		    "required");
+		return HANDLER_DONE;
+	}
+	if (token_check(dc, strlen(dc)) != TOKEN_DEVICE) {
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+		return HANDLER_DONE;
+	}
+	if (mint(or, 1, &mt) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	oauth_hash_hex(dc, hash);
+	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
+	p[0] = hash;
+	p[1] = cid;
+	minted_params(&mt, 1, p + 2);
+	or->or_cache_epoch = oauth_cache_epoch();
+	return oauth_query(c, device_sql, 8, p, device_polled);
+}
+
 /* ---- the endpoint ------------------------------------------------------- */
 
 static const struct grant {
-	const char	*gr_name;
+	unsigned	 gr_bit;		/* GRANT_*: its name, proto/grant.c */
 	oreq_fn		 gr_fn;
 } grants[] = {
-	{ "password", grant_password },
-	{ "refresh_token", grant_refresh },
-	{ "authorization_code", grant_code },
-	{ "client_credentials", grant_client_credentials },
+	{ GRANT_PASSWORD, grant_password },
+	{ GRANT_REFRESH, grant_refresh },
+	{ GRANT_CODE, grant_code },
+	{ GRANT_CLIENT_CREDENTIALS, grant_client_credentials },
+	{ GRANT_DEVICE, grant_device },
 };
+
+static const struct grant *
+grant_find(const char *gt)
+{
+	unsigned	 bit = gt != NULL ? grant_bit(gt) : 0;
+	size_t		 i;
+
+	for (i = 0; bit != 0 && i < sizeof(grants) / sizeof(grants[0]); i++)
+		if (grants[i].gr_bit == bit)
+			return &grants[i];
+	return NULL;
+}
 
 /* The grant_type and scope parameters.  NULL after answering. */
 static const struct grant *
 token_params(struct conn *c, struct oreq *or)
 {
 	const char	*gt = form_get(&or->or_form, "grant_type");
-	const char	*scope = form_get(&or->or_form, "scope");
-	size_t		 i;
+	const struct grant *g;
 
 	if (gt == NULL) {
 		oauth_error(c, 400, "invalid_request", "grant_type is "
 		    "required");
 		return NULL;
 	}
-	for (i = 0; i < sizeof(grants) / sizeof(grants[0]); i++)
-		if (strcmp(gt, grants[i].gr_name) == 0)
-			break;
-	if (i == sizeof(grants) / sizeof(grants[0])) {
+	if ((g = grant_find(gt)) == NULL) {
 		oauth_error(c, 400, "unsupported_grant_type", "grant_type must "
-		    "be password, refresh_token, authorization_code or "
-		    "client_credentials");
+		    "be authorization_code, refresh_token, client_credentials, "
+		    "password or " GRANT_DEVICE_URN);
 		return NULL;
 	}
-	if (scope != NULL) {
-		if (scope_normalize(scope, or->or_scope,
-		    sizeof(or->or_scope)) != 0) {
-			oauth_error(c, 400, "invalid_scope", "malformed scope");
-			return NULL;
-		}
-		or->or_has_scope = 1;
+	if (oreq_scope(c, or) == -1)
+		return NULL;
+	return g;
+}
+
+/* The client is authenticated: it runs the grant if it may use it. */
+static enum handler_result
+token_grant(struct conn *c, struct oreq *or)
+{
+	const struct grant *g = grant_find(form_get(&or->or_form,
+	    "grant_type"));
+
+	if (!(or->or_client.ci_grants & g->gr_bit)) {
+		oauth_error(c, 400, "unauthorized_client", "this client is not "
+		    "allowed this grant_type");
+		return HANDLER_DONE;
 	}
-	return &grants[i];
+	return g->gr_fn(c, or);
 }
 
 enum handler_result
 h_token(struct conn *c)
 {
-	const struct grant *g;
 	struct oreq	*or;
 
 	if ((or = oreq_new(c)) == NULL)
 		return HANDLER_DONE;
-	if ((g = token_params(c, or)) == NULL || client_creds(c, or) == -1)
+	if (token_params(c, or) == NULL || client_creds(c, or) == -1)
 		return oreq_done(c, HANDLER_DONE);
-	return oreq_done(c, client_auth(c, or, 0, g->gr_fn));
+	return oreq_done(c, client_auth(c, or, 0, token_grant));
 }

@@ -16,7 +16,9 @@
  *                  authentication and its per-worker cache (OA).
  *   h_oauth.c      POST /introspect, POST /revoke, the RFC 8414 metadata,
  *                  the shared cache after issuing or revoking.
- *   h_token.c      POST /token: the four grants.
+ *   h_token.c      POST /token: the five grants, each only for the
+ *                  clients allowed it (clients.grant_types).
+ *   h_device.c     POST /device_authorization (RFC 8628).
  *   h_authorize.c  POST /authorize.
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
  *   module.c       the routes and the per-worker set-up.
@@ -51,6 +53,7 @@
 #define OA_EXPIRES_MAX		LIM_EXPIRES_MAX
 #define OA_PAT_REAUTH		600	/* POST /pats: access token younger */
 #define OA_BOX_MAX		512	/* the sealed successor pair */
+#define OA_URL_MAX		(CF_URL_LEN + 64)	/* issuer + path */
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
 
@@ -134,6 +137,7 @@ struct client_info {
 	int64_t	 ci_id;				/* clients.id */
 	int	 ci_public;
 	int	 ci_introspect;			/* may call /introspect */
+	unsigned ci_grants;			/* GRANT_* it may use */
 	char	 ci_client_id[OA_CLIENT_ID_MAX + 1];
 	char	 ci_scope[TI_SCOPE_LEN];	/* allowed scopes */
 };
@@ -198,6 +202,13 @@ enum handler_result oreq_verify(struct conn *c, const char *encoded,
  */
 struct oreq *oreq_row(struct conn *c, PGresult *res);
 
+/* The form's scope parameter, normalised into or_scope (or_has_scope).
+ * Returns 0, or -1 after answering invalid_scope. */
+int	oreq_scope(struct conn *c, struct oreq *or);
+/* After client_auth: the requested scope, within the client's; omitted:
+ * all of the client's.  Returns 0, or -1 after answering invalid_scope. */
+int	client_scope(struct conn *c, struct oreq *or);
+
 /* OAuth responses: every one has Cache-Control: no-store and Pragma:
  * no-cache (RFC 6749 5.1). */
 void	oauth_json(struct conn *c, int status, json_t *obj);
@@ -238,6 +249,10 @@ void	oauth_cache_revoke(const char *hexlist);
 void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
 	    uint64_t epoch);
 
+/* The issuer (without its trailing slashes) followed by path, for the
+ * metadata and the device flow's verification_uri (h_oauth.c). */
+void	oauth_url(const char *path, char *out, size_t outlen);
+
 /* ---- module.c: the routes and set-up the engine runs -------------------- */
 
 /* What master/main.c passes to worker_main. */
@@ -250,6 +265,7 @@ enum handler_result h_revoke(struct conn *c);
 enum handler_result h_wellknown(struct conn *c);
 enum handler_result h_pats(struct conn *c);
 enum handler_result h_pat_delete(struct conn *c);
+enum handler_result h_device_authorization(struct conn *c);
 
 /* ---- client.c ------------------------------------------------------------- */
 
