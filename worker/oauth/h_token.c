@@ -169,6 +169,44 @@ log_issued(struct oreq *or, const char *event, const char *grant)
 	    KV_S("refresh", rp), KV_S("scope", or->or_scope));
 }
 
+/*
+ * The form's param, which must be a token of kind, into or_presented.
+ * Returns 0, or -1 after answering: absent is invalid_request, anything
+ * but such a token the same invalid_grant as an unknown one.
+ */
+static int
+take_presented(struct conn *c, struct oreq *or, const char *param,
+    enum token_kind kind)
+{
+	const char	*v = form_get(&or->or_form, param);
+	char		 why[64];
+
+	if (v == NULL) {
+		snprintf(why, sizeof(why), "%s is required", param);
+		oauth_error(c, 400, "invalid_request", why);
+		return -1;
+	}
+	if (token_check(v, strlen(v)) != kind) {
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+		return -1;
+	}
+	memcpy(or->or_presented, v, TOKEN_LEN + 1);
+	return 0;
+}
+
+/* Mint the pair, and the SQL parameters of the presented code (its hash)
+ * and of the client (its id).  Returns 0 or -1. */
+static int
+mint_presented(struct oreq *or, struct minted *mt,
+    char hash[2 * TOKEN_HASH_LEN + 1], char cid[24])
+{
+	if (mint(or, 1, mt) == -1)
+		return -1;
+	oauth_hash_hex(or->or_presented, hash);
+	snprintf(cid, 24, "%lld", (long long)or->or_client.ci_id);
+	return 0;
+}
+
 /* ---- password and client_credentials: tokend_issue ----------------------- */
 
 static void
@@ -467,23 +505,15 @@ seal_successor(struct oreq *or, char *boxhex)
 static enum handler_result
 grant_refresh(struct conn *c, struct oreq *or)
 {
-	const char	*rt = form_get(&or->or_form, "refresh_token");
+	const char	*rt = or->or_presented;
 	char		 old[2 * TOKEN_HASH_LEN + 1], cid[24], grace[16];
 	char		 boxhex[2 * OA_BOX_MAX + 1], maxage[16];
 	struct minted	 mt;
 	const char	*p[12];
 	int		 n;
 
-	if (rt == NULL) {
-		oauth_error(c, 400, "invalid_request", "refresh_token is "
-		    "required");
+	if (take_presented(c, or, "refresh_token", TOKEN_REFRESH) == -1)
 		return HANDLER_DONE;
-	}
-	if (token_check(rt, strlen(rt)) != TOKEN_REFRESH) {
-		oauth_error(c, 400, "invalid_grant", bad_grant);
-		return HANDLER_DONE;
-	}
-	memcpy(or->or_presented, rt, TOKEN_LEN + 1);
 	if (mint(or, 1, &mt) == -1 || (n = seal_successor(or, boxhex)) < 0)
 		goto fail;
 	oauth_hash_hex(rt, old);
@@ -581,12 +611,7 @@ code_params(struct conn *c, struct oreq *or, char *challenge)
 	}
 	if (code_verifier(c, or, challenge) == -1)
 		return -1;
-	if (token_check(code, strlen(code)) != TOKEN_CODE) {
-		oauth_error(c, 400, "invalid_grant", bad_grant);
-		return -1;
-	}
-	memcpy(or->or_presented, code, TOKEN_LEN + 1);
-	return 0;
+	return take_presented(c, or, "code", TOKEN_CODE);
 }
 
 static enum handler_result
@@ -600,12 +625,10 @@ grant_code(struct conn *c, struct oreq *or)
 
 	if (code_params(c, or, challenge) == -1)
 		return HANDLER_DONE;
-	if (mint(or, 1, &mt) == -1) {
+	if (mint_presented(or, &mt, hash, cid) == -1) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
-	oauth_hash_hex(or->or_presented, hash);
-	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	p[0] = hash;
 	p[1] = cid;
 	p[2] = uri;
@@ -657,26 +680,16 @@ device_polled(struct conn *c, PGresult *res, void *arg)
 static enum handler_result
 grant_device(struct conn *c, struct oreq *or)
 {
-	const char	*dc = form_get(&or->or_form, "device_code");
 	char		 hash[2 * TOKEN_HASH_LEN + 1], cid[24];
 	struct minted	 mt;
 	const char	*p[8];
 
-	if (dc == NULL) {
-		oauth_error(c, 400, "invalid_request", "device_code is "
-		    "required");
+	if (take_presented(c, or, "device_code", TOKEN_DEVICE) == -1)
 		return HANDLER_DONE;
-	}
-	if (token_check(dc, strlen(dc)) != TOKEN_DEVICE) {
-		oauth_error(c, 400, "invalid_grant", bad_grant);
-		return HANDLER_DONE;
-	}
-	if (mint(or, 1, &mt) == -1) {
+	if (mint_presented(or, &mt, hash, cid) == -1) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
-	oauth_hash_hex(dc, hash);
-	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	p[0] = hash;
 	p[1] = cid;
 	minted_params(&mt, 1, p + 2);
