@@ -1113,6 +1113,8 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 	return 0;
 }
 
+static int cmd_client_add(struct ctl *c);
+
 /*
  * The --grant names as a set: the grant_type names /token takes, and
  * device_code for the device grant's URN.  Without --grant, what SPEC 11
@@ -1121,8 +1123,6 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
  * (RFC 9700 2.4).  A public client cannot authenticate, so it cannot use
  * client_credentials.
  */
-static int cmd_client_add(struct ctl *c);
-
 static unsigned
 ctl_grant_set(struct ctl *c, int pub)
 {
