@@ -7,7 +7,8 @@
 # is started under ./var/pg on port 5433 (Unix socket only) and stopped
 # again when tokend exits.  The schema is migrated, a user demo (password
 # demo), a public first-party client demo and a PAT are created, and curl
-# lines to try are printed.  Ctrl-C (or SIGTERM, or SIGHUP) stops everything
+# lines to try are printed, with a browser URL that signs demo in through
+# the code flow and a device-flow example.  Ctrl-C (or SIGTERM, or SIGHUP) stops everything
 # this script started, and nothing it did not.
 
 set -u
@@ -78,8 +79,15 @@ out=$(printf demo | ctl user add demo --password-stdin 2>&1) ||
     *"already exists"*) ;;
     *) die "tokenctl user add demo: $out" ;;
     esac
+# The demo client: public and first-party (no consent page), with a
+# loopback redirect URI (RFC 8252 7.3) where nothing listens: the browser
+# shows the code in its address bar.  It may use the password grant too,
+# for the one-line example.
+redirect=http://127.0.0.1:8765/callback
 client=yes
-out=$(ctl client add demo --public --first-party 2>&1) ||
+out=$(ctl client add demo --public --first-party --redirect-uri "$redirect" \
+    --grant authorization_code --grant refresh_token --grant device_code \
+    --grant password 2>&1) ||
     case "$out" in
     *"already exists"*) ;;
     *)
@@ -87,6 +95,20 @@ out=$(ctl client add demo --public --first-party 2>&1) ||
 	client=""
 	;;
     esac
+# A demo client from before this script registered the redirect URI and
+# the grants: say so rather than remove someone's client.
+browser=""
+if [ -n "$client" ]; then
+	shown=$(ctl client show demo 2>/dev/null)
+	case "$shown" in
+	*"$redirect"*"device_code"*) browser=yes ;;
+	*)
+		echo "run: client demo predates the browser and device" \
+		    "examples; \`bin/tokenctl client remove demo\` and run" \
+		    "again for them" >&2
+		;;
+	esac
+fi
 pat=$(ctl pat create --user demo --name make-run) ||
     die "tokenctl pat create failed"
 
@@ -95,6 +117,14 @@ case "$addr" in
 "" | unix:*) addr=127.0.0.1:8080 ;;
 esac
 
+# PKCE (RFC 7636): a random verifier and its S256 challenge.
+b64url() {
+	base64 | tr -d '=\n' | tr '+/' '-_'
+}
+verifier=$(openssl rand 32 | b64url)
+challenge=$(printf %s "$verifier" | openssl dgst -sha256 -binary | b64url)
+device=urn:ietf:params:oauth:grant-type:device_code
+
 echo
 echo "Try it (user demo, password demo; a PAT was made for demo):"
 echo
@@ -102,6 +132,27 @@ echo "  curl -i -H \"Authorization: Bearer $pat\" http://$addr/auth"
 if [ -n "$client" ]; then
 	echo "  curl -s -d grant_type=password -d client_id=demo" \
 	    "-d username=demo -d password=demo http://$addr/token"
+fi
+if [ -n "$browser" ] && [ -n "$verifier" ] && [ -n "$challenge" ]; then
+	echo
+	echo "Sign in as demo in a browser (the code flow with PKCE); the page"
+	echo "you land on does not load, its address carries code=...:"
+	echo
+	echo "  http://$addr/authorize?response_type=code&client_id=demo&redirect_uri=http%3A%2F%2F127.0.0.1%3A8765%2Fcallback&state=demo&code_challenge=$challenge&code_challenge_method=S256"
+	echo
+	echo "then exchange that code (within a minute) for tokens:"
+	echo
+	echo "  curl -s -d grant_type=authorization_code -d client_id=demo" \
+	    "-d redirect_uri=$redirect -d code_verifier=$verifier" \
+	    "-d code=CODE http://$addr/token"
+	echo
+	echo "Sign a device in (RFC 8628): ask for a code, open the"
+	echo "verification_uri_complete it gives in a browser, sign in as demo,"
+	echo "approve, then poll every interval seconds until tokens come:"
+	echo
+	echo "  curl -s -d client_id=demo http://$addr/device_authorization"
+	echo "  curl -s -d grant_type=$device -d client_id=demo" \
+	    "-d device_code=DEVICE_CODE http://$addr/token"
 fi
 echo
 

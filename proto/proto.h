@@ -10,6 +10,7 @@
  *             ISO 8601 times.
  *   jsonw.c   flat JSON objects written in place; the string escaper.
  *   scope.c   RFC 6749 scope lists.
+ *   grant.c   OAuth grant type names and a client's allowed set.
  *   addr.c    listen addresses.
  *   html.c    the HTML escaper and the pages' template renderer.
  *   cookie.c  the Cookie request header.
@@ -277,6 +278,26 @@ int	scope_subset(const char *want, const char *have);
  * scope-token) or SCOPE_TOO_LONG.
  */
 int	scope_normalize(const char *in, char *out, size_t outlen);
+
+/* ---- Grant types (grant.c) -------------------------------------------- */
+
+/* The grant types a client may use (clients.grant_types, SPEC 11). */
+#define GRANT_CODE		(1u << 0)	/* authorization_code */
+#define GRANT_REFRESH		(1u << 1)	/* refresh_token */
+#define GRANT_PASSWORD		(1u << 2)	/* password */
+#define GRANT_CLIENT_CREDENTIALS (1u << 3)	/* client_credentials */
+#define GRANT_DEVICE		(1u << 4)	/* RFC 8628, GRANT_DEVICE_URN */
+#define GRANT_NTYPES		5
+#define GRANT_DEVICE_URN	"urn:ietf:params:oauth:grant-type:device_code"
+#define GRANT_DEVICE_SHORT	"device_code"	/* tokenctl --grant */
+
+/* The grant_type name of bit i (0 .. GRANT_NTYPES - 1), as /token takes it. */
+const char *grant_name(int i);
+/* The bit of a grant_type name; 0 when unknown. */
+unsigned grant_bit(const char *name);
+/* The bits of the space-separated names in words; unknown ones count
+ * nothing. */
+unsigned grant_set(const char *words);
 
 /* ---- Text (text.c) ---------------------------------------------------- */
 

@@ -35,6 +35,7 @@ enum endpoint {
 	EP_WELLKNOWN, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OTHER,
 	EP_LEAK,	/* POST /credentials/revoke */
 	EP_WEB,		/* signin: the sign-in pages (/signin, /device ...) */
+	EP_DEVICE,		/* POST /device_authorization (RFC 8628) */
 	EP__COUNT
 };
 
@@ -62,10 +63,10 @@ enum { SHM_NBUCKETS = 16 };
 	X(CLIENT_CREDENTIALS, "client_credentials") \
 	X(DEVICE, "device_code") X(PAT, "pat")
 enum shm_grant {
-#define X(id, label) GRANT_##id,
+#define X(id, label) ISSUED_##id,
 	SHM_GRANTS
 #undef X
-	GRANT__COUNT
+	ISSUED__COUNT
 };
 
 int	status_index(int status);
@@ -123,7 +124,7 @@ struct shm_slot {
 	uint64_t	sl_signin_failures;	/* password grant, sign-in page */
 	uint64_t	sl_refresh_reuse;	/* families revoked for reuse */
 	uint64_t	sl_code_replay;		/* codes presented twice */
-	uint64_t	sl_tokens_issued[GRANT__COUNT];
+	uint64_t	sl_tokens_issued[ISSUED__COUNT];
 	uint64_t	sl_swap_ack;
 	uint32_t	sl_active;		/* index of the ACTIVE table */
 

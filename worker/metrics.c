@@ -129,7 +129,7 @@ metrics_feed(const struct shm *shm, struct mbuf *mb)
 	    SHM_SUM(shm, sl_cache_verified));
 }
 
-static const char *const metrics_grants[GRANT__COUNT] = {
+static const char *const metrics_grants[ISSUED__COUNT] = {
 #define X(id, label) label,
 	SHM_GRANTS
 #undef X
@@ -153,7 +153,7 @@ metrics_events(const struct shm *shm, struct mbuf *mb)
 	mb_printf(mb, "# HELP tokend_tokens_issued_total Tokens issued, by "
 	    "grant (an access and refresh pair counts once).\n"
 	    "# TYPE tokend_tokens_issued_total counter\n");
-	for (g = 0; g < GRANT__COUNT; g++)
+	for (g = 0; g < ISSUED__COUNT; g++)
 		mb_printf(mb, "tokend_tokens_issued_total{grant=\"%s\"} %llu\n",
 		    metrics_grants[g], (unsigned long long)SHM_SUM(shm,
 		    sl_tokens_issued[g]));

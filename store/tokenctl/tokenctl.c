@@ -1136,6 +1136,57 @@ ctl_uri_array(struct ctl *c, char *out, size_t outlen)
 	return 0;
 }
 
+static int cmd_client_add(struct ctl *c);
+
+/*
+ * The --grant names as a set: the grant_type names /token takes, and
+ * device_code for the device grant's URN.  Without --grant, what SPEC 11
+ * gives a new client: the code flow, refresh and the device grant, plus
+ * client_credentials for a confidential one; password only when named
+ * (RFC 9700 2.4).  A public client cannot authenticate, so it cannot use
+ * client_credentials.
+ */
+static unsigned
+ctl_grant_set(struct ctl *c, int pub)
+{
+	const char	*g;
+	unsigned	 set = 0, bit;
+	int		 i;
+
+	if (c->ctl_grants.m_n == 0)
+		return GRANT_CODE | GRANT_REFRESH | GRANT_DEVICE |
+		    (pub ? 0 : GRANT_CLIENT_CREDENTIALS);
+	for (i = 0; i < c->ctl_grants.m_n; i++) {
+		g = c->ctl_grants.m_v[i];
+		bit = strcmp(g, GRANT_DEVICE_SHORT) == 0 ? GRANT_DEVICE :
+		    grant_bit(g);
+		if (bit == 0)
+			ctl_usage(ctl_cmd_usage(cmd_client_add), "unknown "
+			    "--grant %s: authorization_code, refresh_token, "
+			    "device_code, client_credentials or password", g);
+		if (pub && bit == GRANT_CLIENT_CREDENTIALS)
+			ctl_usage(ctl_cmd_usage(cmd_client_add), "a --public "
+			    "client cannot use client_credentials");
+		set |= bit;
+	}
+	return set;
+}
+
+/* The set as a text[] literal of grant_type names (no quoting needed). */
+static void
+ctl_grant_array(unsigned set, char *out, size_t outlen)
+{
+	size_t	 n = 0;
+	int	 i;
+
+	out[n++] = '{';
+	for (i = 0; i < GRANT_NTYPES; i++)
+		if (set & (1u << i))
+			n += (size_t)snprintf(out + n, outlen - n, "%s%s",
+			    n > 1 ? "," : "", grant_name(i));
+	snprintf(out + n, outlen - n, "}");
+}
+
 /*
  * --first-party: its users' access tokens may call POST /authorize and the
  * PAT API.  --introspect: it may call /introspect, which needs client
@@ -1145,8 +1196,9 @@ static int
 cmd_client_add(struct ctl *c)
 {
 	static char	 uris[CTL_MAX_URIS * (LIM_URI_MAX + 3) + 3];
-	const char	*id = c->ctl_words[2], *params[7];
+	const char	*id = c->ctl_words[2], *params[8];
 	char		 scope[SCOPE_MAX + 1], hash[PASSWD_ENCODED_MAX];
+	char		 grants[GRANT_NTYPES * 64];
 	int		 pub = (c->ctl_opts & OPT_PUBLIC) != 0;
 	PGresult	*res;
 
@@ -1156,6 +1208,7 @@ cmd_client_add(struct ctl *c)
 	if (!pub && !(c->ctl_opts & OPT_SECRET_STDIN))
 		ctl_usage(ctl_cmd_usage(cmd_client_add), "a confidential "
 		    "client needs --secret-stdin (or give --public)");
+	ctl_grant_array(ctl_grant_set(c, pub), grants, sizeof(grants));
 	if (ctl_check_client_id(c, id) == -1 ||
 	    ctl_uri_array(c, uris, sizeof(uris)) == -1 ||
 	    ctl_scope_normalize(c, c->ctl_scope != NULL ? c->ctl_scope : "",
@@ -1172,10 +1225,12 @@ cmd_client_add(struct ctl *c)
 	params[4] = scope;
 	params[5] = c->ctl_opts & OPT_FIRST_PARTY ? "t" : "f";
 	params[6] = c->ctl_opts & OPT_INTROSPECT ? "t" : "f";
+	params[7] = grants;
 	if ((res = ctl_sql_row(c, "INSERT INTO clients (client_id, "
 	    "secret_hash, public, redirect_uris, scope, first_party, "
-	    "introspect) VALUES ($1, $2, $3, $4::text[], $5, $6, $7) "
-	    "ON CONFLICT (client_id) DO NOTHING RETURNING id", 7, params,
+	    "introspect, grant_types) VALUES ($1, $2, $3, $4::text[], $5, $6, "
+	    "$7, $8::text[]) ON CONFLICT (client_id) DO NOTHING RETURNING id",
+	    8, params,
 	    "client %s already exists", id)) == NULL)
 		return -1;
 	printf("client %s added (id %s, %s)\n", id, PQgetvalue(res, 0, 0),
@@ -1193,6 +1248,7 @@ static const struct ctl_col ctl_client_cols[] = {
 	{ "introspect", COL_BOOL, "-" },
 	{ "scope", COL_STR, "-" },
 	{ "redirect_uris", COL_LIST, "-" },
+	{ "grant_types", COL_LIST, "-" },
 	{ "created", COL_TS, "-" },
 	{ "updated", COL_TS, "-" },
 };
@@ -1201,6 +1257,7 @@ static const struct ctl_col ctl_client_cols[] = {
 
 #define CTL_CLIENT_SELECT "SELECT client_id, public, first_party, " \
 	"introspect, scope, array_to_string(redirect_uris, ' '), " \
+	"array_to_string(grant_types, ' '), " \
 	PG_EPOCH("created_at") ", " PG_EPOCH("updated_at") " FROM clients "
 
 static int
@@ -1813,9 +1870,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "token list [--user NAME] [--expiring SECONDS]" },
 	{ "token", "revoke", 1, 0, cmd_token_revoke, "token revoke ID" },
 	{ "client", "add", 1, OPT_PUBLIC | OPT_SECRET_STDIN | OPT_REDIRECT_URI |
-	    OPT_SCOPE | OPT_FIRST_PARTY | OPT_INTROSPECT, cmd_client_add,
-	    "client add ID [--public] [--secret-stdin] [--redirect-uri URI]... "
-	    "[--scope \"a b\"] [--first-party] [--introspect]" },
+	    OPT_SCOPE | OPT_FIRST_PARTY | OPT_INTROSPECT | OPT_GRANT,
+	    cmd_client_add, "client add ID [--public] [--secret-stdin] "
+	    "[--redirect-uri URI]... [--scope \"a b\"] [--first-party] "
+	    "[--introspect] [--grant TYPE]..." },
 	{ "client", "list", 0, 0, cmd_client_list, "client list" },
 	{ "client", "show", 1, 0, cmd_client_show, "client show ID" },
 	{ "client", "remove", 1, 0, cmd_client_remove, "client remove ID" },

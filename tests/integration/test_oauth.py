@@ -846,7 +846,8 @@ class MetadataTest(OAuthBase):
         self.assertEqual(m["code_challenge_methods_supported"], ["S256"])
         self.assertEqual(set(m["grant_types_supported"]), {
             "authorization_code", "refresh_token", "password",
-            "client_credentials"})
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"})
         self.assertEqual(set(m["token_endpoint_auth_methods_supported"]),
                          {"client_secret_basic", "client_secret_post",
                           "none"})

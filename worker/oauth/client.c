@@ -51,8 +51,8 @@ struct client_cache {
 };
 
 static const char client_sql[] =
-    "SELECT id, client_id, secret_hash, public, scope, introspect "
-    "FROM clients WHERE client_id = $1";
+    "SELECT id, client_id, secret_hash, public, scope, introspect, "
+    "array_to_string(grant_types, ' ') FROM clients WHERE client_id = $1";
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -294,6 +294,36 @@ oreq_row(struct conn *c, PGresult *res)
 	return (struct oreq *)c->c_pending_data;
 }
 
+int
+oreq_scope(struct conn *c, struct oreq *or)
+{
+	const char	*scope = form_get(&or->or_form, "scope");
+
+	if (scope == NULL)
+		return 0;
+	if (scope_normalize(scope, or->or_scope, sizeof(or->or_scope)) != 0) {
+		oauth_error(c, 400, "invalid_scope", "malformed scope");
+		return -1;
+	}
+	or->or_has_scope = 1;
+	return 0;
+}
+
+int
+client_scope(struct conn *c, struct oreq *or)
+{
+	if (!or->or_has_scope) {
+		snprintf(or->or_scope, sizeof(or->or_scope), "%s",
+		    or->or_client.ci_scope);
+		return 0;
+	}
+	if (scope_subset(or->or_scope, or->or_client.ci_scope))
+		return 0;
+	oauth_error(c, 400, "invalid_scope", "the requested scope exceeds "
+	    "the client's");
+	return -1;
+}
+
 /* ---- the cache ----------------------------------------------------------- */
 
 /*
@@ -495,6 +525,7 @@ client_take_row(struct oreq *or, PGresult *res)
 	ci->ci_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	ci->ci_public = PQgetvalue(res, 0, 3)[0] == 't';
 	ci->ci_introspect = PQgetvalue(res, 0, 5)[0] == 't';
+	ci->ci_grants = grant_set(PQgetvalue(res, 0, 6));
 	return 0;
 }
 

@@ -351,45 +351,63 @@ scopes_array(const char *list)
 	return a;
 }
 
-static void
-endpoint(json_t *o, const char *key, const char *base, size_t blen,
-    const char *path)
+void
+oauth_url(const char *path, char *out, size_t outlen)
 {
-	char	 url[CF_URL_LEN + 64];
+	const char	*iss = W.wk_cf->cf_issuer;
+	size_t		 n = strlen(iss);
 
-	snprintf(url, sizeof(url), "%.*s%s", (int)blen, base, path);
+	while (n > 0 && iss[n - 1] == '/')
+		n--;
+	snprintf(out, outlen, "%.*s%s", (int)n, iss, path);
+}
+
+static void
+endpoint(json_t *o, const char *key, const char *path)
+{
+	char	 url[OA_URL_MAX];
+
+	oauth_url(path, url, sizeof(url));
 	json_object_set_new(o, key, json_string(url));
+}
+
+/* Every grant type /token takes (proto/grant.c), as an array. */
+static json_t *
+grants_array(void)
+{
+	const char	*v[GRANT_NTYPES];
+	int		 i;
+
+	for (i = 0; i < GRANT_NTYPES; i++)
+		v[i] = grant_name(i);
+	return str_array(v, GRANT_NTYPES);
 }
 
 enum handler_result
 h_wellknown(struct conn *c)
 {
-	static const char *const grants[] = { "authorization_code",
-	    "refresh_token", "password", "client_credentials" };
 	static const char *const auth[] = { "client_secret_basic",
 	    "client_secret_post", "none" };
-	const char	*iss = W.wk_cf->cf_issuer;
-	size_t		 n = strlen(iss);
 	json_t		*o;
 
-	while (n > 0 && iss[n - 1] == '/')
-		n--;
-	o = json_pack("{s:s, s:o, s:[s], s:[s], s:o, s:o, s:o}",
-	    "issuer", iss, "grant_types_supported", str_array(grants, 4),
-	    "response_types_supported", "code",
+	o = json_pack("{s:s, s:o, s:[s], s:[s], s:o, s:o, s:o, s:b}",
+	    "issuer", W.wk_cf->cf_issuer, "grant_types_supported",
+	    grants_array(), "response_types_supported", "code",
 	    "code_challenge_methods_supported", "S256",
 	    "token_endpoint_auth_methods_supported", str_array(auth, 3),
 	    "revocation_endpoint_auth_methods_supported", str_array(auth, 3),
 	    "introspection_endpoint_auth_methods_supported",
-	    str_array(auth, 2));
+	    str_array(auth, 2),
+	    "authorization_response_iss_parameter_supported", 1);
 	if (o == NULL) {
 		resp_error(c, 500, "server_error", "out of memory");
 		return HANDLER_DONE;
 	}
-	endpoint(o, "authorization_endpoint", iss, n, "/authorize");
-	endpoint(o, "token_endpoint", iss, n, "/token");
-	endpoint(o, "introspection_endpoint", iss, n, "/introspect");
-	endpoint(o, "revocation_endpoint", iss, n, "/revoke");
+	endpoint(o, "authorization_endpoint", "/authorize");
+	endpoint(o, "token_endpoint", "/token");
+	endpoint(o, "introspection_endpoint", "/introspect");
+	endpoint(o, "revocation_endpoint", "/revoke");
+	endpoint(o, "device_authorization_endpoint", "/device_authorization");
 	if (W.wk_cf->cf_scopes_supported[0] != '\0')
 		json_object_set_new(o, "scopes_supported",
 		    scopes_array(W.wk_cf->cf_scopes_supported));

@@ -147,7 +147,7 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 	    "created_at", oauth_ts_json(res, 0, 2), "expires_at",
 	    oauth_ts_json(res, 0, 3));
 	oauth_prefix(pw->pw_token, pfx);
-	metrics_token_issued(GRANT_PAT);
+	metrics_token_issued(ISSUED_PAT);
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
 	    KV_S("user", pw->pw_user), KV_S("pat", pfx),
 	    KV_S("scope", pw->pw_scope));

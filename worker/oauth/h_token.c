@@ -1,6 +1,8 @@
 /*
  * POST /token (RFC 6749, SPEC section 4): the password, refresh_token,
- * authorization_code and client_credentials grants.
+ * authorization_code and client_credentials grants, and the RFC 8628
+ * device grant's polling.  A client uses only the grant types it is
+ * allowed (clients.grant_types, SPEC 11): any other is unauthorized_client.
  *
  * Each grant is: parse the form, authenticate the client (client.c), do
  * the grant's checks that need no I/O, mint the new token strings here
@@ -60,6 +62,13 @@ static const char code_sql[] =
     "o_hashes FROM tokend_code_exchange(decode($1, 'hex'), $2::bigint, $3, "
     "$4, decode($5, 'hex'), $6, $7::integer, decode($8, 'hex'), $9, "
     "$10::integer)";
+
+static const char device_sql[] =
+    "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
+    "coalesce(o_scope, ''), o_access_id, o_refresh_id, o_iat, o_interval "
+    "FROM tokend_device_poll(decode($1, 'hex'), $2::bigint, "
+    "decode($3, 'hex'), $4, $5::integer, decode($6, 'hex'), $7, "
+    "$8::integer)";
 
 /* The SQL parameters that describe the freshly minted tokens. */
 struct minted {
@@ -168,21 +177,42 @@ log_issued(struct oreq *or, const char *event, const char *grant)
 	    KV_S("refresh", rp), KV_S("scope", or->or_scope));
 }
 
-/* The requested scope, within the client's; omitted: all of the client's.
- * Returns 0, or -1 after answering invalid_scope. */
+/*
+ * The form's param, which must be a token of kind, into or_presented.
+ * Returns 0, or -1 after answering: absent is invalid_request, anything
+ * but such a token the same invalid_grant as an unknown one.
+ */
 static int
-client_scope(struct conn *c, struct oreq *or)
+take_presented(struct conn *c, struct oreq *or, const char *param,
+    enum token_kind kind)
 {
-	if (!or->or_has_scope) {
-		snprintf(or->or_scope, sizeof(or->or_scope), "%s",
-		    or->or_client.ci_scope);
-		return 0;
+	const char	*v = form_get(&or->or_form, param);
+	char		 why[64];
+
+	if (v == NULL) {
+		snprintf(why, sizeof(why), "%s is required", param);
+		oauth_error(c, 400, "invalid_request", why);
+		return -1;
 	}
-	if (scope_subset(or->or_scope, or->or_client.ci_scope))
-		return 0;
-	oauth_error(c, 400, "invalid_scope", "the requested scope exceeds "
-	    "the client's");
-	return -1;
+	if (token_check(v, strlen(v)) != kind) {
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+		return -1;
+	}
+	memcpy(or->or_presented, v, TOKEN_LEN + 1);
+	return 0;
+}
+
+/* Mint the pair, and the SQL parameters of the presented code (its hash)
+ * and of the client (its id).  Returns 0 or -1. */
+static int
+mint_presented(struct oreq *or, struct minted *mt,
+    char hash[2 * TOKEN_HASH_LEN + 1], char cid[24])
+{
+	if (mint(or, 1, mt) == -1)
+		return -1;
+	oauth_hash_hex(or->or_presented, hash);
+	snprintf(cid, 24, "%lld", (long long)or->or_client.ci_id);
+	return 0;
 }
 
 /* ---- password and client_credentials: tokend_issue ----------------------- */
@@ -203,8 +233,8 @@ issued(struct conn *c, PGresult *res, void *arg)
 		prime_cache(or, res, 1, 3);
 		log_issued(or, "token_issued", or->or_user_id != 0 ?
 		    "password" : "client_credentials");
-		metrics_token_issued(or->or_user_id != 0 ? GRANT_PASSWORD :
-		    GRANT_CLIENT_CREDENTIALS);
+		metrics_token_issued(or->or_user_id != 0 ? ISSUED_PASSWORD :
+		    ISSUED_CLIENT_CREDENTIALS);
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	}
 	oreq_resume(c, HANDLER_DONE);
@@ -254,18 +284,36 @@ grant_client_credentials(struct conn *c, struct oreq *or)
  * it, as for the clear of a success.  or_user is empty when the name was
  * malformed: the row then names nobody.
  */
+void
+oauth_login_failed(const char *user, const char *client, const char *peer,
+    const char *why)
+{
+	const char	*p[4] = { user != NULL && user[0] != '\0' ? user : NULL,
+			    client, peer, why };
+
+	metrics_signin_failed();
+	(void)pgq_submit(W.wk_pgq, NULL, login_failed_sql, 4, p, NULL, NULL);
+}
+
+void
+oauth_login_locked(const char *user, const char *client, const char *peer)
+{
+	const char	*p[3] = { user, client, peer };
+
+	(void)pgq_submit(W.wk_pgq, NULL, login_locked_sql, 3, p, NULL, NULL);
+	ctr_add(&W.wk_slot->sl_login_lockouts, 1);
+}
+
 static void
 login_failed(struct conn *c, struct oreq *or, const char *why)
 {
 	const char	*name = form_get(&or->or_form, "username");
-	const char	*p[4] = { or->or_user[0] != '\0' ? or->or_user : NULL,
-			    or->or_client.ci_client_id, c->c_peer, why };
 
-	metrics_signin_failed();
 	LOG(LVL_INFO, "login_failed", KV_S("user", name),
 	    KV_S("client", or->or_client.ci_client_id), KV_S("reason", why),
 	    KV_S("peer", c->c_peer));
-	(void)pgq_submit(W.wk_pgq, NULL, login_failed_sql, 4, p, NULL, NULL);
+	oauth_login_failed(or->or_user, or->or_client.ci_client_id, c->c_peer,
+	    why);
 	oauth_error(c, 400, "invalid_grant", bad_login);
 }
 
@@ -300,11 +348,7 @@ password_verified(struct conn *c, int ok, void *arg)
 static void
 login_limited(struct conn *c, struct oreq *or, int wait)
 {
-	const char	*p[3] = { or->or_user, or->or_client.ci_client_id,
-			    c->c_peer };
-
-	(void)pgq_submit(W.wk_pgq, NULL, login_locked_sql, 3, p, NULL, NULL);
-	ctr_add(&W.wk_slot->sl_login_lockouts, 1);
+	oauth_login_locked(or->or_user, or->or_client.ci_client_id, c->c_peer);
 	LOG(LVL_WARN, "login_rate_limited", KV_S("user", or->or_user),
 	    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
 	oauth_busy(c, wait, "too many failed logins for this user; try "
@@ -457,7 +501,7 @@ refreshed(struct conn *c, PGresult *res, void *arg)
 	if (strcmp(st, "rotated") == 0) {
 		prime_cache(or, res, 5, 7);
 		log_issued(or, "token_refreshed", "refresh_token");
-		metrics_token_issued(GRANT_REFRESH);
+		metrics_token_issued(ISSUED_REFRESH);
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	} else if (strcmp(st, "replay") == 0 && refresh_replay(or, res) == 0) {
 		log_issued(or, "refresh_grace_replay", "refresh_token");
@@ -502,23 +546,15 @@ seal_successor(struct oreq *or, char *boxhex)
 static enum handler_result
 grant_refresh(struct conn *c, struct oreq *or)
 {
-	const char	*rt = form_get(&or->or_form, "refresh_token");
+	const char	*rt = or->or_presented;
 	char		 old[2 * TOKEN_HASH_LEN + 1], cid[24], grace[16];
 	char		 boxhex[2 * OA_BOX_MAX + 1], maxage[16];
 	struct minted	 mt;
 	const char	*p[12];
 	int		 n;
 
-	if (rt == NULL) {
-		oauth_error(c, 400, "invalid_request", "refresh_token is "
-		    "required");
+	if (take_presented(c, or, "refresh_token", TOKEN_REFRESH) == -1)
 		return HANDLER_DONE;
-	}
-	if (token_check(rt, strlen(rt)) != TOKEN_REFRESH) {
-		oauth_error(c, 400, "invalid_grant", bad_grant);
-		return HANDLER_DONE;
-	}
-	memcpy(or->or_presented, rt, TOKEN_LEN + 1);
 	if (mint(or, 1, &mt) == -1 || (n = seal_successor(or, boxhex)) < 0)
 		goto fail;
 	oauth_hash_hex(rt, old);
@@ -558,7 +594,7 @@ exchanged(struct conn *c, PGresult *res, void *arg)
 	if (strcmp(st, "ok") == 0) {
 		prime_cache(or, res, 4, 6);
 		log_issued(or, "token_issued", "authorization_code");
-		metrics_token_issued(GRANT_CODE);
+		metrics_token_issued(ISSUED_CODE);
 		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
 	} else {
 		if (strcmp(st, "replay") == 0) {
@@ -618,12 +654,7 @@ code_params(struct conn *c, struct oreq *or, char *challenge)
 	}
 	if (code_verifier(c, or, challenge) == -1)
 		return -1;
-	if (token_check(code, strlen(code)) != TOKEN_CODE) {
-		oauth_error(c, 400, "invalid_grant", bad_grant);
-		return -1;
-	}
-	memcpy(or->or_presented, code, TOKEN_LEN + 1);
-	return 0;
+	return take_presented(c, or, "code", TOKEN_CODE);
 }
 
 static enum handler_result
@@ -637,12 +668,10 @@ grant_code(struct conn *c, struct oreq *or)
 
 	if (code_params(c, or, challenge) == -1)
 		return HANDLER_DONE;
-	if (mint(or, 1, &mt) == -1) {
+	if (mint_presented(or, &mt, hash, cid) == -1) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
 	}
-	oauth_hash_hex(or->or_presented, hash);
-	snprintf(cid, sizeof(cid), "%lld", (long long)or->or_client.ci_id);
 	p[0] = hash;
 	p[1] = cid;
 	p[2] = uri;
@@ -652,60 +681,137 @@ grant_code(struct conn *c, struct oreq *or)
 	return oauth_query(c, code_sql, 10, p, exchanged);
 }
 
+/* ---- urn:ietf:params:oauth:grant-type:device_code: tokend_device_poll --- */
+
+/*
+ * RFC 8628 3.5: the answers while the person has not finished are errors
+ * the device keeps polling through; slow_down tells it the interval grew.
+ */
+static void
+device_polled(struct conn *c, PGresult *res, void *arg)
+{
+	struct oreq	*or;
+	const char	*st;
+	char		 why[96];
+
+	(void)arg;
+	if ((or = oreq_row(c, res)) == NULL)
+		return;
+	st = grant_head(or, res);
+	if (strcmp(st, "ok") == 0) {
+		prime_cache(or, res, 4, 6);
+		log_issued(or, "token_issued", GRANT_DEVICE_SHORT);
+		metrics_token_issued(ISSUED_DEVICE);
+		token_ok(c, or, W.wk_cf->cf_access_token_ttl);
+	} else if (strcmp(st, "pending") == 0)
+		oauth_error(c, 400, "authorization_pending", "the user has "
+		    "not approved the device yet");
+	else if (strcmp(st, "slow_down") == 0) {
+		snprintf(why, sizeof(why), "polling too fast: wait %s seconds "
+		    "between requests", PQgetvalue(res, 0, 7));
+		oauth_error(c, 400, "slow_down", why);
+	} else if (strcmp(st, "denied") == 0)
+		oauth_error(c, 400, "access_denied", "the user denied the "
+		    "device");
+	else if (strcmp(st, "expired") == 0)
+		oauth_error(c, 400, "expired_token", "the device_code has "
+		    "expired; start again");
+	else
+		oauth_error(c, 400, "invalid_grant", bad_grant);
+	oreq_resume(c, HANDLER_DONE);
+}
+
+static enum handler_result
+grant_device(struct conn *c, struct oreq *or)
+{
+	char		 hash[2 * TOKEN_HASH_LEN + 1], cid[24];
+	struct minted	 mt;
+	const char	*p[8];
+
+	if (take_presented(c, or, "device_code", TOKEN_DEVICE) == -1)
+		return HANDLER_DONE;
+	if (mint_presented(or, &mt, hash, cid) == -1) {
+		oauth_unavailable(c);
+		return HANDLER_DONE;
+	}
+	p[0] = hash;
+	p[1] = cid;
+	minted_params(&mt, 1, p + 2);
+	or->or_cache_epoch = oauth_cache_epoch();
+	return oauth_query(c, device_sql, 8, p, device_polled);
+}
+
 /* ---- the endpoint ------------------------------------------------------- */
 
 static const struct grant {
-	const char	*gr_name;
+	unsigned	 gr_bit;		/* GRANT_*: its name, proto/grant.c */
 	oreq_fn		 gr_fn;
 } grants[] = {
-	{ "password", grant_password },
-	{ "refresh_token", grant_refresh },
-	{ "authorization_code", grant_code },
-	{ "client_credentials", grant_client_credentials },
+	{ GRANT_PASSWORD, grant_password },
+	{ GRANT_REFRESH, grant_refresh },
+	{ GRANT_CODE, grant_code },
+	{ GRANT_CLIENT_CREDENTIALS, grant_client_credentials },
+	{ GRANT_DEVICE, grant_device },
 };
+
+static const struct grant *
+grant_find(const char *gt)
+{
+	unsigned	 bit = gt != NULL ? grant_bit(gt) : 0;
+	size_t		 i;
+
+	for (i = 0; bit != 0 && i < sizeof(grants) / sizeof(grants[0]); i++)
+		if (grants[i].gr_bit == bit)
+			return &grants[i];
+	return NULL;
+}
 
 /* The grant_type and scope parameters.  NULL after answering. */
 static const struct grant *
 token_params(struct conn *c, struct oreq *or)
 {
 	const char	*gt = form_get(&or->or_form, "grant_type");
-	const char	*scope = form_get(&or->or_form, "scope");
-	size_t		 i;
+	const struct grant *g;
 
 	if (gt == NULL) {
 		oauth_error(c, 400, "invalid_request", "grant_type is "
 		    "required");
 		return NULL;
 	}
-	for (i = 0; i < sizeof(grants) / sizeof(grants[0]); i++)
-		if (strcmp(gt, grants[i].gr_name) == 0)
-			break;
-	if (i == sizeof(grants) / sizeof(grants[0])) {
+	if ((g = grant_find(gt)) == NULL) {
 		oauth_error(c, 400, "unsupported_grant_type", "grant_type must "
-		    "be password, refresh_token, authorization_code or "
-		    "client_credentials");
+		    "be authorization_code, refresh_token, client_credentials, "
+		    "password or " GRANT_DEVICE_URN);
 		return NULL;
 	}
-	if (scope != NULL) {
-		if (scope_normalize(scope, or->or_scope,
-		    sizeof(or->or_scope)) != 0) {
-			oauth_error(c, 400, "invalid_scope", "malformed scope");
-			return NULL;
-		}
-		or->or_has_scope = 1;
+	if (oreq_scope(c, or) == -1)
+		return NULL;
+	return g;
+}
+
+/* The client is authenticated: it runs the grant if it may use it. */
+static enum handler_result
+token_grant(struct conn *c, struct oreq *or)
+{
+	const struct grant *g = grant_find(form_get(&or->or_form,
+	    "grant_type"));
+
+	if (!(or->or_client.ci_grants & g->gr_bit)) {
+		oauth_error(c, 400, "unauthorized_client", "this client is not "
+		    "allowed this grant_type");
+		return HANDLER_DONE;
 	}
-	return &grants[i];
+	return g->gr_fn(c, or);
 }
 
 enum handler_result
 h_token(struct conn *c)
 {
-	const struct grant *g;
 	struct oreq	*or;
 
 	if ((or = oreq_new(c)) == NULL)
 		return HANDLER_DONE;
-	if ((g = token_params(c, or)) == NULL || client_creds(c, or) == -1)
+	if (token_params(c, or) == NULL || client_creds(c, or) == -1)
 		return oreq_done(c, HANDLER_DONE);
-	return oreq_done(c, client_auth(c, or, 0, g->gr_fn));
+	return oreq_done(c, client_auth(c, or, 0, token_grant));
 }

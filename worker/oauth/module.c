@@ -7,6 +7,8 @@
 
 static const struct worker_route oauth_routes[] = {
 	{ "/token", 0, EP_TOKEN, WR_M(HTTP_POST), "POST", h_token },
+	{ "/device_authorization", 0, EP_DEVICE, WR_M(HTTP_POST), "POST",
+	    h_device_authorization },
 	{ "/authorize", 0, EP_AUTHORIZE, WR_M(HTTP_GET) | WR_M(HTTP_POST),
 	    "GET, POST", web_authorize },
 	{ "/signin", 0, EP_WEB, WR_M(HTTP_POST), "POST", web_signin },

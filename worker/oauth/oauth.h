@@ -19,7 +19,9 @@
  *                  the shared cache after issuing or revoking.
  *   h_sessions.c   GET /sessions, DELETE /sessions/ID (and h_pats.c
  *                  POST /pats/ID/rotate).
- *   h_token.c      POST /token: the four grants.
+ *   h_token.c      POST /token: the five grants, each only for the
+ *                  clients allowed it (clients.grant_types).
+ *   h_device.c     POST /device_authorization (RFC 8628).
  *   h_authorize.c  POST /authorize.
  *   h_pats.c       POST /pats, GET /pats, DELETE /pats/ID.
  *   h_leak.c       POST /credentials/revoke, for secret scanners.
@@ -58,6 +60,7 @@
 #define OA_BOX_MAX		512	/* the sealed successor pair */
 #define OA_OVERLAP_DEFAULT	LIM_OVERLAP_DEFAULT	/* /pats/ID/rotate */
 #define OA_OVERLAP_MAX		LIM_OVERLAP_MAX
+#define OA_URL_MAX		(CF_URL_LEN + 64)	/* issuer + path */
 
 /* ---- oauth_util.c: pure -------------------------------------------------- */
 
@@ -162,6 +165,7 @@ struct client_info {
 	int64_t	 ci_id;				/* clients.id */
 	int	 ci_public;
 	int	 ci_introspect;			/* may call /introspect */
+	unsigned ci_grants;			/* GRANT_* it may use */
 	char	 ci_client_id[OA_CLIENT_ID_MAX + 1];
 	char	 ci_scope[TI_SCOPE_LEN];	/* allowed scopes */
 };
@@ -225,6 +229,13 @@ enum handler_result oreq_verify(struct conn *c, const char *encoded,
  * answering 503 and resuming c (PostgreSQL unavailable or no row).
  */
 struct oreq *oreq_row(struct conn *c, PGresult *res);
+
+/* The form's scope parameter, normalised into or_scope (or_has_scope).
+ * Returns 0, or -1 after answering invalid_scope. */
+int	oreq_scope(struct conn *c, struct oreq *or);
+/* After client_auth: the requested scope, within the client's; omitted:
+ * all of the client's.  Returns 0, or -1 after answering invalid_scope. */
+int	client_scope(struct conn *c, struct oreq *or);
 
 /* OAuth responses: every one has Cache-Control: no-store and Pragma:
  * no-cache (RFC 6749 5.1). */
@@ -292,12 +303,28 @@ void	oauth_cache_revoke(const char *hexlist);
 void	oauth_cache_issued(const char *tok, const struct tok_info *ti,
 	    uint64_t epoch);
 
+/* The issuer (without its trailing slashes) followed by path, for the
+ * metadata and the device flow's verification_uri (h_oauth.c). */
+void	oauth_url(const char *path, char *out, size_t outlen);
+
 /* ---- module.c: the routes and set-up the engine runs -------------------- */
 
 /* What master/main.c passes to worker_main. */
 extern const struct worker_module oauth_module;
 
 enum handler_result h_token(struct conn *c);
+
+/*
+ * A failed sign-in (the password grant's or the sign-in page's): counted in
+ * tokend_signin_failures_total and written to the audit trail
+ * (tokend_login_failed) without waiting.  user NULL or "" when the name
+ * was malformed; client NULL for the pages.
+ */
+void	oauth_login_failed(const char *user, const char *client,
+	    const char *peer, const char *why);
+/* A sign-in refused by the failure limit: counted and audited likewise. */
+void	oauth_login_locked(const char *user, const char *client,
+	    const char *peer);
 enum handler_result h_pat_item(struct conn *c);
 enum handler_result h_sessions(struct conn *c);
 enum handler_result h_session_delete(struct conn *c);
@@ -323,6 +350,7 @@ enum handler_result h_leak(struct conn *c);
  */
 int	leak_parse(const char *body, size_t len, char *hex, size_t *received,
 	    size_t *wellformed, const char **why);
+enum handler_result h_device_authorization(struct conn *c);
 
 /* ---- client.c ------------------------------------------------------------- */
 

@@ -73,6 +73,7 @@ signin_failed(struct conn *c, struct web_req *wr, const char *why)
 	LOG(LVL_INFO, "signin_failed", KV_S("user",
 	    form_get(&wr->wr_form, "username")), KV_S("reason", why),
 	    KV_S("peer", c->c_peer));
+	oauth_login_failed(wr->wr_user, NULL, c->c_peer, why);
 	signin_again(c, wr, 400, bad_login);
 }
 
@@ -148,7 +149,7 @@ signin_user(struct conn *c, PGresult *res, void *arg)
 	if ((wr = web_row(c, res)) == NULL)
 		return;
 	if ((wait = atoi(PQgetvalue(res, 0, 0))) > 0) {
-		ctr_add(&W.wk_slot->sl_login_lockouts, 1);
+		oauth_login_locked(wr->wr_user, NULL, c->c_peer);
 		LOG(LVL_WARN, "login_rate_limited", KV_S("user", wr->wr_user),
 		    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
 		wr->wr_retry_after = wait;
