@@ -145,6 +145,10 @@ struct conn {
 	void		*c_pending;
 	struct pending	*c_pending_data;
 	char		 c_peer[64];
+	/* The socket peer (peer.c): IPv4 mapped, zeros for a unix socket. */
+	uint8_t		 c_peer_ip[IP_LEN];
+	uint8_t		 c_peer_has_ip;
+	uint8_t		 c_peer_trusted;	/* inside trusted_proxies */
 };
 
 struct lookup;
@@ -357,6 +361,21 @@ void	resp_json_end(struct conn *c, json_t *obj);
  */
 int	metrics_render(long long cache_entries, char *buf, size_t buflen);
 
+/* ---- peer.c: the client address (SPEC 13) ------------------------------ */
+
+/* Worker start: parse trusted_proxies (config.c validated it). */
+void	peer_init(const struct config *cf);
+/* At accept: c's peer address and whether it is a trusted proxy. */
+void	peer_accept(struct conn *c, const struct sockaddr_storage *ss);
+/*
+ * The client address of c's current request: the forwarded one when the
+ * peer is a trusted proxy that sent one, else the peer.  0 with ip set,
+ * or -1 when there is none (a unix-socket peer).
+ */
+int	peer_client(const struct conn *c, uint8_t ip[IP_LEN]);
+/* The same as text for logs ("unix" when none). */
+void	peer_client_str(const struct conn *c, char buf[IP_STR_LEN]);
+
 /* ---- dispatch.c -------------------------------------------------------- */
 
 /* Label each endpoint from the routes of the engine and W.wk_mods. */
@@ -413,5 +432,12 @@ auth_feed_mark(void)
  */
 int	auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
 	    const struct tok_info *ti, int64_t feed_ok, bearer_cb cb);
+/*
+ * A canary PAT was presented on c (SPEC 13): count it and log
+ * canary_token_used with the client address, user agent and path.  The
+ * caller answers as for an unknown token.  auth_hit calls it for cache
+ * hits, the lookup for answers from PostgreSQL.
+ */
+void	auth_canary(struct conn *c, const struct tok_info *ti);
 
 #endif /* TOKEND_WORKER_H */
