@@ -222,6 +222,24 @@ cidr_format(const struct cidr *cr, char *buf, size_t len)
 }
 
 int
+cidr_list_append(char *out, size_t outlen, const char *s, const char **why)
+{
+	struct cidr	 cr;
+	char		 one[IP_STR_LEN + 8];
+	size_t		 off = strlen(out);
+
+	if (cidr_parse(s, &cr, why) == -1)
+		return -1;
+	cidr_format(&cr, one, sizeof(one));
+	if (off + 1 + strlen(one) >= outlen) {
+		*why = "too many entries";
+		return -1;
+	}
+	snprintf(out + off, outlen - off, "%s%s", off ? " " : "", one);
+	return 0;
+}
+
+int
 cidr_match(const struct cidr *cr, const uint8_t ip[IP_LEN])
 {
 	unsigned	 whole = cr->cr_bits / 8, rest = cr->cr_bits % 8;

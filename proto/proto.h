@@ -36,6 +36,11 @@
 #define LIM_URI_MAX		2048	/* a redirect URI */
 #define LIM_EXPIRES_MIN		60	/* a PAT's expires_in, seconds */
 #define LIM_EXPIRES_MAX		LIM_TEN_YEARS
+#define LIM_RATE_MAX		1000000	/* a PAT's rate: uses per window */
+#define LIM_RATE_WINDOW_MAX	86400	/* ... and its window, seconds */
+/* A PAT's rate limit "N/SECONDS" (tokenctl --rate, POST /pats "rate"),
+ * within the limits above: 0, or -1 (token.c). */
+int	token_rate_parse(const char *s, uint32_t *n, uint32_t *secs);
 
 /* ---- HTTP request parsing (http.c) ------------------------------------ */
 
@@ -396,6 +401,13 @@ void	ip_network(const uint8_t ip[IP_LEN], struct cidr *net);
 int	cidr_parse(const char *s, struct cidr *cr, const char **why);
 /* "a.b.c.d/n" or "v6/n"; buf holds IP_STR_LEN + 4. */
 void	cidr_format(const struct cidr *cr, char *buf, size_t len);
+/*
+ * Append CIDR s, checked and in canonical form, to out, a list separated
+ * by single spaces (outlen bytes with its NUL; "" to begin): what tokenctl
+ * and POST /pats send as an allowlist.  0, or -1 with *why set.
+ */
+int	cidr_list_append(char *out, size_t outlen, const char *s,
+	    const char **why);
 /* 1 when ip is inside cr. */
 int	cidr_match(const struct cidr *cr, const uint8_t ip[IP_LEN]);
 /* 1 when ip is inside one of the n CIDRs of list. */

@@ -154,7 +154,7 @@ void	ratelimit_reset(struct shm *shm, const char *name);
  */
 #define TRL_SETS	4096
 #define TRL_WAYS	4
-#define TRL_MAX_RATE	1000000		/* fits the word's 24-bit count */
+#define TRL_MAX_RATE	LIM_RATE_MAX	/* fits the word's 24-bit count */
 
 /*
  * Worker: one use of token at now (unix seconds) under a limit of max

@@ -45,6 +45,9 @@ struct auth_wait {
 	char		 aw_prefix[TOKEN_DISPLAY_LEN + 1];
 };
 
+static const char auth_kind_refused[] =
+    "this endpoint does not accept this kind of token";
+
 /* aw_pd's free: nothing secret in it. */
 static void
 auth_wait_free(struct pending *pd)
@@ -318,10 +321,12 @@ auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
 		return 0;
 	}
 	kind = token_check(tok.s_ptr, tok.s_len);
-	if (kind == TOKEN_INVALID || (kinds & (1u << kind)) == 0) {
+	/* A PAT is looked up even where it is refused: it may be a canary,
+	 * which must be seen (and answered as unknown) wherever it shows. */
+	if (kind == TOKEN_INVALID || ((kinds & (1u << kind)) == 0 &&
+	    kind != TOKEN_PAT)) {
 		auth_challenge(c, 401, "invalid_token", kind == TOKEN_INVALID ?
-		    "malformed token" : "this endpoint does not accept this "
-		    "kind of token", NULL);
+		    "malformed token" : auth_kind_refused, NULL);
 		return 0;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
@@ -369,9 +374,13 @@ auth_bearer_check(struct conn *c, const struct tok_info *ti, unsigned kinds)
 	}
 	if (ti->ti_state != TI_VALID ||
 	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
-	    ti->ti_kind <= TOKEN_INVALID || ti->ti_kind > TOKEN_CODE ||
-	    (kinds & (1u << ti->ti_kind)) == 0) {
+	    ti->ti_kind <= TOKEN_INVALID || ti->ti_kind > TOKEN_CODE) {
 		auth_unknown(c);
+		return 0;
+	}
+	if ((kinds & (1u << ti->ti_kind)) == 0) {
+		auth_challenge(c, 401, "invalid_token", auth_kind_refused,
+		    NULL);
 		return 0;
 	}
 	return 1;
