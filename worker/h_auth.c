@@ -26,7 +26,7 @@
  * with Retry-After, which nginx cannot pass on from auth_request, so
  * contrib/nginx maps it to 429), and the client address recorded with the
  * use.  A canary is a negative entry with a flag: every path answers it as
- * unknown, and auth_canary tells the operator.
+ * unknown, and peer_canary tells the operator.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,6 @@
 #include "worker/worker.h"
 
 #define REQ_SCOPE_LEN 1024
-#define AUTH_UA_MAX	256	/* user agent and path in canary_token_used */
 
 /* What a parked /auth request needs when its answer comes back. */
 struct auth_wait {
@@ -223,30 +222,12 @@ auth_park(struct conn *c, int r, const char *need, const char *prefix)
 	return HANDLER_PENDING;
 }
 
-void
-auth_canary(struct conn *c, const struct tok_info *ti)
-{
-	const struct http_str *ua = http_header_get(&c->c_req, "User-Agent");
-	char	 addr[IP_STR_LEN], agent[AUTH_UA_MAX + 1], path[AUTH_UA_MAX + 1];
-
-	ctr_add(&W.wk_slot->sl_canary_hits, 1);
-	peer_client_str(c, addr);
-	/* The log escapes what it writes; these bound the line. */
-	snprintf(agent, sizeof(agent), "%.*s", ua ? (int)ua->s_len : 0,
-	    ua ? ua->s_ptr : "");
-	snprintf(path, sizeof(path), "%.*s", (int)c->c_req.rq_path.s_len,
-	    c->c_req.rq_path.s_ptr);
-	LOG(LVL_WARN, "canary_token_used", KV_I("token_id", ti->ti_id),
-	    KV_S("user", ti->ti_user), KV_S("address", addr),
-	    KV_S("user_agent", agent), KV_S("path", path));
-}
-
 int
 auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
     const struct tok_info *ti, int64_t ok, bearer_cb cb)
 {
 	if (ti->ti_flags & TI_F_CANARY)
-		auth_canary(c, ti);
+		peer_canary(c, ti);
 	if (ti->ti_state != TI_VALID || (ok > 0 && W.wk_now_ms - ok <=
 	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000))
 		return 1;

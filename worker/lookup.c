@@ -133,7 +133,7 @@ lk_fail(void *owner)
 
 /*
  * SPEC 13's columns.  A canary is negative whatever its state, so every
- * path answers it as unknown; its flag and id stay for auth_canary.  An
+ * path answers it as unknown; its flag and id stay for peer_canary.  An
  * allowlist that does not parse (a row written around migration 017's
  * checks) refuses the token rather than opening it to everyone.
  */
@@ -217,7 +217,7 @@ lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
 		cache_put(W.wk_cache, r->lr_hash, &ti,
 		    &W.wk_shm->sh_cache_epoch, r->lr_epoch);
 	if (r->lr_conn != NULL && (ti.ti_flags & TI_F_CANARY))
-		auth_canary(r->lr_conn, &ti);
+		peer_canary(r->lr_conn, &ti);
 	if (r->lr_conn != NULL)
 		r->lr_cb(r->lr_conn, &ti);
 }

@@ -10,12 +10,19 @@
  * at accept; a request from an untrusted peer then costs one 16-byte copy.
  * A unix-socket peer has no address (the token's allowlist refuses it, no
  * last_used_ip is recorded).
+ *
+ * peer_canary says what is known of the client that presented a canary
+ * PAT: one log line written by the worker itself (one write(2), as every
+ * line; nothing waits on PostgreSQL or the writer), so it is out within
+ * the request.
  */
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "worker/worker.h"
+
+#define PEER_UA_MAX	256	/* user agent and path in canary_token_used */
 
 static struct cidr	peer_proxies[IP_MAX_PROXIES];
 static size_t		peer_nproxies;
@@ -92,4 +99,22 @@ peer_client_str(const struct conn *c, char buf[IP_STR_LEN])
 		ip_format(ip, buf, IP_STR_LEN);
 	else
 		snprintf(buf, IP_STR_LEN, "unix");
+}
+
+void
+peer_canary(struct conn *c, const struct tok_info *ti)
+{
+	const struct http_str *ua = http_header_get(&c->c_req, "User-Agent");
+	char	 addr[IP_STR_LEN], agent[PEER_UA_MAX + 1], path[PEER_UA_MAX + 1];
+
+	ctr_add(&W.wk_slot->sl_canary_hits, 1);
+	peer_client_str(c, addr);
+	/* The log escapes what it writes; these bound the line. */
+	snprintf(agent, sizeof(agent), "%.*s", ua ? (int)ua->s_len : 0,
+	    ua ? ua->s_ptr : "");
+	snprintf(path, sizeof(path), "%.*s", (int)c->c_req.rq_path.s_len,
+	    c->c_req.rq_path.s_ptr);
+	LOG(LVL_WARN, "canary_token_used", KV_I("token_id", ti->ti_id),
+	    KV_S("user", ti->ti_user), KV_S("address", addr),
+	    KV_S("user_agent", agent), KV_S("path", path));
 }

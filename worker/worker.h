@@ -12,6 +12,8 @@
  *   resp.c      building responses into the connection's output buffer,
  *               the one JSON error answer.
  *   metrics.c   the /metrics text from shm's counters.
+ *   peer.c      the client address of a request (trusted_proxies), and
+ *               the canary_token_used line about that client.
  *   hashpool.c  argon2id verification threads.
  *   pgconn.c    the asynchronous PostgreSQL driver (pgconn.h), used by
  *   lookup.c    the cache misses' batched lookups, and by
@@ -375,6 +377,13 @@ void	peer_accept(struct conn *c, const struct sockaddr_storage *ss);
 int	peer_client(const struct conn *c, uint8_t ip[IP_LEN]);
 /* The same as text for logs ("unix" when none). */
 void	peer_client_str(const struct conn *c, char buf[IP_STR_LEN]);
+/*
+ * A canary PAT was presented on c (SPEC 13): count it and log
+ * canary_token_used with the client address, user agent and path.  The
+ * caller answers as for an unknown token.  auth_hit calls it for cache
+ * hits, the lookup for answers from PostgreSQL.
+ */
+void	peer_canary(struct conn *c, const struct tok_info *ti);
 
 /* ---- dispatch.c -------------------------------------------------------- */
 
@@ -432,12 +441,5 @@ auth_feed_mark(void)
  */
 int	auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
 	    const struct tok_info *ti, int64_t feed_ok, bearer_cb cb);
-/*
- * A canary PAT was presented on c (SPEC 13): count it and log
- * canary_token_used with the client address, user agent and path.  The
- * caller answers as for an unknown token.  auth_hit calls it for cache
- * hits, the lookup for answers from PostgreSQL.
- */
-void	auth_canary(struct conn *c, const struct tok_info *ti);
 
 #endif /* TOKEND_WORKER_H */
