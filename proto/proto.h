@@ -11,7 +11,7 @@
  *   jsonw.c   flat JSON objects written in place; the string escaper.
  *   scope.c   RFC 6749 scope lists.
  *   grant.c   OAuth grant type names and a client's allowed set.
- *   addr.c    listen addresses.
+ *   addr.c    listen addresses, client addresses and CIDRs.
  *   html.c    the HTML escaper and the pages' template renderer.
  *   cookie.c  the Cookie request header.
  *
@@ -41,6 +41,11 @@
 #define LIM_EXPIRES_MAX		LIM_TEN_YEARS
 #define LIM_OVERLAP_DEFAULT	86400	/* a PAT rotation's overlap: a day */
 #define LIM_OVERLAP_MAX		604800	/* and at most a week (SPEC 12) */
+#define LIM_RATE_MAX		1000000	/* a PAT's rate: uses per window */
+#define LIM_RATE_WINDOW_MAX	86400	/* ... and its window, seconds */
+/* A PAT's rate limit "N/SECONDS" (tokenctl --rate, POST /pats "rate"),
+ * within the limits above: 0, or -1 (token.c). */
+int	token_rate_parse(const char *s, uint32_t *n, uint32_t *secs);
 
 /* ---- HTTP request parsing (http.c) ------------------------------------ */
 
@@ -429,5 +434,67 @@ long	html_render(char *out, size_t cap, const char *tmpl, size_t tlen,
  * into hdr, or 0 when hdr is absent or holds no such cookie.
  */
 int	cookie_get(struct http_str hdr, const char *name, struct http_str *val);
+
+/* ---- Client addresses and CIDRs (addr.c) ------------------------------ */
+
+/*
+ * A client address is 16 bytes: IPv6, or IPv4 as ::ffff:a.b.c.d, so that
+ * one compare serves both.  A CIDR's cr_bits counts in that space (an
+ * IPv4 /24 is 120).  IP_MAX_ALLOW bounds a PAT's allowlist: the cache
+ * entry carries it, and every hit scans it.
+ */
+#define IP_LEN		16
+#define IP_STR_LEN	46	/* INET6_ADDRSTRLEN */
+#define IP_MAX_ALLOW	16
+#define IP_MAX_PROXIES	64
+
+struct cidr {
+	uint8_t	 cr_addr[IP_LEN];
+	uint8_t	 cr_bits;		/* 0..128 */
+};
+
+/* An IPv4 or IPv6 literal of len bytes (not NUL-terminated): 0, or -1. */
+int	ip_parse(const char *s, size_t len, uint8_t ip[IP_LEN]);
+/* ip as text, IPv4 as a.b.c.d; buf holds IP_STR_LEN. */
+void	ip_format(const uint8_t ip[IP_LEN], char *buf, size_t len);
+/* The network a new-network alert groups ip in: /24 for IPv4, /56 for
+ * IPv6, as a CIDR. */
+void	ip_network(const uint8_t ip[IP_LEN], struct cidr *net);
+/*
+ * "a.b.c.d/n", "v6/n", or a bare address (a /32 or /128).  Host bits set
+ * are refused, as PostgreSQL's cidr type does.  Returns 0, or -1 with *why
+ * a static reason.
+ */
+int	cidr_parse(const char *s, struct cidr *cr, const char **why);
+/* "a.b.c.d/n" or "v6/n"; buf holds IP_STR_LEN + 4. */
+void	cidr_format(const struct cidr *cr, char *buf, size_t len);
+/*
+ * Append CIDR s, checked and in canonical form, to out, a list separated
+ * by single spaces (outlen bytes with its NUL; "" to begin): what tokenctl
+ * and POST /pats send as an allowlist.  0, or -1 with *why set.
+ */
+int	cidr_list_append(char *out, size_t outlen, const char *s,
+	    const char **why);
+/* 1 when ip is inside cr. */
+int	cidr_match(const struct cidr *cr, const uint8_t ip[IP_LEN]);
+/* 1 when ip is inside one of the n CIDRs of list. */
+int	cidr_match_any(const struct cidr *list, size_t n,
+	    const uint8_t ip[IP_LEN]);
+/*
+ * A list separated by spaces, commas or tabs (trusted_proxies, an
+ * allowlist), at most max entries into out.  Returns the count, or -1 with
+ * *why set (bad is the offending entry, cut to badlen).
+ */
+int	cidr_list_parse(const char *list, struct cidr *out, size_t max,
+	    const char **why, char *bad, size_t badlen);
+/*
+ * The client address of a request from a trusted proxy: X-Forwarded-For
+ * values (xff, n of them in header order) read from the right, the first
+ * address not inside trusted; all trusted gives the leftmost; an entry
+ * that does not parse stops the walk at the address to its right.
+ * Returns 0 with ip set, or -1 when no address was usable.
+ */
+int	ip_forwarded(const struct http_str *xff, size_t n,
+	    const struct cidr *trusted, size_t ntrusted, uint8_t ip[IP_LEN]);
 
 #endif /* TOKEND_PROTO_H */

@@ -8,6 +8,8 @@
  * allocates nothing and decodes the alphabet with one table lookup per
  * character.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -270,5 +272,26 @@ hex_decode(const char *in, size_t inlen, uint8_t *out, size_t n)
 			return -1;
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
+	return 0;
+}
+
+int
+token_rate_parse(const char *s, uint32_t *n, uint32_t *secs)
+{
+	unsigned long	 a, b;
+	char		*end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	a = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '/' || end[1] < '0' || end[1] > '9' ||
+	    a < 1 || a > LIM_RATE_MAX)
+		return -1;
+	b = strtoul(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || b < 1 || b > LIM_RATE_WINDOW_MAX)
+		return -1;
+	*n = (uint32_t)a;
+	*secs = (uint32_t)b;
 	return 0;
 }

@@ -153,3 +153,84 @@ ratelimit_reset(struct shm *shm, const char *name)
 			    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 	}
 }
+
+/* ---- per-PAT rate limits (README "Per-token rate limits") ---------------- */
+
+/*
+ * A fixed window per token: window number now / window.  One word:
+ *
+ *     bits 63..48  tag: 16 bits of the token id's hash, never 0
+ *     bits 47..24  window number (mod 2^24)
+ *     bits 23..0   uses in that window (at most TRL_MAX_RATE)
+ *
+ * Token ids are not chosen by clients, so a plain mix of the id picks the
+ * set; a way is found by its tag, else an empty word is taken, else the
+ * one with the fewest uses (an eviction lets that token start again).
+ */
+#define TRL_TAG(w)	((unsigned)((w) >> 48))
+#define TRL_WIN(w)	((uint32_t)(((w) >> 24) & 0xffffff))
+#define TRL_COUNT(w)	((uint32_t)((w) & 0xffffff))
+#define TRL_WORD(tag, win, n) (((uint64_t)(tag) << 48) | \
+	((uint64_t)((win) & 0xffffff) << 24) | (uint64_t)(n))
+
+static uint64_t
+trl_mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* The way of set holding tag, else the one to take for it. */
+static int
+trl_way(uint64_t *set, unsigned tag, uint64_t *seen)
+{
+	uint64_t	 w;
+	int		 i, pick = 0;
+
+	for (i = 0; i < TRL_WAYS; i++) {
+		seen[i] = w = __atomic_load_n(&set[i], __ATOMIC_RELAXED);
+		if (w != 0 && TRL_TAG(w) == tag)
+			return i;
+	}
+	for (i = 0; i < TRL_WAYS; i++) {
+		if (seen[i] == 0)
+			return i;
+		if (TRL_COUNT(seen[i]) < TRL_COUNT(seen[pick]))
+			pick = i;
+	}
+	return pick;
+}
+
+int
+ratelimit_token(struct shm *shm, int64_t token, int64_t now, uint32_t max,
+    uint32_t window)
+{
+	uint64_t	 h = trl_mix((uint64_t)token), seen[TRL_WAYS], nw;
+	uint64_t	*set = &shm->sh_token_rl[(h % TRL_SETS) * TRL_WAYS];
+	unsigned	 tag = (unsigned)(h >> 48);
+	uint32_t	 win;
+	int		 i;
+
+	if (max == 0 || window == 0)
+		return 0;
+	if (max > TRL_MAX_RATE)
+		max = TRL_MAX_RATE;
+	if (tag == 0)
+		tag = 1;
+	win = (uint32_t)((uint64_t)now / window) & 0xffffff;
+	for (;;) {
+		i = trl_way(set, tag, seen);
+		if (seen[i] == 0 || TRL_TAG(seen[i]) != tag ||
+		    TRL_WIN(seen[i]) != win)
+			nw = TRL_WORD(tag, win, 1);
+		else if (TRL_COUNT(seen[i]) >= max)
+			return (int)(window - (uint64_t)now % window);
+		else
+			nw = seen[i] + 1;
+		if (__atomic_compare_exchange_n(&set[i], &seen[i], nw, 0,
+		    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			return 0;
+	}
+}

@@ -142,6 +142,9 @@ seg_check(const struct shm *h, off_t size)
  * usage tables (README "The usage file"); start every counter from zero,
  * as a new master would, and retire every slot, since no process owns one.
  */
+#define SLOT_TAIL	(offsetof(struct shm_slot, sl_tables) + \
+			    sizeof(((struct shm_slot *)0)->sl_tables))
+
 static void
 seg_recover(struct shm *shm, uint32_t nslots, struct shm_recovery *rec)
 {
@@ -160,6 +163,8 @@ seg_recover(struct shm *shm, uint32_t nslots, struct shm_recovery *rec)
 		uint64_t	 uses;
 
 		memset(sl, 0, offsetof(struct shm_slot, sl_tables));
+		/* The counters added after the tables start from zero too. */
+		memset((char *)sl + SLOT_TAIL, 0, sizeof(*sl) - SLOT_TAIL);
 		sl->sl_active = active & 1;
 		uses = usage_slot_recover(sl, &rec->sr_tables);
 		sl->sl_uses_recorded = uses;

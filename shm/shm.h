@@ -82,10 +82,17 @@ uint64_t shm_bucket_us(int b);
 
 enum { UT_FREE = 0, UT_ACTIVE, UT_FROZEN };
 
+/*
+ * One entry per token and client network (/24, /56): a token used from
+ * two networks in one interval has two entries, so the writer sees every
+ * network (token_new_network) and the address of the newest use
+ * (last_used_ip).  ue_ip is all zeros when the use had no address.
+ */
 struct usage_ent {
 	int64_t		ue_token;	/* tokens.id; 0 is an empty entry */
 	int64_t		ue_last_ms;	/* newest use, unix milliseconds */
 	uint64_t	ue_count;
+	uint8_t		ue_ip[IP_LEN];	/* the newest use's client address */
 };
 
 struct usage_table {
@@ -136,6 +143,10 @@ struct shm_slot {
 	/* tokend_leak_reports_total: POST /credentials/revoke answered 202
 	 * (worker writes). */
 	uint64_t	sl_leak_reports;
+	/* Beyond (issue 14), worker writes: tokend_canary_hits_total and
+	 * tokend_rate_limited_total. */
+	uint64_t	sl_canary_hits;
+	uint64_t	sl_rate_limited;
 } __attribute__((aligned(64)));
 
 /* ---- Client rate limit (ratelimit.c) --------------------------------- */
@@ -163,6 +174,23 @@ void	ratelimit_fail(struct shm *shm, const char *name, int64_t now,
 	    int window);
 /* Worker: name logged in; its failures are forgotten. */
 void	ratelimit_reset(struct shm *shm, const char *name);
+
+/*
+ * Per-PAT rate limits (SPEC 13), per box: TRL_SETS sets of TRL_WAYS words,
+ * each one token's (tag, window number, uses in it), CAS only.
+ * shm/README.md "Per-token rate limits".
+ */
+#define TRL_SETS	4096
+#define TRL_WAYS	4
+#define TRL_MAX_RATE	LIM_RATE_MAX	/* fits the word's 24-bit count */
+
+/*
+ * Worker: one use of token at now (unix seconds) under a limit of max
+ * uses per window seconds.  Returns 0 when it may be used (and counts
+ * it), else the seconds until its window ends (at least 1).
+ */
+int	ratelimit_token(struct shm *shm, int64_t token, int64_t now,
+	    uint32_t max, uint32_t window);
 
 /* ---- The segment ------------------------------------------------------- */
 
@@ -244,6 +272,10 @@ struct shm {
 	/* Any worker, lock-free CAS per word.  README "Login rate limit". */
 	uint64_t	sh_login_rl[RL_SETS * RL_WAYS] __attribute__((aligned(64)));
 
+	/* Any worker, lock-free CAS per word.  README "Per-token rate
+	 * limits". */
+	uint64_t	sh_token_rl[TRL_SETS * TRL_WAYS] __attribute__((aligned(64)));
+
 	/* Slots follow, 64-byte aligned, at offsetof(struct shm, sh_slots). */
 	struct shm_slot	sh_slots[] __attribute__((aligned(64)));
 };
@@ -316,10 +348,12 @@ uint64_t shm_sum(const struct shm *shm, size_t off);
 void	usage_attach(struct shm_slot *sl);
 
 /*
- * Worker: one use of token id at unix milliseconds now_ms.  Returns 0, or -1
- * when both tables are full (counted in sl_uses_dropped).
+ * Worker: one use of token id at unix milliseconds now_ms from client
+ * address ip (NULL: none known).  Returns 0, or -1 when both tables are
+ * full (counted in sl_uses_dropped).
  */
-int	usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms);
+int	usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms,
+	    const uint8_t *ip);
 
 /* Worker, every loop turn: answer the writer's swap request.  Cheap. */
 void	usage_poll(struct shm_slot *sl);
@@ -338,7 +372,7 @@ void	usage_sweep_retired(struct shm *shm);
 /* Writer: callback per entry of every FROZEN table; returns the number of
  * tables visited and stamps them with batch. */
 typedef void (*usage_fn)(void *arg, int64_t token, uint64_t count,
-	    int64_t last_ms);
+	    int64_t last_ms, const uint8_t ip[IP_LEN]);
 int	usage_collect(struct shm *shm, uint64_t batch, usage_fn fn, void *arg);
 
 /*

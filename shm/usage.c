@@ -75,12 +75,29 @@ usage_attach(struct shm_slot *sl)
 		table_rebuild_order(t);
 }
 
+static const uint8_t usage_no_ip[IP_LEN];
+
+/* a and b are in one network of ip_network (/24 IPv4, /56 IPv6). */
+static inline int
+usage_same_net(const uint8_t *a, const uint8_t *b)
+{
+	int	 v4 = a[10] == 0xff && a[11] == 0xff &&
+		    memcmp(a, usage_no_ip, 10) == 0;
+
+	return memcmp(a, b, v4 ? 15 : 7) == 0 && (v4 || b[10] != 0xff ||
+	    b[11] != 0xff || memcmp(b, usage_no_ip, 10) != 0);
+}
+
 int
-usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms)
+usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms,
+    const uint8_t *ip)
 {
 	struct usage_table	*t = &sl->sl_tables[sl->sl_active];
 	struct usage_ent	*e;
 	uint32_t		 i;
+
+	if (ip == NULL)
+		ip = usage_no_ip;
 
 	if (t->ut_used >= USAGE_LOAD_MAX &&
 	    state_get(&sl->sl_tables[1 - sl->sl_active]) == UT_FREE) {
@@ -89,7 +106,7 @@ usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms)
 	}
 	for (i = usage_hash(token);; i = (i + 1) & USAGE_MASK) {
 		e = &t->ut_ent[i];
-		if (e->ue_token == token)
+		if (e->ue_token == token && usage_same_net(e->ue_ip, ip))
 			break;
 		if (e->ue_token != 0)
 			continue;
@@ -99,12 +116,15 @@ usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms)
 			return -1;
 		}
 		e->ue_token = token;
+		memcpy(e->ue_ip, ip, IP_LEN);
 		t->ut_order[t->ut_used++] = i;
 		break;
 	}
 	e->ue_count++;
-	if (now_ms > e->ue_last_ms)
+	if (now_ms > e->ue_last_ms) {
 		e->ue_last_ms = now_ms;
+		memcpy(e->ue_ip, ip, IP_LEN);
+	}
 	ctr_add(&sl->sl_uses_recorded, 1);
 	return 0;
 }
@@ -207,7 +227,7 @@ usage_collect(struct shm *shm, uint64_t batch, usage_fn fn, void *arg)
 
 				if (e->ue_token != 0 && e->ue_count != 0)
 					fn(arg, e->ue_token, e->ue_count,
-					    e->ue_last_ms);
+					    e->ue_last_ms, e->ue_ip);
 			}
 			tables++;
 		}

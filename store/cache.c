@@ -23,7 +23,14 @@
  *   1       ti_state
  *   2       ti_kind
  *   3..42   ti_id, ti_user_id, ti_expires, ti_iat, ti_until (int64 each)
- *   43..    u16 length + bytes, for ti_user, ti_client, ti_scope in order
+ *   43      ti_flags
+ *   44..51  ti_rate, ti_rate_window (uint32 each)
+ *   52      ti_nallow (at most IP_MAX_ALLOW)
+ *   53..    u16 length + bytes, for ti_user, ti_client, ti_scope in order
+ *   then    ti_nallow CIDRs of 17 bytes (16 of address, 1 of bits)
+ *
+ * A hit decodes the allowlist only when there is one: the common PAT
+ * costs the three bytes of its header fields.
  *
  * cache_decode checks every length against the value's size and the TI_*
  * limits, so a truncated or foreign value is a miss, never an overread.
@@ -39,10 +46,12 @@
 
 #include "store/store.h"
 
-#define CACHE_VERSION	1
-#define CACHE_HDR_LEN	(3 + 5 * 8)
+#define CACHE_VERSION	2
+#define CACHE_HDR_LEN	(3 + 5 * 8 + 1 + 2 * 4 + 1)
+#define CACHE_CIDR_LEN	(IP_LEN + 1)
 #define CACHE_VAL_MAX	(CACHE_HDR_LEN + 3 * 2 + TI_USER_LEN + \
-			    TI_CLIENT_LEN + TI_SCOPE_LEN)
+			    TI_CLIENT_LEN + TI_SCOPE_LEN + \
+			    IP_MAX_ALLOW * CACHE_CIDR_LEN)
 #define CACHE_ENV_FLAGS	(MDB_NOSYNC | MDB_NOMETASYNC | MDB_NOTLS | \
 			    MDB_NORDAHEAD | MDB_WRITEMAP)
 #define CACHE_MAXREADERS 1024
@@ -87,11 +96,15 @@ cache_encode(const struct tok_info *ti, uint8_t *buf, size_t buflen)
 {
 	size_t	 need;
 	uint8_t	*p;
+	uint32_t i;
 
 	need = CACHE_HDR_LEN + 3 * sizeof(uint16_t) +
 	    strnlen(ti->ti_user, TI_USER_LEN - 1) +
 	    strnlen(ti->ti_client, TI_CLIENT_LEN - 1) +
-	    strnlen(ti->ti_scope, TI_SCOPE_LEN - 1);
+	    strnlen(ti->ti_scope, TI_SCOPE_LEN - 1) +
+	    ti->ti_nallow * CACHE_CIDR_LEN;
+	if (ti->ti_nallow > IP_MAX_ALLOW || ti->ti_flags > 255)
+		return -1;
 	/* A field without its NUL is refused, not cut (put_str's max). */
 	if (strnlen(ti->ti_user, TI_USER_LEN) == TI_USER_LEN ||
 	    strnlen(ti->ti_client, TI_CLIENT_LEN) == TI_CLIENT_LEN ||
@@ -108,10 +121,19 @@ cache_encode(const struct tok_info *ti, uint8_t *buf, size_t buflen)
 	memcpy(buf + 19, &ti->ti_expires, 8);
 	memcpy(buf + 27, &ti->ti_iat, 8);
 	memcpy(buf + 35, &ti->ti_until, 8);
+	buf[43] = (uint8_t)ti->ti_flags;
+	memcpy(buf + 44, &ti->ti_rate, 4);
+	memcpy(buf + 48, &ti->ti_rate_window, 4);
+	buf[52] = (uint8_t)ti->ti_nallow;
 	p = buf + CACHE_HDR_LEN;
 	p = put_str(p, ti->ti_user, TI_USER_LEN);
 	p = put_str(p, ti->ti_client, TI_CLIENT_LEN);
 	p = put_str(p, ti->ti_scope, TI_SCOPE_LEN);
+	for (i = 0; i < ti->ti_nallow; i++) {
+		memcpy(p, ti->ti_allow[i].cr_addr, IP_LEN);
+		p[IP_LEN] = ti->ti_allow[i].cr_bits;
+		p += CACHE_CIDR_LEN;
+	}
 	return (int)(p - buf);
 }
 
@@ -141,6 +163,7 @@ int
 cache_decode(const uint8_t *buf, size_t len, struct tok_info *ti)
 {
 	size_t	 off = CACHE_HDR_LEN;
+	uint32_t i;
 
 	if (len < CACHE_HDR_LEN || buf[0] != CACHE_VERSION)
 		return -1;
@@ -155,12 +178,26 @@ cache_decode(const uint8_t *buf, size_t len, struct tok_info *ti)
 	memcpy(&ti->ti_expires, buf + 19, 8);
 	memcpy(&ti->ti_iat, buf + 27, 8);
 	memcpy(&ti->ti_until, buf + 35, 8);
+	ti->ti_flags = buf[43];
+	memcpy(&ti->ti_rate, buf + 44, 4);
+	memcpy(&ti->ti_rate_window, buf + 48, 4);
+	ti->ti_nallow = buf[52];
+	if (ti->ti_nallow > IP_MAX_ALLOW || (ti->ti_rate != 0 &&
+	    ti->ti_rate_window == 0))
+		return -1;
 	if (get_str(buf, len, &off, ti->ti_user, TI_USER_LEN) == -1 ||
 	    get_str(buf, len, &off, ti->ti_client, TI_CLIENT_LEN) == -1 ||
 	    get_str(buf, len, &off, ti->ti_scope, TI_SCOPE_LEN) == -1)
 		return -1;
-	/* Trailing bytes mean a layout we do not know. */
-	return off == len ? 0 : -1;
+	if (len - off != ti->ti_nallow * CACHE_CIDR_LEN)
+		return -1;
+	for (i = 0; i < ti->ti_nallow; i++, off += CACHE_CIDR_LEN) {
+		memcpy(ti->ti_allow[i].cr_addr, buf + off, IP_LEN);
+		ti->ti_allow[i].cr_bits = buf[off + IP_LEN];
+		if (ti->ti_allow[i].cr_bits > 128)
+			return -1;
+	}
+	return 0;
 }
 
 /* ---- Environment ------------------------------------------------------ */

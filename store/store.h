@@ -53,7 +53,17 @@ struct tok_info {
 	char	 ti_user[TI_USER_LEN];
 	char	 ti_client[TI_CLIENT_LEN];
 	char	 ti_scope[TI_SCOPE_LEN];
+	/* SPEC 13, PATs only (zero for other kinds). */
+	uint32_t ti_flags;		/* TI_F_* */
+	uint32_t ti_rate;		/* uses per ti_rate_window s, 0 none */
+	uint32_t ti_rate_window;	/* seconds */
+	uint32_t ti_nallow;		/* 0: any client address */
+	struct cidr ti_allow[IP_MAX_ALLOW];
 };
+
+/* A canary PAT: ti_state is TI_NEGATIVE, so every path answers it as an
+ * unknown token, and the flag makes the one that sees it log it. */
+#define TI_F_CANARY	0x01
 
 /*
  * The entry's lifetime: min(now + ttl, expires) for a valid token (expires

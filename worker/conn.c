@@ -90,6 +90,7 @@ conn_peer(struct conn *c, const struct sockaddr_storage *ss)
 	    inet_ntop(ss->ss_family, addr, c->c_peer, sizeof(c->c_peer)) ==
 	    NULL)
 		strcpy(c->c_peer, "unix");
+	peer_accept(c, ss);
 }
 
 static struct conn *

@@ -18,6 +18,15 @@
  *
  * auth_bearer_begin and auth_bearer_check give the same validation to the
  * endpoints that act for a user (/authorize, /pats).
+ *
+ * SPEC 13 on the same path, from the cache entry alone: a PAT's allowlist
+ * (a client address outside it gets exactly the 401 of an unknown token,
+ * and the operator a token_ip_refused line), its rate limit (a CAS on one
+ * shared word, shm/ratelimit.c; past it 403 X-Auth-Error: rate_limited
+ * with Retry-After, which nginx cannot pass on from auth_request, so
+ * contrib/nginx maps it to 429), and the client address recorded with the
+ * use.  A canary is a negative entry with a flag: every path answers it as
+ * unknown, and peer_canary tells the operator.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +41,11 @@
 struct auth_wait {
 	struct pending	 aw_pd;				/* first */
 	char		 aw_scope[REQ_SCOPE_LEN];	/* required scopes */
+	char		 aw_prefix[TOKEN_DISPLAY_LEN + 1];
 };
+
+static const char auth_kind_refused[] =
+    "this endpoint does not accept this kind of token";
 
 /* aw_pd's free: nothing secret in it. */
 static void
@@ -67,16 +80,56 @@ auth_unavailable(struct conn *c)
 	    "PostgreSQL is unreachable and the token cannot be verified");
 }
 
+static void
+auth_unknown(struct conn *c)
+{
+	auth_challenge(c, 401, "invalid_token",
+	    "the token is unknown, expired or revoked", NULL);
+}
+
+/* A PAT with an allowlist presented from elsewhere (SPEC 13). */
+static void
+auth_ip_refused(struct conn *c, const struct tok_info *ti,
+    const char *prefix)
+{
+	char	 addr[IP_STR_LEN];
+
+	peer_client_str(c, addr);
+	LOG(LVL_WARN, "token_ip_refused", KV_I("token_id", ti->ti_id),
+	    KV_S("token", prefix), KV_S("address", addr));
+	auth_unknown(c);
+}
+
+static void
+auth_rate_limited(struct conn *c, int wait)
+{
+	ctr_add(&W.wk_slot->sl_rate_limited, 1);
+	resp_start(c, 403);
+	resp_header(c, "X-Auth-Error", "rate_limited");
+	resp_header_i64(c, "Retry-After", wait);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_error_end(c, "rate_limited", "the token's rate limit is reached");
+}
+
 /* The answer for a token we have facts about (cache hit or fresh row). */
 static void
-auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
+auth_answer(struct conn *c, const struct tok_info *ti, const char *need,
+    const char *prefix)
 {
+	uint8_t	 ip[IP_LEN];
+	int	 has_ip, wait;
+
 	resp_log_token(c, ti);
 	if (ti->ti_state != TI_VALID ||
 	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
 	    (ti->ti_kind != TOKEN_ACCESS && ti->ti_kind != TOKEN_PAT)) {
-		auth_challenge(c, 401, "invalid_token",
-		    "the token is unknown, expired or revoked", NULL);
+		auth_unknown(c);
+		return;
+	}
+	has_ip = peer_client(c, ip) == 0;
+	if (ti->ti_nallow > 0 && (!has_ip ||
+	    !cidr_match_any(ti->ti_allow, ti->ti_nallow, ip))) {
+		auth_ip_refused(c, ti, prefix);
 		return;
 	}
 	if (!scope_subset(need, ti->ti_scope)) {
@@ -84,8 +137,13 @@ auth_answer(struct conn *c, const struct tok_info *ti, const char *need)
 		    "the token lacks a required scope", need);
 		return;
 	}
+	if (ti->ti_rate != 0 && (wait = ratelimit_token(W.wk_shm, ti->ti_id,
+	    W.wk_now, ti->ti_rate, ti->ti_rate_window)) > 0) {
+		auth_rate_limited(c, wait);
+		return;
+	}
 	/* Count the use before the 200 leaves: see shm/README.md. */
-	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms);
+	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms, has_ip ? ip : NULL);
 	resp_start(c, 200);
 	resp_header(c, "X-Auth-User", ti->ti_user);
 	if (ti->ti_user_id != 0)
@@ -111,7 +169,8 @@ auth_resolved(struct conn *c, const struct tok_info *ti)
 	if (ti == NULL)
 		auth_unavailable(c);
 	else
-		auth_answer(c, ti, aw ? aw->aw_scope : "");
+		auth_answer(c, ti, aw ? aw->aw_scope : "",
+		    aw ? aw->aw_prefix : "");
 	worker_pending_free(c);
 	worker_resume(c);
 }
@@ -147,7 +206,7 @@ required_scope(const struct http_req *rq, char *need, size_t needlen)
  * when it could not be (503).
  */
 static enum handler_result
-auth_park(struct conn *c, int r, const char *need)
+auth_park(struct conn *c, int r, const char *need, const char *prefix)
 {
 	struct auth_wait *aw = NULL;
 
@@ -159,6 +218,7 @@ auth_park(struct conn *c, int r, const char *need)
 	}
 	aw->aw_pd.pd_free = auth_wait_free;
 	snprintf(aw->aw_scope, sizeof(aw->aw_scope), "%s", need);
+	snprintf(aw->aw_prefix, sizeof(aw->aw_prefix), "%s", prefix);
 	c->c_pending_data = &aw->aw_pd;
 	return HANDLER_PENDING;
 }
@@ -167,6 +227,8 @@ int
 auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
     const struct tok_info *ti, int64_t ok, bearer_cb cb)
 {
+	if (ti->ti_flags & TI_F_CANARY)
+		peer_canary(c, ti);
 	if (ti->ti_state != TI_VALID || (ok > 0 && W.wk_now_ms - ok <=
 	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000))
 		return 1;
@@ -182,7 +244,7 @@ h_auth(struct conn *c)
 	struct http_str	 tok;
 	struct tok_info	 ti;
 	uint8_t		 hash[TOKEN_HASH_LEN];
-	char		 need[REQ_SCOPE_LEN];
+	char		 need[REQ_SCOPE_LEN], prefix[TOKEN_DISPLAY_LEN + 1];
 	enum token_kind	 kind;
 	int64_t		 ok;
 	int		 r;
@@ -205,13 +267,15 @@ h_auth(struct conn *c)
 		return HANDLER_DONE;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
+	memcpy(prefix, tok.s_ptr, TOKEN_DISPLAY_LEN);
+	prefix[TOKEN_DISPLAY_LEN] = '\0';
 	ok = auth_feed_mark();
 	r = W.wk_cache ? cache_get(W.wk_cache, hash, &ti) : -1;
 	if (r == 1 && ti.ti_until > W.wk_now) {
 		ctr_add(ti.ti_state == TI_VALID ? &W.wk_slot->sl_cache_hits :
 		    &W.wk_slot->sl_cache_negative_hits, 1);
 		if ((r = auth_hit(c, hash, &ti, ok, auth_resolved)) == 1) {
-			auth_answer(c, &ti, need);
+			auth_answer(c, &ti, need, prefix);
 			return HANDLER_DONE;
 		}
 	} else {
@@ -219,7 +283,7 @@ h_auth(struct conn *c)
 		r = lookup_submit(W.wk_lookup, c, hash, auth_resolved) == 0 ?
 		    2 : -1;
 	}
-	return auth_park(c, r, need);
+	return auth_park(c, r, need, prefix);
 }
 
 /* ---- bearer validation for other endpoints (worker.h) ------------------- */
@@ -239,10 +303,12 @@ auth_bearer_begin(struct conn *c, unsigned kinds, struct tok_info *ti,
 		return 0;
 	}
 	kind = token_check(tok.s_ptr, tok.s_len);
-	if (kind == TOKEN_INVALID || (kinds & (1u << kind)) == 0) {
+	/* A PAT is looked up even where it is refused: it may be a canary,
+	 * which must be seen (and answered as unknown) wherever it shows. */
+	if (kind == TOKEN_INVALID || ((kinds & (1u << kind)) == 0 &&
+	    kind != TOKEN_PAT)) {
 		auth_challenge(c, 401, "invalid_token", kind == TOKEN_INVALID ?
-		    "malformed token" : "this endpoint does not accept this "
-		    "kind of token", NULL);
+		    "malformed token" : auth_kind_refused, NULL);
 		return 0;
 	}
 	token_hash(tok.s_ptr, tok.s_len, hash);
@@ -290,10 +356,13 @@ auth_bearer_check(struct conn *c, const struct tok_info *ti, unsigned kinds)
 	}
 	if (ti->ti_state != TI_VALID ||
 	    (ti->ti_expires != 0 && ti->ti_expires <= W.wk_now) ||
-	    ti->ti_kind <= TOKEN_INVALID || ti->ti_kind > TOKEN_CODE ||
-	    (kinds & (1u << ti->ti_kind)) == 0) {
-		auth_challenge(c, 401, "invalid_token",
-		    "the token is unknown, expired or revoked", NULL);
+	    ti->ti_kind <= TOKEN_INVALID || ti->ti_kind > TOKEN_CODE) {
+		auth_unknown(c);
+		return 0;
+	}
+	if ((kinds & (1u << ti->ti_kind)) == 0) {
+		auth_challenge(c, 401, "invalid_token", auth_kind_refused,
+		    NULL);
 		return 0;
 	}
 	resp_log_token(c, ti);

@@ -55,7 +55,9 @@ static const char lookup_sql[] =
     "coalesce(u.name, ''), coalesce(c.client_id, ''), t.scope, "
     "coalesce(floor(extract(epoch FROM t.expires_at))::bigint, 0), "
     "floor(extract(epoch FROM t.created_at))::bigint, "
-    "t.revoked_at IS NOT NULL, coalesce(u.disabled, false) "
+    "t.revoked_at IS NOT NULL, coalesce(u.disabled, false), "
+    "t.canary, coalesce(t.rate_limit, 0), coalesce(t.rate_window, 0), "
+    "coalesce(array_to_string(t.allowed_ips, ' '), '') "
     "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
     "LEFT JOIN clients c ON c.id = t.client_id "
     "WHERE t.hash = ANY (ARRAY(SELECT decode(h, 'hex') "
@@ -129,6 +131,39 @@ lk_fail(void *owner)
 	lk_fail_list(wait);
 }
 
+/*
+ * SPEC 13's columns.  A canary is negative whatever its state, so every
+ * path answers it as unknown; its flag and id stay for peer_canary.  An
+ * allowlist that does not parse (a row written around migration 017's
+ * checks) refuses the token rather than opening it to everyone.
+ */
+static void
+row_limits(PGresult *res, int i, struct tok_info *ti)
+{
+	const char	*why;
+	char		 bad[64];
+	int		 n;
+
+	if (PQgetvalue(res, i, 11)[0] == 't') {
+		ti->ti_flags |= TI_F_CANARY;
+		ti->ti_state = TI_NEGATIVE;
+	}
+	ti->ti_rate = (uint32_t)strtoul(PQgetvalue(res, i, 12), NULL, 10);
+	ti->ti_rate_window = (uint32_t)strtoul(PQgetvalue(res, i, 13), NULL,
+	    10);
+	if (ti->ti_rate_window == 0)
+		ti->ti_rate = 0;
+	n = cidr_list_parse(PQgetvalue(res, i, 14), ti->ti_allow,
+	    IP_MAX_ALLOW, &why, bad, sizeof(bad));
+	if (n < 0) {
+		LOG(LVL_WARN, "token_refused", KV_I("token_id", ti->ti_id),
+		    KV_S("reason", "stored allowlist unusable"));
+		ti->ti_state = TI_NEGATIVE;
+		n = 0;
+	}
+	ti->ti_nallow = (uint32_t)n;
+}
+
 static void
 row_to_info(PGresult *res, int i, struct tok_info *ti, int64_t now)
 {
@@ -156,6 +191,7 @@ row_to_info(PGresult *res, int i, struct tok_info *ti, int64_t now)
 		memset(ti->ti_scope, 0, sizeof(ti->ti_scope));
 		ti->ti_state = TI_NEGATIVE;
 	}
+	row_limits(res, i, ti);
 }
 
 /* Find the row for r's hash; unknown hashes become negative entries. */
@@ -180,6 +216,8 @@ lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
 	    __atomic_load_n(&W.wk_shm->sh_listening, __ATOMIC_ACQUIRE))
 		cache_put(W.wk_cache, r->lr_hash, &ti,
 		    &W.wk_shm->sh_cache_epoch, r->lr_epoch);
+	if (r->lr_conn != NULL && (ti.ti_flags & TI_F_CANARY))
+		peer_canary(r->lr_conn, &ti);
 	if (r->lr_conn != NULL)
 		r->lr_cb(r->lr_conn, &ti);
 }

@@ -108,6 +108,7 @@ worker_init(const struct config *cf, struct shm *shm, int slot,
 	int	 i;
 
 	W.wk_cf = cf;
+	peer_init(cf);
 	W.wk_mods = mods;
 	W.wk_resume = conn_resume;
 	W.wk_shm = shm;

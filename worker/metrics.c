@@ -289,6 +289,13 @@ metrics_render(const struct metrics_gauges *g, char *buf, size_t buflen)
 	metric(&mb, "tokend_connections_total", "counter",
 	    "Client connections accepted.", SHM_SUM(shm, sl_conns_total));
 	metrics_feed(shm, &mb);
+	/* Beyond (issue 14). */
+	metric(&mb, "tokend_canary_hits_total", "counter",
+	    "Canary PATs presented (each logged canary_token_used).",
+	    SHM_SUM(shm, sl_canary_hits));
+	metric(&mb, "tokend_rate_limited_total", "counter",
+	    "Requests refused by a PAT's rate limit on this box.",
+	    SHM_SUM(shm, sl_rate_limited));
 	metrics_events(shm, &mb);
 	metrics_process(shm, &mb);
 	mb_printf(&mb, "# HELP tokend_build_info The running build.\n"

@@ -12,6 +12,8 @@
  *   resp.c      building responses into the connection's output buffer,
  *               the one JSON error answer.
  *   metrics.c   the /metrics text from shm's counters.
+ *   peer.c      the client address of a request (trusted_proxies), and
+ *               the canary_token_used line about that client.
  *   hashpool.c  argon2id verification threads.
  *   pgconn.c    the asynchronous PostgreSQL driver (pgconn.h), used by
  *   lookup.c    the cache misses' batched lookups, and by
@@ -166,6 +168,10 @@ struct conn {
 	char		 c_peer[64];
 	char		 c_reqid[REQID_MAX + 1];	/* "": not chosen yet */
 	struct reqlog	 c_log;
+	/* The socket peer (peer.c): IPv4 mapped, zeros for a unix socket. */
+	uint8_t		 c_peer_ip[IP_LEN];
+	uint8_t		 c_peer_has_ip;
+	uint8_t		 c_peer_trusted;	/* inside trusted_proxies */
 };
 
 struct lookup;
@@ -431,6 +437,28 @@ metrics_token_issued(enum shm_grant g)
 {
 	ctr_add(&W.wk_slot->sl_tokens_issued[g], 1);
 }
+
+/* ---- peer.c: the client address (SPEC 13) ------------------------------ */
+
+/* Worker start: parse trusted_proxies (config.c validated it). */
+void	peer_init(const struct config *cf);
+/* At accept: c's peer address and whether it is a trusted proxy. */
+void	peer_accept(struct conn *c, const struct sockaddr_storage *ss);
+/*
+ * The client address of c's current request: the forwarded one when the
+ * peer is a trusted proxy that sent one, else the peer.  0 with ip set,
+ * or -1 when there is none (a unix-socket peer).
+ */
+int	peer_client(const struct conn *c, uint8_t ip[IP_LEN]);
+/* The same as text for logs ("unix" when none). */
+void	peer_client_str(const struct conn *c, char buf[IP_STR_LEN]);
+/*
+ * A canary PAT was presented on c (SPEC 13): count it and log
+ * canary_token_used with the client address, user agent and path.  The
+ * caller answers as for an unknown token.  auth_hit calls it for cache
+ * hits, the lookup for answers from PostgreSQL.
+ */
+void	peer_canary(struct conn *c, const struct tok_info *ti);
 
 /* ---- dispatch.c -------------------------------------------------------- */
 

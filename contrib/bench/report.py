@@ -141,6 +141,10 @@ def sec_machine(res):
              s["workers"], s["workers"])],
         ["pinning", pin],
     ]
+    if s.get("hit_limits"):
+        rows.append(["hit PATs (issue 14)", "each with an allowlist of 16 "
+                     "CIDRs (the client's last) and a rate limit of "
+                     "1,000,000 per second"])
     if s.get("setup_sql"):
         rows.append(["SQL run before loading the tokens (experiment)",
                      "`%s`" % s["setup_sql"]])

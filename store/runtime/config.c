@@ -36,6 +36,7 @@ enum {
 	CT_URL,		/* issuer */
 	CT_SCOPES,	/* space-separated RFC 6749 scope-tokens */
 	CT_MODE,	/* int member, octal file mode in [ck_min, ck_max] */
+	CT_CIDRS,	/* char array, CIDRs separated by spaces or commas */
 };
 
 struct cf_key {
@@ -135,7 +136,7 @@ static const struct cf_key cf_keys[] = {
 	INT("refresh_family_max_age", cf_refresh_family_max_age, 60,
 	    LIM_TEN_YEARS, 7776000),
 	INT("session_ttl", cf_session_ttl, 60, 2592000, 43200),
-	{ .ck_name = "trusted_proxies", .ck_type = CT_STR,
+	{ .ck_name = "trusted_proxies", .ck_type = CT_CIDRS,
 	    F(cf_trusted_proxies) },
 	PATH("template_dir", cf_template_dir, cf_nowords),
 	{ .ck_name = "product_name", .ck_type = CT_STR, F(cf_product_name) },
@@ -426,6 +427,24 @@ cf_set_scopes(const struct cf_key *ck, void *m, const char *val, char *why,
 	return 0;
 }
 
+/* trusted_proxies: checked with the parser the workers use (proto). */
+static int
+cf_set_cidrs(const struct cf_key *ck, void *m, const char *val, char *why,
+    size_t whylen)
+{
+	struct cidr	 list[IP_MAX_PROXIES];
+	const char	*reason;
+	char		 bad[64];
+
+	if (cidr_list_parse(val, list, IP_MAX_PROXIES, &reason, bad,
+	    sizeof(bad)) == -1) {
+		snprintf(why, whylen, "%s: %s (at most %d CIDRs)", bad, reason,
+		    IP_MAX_PROXIES);
+		return -1;
+	}
+	return cf_set_str(ck, m, val, why, whylen);
+}
+
 static int
 cf_add_addr(const struct cf_key *ck, struct config *cf, const char *addr,
     char *why, size_t whylen)
@@ -496,6 +515,8 @@ cf_set(const struct cf_key *ck, struct config *cf, const char *val,
 		return cf_set_scopes(ck, m, val, why, whylen);
 	case CT_ADDRS:
 		return cf_set_addrs(ck, cf, val, replace, why, whylen);
+	case CT_CIDRS:
+		return cf_set_cidrs(ck, m, val, why, whylen);
 	default:
 		return cf_set_str(ck, m, val, why, whylen);
 	}

@@ -34,6 +34,7 @@
 
 #define CTL_MAX_URIS      16
 #define CTL_HASH_HEX      (2 + 2 * TOKEN_HASH_LEN + 1)	/* "\x" and hex */
+#define CTL_IPS_LEN       (CTL_MAX_URIS * (IP_STR_LEN + 5))
 
 #define EXIT_USAGE 2
 
@@ -1009,6 +1010,56 @@ ctl_token_hash(const char *tok, char hex[CTL_HASH_HEX],
 }
 
 /*
+ * --allow-ip CIDR... as one space-separated list in canonical form (the
+ * worker's parser), and --rate N/SECONDS; checked before connecting.
+ */
+static int
+ctl_pat_opts(struct ctl *c, char *ips, size_t ipslen, char *n, char *secs)
+{
+	const char	*why;
+	uint32_t	 rn, rs;
+	int		 i;
+
+	ips[0] = n[0] = secs[0] = '\0';
+	for (i = 0; i < c->ctl_allow_ips.m_n; i++)
+		if (cidr_list_append(ips, ipslen, c->ctl_allow_ips.m_v[i],
+		    &why) == -1)
+			return ctl_fail(c, "invalid --allow-ip %s: %s",
+			    c->ctl_allow_ips.m_v[i], why);
+	if (c->ctl_rate == NULL)
+		return 0;
+	if (token_rate_parse(c->ctl_rate, &rn, &rs) == -1)
+		return ctl_fail(c, "invalid --rate: N/SECONDS, N from 1 to %d, "
+		    "SECONDS from 1 to %d", LIM_RATE_MAX, LIM_RATE_WINDOW_MAX);
+	snprintf(n, 16, "%u", rn);
+	snprintf(secs, 16, "%u", rs);
+	return 0;
+}
+
+/* SPEC 13's options of the PAT just created (tokend_pat_limits). */
+static int
+ctl_pat_limits(struct ctl *c, const char *id)
+{
+	char		 ips[CTL_IPS_LEN], n[16], s[16];
+	const char	*params[5];
+	PGresult	*res;
+
+	if (ctl_pat_opts(c, ips, sizeof(ips), n, s) == -1)
+		return -1;
+	params[0] = id;
+	params[1] = ips[0] ? ips : NULL;
+	params[2] = n[0] ? n : NULL;
+	params[3] = s[0] ? s : NULL;
+	params[4] = (c->ctl_opts & OPT_CANARY) ? "true" : "false";
+	if ((res = ctl_sql(c, "SELECT tokend_pat_limits($1::bigint, "
+	    "string_to_array($2, ' ')::cidr[], $3::integer, $4::integer, "
+	    "$5::boolean)", 5, params)) == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+/*
  * Create the PAT tok for user id through tokend_pat_create, the function
  * the worker's POST /pats calls, on its operator path (no bearer token, no
  * lifetime limit); only the hash and prefix are stored.  Returns 0 or -1.
@@ -1029,13 +1080,15 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
 	params[3] = expires;
 	params[4] = hex;
 	params[5] = prefix;
-	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend_pat_create("
-	    "$1::bigint, $2, $3, $4::integer, $5::bytea, $6, NULL, NULL, 0)",
-	    6, params, "no PAT created")) == NULL)
+	if ((res = ctl_sql_row(c, "SELECT o_status, o_id FROM "
+	    "tokend_pat_create($1::bigint, $2, $3, $4::integer, $5::bytea, $6, "
+	    "NULL, NULL, 0)", 6, params, "no PAT created")) == NULL)
 		return -1;
 	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
 		rc = ctl_fail(c, "cannot create the PAT: %s",
 		    PQgetvalue(res, 0, 0));
+	else
+		rc = ctl_pat_limits(c, PQgetvalue(res, 0, 1));
 	PQclear(res);
 	return rc;
 }
@@ -1044,13 +1097,15 @@ static int
 cmd_pat_create(struct ctl *c)
 {
 	char		 scope[SCOPE_MAX + 1], uid[32], tok[TOKEN_LEN + 1];
+	char		 ips[CTL_IPS_LEN], n[16], secs[16];
 	const char	*expires = NULL;
 	int		 rc = -1;
 
 	if (c->ctl_user == NULL || c->ctl_name == NULL)
 		ctl_usage(ctl_cmd_usage(cmd_pat_create),
 		    "pat create needs --user and --name");
-	if (ctl_check_pat_args(c, scope, sizeof(scope), &expires) == -1)
+	if (ctl_check_pat_args(c, scope, sizeof(scope), &expires) == -1 ||
+	    ctl_pat_opts(c, ips, sizeof(ips), n, secs) == -1)
 		return -1;
 	if (ctl_connect(c, 1) == -1 || ctl_run(c, "BEGIN", 0, NULL) == -1)
 		return -1;
@@ -1416,6 +1471,10 @@ cmd_token_list(struct ctl *c)
 		{ "last_used_at", COL_TS, "-" },
 		{ "use_count", COL_NUM, "-" },
 		{ "revoked", COL_TS, "-" },
+		{ "last_used_ip", COL_STR, "-" },
+		{ "allowed_ips", COL_LIST, "any" },
+		{ "rate", COL_STR, "-" },
+		{ "canary", COL_BOOL, "-" },
 	};
 	const char	*params[2] = { NULL, c->ctl_expiring };
 	char		 uid[32];
@@ -1436,13 +1495,15 @@ cmd_token_list(struct ctl *c)
 	return ctl_list(c, "SELECT t.id, coalesce(u.name, ''), t.kind, "
 	    "t.prefix, t.name, t.scope, " PG_EPOCH("t.created_at") ", "
 	    PG_EPOCH("t.expires_at") ", " PG_EPOCH("t.last_used_at") ", "
-	    "t.use_count, " PG_EPOCH("t.revoked_at") " FROM tokens t "
+	    "t.use_count, " PG_EPOCH("t.revoked_at") ", host(t.last_used_ip), "
+	    "array_to_string(t.allowed_ips, ' '), "
+	    "t.rate_limit || '/' || t.rate_window, t.canary FROM tokens t "
 	    "LEFT JOIN users u ON u.id = t.user_id "
 	    "WHERE ($1::bigint IS NULL OR t.user_id = $1) AND "
 	    "($2::integer IS NULL OR (t.revoked_at IS NULL AND "
 	    "t.expires_at > now() AND "
 	    "t.expires_at <= now() + make_interval(secs => $2))) "
-	    "ORDER BY t.id", 2, params, cols, 11);
+	    "ORDER BY t.id", 2, params, cols, 15);
 }
 
 /* A positive int64 in decimal, nothing else. */
@@ -1861,9 +1922,11 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "user", "list", 0, 0, cmd_user_list, "user list" },
 	{ "user", "sessions", 1, 0, cmd_user_sessions, "user sessions NAME" },
 	{ "session", "revoke", 1, 0, cmd_session_revoke, "session revoke ID" },
-	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN,
+	{ "pat", "create", 0, OPT_USER | OPT_NAME | OPT_SCOPE | OPT_EXPIRES_IN |
+	    OPT_ALLOW_IP | OPT_RATE | OPT_CANARY,
 	    cmd_pat_create, "pat create --user NAME --name LABEL "
-	    "[--scope \"a b\"] [--expires-in SECONDS]" },
+	    "[--scope \"a b\"] [--expires-in SECONDS] [--allow-ip CIDR]... "
+	    "[--rate N/SECONDS] [--canary]" },
 	{ "pat", "rotate", 1, OPT_OVERLAP, cmd_pat_rotate,
 	    "pat rotate ID [--overlap SECONDS]" },
 	{ "token", "list", 0, OPT_USER | OPT_EXPIRING, cmd_token_list,

@@ -89,23 +89,49 @@ static struct writer {
 	int64_t		 wr_next_expiring_ms;
 	int64_t		 wr_last_ok_ms;
 	struct sbuf	 wr_ids, wr_counts, wr_last;	/* batch arrays */
+	struct sbuf	 wr_ips;			/* ... and addresses */
+	/* New-network candidates (netseen.c): (token, network, address)
+	 * arrays, and their keys, added to the set once committed. */
+	struct sbuf	 wr_nids, wr_nnets, wr_naddrs;
+	uint64_t	*wr_nkeys;
+	size_t		 wr_nnew, wr_nkeycap;
 	uint64_t	 wr_batch_uses;
 } WR;
 
 static volatile sig_atomic_t got_term;
 static volatile sig_atomic_t got_usr1;
 
+/*
+ * One statement per flush (SPEC 6), whatever else it records: the usage
+ * entries ($1..$3, and $6 their client addresses: one entry per token and
+ * network, so the newest address wins per token), and the (token,
+ * network) pairs this writer has not seen committed yet ($7..$9).  A pair
+ * that comes back from token_networks is a first use from that network,
+ * on any box, ever: token_new_network.  Its token may be gone since the
+ * use (the EXISTS), and duplicates are nothing new (DO NOTHING).
+ */
 static const char usage_sql[] =
-    "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms "
-    "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(id, n, ms) "
-    "GROUP BY id), "
+    "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms, "
+    "(array_agg(ip ORDER BY ms DESC) FILTER (WHERE ip IS NOT NULL))[1] "
+    "AS ip FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
+    "$6::inet[]) AS x(id, n, ms, ip) GROUP BY id), "
     "u AS (UPDATE tokens t SET use_count = t.use_count + b.n, "
-    "last_used_at = greatest(t.last_used_at, to_timestamp(b.ms / 1000.0)) "
-    "FROM b WHERE t.id = b.id RETURNING 1) "
-    "INSERT INTO usage_batches (instance, seq, rows, at) "
+    "last_used_at = greatest(t.last_used_at, to_timestamp(b.ms / 1000.0)), "
+    "last_used_ip = CASE WHEN b.ip IS NOT NULL AND (t.last_used_at IS NULL "
+    "OR to_timestamp(b.ms / 1000.0) >= t.last_used_at) THEN b.ip "
+    "ELSE t.last_used_ip END "
+    "FROM b WHERE t.id = b.id RETURNING 1), "
+    "n AS (INSERT INTO token_networks (token_id, network, address) "
+    "SELECT k.id, k.net, k.ip FROM unnest($7::bigint[], $8::cidr[], "
+    "$9::inet[]) AS k(id, net, ip) "
+    "WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.id = k.id) "
+    "ON CONFLICT DO NOTHING RETURNING token_id, network, address), "
+    "w AS (INSERT INTO usage_batches (instance, seq, rows, at) "
     "VALUES ($4, $5, (SELECT count(*) FROM u), now()) "
     "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, "
-    "rows = excluded.rows, at = excluded.at RETURNING rows";
+    "rows = excluded.rows, at = excluded.at RETURNING rows) "
+    "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix "
+    "FROM w LEFT JOIN n ON true LEFT JOIN tokens t ON t.id = n.token_id";
 
 /* ---- small string buffers for the batch arrays ------------------------- */
 
@@ -248,10 +274,49 @@ wr_connect(void)
 
 /* ---- usage flush ------------------------------------------------------------ */
 
+static const uint8_t wr_no_ip[IP_LEN];
+
+/* A (token, network) pair this writer has not seen committed: sent. */
 static void
-wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms)
+wr_candidate(int64_t token, const uint8_t ip[IP_LEN], const char *addr)
 {
+	struct cidr	 net;
+	char		 nets[IP_STR_LEN + 8];
+	uint64_t	 key, *k;
+
+	ip_network(ip, &net);
+	key = netseen_key(token, &net);
+	if (netseen_has(key))
+		return;
+	if (WR.wr_nnew == WR.wr_nkeycap) {
+		if ((k = realloc(WR.wr_nkeys, (WR.wr_nkeycap ? 2 *
+		    WR.wr_nkeycap : 1024) * sizeof(*k))) == NULL)
+			return;		/* the alert waits for the next use */
+		WR.wr_nkeys = k;
+		WR.wr_nkeycap = WR.wr_nkeycap ? 2 * WR.wr_nkeycap : 1024;
+	}
+	WR.wr_nkeys[WR.wr_nnew] = key;
+	cidr_format(&net, nets, sizeof(nets));
+	sb_printf(&WR.wr_nids, "%s%" PRId64, WR.wr_nnew ? "," : "", token);
+	sb_printf(&WR.wr_nnets, "%s%s", WR.wr_nnew ? "," : "", nets);
+	sb_printf(&WR.wr_naddrs, "%s%s", WR.wr_nnew ? "," : "", addr);
+	WR.wr_nnew++;
+}
+
+static void
+wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms,
+    const uint8_t ip[IP_LEN])
+{
+	char	 addr[IP_STR_LEN];
+	int	 has_ip = memcmp(ip, wr_no_ip, IP_LEN) != 0;
+
 	(void)arg;
+	if (has_ip)
+		ip_format(ip, addr, sizeof(addr));
+	sb_printf(&WR.wr_ips, "%s%s", WR.wr_ips.sb_len > 1 ? "," : "",
+	    has_ip ? addr : "NULL");
+	if (has_ip)
+		wr_candidate(token, ip, addr);
 	sb_printf(&WR.wr_ids, "%s%" PRId64, WR.wr_ids.sb_len > 1 ? "," : "",
 	    token);
 	sb_printf(&WR.wr_counts, "%s%" PRIu64, WR.wr_counts.sb_len > 1 ? "," :
@@ -312,29 +377,76 @@ wr_flush_begin(char *err, size_t errlen)
 	return wr_recover_usage(err, errlen) == -1 ? -1 : 1;
 }
 
+/* The batch arrays, empty and open ("{"), for a new flush. */
+static void
+wr_batch_reset(void)
+{
+	struct sbuf	*sb[] = { &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
+			    &WR.wr_ips, &WR.wr_nids, &WR.wr_nnets,
+			    &WR.wr_naddrs };
+	size_t		 i;
+
+	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++) {
+		sb[i]->sb_len = 0;
+		sb_printf(sb[i], "{");
+	}
+	WR.wr_nnew = 0;
+	WR.wr_batch_uses = 0;
+}
+
+/* The rows token_networks returned: first uses from a network. */
+static void
+wr_new_networks(PGresult *res)
+{
+	int	 i;
+
+	for (i = 0; i < PQntuples(res); i++)
+		if (!PQgetisnull(res, i, 1))
+			LOG(LVL_WARN, "token_new_network",
+			    KV_S("token_id", PQgetvalue(res, i, 1)),
+			    KV_S("token", PQgetvalue(res, i, 4)),
+			    KV_S("network", PQgetvalue(res, i, 2)),
+			    KV_S("address", PQgetvalue(res, i, 3)));
+}
+
 /* The batch statement, in the transaction wr_flush_begin opened. */
 static int
 wr_flush_send(uint64_t seq, char *err, size_t errlen)
 {
-	const char	*params[5];
+	struct sbuf	*sb[] = { &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
+			    &WR.wr_ips, &WR.wr_nids, &WR.wr_nnets,
+			    &WR.wr_naddrs };
+	const char	*params[9];
 	char		 seqs[24];
 	PGresult	*res;
+	size_t		 i;
 
-	sb_printf(&WR.wr_ids, "}");
-	sb_printf(&WR.wr_counts, "}");
-	sb_printf(&WR.wr_last, "}");
+	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++)
+		sb_printf(sb[i], "}");
 	snprintf(seqs, sizeof(seqs), "%" PRIu64, seq);
 	params[0] = WR.wr_ids.sb_buf;
 	params[1] = WR.wr_counts.sb_buf;
 	params[2] = WR.wr_last.sb_buf;
 	params[3] = WR.wr_shm->sh_instance;
 	params[4] = seqs;
-	if ((res = wr_exec(usage_sql, 5, params, err, errlen)) == NULL)
+	params[5] = WR.wr_ips.sb_buf;
+	params[6] = WR.wr_nids.sb_buf;
+	params[7] = WR.wr_nnets.sb_buf;
+	params[8] = WR.wr_naddrs.sb_buf;
+	if ((res = wr_exec(usage_sql, 9, params, err, errlen)) == NULL)
 		return -1;
 	__atomic_add_fetch(&WR.wr_shm->sh_rows_flushed,
 	    strtoull(PQgetvalue(res, 0, 0), NULL, 10), __ATOMIC_RELAXED);
+	if (wr_run("COMMIT", err, errlen) == -1) {
+		PQclear(res);
+		return -1;
+	}
+	/* Committed: log the first uses, and remember every pair sent. */
+	wr_new_networks(res);
 	PQclear(res);
-	return wr_run("COMMIT", err, errlen);
+	for (i = 0; i < WR.wr_nnew; i++)
+		netseen_add(WR.wr_nkeys[i]);
+	return 0;
 }
 
 /* Returns 0 (flushed, or nothing to), 1 (not now: usage_waiting), or -1
@@ -354,11 +466,7 @@ wr_flush(void)
 	if (rc == -1)
 		goto fail;
 	seq = ++WR.wr_shm->sh_batch_seq;
-	WR.wr_ids.sb_len = WR.wr_counts.sb_len = WR.wr_last.sb_len = 0;
-	WR.wr_batch_uses = 0;
-	sb_printf(&WR.wr_ids, "{");
-	sb_printf(&WR.wr_counts, "{");
-	sb_printf(&WR.wr_last, "{");
+	wr_batch_reset();
 	tables = usage_collect(WR.wr_shm, seq, wr_collect, NULL);
 	if (WR.wr_batch_uses == 0) {
 		usage_release(WR.wr_shm, seq);	/* only empty entries */

@@ -54,4 +54,13 @@ int	feed_start(const struct config *cf, struct shm *shm,
 /* Writer: stop the thread and close its connections (feed down). */
 void	feed_stop(void);
 
+/* ---- Networks already recorded (netseen.c) --------------------------- */
+
+/* The set's key of (token, network), never 0. */
+uint64_t netseen_key(int64_t token, const struct cidr *net);
+/* 1 when the pair is known to be in token_networks already. */
+int	netseen_has(uint64_t key);
+/* After the batch that inserted it committed. */
+void	netseen_add(uint64_t key);
+
 #endif /* TOKEND_WRITER_H */

@@ -51,7 +51,9 @@ class NginxTest(unittest.TestCase):
     def setUpClass(cls):
         harness.pg().reset()
         harness.tokenctl("user", "add", "alice", "--no-password")
-        cls.t = harness.Tokend(workers=1)
+        # nginx reaches tokend from 127.0.0.1: its forwarded address counts.
+        cls.t = harness.Tokend(workers=1, config={
+            "trusted_proxies": "127.0.0.1", "usage_flush_interval": 0.2})
         cls.app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
         threading.Thread(target=cls.app.serve_forever, daemon=True).start()
         cls.port = harness.free_port()
@@ -224,6 +226,46 @@ http {
         r = self.get("/api/hello", extra=[("X-Request-Id", "t-2")])
         self.assertEqual(r.status, 401)
         self.assertEqual(r.header("x-request-id"), "t-2")
+
+    # ---- issue 14: rate limits as 429, the client's address -------------
+
+    def get_from(self, source, token, extra=()):
+        with harness.conn_from(self.port, source) as c:
+            return c.request("GET", "/api/hello", headers=[
+                ("Authorization", "Bearer " + token)] + list(extra))
+
+    def test_rate_limited_is_429_with_retry_after(self):
+        tok = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                               "limited", "--rate", "2/60").stdout.strip()
+        for _ in range(2):
+            self.assertEqual(self.get("/api/hello", tok).status, 200)
+        r = self.get("/api/hello", tok)
+        self.assertEqual(r.status, 429, r)
+        self.assertTrue(1 <= int(r.header("retry-after")) <= 60, r)
+        self.assertEqual(r.json()["error"], "rate_limited")
+        self.assertIsNone(r.header("www-authenticate"))
+        # A missing scope is still 403 with its challenge, once.
+        r = self.get("/api/hello", self.pat(), port=self.admin_port)
+        self.assertEqual(r.status, 403, r)
+        self.assertIsInstance(r.headers.get("www-authenticate"), str, r)
+
+    def test_client_address_reaches_tokend_through_nginx(self):
+        tok = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                               "pinned", "--allow-ip",
+                               "127.0.0.2").stdout.strip()
+        # Forged by a client, X-Forwarded-For moves nothing: nginx appends
+        # the address it saw, and tokend takes the rightmost not a proxy.
+        forged = [("X-Forwarded-For", "127.0.0.2"),
+                  ("X-Real-IP", "127.0.0.2")]
+        self.assertEqual(self.get_from("127.0.0.3", tok, forged).status, 401)
+        self.assertEqual(self.get_from("127.0.0.2", tok).status, 200)
+        harness.wait_until(lambda: harness.pg().sql(
+            "SELECT host(last_used_ip) FROM tokens WHERE " +
+            harness.BY_TOKEN, tok) == [("127.0.0.2",)], timeout=5)
+        self.assertIn("address=127.0.0.3", [
+            line for line in self.t.log().splitlines()
+            if "event=token_ip_refused" in line][-1])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -85,7 +85,9 @@ class PatTest(unittest.TestCase):
         mine = [x for x in self.listing() if x["id"] == p["id"]][0]
         self.assertEqual(set(mine), {"id", "name", "prefix", "scope",
                                      "created_at", "expires_at",
-                                     "last_used_at", "use_count"})
+                                     "last_used_at", "use_count",
+                                     # SPEC 13 (issue 14)
+                                     "last_used_ip", "allowed_ips", "rate"})
         self.assertEqual(mine["prefix"], p["token"][:8])
         self.assertIsNotNone(mine["last_used_at"])
         self.assertNotIn(p["token"], self.t.http(

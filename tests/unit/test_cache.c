@@ -159,7 +159,7 @@ Test(codec, corrupt_values_are_refused)
 	struct tok_info	 in = sample(9), out;
 	uint8_t		 good[256], buf[300];
 	uint16_t	 len;
-	size_t		 user_at = 43;	/* after the fixed header */
+	size_t		 user_at = 53;	/* after the fixed header */
 	int		 n;
 
 	n = cache_encode(&in, good, sizeof(good));
@@ -183,6 +183,10 @@ Test(codec, corrupt_values_are_refused)
 	CORRUPT("user length overlapping the next field",
 	    memcpy(buf + user_at, &len, 2), (size_t)n);
 	CORRUPT("NUL inside a string", buf[user_at + 3] = '\0', (size_t)n);
+	CORRUPT("allowlist longer than IP_MAX_ALLOW",
+	    buf[52] = IP_MAX_ALLOW + 1, (size_t)n);
+	CORRUPT("allowlist the value does not hold", buf[52] = 1, (size_t)n);
+	CORRUPT("a rate without its window", buf[44] = 5, (size_t)n);
 #undef CORRUPT
 	/* The unmodified value still decodes: the checks above are not
 	 * refusing everything. */
@@ -194,11 +198,11 @@ Test(codec, string_at_the_limit_is_refused)
 	struct tok_info	 out;
 	uint8_t		 buf[2048];
 	uint16_t	 len;
-	size_t		 off = 43;
+	size_t		 off = 53;
 
 	/* A user of TI_USER_LEN bytes leaves no room for the NUL. */
 	memset(buf, 0, sizeof(buf));
-	buf[0] = 1;
+	buf[0] = 2;
 	len = TI_USER_LEN;
 	memcpy(buf + off, &len, 2);
 	memset(buf + off + 2, 'u', TI_USER_LEN);
@@ -210,8 +214,8 @@ Test(codec, string_at_the_limit_is_refused)
 	cr_assert_eq(cache_decode(buf, off, &out), -1);
 	/* One byte shorter is a well-formed value. */
 	len = TI_USER_LEN - 1;
-	memcpy(buf + 43, &len, 2);
-	memmove(buf + 43 + 2 + TI_USER_LEN - 1, buf + 43 + 2 + TI_USER_LEN, 4);
+	memcpy(buf + 53, &len, 2);
+	memmove(buf + 53 + 2 + TI_USER_LEN - 1, buf + 53 + 2 + TI_USER_LEN, 4);
 	cr_assert_eq(cache_decode(buf, off - 1, &out), 0);
 	cr_assert_eq(strlen(out.ti_user), TI_USER_LEN - 1);
 }
@@ -559,4 +563,37 @@ Test(cache, reader_check_finds_nothing_when_all_alive)
 	cr_assert_eq(dead, 0, "a live reader was counted as dead");
 	kill_holder(reader);
 	rmdir_all(dir);
+}
+
+Test(codec, limits_and_allowlist_round_trip)
+{
+	struct tok_info	 in = sample(11), out;
+	uint8_t		 buf[4096];
+	const char	*why;
+	int		 n;
+
+	in.ti_flags = TI_F_CANARY;
+	in.ti_rate = 1000000;
+	in.ti_rate_window = 86400;
+	in.ti_nallow = IP_MAX_ALLOW;
+	for (n = 0; n < IP_MAX_ALLOW; n++) {
+		char	 s[32];
+
+		snprintf(s, sizeof(s), "10.%d.0.0/16", n);
+		cr_assert_eq(cidr_parse(s, &in.ti_allow[n], &why), 0);
+	}
+	n = cache_encode(&in, buf, sizeof(buf));
+	cr_assert_gt(n, 0);
+	memset(&out, 0, sizeof(out));
+	cr_assert_eq(cache_decode(buf, (size_t)n, &out), 0);
+	cr_assert_eq(out.ti_flags, TI_F_CANARY);
+	cr_assert_eq(out.ti_rate, 1000000);
+	cr_assert_eq(out.ti_rate_window, 86400);
+	cr_assert_eq(out.ti_nallow, IP_MAX_ALLOW);
+	cr_assert_eq(memcmp(out.ti_allow, in.ti_allow, sizeof(in.ti_allow)), 0);
+	/* A bit count past 128 is a foreign value. */
+	buf[n - 1] = 129;
+	cr_assert_eq(cache_decode(buf, (size_t)n, &out), -1);
+	in.ti_nallow = IP_MAX_ALLOW + 1;
+	cr_assert_eq(cache_encode(&in, buf, sizeof(buf)), -1);
 }

@@ -944,3 +944,18 @@ Test(config, env_unknown_warns)
 	cr_expect_eq(cf.cf_workers, (int)(sysconf(_SC_NPROCESSORS_ONLN) > 256 ?
 	    256 : sysconf(_SC_NPROCESSORS_ONLN)));
 }
+
+Test(config, trusted_proxies_are_cidrs)
+{
+	cr_assert_eq(load("trusted_proxies = 10.0.0.0/8, ::1 127.0.0.1\n"), 0,
+	    "%s", err);
+	cr_expect_str_eq(cf.cf_trusted_proxies, "10.0.0.0/8, ::1 127.0.0.1");
+	expect_bad("trusted_proxies = 10.0.0.0/33", "trusted_proxies: "
+	    "10.0.0.0/33: prefix length out of range (at most 64 CIDRs)");
+	expect_bad("trusted_proxies = 10.0.0.1/8", "trusted_proxies: "
+	    "10.0.0.1/8: has bits set to the right of the prefix length (at "
+	    "most 64 CIDRs)");
+	expect_bad("trusted_proxies = proxy.example", "trusted_proxies: "
+	    "proxy.example: must be an IPv4 or IPv6 address, with an optional "
+	    "/prefix (at most 64 CIDRs)");
+}

@@ -117,3 +117,53 @@ Test(ratelimit, the_count_saturates_instead_of_wrapping)
 		ratelimit_fail(shm, "eve", 7, 600);
 	cr_assert_gt(ratelimit_check(shm, "eve", 8, 600, 1000), 0);
 }
+
+/* ---- per-PAT rate limits (ratelimit_token) ------------------------------ */
+
+Test(ratelimit, token_limit_counts_per_window_and_says_when_it_ends)
+{
+	int	 i;
+
+	for (i = 0; i < 3; i++)
+		cr_assert_eq(ratelimit_token(shm, 42, 1000, 3, 10), 0);
+	/* Window [1000, 1010): 10 s left at 1000, 4 s at 1006. */
+	cr_assert_eq(ratelimit_token(shm, 42, 1000, 3, 10), 10);
+	cr_assert_eq(ratelimit_token(shm, 42, 1006, 3, 10), 4);
+	/* Another token is not affected. */
+	cr_assert_eq(ratelimit_token(shm, 43, 1006, 3, 10), 0);
+	/* The next window starts afresh. */
+	cr_assert_eq(ratelimit_token(shm, 42, 1010, 3, 10), 0);
+	/* No limit: always allowed. */
+	for (i = 0; i < 10; i++)
+		cr_assert_eq(ratelimit_token(shm, 44, 1000, 0, 0), 0);
+}
+
+Test(ratelimit, token_limit_is_shared_by_processes)
+{
+	pid_t	 pid;
+	int	 i, st;
+
+	for (i = 0; i < 2; i++) {
+		if ((pid = fork()) == 0) {
+			int	 j;
+
+			for (j = 0; j < 500; j++)
+				(void)ratelimit_token(shm, 7, 5000, 600, 60);
+			_exit(0);
+		}
+		cr_assert_gt(pid, 0);
+	}
+	while (wait(&st) > 0)
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* 1,000 attempts, 600 allowed: the 601st is refused. */
+	cr_assert_gt(ratelimit_token(shm, 7, 5000, 600, 60), 0);
+	cr_assert_eq(ratelimit_token(shm, 7, 5000, 1001, 60), 0);
+}
+
+Test(ratelimit, a_high_limit_never_wraps)
+{
+	int	 i;
+
+	for (i = 0; i < 100000; i++)
+		cr_assert_eq(ratelimit_token(shm, 9, 1, TRL_MAX_RATE, 1), 0);
+}

@@ -50,19 +50,21 @@ child_records(int fd_out)
 	s = shm_slot_claim(shm, 1);
 	usage_attach(&shm->sh_slots[s]);
 	for (i = 0; i < 3; i++)
-		usage_record(&shm->sh_slots[s], 7, 1000 + i);
-	usage_record(&shm->sh_slots[s], 9, 2000);
+		usage_record(&shm->sh_slots[s], 7, 1000 + i, NULL);
+	usage_record(&shm->sh_slots[s], 9, 2000, NULL);
 	if (write(fd_out, shm->sh_instance, 32) != 32)
 		_exit(1);
 	_exit(0);
 }
 
 static void
-sum_fn(void *arg, int64_t token, uint64_t count, int64_t last_ms)
+sum_fn(void *arg, int64_t token, uint64_t count, int64_t last_ms,
+    const uint8_t ip[IP_LEN])
 {
 	uint64_t *sum = arg;
 
 	(void)last_ms;
+	(void)ip;
 	sum[token == 7 ? 0 : 1] += count;
 }
 
@@ -134,7 +136,7 @@ Test(usagefile, another_layout_version_is_ignored)
 		    sizeof(err))) == NULL)
 			_exit(1);
 		usage_attach(&shm->sh_slots[shm_slot_claim(shm, 1)]);
-		usage_record(&shm->sh_slots[0], 7, 1000);
+		usage_record(&shm->sh_slots[0], 7, 1000, NULL);
 		shm->sh_version = SHM_VERSION + 1;
 		_exit(0);
 	}

@@ -119,7 +119,7 @@ introspect_answer(struct conn *c, const struct tok_info *ti)
 		return;
 	}
 	/* Counted before the answer leaves, as /auth does. */
-	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms);
+	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms, NULL);
 	jw_begin(&jw, body, sizeof(body));
 	jw_bool(&jw, "active", 1);
 	jw_str(&jw, "scope", ti->ti_scope);

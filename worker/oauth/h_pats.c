@@ -41,8 +41,13 @@
 #define ACCESS_ONLY	(1u << TOKEN_ACCESS)
 #define TS(col) PG_EPOCH(col)
 
+/* tokend_pat_limits sets SPEC 13's allowlist and rate in the same
+ * statement, on the row tokend_pat_create just inserted (o_id; NULL when
+ * it refused). */
 static const char create_sql[] =
     "SELECT o_status, o_id, " TS("o_created") ", " TS("o_expires")
+    ", tokend_pat_limits(o_id, string_to_array($10, ' ')::cidr[], "
+    "$11::integer, $12::integer, false)"
     " FROM tokend_pat_create("
     "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6, $7::bigint, "
     "$8::integer, $9::integer)";
@@ -51,9 +56,12 @@ static const char create_sql[] =
 static const char list_sql[] =
     "SELECT b.o_status, t.id, t.name, t.prefix, t.scope, "
     TS("t.created_at") ", " TS("t.expires_at") ", " TS("t.last_used_at")
-    ", t.use_count FROM tokend_bearer($2::bigint, $1::bigint) b "
+    ", t.use_count, host(t.last_used_ip), "
+    "array_to_string(t.allowed_ips, ' '), t.rate_limit || '/' || t.rate_window "
+    "FROM tokend_bearer($2::bigint, $1::bigint) b "
     "LEFT JOIN tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
-    "AND t.kind = 'pat' AND t.revoked_at IS NULL ORDER BY t.id";
+    "AND t.kind = 'pat' AND t.revoked_at IS NULL AND NOT t.canary "
+    "ORDER BY t.id";
 
 static const char delete_sql[] =
     "WITH b AS (SELECT o_status FROM tokend_bearer($3::bigint, $2::bigint)), "
@@ -79,6 +87,12 @@ static const char rotate_sql[] =
 
 enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE, PAT_ROTATE };
 
+/* POST /pats's "allowed_ips" and "rate" (SPEC 13), as SQL parameters. */
+struct pat_limits {
+	char		 pl_ips[IP_MAX_ALLOW * (IP_STR_LEN + 5)]; /* "" none */
+	char		 pl_rate[16], pl_window[16];		/* "" none */
+};
+
 /* The request's state, in c_pending_data. */
 struct pat_wait {
 	struct oauth_wait pw_ow;		/* first */
@@ -91,6 +105,7 @@ struct pat_wait {
 	char		 pw_scope[TI_SCOPE_LEN];
 	char		 pw_user[TI_USER_LEN];
 	char		 pw_token[TOKEN_LEN + 1];
+	struct pat_limits pw_lim;		/* PAT_CREATE, SPEC 13 */
 };
 
 
@@ -156,6 +171,26 @@ pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 	resp_json_end(c, o);
 }
 
+/* SPEC 13's fields of a listed PAT: last_used_ip, allowed_ips, rate. */
+static void
+pat_listed_beyond(json_t *o, PGresult *res, int i)
+{
+	json_t	*ips = json_array();
+	char	 buf[IP_MAX_ALLOW * (IP_STR_LEN + 5)], *w, *save = NULL;
+
+	if (o == NULL || ips == NULL) {
+		json_decref(ips);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%s", PQgetvalue(res, i, 10));
+	for (w = strtok_r(buf, " ", &save); w != NULL;
+	    w = strtok_r(NULL, " ", &save))
+		json_array_append_new(ips, json_string(w));
+	json_object_set_new(o, "last_used_ip", col(res, i, 9));
+	json_object_set_new(o, "allowed_ips", ips);
+	json_object_set_new(o, "rate", col(res, i, 11));
+}
+
 static void
 pat_listed(struct conn *c, PGresult *res)
 {
@@ -177,6 +212,7 @@ pat_listed(struct conn *c, PGresult *res)
 		    oauth_ts_json(res, i, 6), "last_used_at",
 		    oauth_ts_json(res, i, 7), "use_count",
 		    (json_int_t)strtoll(PQgetvalue(res, i, 8), NULL, 10));
+		pat_listed_beyond(o, res, i);
 		json_array_append_new(a, o);
 	}
 	resp_start(c, 200);
@@ -255,6 +291,52 @@ pat_answered(struct conn *c, PGresult *res)
 /* ---- the work ---------------------------------------------------------------- */
 
 /*
+ * "allowed_ips": an array of 1 to IP_MAX_ALLOW CIDRs (null or absent: any
+ * address), "rate": "N/SECONDS" (null or absent: none).  Returns 0, or -1
+ * with *why set (400 invalid_request).
+ */
+static int
+pat_parse_limits(const char *body, size_t len, struct pat_limits *pl,
+    const char **err, const char **why)
+{
+	json_t		*o, *v, *e;
+	size_t		 i;
+	uint32_t	 n, secs;
+	int		 rc = -1;
+
+	memset(pl, 0, sizeof(*pl));
+	*err = "invalid_request";
+	if ((o = json_loadb(body, len, 0, NULL)) == NULL)
+		return 0;	/* oauth_parse_pat has refused it already */
+	v = json_object_get(o, "allowed_ips");
+	*why = "allowed_ips must be an array of 1 to 16 CIDRs";
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_array(v) || json_array_size(v) < 1 ||
+		    json_array_size(v) > IP_MAX_ALLOW)
+			goto out;
+		json_array_foreach(v, i, e)
+			if (!json_is_string(e) || cidr_list_append(pl->pl_ips,
+			    sizeof(pl->pl_ips), json_string_value(e),
+			    why) == -1)
+				goto out;
+	}
+	v = json_object_get(o, "rate");
+	*why = "rate must be \"N/SECONDS\", N from 1 to 1000000, SECONDS "
+	    "from 1 to 86400";
+	if (v != NULL && !json_is_null(v)) {
+		if (!json_is_string(v) || token_rate_parse(json_string_value(v),
+		    &n, &secs) == -1)
+			goto out;
+		snprintf(pl->pl_rate, sizeof(pl->pl_rate), "%u", n);
+		snprintf(pl->pl_window, sizeof(pl->pl_window), "%u", secs);
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
+}
+
+/*
  * The access token is fresh enough, and expires_in within pat_max_lifetime
  * (omitted: that maximum).  Returns 0, or -1 after answering.
  */
@@ -316,6 +398,9 @@ pat_create_params(struct conn *c, struct pat_wait *pw,
 	/* p[6] is the bearer token's id. */
 	p[7] = pw->pw_reauth;
 	p[8] = pw->pw_max;
+	p[9] = pw->pw_lim.pl_ips[0] ? pw->pw_lim.pl_ips : NULL;
+	p[10] = pw->pw_lim.pl_rate[0] ? pw->pw_lim.pl_rate : NULL;
+	p[11] = pw->pw_lim.pl_window[0] ? pw->pw_lim.pl_window : NULL;
 	return 0;
 }
 
@@ -349,7 +434,7 @@ pats_go(struct conn *c, const struct tok_info *ti)
 	struct pat_wait	*pw = (struct pat_wait *)c->c_pending_data;
 	char		 uid[24], tid[24], hash[2 * TOKEN_HASH_LEN + 1], exp[24];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
-	const char	*p[9] = { uid, tid }, *sql = list_sql;
+	const char	*p[12] = { uid, tid }, *sql = list_sql;
 	int		 n = 2;
 
 	if (!auth_bearer_check(c, ti, ACCESS_ONLY))
@@ -366,7 +451,7 @@ pats_go(struct conn *c, const struct tok_info *ti)
 			return HANDLER_DONE;
 		p[6] = tid;
 		sql = create_sql;
-		n = 9;
+		n = 12;
 	} else if (pw->pw_op == PAT_ROTATE) {
 		if (pat_rotate_params(c, pw, p, hash, pfx) == -1)
 			return HANDLER_DONE;
@@ -396,7 +481,7 @@ h_pats(struct conn *c)
 {
 	const struct http_req *rq = &c->c_req;
 	struct pat_wait	*pw;
-	const char	*err, *why;
+	const char	*err, *why, *body;
 
 	if ((pw = calloc(1, sizeof(*pw))) == NULL) {
 		oauth_unavailable(c);
@@ -412,8 +497,10 @@ h_pats(struct conn *c)
 		return HANDLER_DONE;
 	}
 	/* Parsed now: the body may not outlive a wait for the lookup. */
-	if (oauth_parse_pat(c->c_in + c->c_inoff + rq->rq_header_bytes,
-	    rq->rq_content_length, &pw->pw_req, &err, &why) == -1) {
+	body = c->c_in + c->c_inoff + rq->rq_header_bytes;
+	if (oauth_parse_pat(body, rq->rq_content_length, &pw->pw_req, &err,
+	    &why) == -1 || pat_parse_limits(body, rq->rq_content_length,
+	    &pw->pw_lim, &err, &why) == -1) {
 		free(pw);
 		oauth_api_error(c, 400, err, why);
 		return HANDLER_DONE;
