@@ -56,8 +56,8 @@ static const char lookup_sql[] =
     "coalesce(floor(extract(epoch FROM t.expires_at))::bigint, 0), "
     "floor(extract(epoch FROM t.created_at))::bigint, "
     "t.revoked_at IS NOT NULL, coalesce(u.disabled, false) "
-    "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
-    "LEFT JOIN clients c ON c.id = t.client_id "
+    "FROM tokend.tokens t LEFT JOIN tokend.users u ON u.id = t.user_id "
+    "LEFT JOIN tokend.clients c ON c.id = t.client_id "
     "WHERE t.hash = ANY (ARRAY(SELECT decode(h, 'hex') "
     "FROM unnest(string_to_array($1, ',')) AS h))";
 

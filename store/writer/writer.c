@@ -93,10 +93,10 @@ static const char usage_sql[] =
     "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms "
     "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS x(id, n, ms) "
     "GROUP BY id), "
-    "u AS (UPDATE tokens t SET use_count = t.use_count + b.n, "
+    "u AS (UPDATE tokend.tokens t SET use_count = t.use_count + b.n, "
     "last_used_at = greatest(t.last_used_at, to_timestamp(b.ms / 1000.0)) "
     "FROM b WHERE t.id = b.id RETURNING 1) "
-    "INSERT INTO usage_batches (instance, seq, rows, at) "
+    "INSERT INTO tokend.usage_batches (instance, seq, rows, at) "
     "VALUES ($4, $5, (SELECT count(*) FROM u), now()) "
     "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, "
     "rows = excluded.rows, at = excluded.at RETURNING rows";
@@ -182,7 +182,7 @@ wr_recover_usage(char *err, size_t errlen)
 	PGresult	*res;
 	uint64_t	 seq = 0, uses;
 
-	res = wr_exec("SELECT seq FROM usage_batches "
+	res = wr_exec("SELECT seq FROM tokend.usage_batches "
 	    "WHERE instance = $1", 1, params, err, errlen);
 	if (res == NULL)
 		return -1;
@@ -398,7 +398,7 @@ wr_cleanup(void)
 	PGresult	*res;
 
 	if ((res = wr_call_int("SELECT o_tokens, o_batches FROM "
-	    "tokend_cleanup($1::int)", WR.wr_cf->cf_retention)) == NULL)
+	    "tokend.tokend_cleanup($1::int)", WR.wr_cf->cf_retention)) == NULL)
 		return;
 	if (PQntuples(res) == 1 && (atoll(PQgetvalue(res, 0, 0)) > 0 ||
 	    atoll(PQgetvalue(res, 0, 1)) > 0))
@@ -420,7 +420,7 @@ wr_wipe_boxes(void)
 {
 	PGresult	*res;
 
-	if ((res = wr_call_int("SELECT tokend_wipe_boxes($1::int)",
+	if ((res = wr_call_int("SELECT tokend.tokend_wipe_boxes($1::int)",
 	    WR.wr_cf->cf_refresh_grace)) != NULL)
 		PQclear(res);
 }

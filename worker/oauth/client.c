@@ -52,7 +52,7 @@ struct client_cache {
 
 static const char client_sql[] =
     "SELECT id, client_id, secret_hash, public, scope, introspect "
-    "FROM clients WHERE client_id = $1";
+    "FROM tokend.clients WHERE client_id = $1";
 
 /* ---- responses ----------------------------------------------------------- */
 

@@ -36,7 +36,7 @@
 
 static const char create_sql[] =
     "SELECT o_status, o_id, " TS("o_created") ", " TS("o_expires")
-    " FROM tokend_pat_create("
+    " FROM tokend.tokend_pat_create("
     "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6, $7::bigint, "
     "$8::integer, $9::integer)";
 
@@ -44,13 +44,13 @@ static const char create_sql[] =
 static const char list_sql[] =
     "SELECT b.o_status, t.id, t.name, t.prefix, t.scope, "
     TS("t.created_at") ", " TS("t.expires_at") ", " TS("t.last_used_at")
-    ", t.use_count FROM tokend_bearer($2::bigint, $1::bigint) b "
-    "LEFT JOIN tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
+    ", t.use_count FROM tokend.tokend_bearer($2::bigint, $1::bigint) b "
+    "LEFT JOIN tokend.tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
     "AND t.kind = 'pat' AND t.revoked_at IS NULL ORDER BY t.id";
 
 static const char delete_sql[] =
-    "WITH b AS (SELECT o_status FROM tokend_bearer($3::bigint, $2::bigint)), "
-    "d AS (UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
+    "WITH b AS (SELECT o_status FROM tokend.tokend_bearer($3::bigint, $2::bigint)), "
+    "d AS (UPDATE tokend.tokens SET revoked_at = now() WHERE id = $1::bigint "
     "AND user_id = $2::bigint AND kind = 'pat' AND revoked_at IS NULL "
     "AND (SELECT o_status FROM b) = 'ok' "
     "RETURNING encode(hash, 'hex') AS hex, prefix) "
