@@ -6,6 +6,14 @@
  * tokenctl and an operator): the second waits, then finds the version
  * recorded and skips it.  A failed migration rolls back whole, leaving the
  * database at the previous version.
+ *
+ * Everything lives in the PostgreSQL schema tokend, so tokend can share a
+ * database with an application.  Each migration runs with search_path
+ * "tokend, public": new objects land in tokend, and a database migrated
+ * before the schema existed still finds its old objects in public until
+ * migration 019 moves them.  After each migration every function in tokend
+ * is pinned to search_path "pg_catalog, tokend", so its body finds its
+ * tables whatever the caller's search_path (and no caller can shadow them).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +25,20 @@
 
 /* pg_advisory_xact_lock key: "tokendmg" read as a big-endian int64. */
 #define MIGRATE_LOCK_KEY "8390042714202467687"
+
+/* A database migrated before the schema tokend: its bookkeeping table is
+ * public.schema_migrations beside migration 001's trigger function (an
+ * application's own schema_migrations and tokens tables do not count). */
+#define MIGRATE_LEGACY "to_regclass('public.schema_migrations') IS NOT NULL " \
+	"AND to_regprocedure('public.tokend_tokens_notify()') IS NOT NULL"
+
+/* Pin every function of the schema to its own search_path. */
+#define MIGRATE_PIN "DO $pin$ DECLARE f oid; BEGIN " \
+	"FOR f IN SELECT p.oid FROM pg_proc p " \
+	"WHERE p.pronamespace = 'tokend'::regnamespace AND NOT " \
+	"coalesce(p.proconfig @> '{\"search_path=pg_catalog, tokend\"}', " \
+	"false) LOOP EXECUTE format('ALTER FUNCTION %s SET search_path = " \
+	"pg_catalog, tokend', f::regprocedure); END LOOP; END $pin$"
 
 int
 migrate_latest(void)
@@ -33,19 +55,23 @@ int
 migrate_current(PGconn *db, char *err, size_t errlen)
 {
 	PGresult	*res;
+	char		 which;
 	int		 v = -1;
 
-	res = pg_exec(db, "SELECT to_regclass('public.schema_migrations') "
-	    "IS NOT NULL", 0, NULL, err, errlen);
+	/* Which bookkeeping table, if any: tokend's, or a legacy one. */
+	res = pg_exec(db, "SELECT CASE WHEN to_regclass('tokend."
+	    "schema_migrations') IS NOT NULL THEN 'tokend' WHEN "
+	    MIGRATE_LEGACY " THEN 'public' ELSE '' END", 0, NULL, err, errlen);
 	if (res == NULL)
 		return -1;
-	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		PQclear(res);
-		return 0;	/* an empty database */
-	}
+	which = PQgetvalue(res, 0, 0)[0];
 	PQclear(res);
-	res = pg_exec(db, "SELECT coalesce(max(version), 0) "
-	    "FROM public.schema_migrations", 0, NULL, err, errlen);
+	if (which == '\0')
+		return 0;	/* an empty database */
+	res = pg_exec(db, which == 't' ?
+	    "SELECT coalesce(max(version), 0) FROM tokend.schema_migrations" :
+	    "SELECT coalesce(max(version), 0) FROM public.schema_migrations",
+	    0, NULL, err, errlen);
 	if (res == NULL)
 		return -1;
 	v = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
@@ -92,18 +118,25 @@ migrate_begin(PGconn *db, const struct migration *mg, char *err,
 	char		 ver[16];
 	int		 rc;
 
-	/* Quiet the "already exists, skipping" NOTICE; everything in public. */
+	/* Quiet the "already exists, skipping" NOTICE.  A legacy
+	 * bookkeeping table moves into tokend first, so it is the one
+	 * consulted from here on. */
 	if (migrate_script(db, "BEGIN; "
 	    "SET LOCAL client_min_messages = warning; "
-	    "SET LOCAL search_path = public; "
 	    "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY "); "
-	    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    "CREATE SCHEMA IF NOT EXISTS tokend; "
+	    "SET LOCAL search_path = tokend, public; "
+	    "DO $legacy$ BEGIN IF to_regclass('tokend.schema_migrations') "
+	    "IS NULL AND " MIGRATE_LEGACY " THEN ALTER TABLE "
+	    "public.schema_migrations SET SCHEMA tokend; END IF; END $legacy$; "
+	    "CREATE TABLE IF NOT EXISTS tokend.schema_migrations ("
 	    " version int PRIMARY KEY, name text,"
 	    " applied_at timestamptz DEFAULT now())", err, errlen) == -1)
 		return -1;
 	snprintf(ver, sizeof(ver), "%d", mg->mg_version);
 	params[0] = ver;
-	res = pg_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1",
+	res = pg_exec(db, "SELECT 1 FROM tokend.schema_migrations "
+	    "WHERE version = $1",
 	    1, params, err, errlen);
 	if (res == NULL)
 		return -1;
@@ -127,12 +160,14 @@ migrate_one(PGconn *db, const struct migration *mg, char *err, size_t errlen)
 		rc = 0;
 		goto out;
 	}
-	if (migrate_script(db, mg->mg_sql, why, sizeof(why)) == -1)
+	if (migrate_script(db, mg->mg_sql, why, sizeof(why)) == -1 ||
+	    migrate_script(db, MIGRATE_PIN, why, sizeof(why)) == -1)
 		goto out;
 	snprintf(ver, sizeof(ver), "%d", mg->mg_version);
 	params[0] = ver;
 	params[1] = mg->mg_name;
-	res = pg_exec(db, "INSERT INTO schema_migrations (version, name) "
+	res = pg_exec(db, "INSERT INTO tokend.schema_migrations "
+	    "(version, name) "
 	    "VALUES ($1, $2)", 2, params, why, sizeof(why));
 	if (res == NULL)
 		goto out;

@@ -177,7 +177,7 @@ class Bench(benchlib.Bench):
         self.tokenctl("migrate")
         for name in ("hit", "bulk", "other"):
             self.tokenctl("user", "add", name, "--no-password")
-        for uid, name in self.psql("SELECT id, name FROM users"):
+        for uid, name in self.psql("SELECT id, name FROM tokend.users"):
             self.users[name] = uid
         if self.st.setup_sql:
             self.psql(self.st.setup_sql)
@@ -205,7 +205,7 @@ class Bench(benchlib.Bench):
         run(argv)
         t1 = time.monotonic()
         if copy:
-            self.psql("\\copy tokens (kind, hash, prefix, user_id, name) "
+            self.psql("\\copy tokend.tokens (kind, hash, prefix, user_id, name) "
                       "FROM '%s'" % copy)
             os.unlink(copy)
         t2 = time.monotonic()
@@ -238,7 +238,7 @@ class Bench(benchlib.Bench):
         r["badsum"] = self.mint("badsum", 1000, mode="badsum")
         self.psql("VACUUM ANALYZE tokens")
         rows = self.psql("SELECT count(*), pg_total_relation_size('tokens') "
-                         "FROM tokens")[0]
+                         "FROM tokend.tokens")[0]
         r["rows"], r["table_bytes"] = int(rows[0]), int(rows[1])
         self.res["tokens"] = r
         log("bulk: mint %.1fs, COPY %.1fs" % (r["bulk"]["mint_s"],
@@ -711,9 +711,9 @@ def scenario_usage(b):
     log("scenario 5: usage writes and last_used_at lag during a hit run")
     uid = b.users["hit"]
     q = ("/* bench */ SELECT extract(epoch FROM clock_timestamp() - "
-         "max(last_used_at)) FROM tokens WHERE user_id = %s" % uid)
+         "max(last_used_at)) FROM tokend.tokens WHERE user_id = %s" % uid)
     q_max = ("/* bench */ SELECT extract(epoch FROM max(last_used_at)) "
-             "FROM tokens WHERE user_id = %s" % uid)
+             "FROM tokend.tokens WHERE user_id = %s" % uid)
     smp = Sampler(b.url)
     ld = tk_load(b, "hit")
     s0 = pgss(b)
@@ -747,7 +747,7 @@ def scenario_usage(b):
     smp.close()
     m = b.metrics()
     total = b.psql("/* bench */ SELECT coalesce(sum(use_count), 0) "
-                   "FROM tokens")[0][0]
+                   "FROM tokend.tokens")[0][0]
     ok200 = sum(v for k, v in m.items() if k.startswith(
         'tokend_requests_total{endpoint="/auth",status="200"'))
     delta = pgss_delta(s0, s1, d["duration_us"])

@@ -160,7 +160,7 @@ make_tokens() {
 	}
 	ctl migrate >>"$LOG" 2>&1 || die "tokenctl migrate"
 	ctl user add hit --no-password >>"$LOG" 2>&1 || die "tokenctl user add"
-	uid=$(psql_ -d tokend -c "SELECT id FROM users WHERE name = 'hit'")
+	uid=$(psql_ -d tokend -c "SELECT id FROM tokend.users WHERE name = 'hit'")
 	env LD_LIBRARY_PATH="$P/lib" "$P/bin/mint" -n 1000 -k pat \
 	    -o "$T/hit.txt" -c "$T/hit.copy" -u "$uid" -l hit ||
 	    die "mint"

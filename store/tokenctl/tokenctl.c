@@ -756,7 +756,7 @@ cmd_user_add(struct ctl *c)
 		return -1;
 	params[0] = name;
 	params[1] = (c->ctl_opts & OPT_PASSWORD_STDIN) ? hash : NULL;
-	if ((res = ctl_sql_row(c, "INSERT INTO users (name, password_hash) "
+	if ((res = ctl_sql_row(c, "INSERT INTO tokend.users (name, password_hash) "
 	    "VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
 	    2, params, "user %s already exists", name)) == NULL)
 		return -1;
@@ -783,13 +783,13 @@ cmd_user_disable(struct ctl *c)
 		return -1;
 	if (ctl_run(c, "BEGIN", 0, NULL) == -1)
 		return -1;
-	if ((res = ctl_user_row(c, "UPDATE users SET disabled = true "
+	if ((res = ctl_user_row(c, "UPDATE tokend.users SET disabled = true "
 	    "WHERE name = $1 RETURNING id", name)) == NULL)
 		goto out;
 	snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
 	params[0] = id;
-	if (ctl_run_count(c, "UPDATE tokens SET revoked_at = now() "
+	if (ctl_run_count(c, "UPDATE tokend.tokens SET revoked_at = now() "
 	    "WHERE user_id = $1 AND revoked_at IS NULL", 1, params, &n) == -1 ||
 	    ctl_run(c, "COMMIT", 0, NULL) == -1)
 		goto out;
@@ -813,8 +813,8 @@ cmd_user_unlock(struct ctl *c)
 
 	if (ctl_check_user_name(c, name) == -1 || ctl_connect(c, 1) == -1)
 		return -1;
-	if ((res = ctl_user_row(c, "WITH u AS (SELECT id FROM users "
-	    "WHERE name = $1), d AS (DELETE FROM login_failures WHERE "
+	if ((res = ctl_user_row(c, "WITH u AS (SELECT id FROM tokend.users "
+	    "WHERE name = $1), d AS (DELETE FROM tokend.login_failures WHERE "
 	    "name = $1 AND EXISTS (SELECT 1 FROM u) RETURNING failures) "
 	    "SELECT u.id, coalesce((SELECT failures FROM d), 0) FROM u",
 	    name)) == NULL)
@@ -851,7 +851,7 @@ ctl_user_do(struct ctl *c, const char *sql, const char *arg, const char *fmt)
 static int
 cmd_user_enable(struct ctl *c)
 {
-	return ctl_user_do(c, "UPDATE users SET disabled = false "
+	return ctl_user_do(c, "UPDATE tokend.users SET disabled = false "
 	    "WHERE name = $1 RETURNING id, 'enabled'", NULL, "user %s %s");
 }
 
@@ -866,7 +866,7 @@ cmd_user_passwd(struct ctl *c)
 	if (ctl_check_user_name(c, c->ctl_words[2]) == -1 ||
 	    ctl_password_hash(c, hash, sizeof(hash)) == -1)
 		return -1;
-	return ctl_user_do(c, "UPDATE users SET password_hash = $2 "
+	return ctl_user_do(c, "UPDATE tokend.users SET password_hash = $2 "
 	    "WHERE name = $1 RETURNING id, 'password changed'", hash,
 	    "user %s: %s");
 }
@@ -879,8 +879,8 @@ cmd_user_passwd(struct ctl *c)
 static int
 cmd_user_delete(struct ctl *c)
 {
-	return ctl_user_do(c, "WITH d AS (DELETE FROM users WHERE name = $1 "
-	    "RETURNING id) SELECT d.id, (SELECT count(*) FROM tokens t "
+	return ctl_user_do(c, "WITH d AS (DELETE FROM tokend.users WHERE name = $1 "
+	    "RETURNING id) SELECT d.id, (SELECT count(*) FROM tokend.tokens t "
 	    "WHERE t.user_id = d.id) FROM d", NULL,
 	    "user %s deleted with %s tokens");
 }
@@ -893,8 +893,8 @@ cmd_user_delete(struct ctl *c)
 static int
 cmd_user_revoke_tokens(struct ctl *c)
 {
-	return ctl_user_do(c, "WITH u AS (SELECT id FROM users "
-	    "WHERE name = $1 FOR UPDATE), r AS (UPDATE tokens SET "
+	return ctl_user_do(c, "WITH u AS (SELECT id FROM tokend.users "
+	    "WHERE name = $1 FOR UPDATE), r AS (UPDATE tokend.tokens SET "
 	    "revoked_at = now() WHERE user_id = (SELECT id FROM u) AND "
 	    "revoked_at IS NULL RETURNING 1) SELECT u.id, "
 	    "(SELECT count(*) FROM r) FROM u", NULL,
@@ -914,7 +914,7 @@ cmd_user_list(struct ctl *c)
 	if (ctl_connect(c, 1) == -1)
 		return -1;
 	return ctl_list(c, "SELECT id, name, disabled, " PG_EPOCH("created_at")
-	    " FROM users ORDER BY id", 0, NULL, cols, 4);
+	    " FROM tokend.users ORDER BY id", 0, NULL, cols, 4);
 }
 
 /* ---- pat create ------------------------------------------------------- */
@@ -981,7 +981,7 @@ ctl_lock_active_user(struct ctl *c, const char *name, char *id, size_t idlen)
 	PGresult	*res;
 	int		 rc = -1;
 
-	if ((res = ctl_user_row(c, "SELECT id, disabled FROM users "
+	if ((res = ctl_user_row(c, "SELECT id, disabled FROM tokend.users "
 	    "WHERE name = $1 FOR SHARE", name)) == NULL)
 		return -1;
 	if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
@@ -1348,9 +1348,9 @@ cmd_client_remove(struct ctl *c)
 
 	if (ctl_check_client_id(c, id) == -1 || ctl_connect(c, 1) == -1)
 		return -1;
-	if ((res = ctl_sql_row(c, "WITH d AS (DELETE FROM clients "
+	if ((res = ctl_sql_row(c, "WITH d AS (DELETE FROM tokend.clients "
 	    "WHERE client_id = $1 RETURNING id) SELECT d.id, (SELECT count(*) "
-	    "FROM tokens t WHERE t.client_id = d.id) FROM d", 1, params,
+	    "FROM tokend.tokens t WHERE t.client_id = d.id) FROM d", 1, params,
 	    "unknown client %s", id)) == NULL)
 		return -1;
 	printf("client %s removed with %s tokens\n", id, PQgetvalue(res, 0, 1));
@@ -1394,7 +1394,7 @@ cmd_client_rotate_secret(struct ctl *c)
 
 	if (ctl_check_client_id(c, id) == -1 || ctl_connect(c, 1) == -1)
 		return -1;
-	if ((res = ctl_sql_row(c, "SELECT public FROM clients "
+	if ((res = ctl_sql_row(c, "SELECT public FROM tokend.clients "
 	    "WHERE client_id = $1", 1, params, "unknown client %s", id)) == NULL)
 		return -1;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
@@ -1408,7 +1408,7 @@ cmd_client_rotate_secret(struct ctl *c)
 	    ctl_new_secret(c, secret, hash, sizeof(hash)) == -1)
 		goto out;
 	params[1] = hash;
-	if ((res = ctl_sql_row(c, "UPDATE clients SET secret_hash = $2, "
+	if ((res = ctl_sql_row(c, "UPDATE tokend.clients SET secret_hash = $2, "
 	    "updated_at = now() WHERE client_id = $1 AND NOT public "
 	    "RETURNING id", 2, params, "client %s is public or gone",
 	    id)) == NULL)
@@ -1448,7 +1448,7 @@ ctl_user_id(struct ctl *c, const char *name, char *id, size_t idlen)
 {
 	PGresult	*res;
 
-	if ((res = ctl_user_row(c, "SELECT id FROM users WHERE name = $1",
+	if ((res = ctl_user_row(c, "SELECT id FROM tokend.users WHERE name = $1",
 	    name)) == NULL)
 		return -1;
 	snprintf(id, idlen, "%s", PQgetvalue(res, 0, 0));
@@ -1535,7 +1535,7 @@ ctl_revoke(struct ctl *c, const char *id, int *was_revoked, long long *n)
 	int		 refresh;
 
 	if ((res = ctl_sql_row(c, "SELECT kind, coalesce(family, id), "
-	    "revoked_at IS NOT NULL FROM tokens WHERE id = $1 FOR UPDATE",
+	    "revoked_at IS NOT NULL FROM tokend.tokens WHERE id = $1 FOR UPDATE",
 	    1, params, "unknown token %s", id)) == NULL)
 		return -1;
 	refresh = strcmp(PQgetvalue(res, 0, 0), "refresh") == 0;
@@ -1544,10 +1544,10 @@ ctl_revoke(struct ctl *c, const char *id, int *was_revoked, long long *n)
 	PQclear(res);
 	params[1] = family;
 	if (refresh)
-		return ctl_run_count(c, "UPDATE tokens SET revoked_at = now() "
+		return ctl_run_count(c, "UPDATE tokend.tokens SET revoked_at = now() "
 		    "WHERE revoked_at IS NULL "
 		    "AND (id = $1 OR id = $2 OR family = $2)", 2, params, n);
-	return ctl_run_count(c, "UPDATE tokens SET revoked_at = now() "
+	return ctl_run_count(c, "UPDATE tokend.tokens SET revoked_at = now() "
 	    "WHERE revoked_at IS NULL AND id = $1", 1, params, n);
 }
 
@@ -1747,7 +1747,7 @@ cmd_cleanup(struct ctl *c)
 		return -1;
 	snprintf(ret, sizeof(ret), "%d", c->ctl_cf.cf_retention);
 	params[0] = ret;
-	if ((res = ctl_sql_row(c, "SELECT o_tokens FROM tokend_cleanup($1)",
+	if ((res = ctl_sql_row(c, "SELECT o_tokens FROM tokend.tokend_cleanup($1)",
 	    1, params, "cleanup gave no counts")) == NULL)
 		return -1;
 	printf("deleted %s tokens\n", PQgetvalue(res, 0, 0));

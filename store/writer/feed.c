@@ -254,7 +254,7 @@ fd_user_hashes(const char *uid, uint8_t (**out)[TOKEN_HASH_LEN], size_t *n)
 	int		 i;
 
 	fd_due(FD_ASK_DUE_MS);
-	res = pg_exec(FD.fd_ask, "SELECT encode(hash, 'hex') FROM tokens "
+	res = pg_exec(FD.fd_ask, "SELECT encode(hash, 'hex') FROM tokend.tokens "
 	    "WHERE user_id = $1::bigint", 1, params, err, sizeof(err));
 	if (res == NULL)
 		return -1;

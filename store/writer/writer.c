@@ -214,7 +214,7 @@ wr_recover_usage(char *err, size_t errlen)
 	PGresult	*res;
 	uint64_t	 seq = 0, uses;
 
-	res = wr_exec("SELECT seq FROM usage_batches "
+	res = wr_exec("SELECT seq FROM tokend.usage_batches "
 	    "WHERE instance = $1", 1, params, err, errlen);
 	if (res == NULL)
 		return -1;
@@ -512,7 +512,7 @@ wr_cleanup(void)
 	PGresult	*res;
 
 	if ((res = wr_call_int("SELECT o_tokens, o_batches FROM "
-	    "tokend_cleanup($1::int)", WR.wr_cf->cf_retention)) == NULL)
+	    "tokend.tokend_cleanup($1::int)", WR.wr_cf->cf_retention)) == NULL)
 		return;
 	if (PQntuples(res) == 1 && (atoll(PQgetvalue(res, 0, 0)) > 0 ||
 	    atoll(PQgetvalue(res, 0, 1)) > 0))
@@ -534,7 +534,7 @@ wr_wipe_boxes(void)
 {
 	PGresult	*res;
 
-	if ((res = wr_call_int("SELECT tokend_wipe_boxes($1::int)",
+	if ((res = wr_call_int("SELECT tokend.tokend_wipe_boxes($1::int)",
 	    WR.wr_cf->cf_refresh_grace)) != NULL)
 		PQclear(res);
 }

@@ -283,7 +283,8 @@ class PG:
              "-P", "null=\x1d", "-v", "ON_ERROR_STOP=1", "-d", self.url,
              "-f", "-"],
             input=query, capture_output=True, text=True, timeout=60,
-            env=dict(_clean_env(), PGOPTIONS="-c client_min_messages=warning"))
+            env=dict(_clean_env(), PGOPTIONS="-c client_min_messages=warning"
+                     " -c search_path=tokend,public"))
         if r.returncode != 0:
             raise SQLError(r.stderr.strip())
         out = r.stdout

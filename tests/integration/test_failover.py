@@ -88,7 +88,8 @@ def psql(port, query, *params):
         [os.path.join(harness._pg_bindir(), "psql"), "-X", "-q", "-A", "-t",
          "-F", "|", "-v", "ON_ERROR_STOP=1", "-d",
          "postgresql://postgres@127.0.0.1:%d/tokend" % port, "-c", query],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env=dict(harness._clean_env(), PGOPTIONS="-c search_path=tokend"))
     if r.returncode != 0:
         raise harness.SQLError(r.stderr.strip())
     return [tuple(line.split("|")) for line in r.stdout.splitlines() if line]

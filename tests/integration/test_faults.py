@@ -228,7 +228,7 @@ class RowLockTest(Base):
                 stderr=subprocess.DEVNULL, text=True,
                 env=harness._clean_env({"PGAPPNAME": "locker"}))
             try:
-                psql.stdin.write("BEGIN;\nSELECT 1 FROM tokens WHERE id = "
+                psql.stdin.write("BEGIN;\nSELECT 1 FROM tokend.tokens WHERE id = "
                                  "%d FOR UPDATE;\n" % token_id(locked))
                 psql.stdin.flush()
                 harness.wait_until(lambda: harness.pg().sql(

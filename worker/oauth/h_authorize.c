@@ -30,7 +30,7 @@
 
 static const char authorize_sql[] =
     "SELECT o_status, coalesce(o_scope, ''), o_id "
-    "FROM tokend_authorize($1, $2, $3, $4::bigint, decode($5, 'hex'), $6, "
+    "FROM tokend.tokend_authorize($1, $2, $3, $4::bigint, decode($5, 'hex'), $6, "
     "$7, $8::integer, $9::bigint)";
 
 /* The request's state, in c_pending_data. */

@@ -29,8 +29,8 @@ static const char refresh_info_sql[] =
     "coalesce(c.client_id, ''), t.scope, "
     "floor(extract(epoch FROM t.expires_at))::bigint, "
     "floor(extract(epoch FROM t.created_at))::bigint "
-    "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
-    "LEFT JOIN clients c ON c.id = t.client_id "
+    "FROM tokend.tokens t LEFT JOIN tokend.users u ON u.id = t.user_id "
+    "LEFT JOIN tokend.clients c ON c.id = t.client_id "
     "WHERE t.hash = decode($1, 'hex') AND t.kind = 'refresh' "
     "AND t.client_id = $2::bigint "
     "AND t.revoked_at IS NULL AND t.rotated_at IS NULL "
@@ -38,7 +38,7 @@ static const char refresh_info_sql[] =
 
 static const char revoke_sql[] =
     "SELECT coalesce(o_kind, ''), o_n, o_hashes "
-    "FROM tokend_revoke(decode($1, 'hex'), $2::bigint)";
+    "FROM tokend.tokend_revoke(decode($1, 'hex'), $2::bigint)";
 
 /* ---- the shared cache --------------------------------------------------- */
 

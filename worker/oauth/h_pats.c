@@ -64,8 +64,8 @@ static const char list_sql[] =
     "ORDER BY t.id";
 
 static const char delete_sql[] =
-    "WITH b AS (SELECT o_status FROM tokend_bearer($3::bigint, $2::bigint)), "
-    "d AS (UPDATE tokens SET revoked_at = now() WHERE id = $1::bigint "
+    "WITH b AS (SELECT o_status FROM tokend.tokend_bearer($3::bigint, $2::bigint)), "
+    "d AS (UPDATE tokend.tokens SET revoked_at = now() WHERE id = $1::bigint "
     "AND user_id = $2::bigint AND kind = 'pat' AND revoked_at IS NULL "
     "AND (SELECT o_status FROM b) = 'ok' "
     "RETURNING encode(hash, 'hex') AS hex, prefix) "

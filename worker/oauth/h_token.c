@@ -33,9 +33,9 @@ static const char bad_login[] = "the username or password is wrong";
  * database sees it (store/migrations/006_login_limits.sql). */
 static const char login_sql[] =
     "SELECT o_wait, o_id, o_hash, o_disabled "
-    "FROM tokend_login_attempt($1, $2::integer, $3::integer)";
+    "FROM tokend.tokend_login_attempt($1, $2::integer, $3::integer)";
 
-static const char login_ok_sql[] = "SELECT tokend_login_ok($1)";
+static const char login_ok_sql[] = "SELECT tokend.tokend_login_ok($1)";
 
 /* The audit rows of a refused sign-in and of a lockout (migration 015). */
 static const char login_failed_sql[] =
@@ -45,21 +45,21 @@ static const char login_locked_sql[] =
 
 static const char issue_sql[] =
     "SELECT o_status, o_access_id, o_refresh_id, o_iat "
-    "FROM tokend_issue($1::bigint, $2::bigint, $3, decode($4, 'hex'), $5, "
+    "FROM tokend.tokend_issue($1::bigint, $2::bigint, $3, decode($4, 'hex'), $5, "
     "$6::integer, decode($7, 'hex'), $8, $9::integer)";
 
 static const char refresh_sql[] =
     "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
     "coalesce(o_scope, ''), encode(o_box, 'hex'), o_access_id, "
     "o_refresh_id, o_iat, o_access_exp, o_family, o_family_size, o_n, "
-    "o_hashes FROM tokend_refresh(decode($1, 'hex'), $2::bigint, $3, "
+    "o_hashes FROM tokend.tokend_refresh(decode($1, 'hex'), $2::bigint, $3, "
     "$4::integer, decode($5, 'hex'), decode($6, 'hex'), $7, $8::integer, "
     "decode($9, 'hex'), $10, $11::integer, $12::integer)";
 
 static const char code_sql[] =
     "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
     "coalesce(o_scope, ''), o_access_id, o_refresh_id, o_iat, o_n, "
-    "o_hashes FROM tokend_code_exchange(decode($1, 'hex'), $2::bigint, $3, "
+    "o_hashes FROM tokend.tokend_code_exchange(decode($1, 'hex'), $2::bigint, $3, "
     "$4, decode($5, 'hex'), $6, $7::integer, decode($8, 'hex'), $9, "
     "$10::integer)";
 
