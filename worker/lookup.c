@@ -58,8 +58,8 @@ static const char lookup_sql[] =
     "t.revoked_at IS NOT NULL, coalesce(u.disabled, false), "
     "t.canary, coalesce(t.rate_limit, 0), coalesce(t.rate_window, 0), "
     "coalesce(array_to_string(t.allowed_ips, ' '), '') "
-    "FROM tokens t LEFT JOIN users u ON u.id = t.user_id "
-    "LEFT JOIN clients c ON c.id = t.client_id "
+    "FROM tokend.tokens t LEFT JOIN tokend.users u ON u.id = t.user_id "
+    "LEFT JOIN tokend.clients c ON c.id = t.client_id "
     "WHERE t.hash = ANY (ARRAY(SELECT decode(h, 'hex') "
     "FROM unnest(string_to_array($1, ',')) AS h))";
 

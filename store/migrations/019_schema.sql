@@ -12,7 +12,8 @@ DECLARE
 	f record;
 BEGIN
 	FOREACH t IN ARRAY ARRAY['users', 'clients', 'tokens', 'usage_batches',
-	    'login_failures', 'web_sessions', 'consents', 'device_codes']
+	    'login_failures', 'web_sessions', 'consents', 'device_codes',
+	    'web_tickets', 'audit', 'token_networks']
 	LOOP
 		IF to_regclass('public.' || t) IS NOT NULL AND
 		    to_regclass('tokend.' || t) IS NULL THEN

@@ -1051,7 +1051,7 @@ ctl_pat_limits(struct ctl *c, const char *id)
 	params[2] = n[0] ? n : NULL;
 	params[3] = s[0] ? s : NULL;
 	params[4] = (c->ctl_opts & OPT_CANARY) ? "true" : "false";
-	if ((res = ctl_sql(c, "SELECT tokend_pat_limits($1::bigint, "
+	if ((res = ctl_sql(c, "SELECT tokend.tokend_pat_limits($1::bigint, "
 	    "string_to_array($2, ' ')::cidr[], $3::integer, $4::integer, "
 	    "$5::boolean)", 5, params)) == NULL)
 		return -1;
@@ -1081,7 +1081,7 @@ ctl_insert_pat(struct ctl *c, const char *tok, const char *uid,
 	params[4] = hex;
 	params[5] = prefix;
 	if ((res = ctl_sql_row(c, "SELECT o_status, o_id FROM "
-	    "tokend_pat_create($1::bigint, $2, $3, $4::integer, $5::bytea, $6, "
+	    "tokend.tokend_pat_create($1::bigint, $2, $3, $4::integer, $5::bytea, $6, "
 	    "NULL, NULL, 0)", 6, params, "no PAT created")) == NULL)
 		return -1;
 	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
@@ -1281,7 +1281,7 @@ cmd_client_add(struct ctl *c)
 	params[5] = c->ctl_opts & OPT_FIRST_PARTY ? "t" : "f";
 	params[6] = c->ctl_opts & OPT_INTROSPECT ? "t" : "f";
 	params[7] = grants;
-	if ((res = ctl_sql_row(c, "INSERT INTO clients (client_id, "
+	if ((res = ctl_sql_row(c, "INSERT INTO tokend.clients (client_id, "
 	    "secret_hash, public, redirect_uris, scope, first_party, "
 	    "introspect, grant_types) VALUES ($1, $2, $3, $4::text[], $5, $6, "
 	    "$7, $8::text[]) ON CONFLICT (client_id) DO NOTHING RETURNING id",
@@ -1313,7 +1313,7 @@ static const struct ctl_col ctl_client_cols[] = {
 #define CTL_CLIENT_SELECT "SELECT client_id, public, first_party, " \
 	"introspect, scope, array_to_string(redirect_uris, ' '), " \
 	"array_to_string(grant_types, ' '), " \
-	PG_EPOCH("created_at") ", " PG_EPOCH("updated_at") " FROM clients "
+	PG_EPOCH("created_at") ", " PG_EPOCH("updated_at") " FROM tokend.clients "
 
 static int
 cmd_client_list(struct ctl *c)
@@ -1497,8 +1497,8 @@ cmd_token_list(struct ctl *c)
 	    PG_EPOCH("t.expires_at") ", " PG_EPOCH("t.last_used_at") ", "
 	    "t.use_count, " PG_EPOCH("t.revoked_at") ", host(t.last_used_ip), "
 	    "array_to_string(t.allowed_ips, ' '), "
-	    "t.rate_limit || '/' || t.rate_window, t.canary FROM tokens t "
-	    "LEFT JOIN users u ON u.id = t.user_id "
+	    "t.rate_limit || '/' || t.rate_window, t.canary FROM tokend.tokens t "
+	    "LEFT JOIN tokend.users u ON u.id = t.user_id "
 	    "WHERE ($1::bigint IS NULL OR t.user_id = $1) AND "
 	    "($2::integer IS NULL OR (t.revoked_at IS NULL AND "
 	    "t.expires_at > now() AND "
@@ -1610,9 +1610,9 @@ cmd_audit(struct ctl *c)
 		return -1;
 	return ctl_list(c, "SELECT " PG_EPOCH("a.at") ", a.event, a.by, "
 	    "coalesce(a.user_name, '#' || a.user_id), a.client_id, "
-	    "a.token_id, a.token_prefix, a.detail::text FROM audit a "
+	    "a.token_id, a.token_prefix, a.detail::text FROM tokend.audit a "
 	    "WHERE ($1::text IS NULL OR a.user_name = $1 OR a.user_id = "
-	    "(SELECT id FROM users WHERE name = $1)) AND ($2::bigint IS NULL "
+	    "(SELECT id FROM tokend.users WHERE name = $1)) AND ($2::bigint IS NULL "
 	    "OR a.at >= now() - $2::bigint * interval '1 second') "
 	    "ORDER BY a.at, a.id", 2, params, cols, 8);
 }
@@ -1651,7 +1651,7 @@ cmd_pat_rotate(struct ctl *c)
 	params[1] = c->ctl_overlap != NULL ? c->ctl_overlap : overlap;
 	params[2] = hex;
 	params[3] = prefix;
-	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend_pat_rotate("
+	if ((res = ctl_sql_row(c, "SELECT o_status FROM tokend.tokend_pat_rotate("
 	    "NULL, $1::bigint, $2::integer, $3::bytea, $4, NULL, NULL, 0)",
 	    4, params, "no PAT rotated")) == NULL)
 		goto out;
@@ -1692,7 +1692,7 @@ cmd_user_sessions(struct ctl *c)
 		return -1;
 	params[0] = uid;
 	return ctl_list(c, "SELECT o_id, o_client, " PG_EPOCH("o_created")
-	    ", " PG_EPOCH("o_last_used") " FROM tokend_sessions($1::bigint)",
+	    ", " PG_EPOCH("o_last_used") " FROM tokend.tokend_sessions($1::bigint)",
 	    1, params, cols, 4);
 }
 
@@ -1713,7 +1713,7 @@ cmd_session_revoke(struct ctl *c)
 	if (ctl_connect(c, 1) == -1)
 		return -1;
 	if ((res = ctl_sql_row(c, "SELECT o_status, o_n, o_user, o_client "
-	    "FROM tokend_session_revoke($1::bigint, NULL, NULL)", 1, params,
+	    "FROM tokend.tokend_session_revoke($1::bigint, NULL, NULL)", 1, params,
 	    "no session revoked")) == NULL)
 		return -1;
 	if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0)
@@ -1859,7 +1859,7 @@ ctl_scan_revoke(struct ctl *c, struct ctl_scan *sc)
 	}
 	params[0] = hex;
 	res = ctl_connect(c, 1) == -1 ? NULL : ctl_sql_row(c, "SELECT o_found, "
-	    "o_n FROM tokend_leak_revoke(ARRAY(SELECT decode(x, 'hex') FROM "
+	    "o_n FROM tokend.tokend_leak_revoke(ARRAY(SELECT decode(x, 'hex') FROM "
 	    "unnest(string_to_array($1, ',')) x), 'tokenctl')", 1, params,
 	    "tokend_leak_revoke gave no row");
 	free(hex);

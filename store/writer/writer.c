@@ -115,23 +115,23 @@ static const char usage_sql[] =
     "(array_agg(ip ORDER BY ms DESC) FILTER (WHERE ip IS NOT NULL))[1] "
     "AS ip FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
     "$6::inet[]) AS x(id, n, ms, ip) GROUP BY id), "
-    "u AS (UPDATE tokens t SET use_count = t.use_count + b.n, "
+    "u AS (UPDATE tokend.tokens t SET use_count = t.use_count + b.n, "
     "last_used_at = greatest(t.last_used_at, to_timestamp(b.ms / 1000.0)), "
     "last_used_ip = CASE WHEN b.ip IS NOT NULL AND (t.last_used_at IS NULL "
     "OR to_timestamp(b.ms / 1000.0) >= t.last_used_at) THEN b.ip "
     "ELSE t.last_used_ip END "
     "FROM b WHERE t.id = b.id RETURNING 1), "
-    "n AS (INSERT INTO token_networks (token_id, network, address) "
+    "n AS (INSERT INTO tokend.token_networks (token_id, network, address) "
     "SELECT k.id, k.net, k.ip FROM unnest($7::bigint[], $8::cidr[], "
     "$9::inet[]) AS k(id, net, ip) "
-    "WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.id = k.id) "
+    "WHERE EXISTS (SELECT 1 FROM tokend.tokens t WHERE t.id = k.id) "
     "ON CONFLICT DO NOTHING RETURNING token_id, network, address), "
-    "w AS (INSERT INTO usage_batches (instance, seq, rows, at) "
+    "w AS (INSERT INTO tokend.usage_batches (instance, seq, rows, at) "
     "VALUES ($4, $5, (SELECT count(*) FROM u), now()) "
     "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, "
     "rows = excluded.rows, at = excluded.at RETURNING rows) "
     "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix "
-    "FROM w LEFT JOIN n ON true LEFT JOIN tokens t ON t.id = n.token_id";
+    "FROM w LEFT JOIN n ON true LEFT JOIN tokend.tokens t ON t.id = n.token_id";
 
 /* ---- small string buffers for the batch arrays ------------------------- */
 
@@ -552,7 +552,7 @@ wr_expiring(void)
 	int		 i;
 
 	if ((res = wr_exec("SELECT o_id, o_prefix, o_user, o_name, "
-	    PG_EPOCH("o_expires") ", o_warned FROM tokend_pat_expiring()", 0,
+	    PG_EPOCH("o_expires") ", o_warned FROM tokend.tokend_pat_expiring()", 0,
 	    NULL, err, sizeof(err))) == NULL) {
 		wr_disconnect(err);
 		return;

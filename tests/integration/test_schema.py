@@ -11,7 +11,8 @@ import harness
 from harness import Tokend, pg, tokenctl, wait_until
 
 TABLES = {"users", "clients", "tokens", "usage_batches", "login_failures",
-          "web_sessions", "consents", "device_codes", "schema_migrations"}
+          "web_sessions", "consents", "device_codes", "web_tickets",
+          "audit", "token_networks", "schema_migrations"}
 
 
 def fresh_db(name):

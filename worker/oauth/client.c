@@ -52,7 +52,7 @@ struct client_cache {
 
 static const char client_sql[] =
     "SELECT id, client_id, secret_hash, public, scope, introspect, "
-    "array_to_string(grant_types, ' ') FROM clients WHERE client_id = $1";
+    "array_to_string(grant_types, ' ') FROM tokend.clients WHERE client_id = $1";
 
 /* ---- responses ----------------------------------------------------------- */
 

@@ -30,7 +30,7 @@
 static const char dev_alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";
 
 static const char start_sql[] =
-    "SELECT o_status FROM tokend_device_start(decode($1, 'hex'), $2, $3, "
+    "SELECT o_status FROM tokend.tokend_device_start(decode($1, 'hex'), $2, $3, "
     "$4::bigint, $5, $6::integer, $7::integer)";
 
 /*

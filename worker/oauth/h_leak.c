@@ -31,7 +31,7 @@
 #define LEAK_RL_TAG	"\xff" "leak "
 
 static const char leak_sql[] =
-    "SELECT o_found, o_n, o_hashes FROM tokend_leak_revoke("
+    "SELECT o_found, o_n, o_hashes FROM tokend.tokend_leak_revoke("
     "ARRAY(SELECT decode(x, 'hex') FROM unnest(string_to_array($1, ',')) x),"
     " 'leak_report')";
 

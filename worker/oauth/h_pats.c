@@ -46,9 +46,9 @@
  * it refused). */
 static const char create_sql[] =
     "SELECT o_status, o_id, " TS("o_created") ", " TS("o_expires")
-    ", tokend_pat_limits(o_id, string_to_array($10, ' ')::cidr[], "
+    ", tokend.tokend_pat_limits(o_id, string_to_array($10, ' ')::cidr[], "
     "$11::integer, $12::integer, false)"
-    " FROM tokend_pat_create("
+    " FROM tokend.tokend_pat_create("
     "$1::bigint, $2, $3, $4::integer, decode($5, 'hex'), $6, $7::bigint, "
     "$8::integer, $9::integer)";
 
@@ -58,8 +58,8 @@ static const char list_sql[] =
     TS("t.created_at") ", " TS("t.expires_at") ", " TS("t.last_used_at")
     ", t.use_count, host(t.last_used_ip), "
     "array_to_string(t.allowed_ips, ' '), t.rate_limit || '/' || t.rate_window "
-    "FROM tokend_bearer($2::bigint, $1::bigint) b "
-    "LEFT JOIN tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
+    "FROM tokend.tokend_bearer($2::bigint, $1::bigint) b "
+    "LEFT JOIN tokend.tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
     "AND t.kind = 'pat' AND t.revoked_at IS NULL AND NOT t.canary "
     "ORDER BY t.id";
 
@@ -82,7 +82,7 @@ static const char reauth_why[] =
 static const char rotate_sql[] =
     "SELECT o_status, o_id, o_name, o_scope, " TS("o_created") ", "
     TS("o_expires") ", o_old_hash, " TS("o_old_expires")
-    " FROM tokend_pat_rotate($1::bigint, $2::bigint, $3::integer, "
+    " FROM tokend.tokend_pat_rotate($1::bigint, $2::bigint, $3::integer, "
     "decode($4, 'hex'), $5, $6::bigint, $7::integer, $8::integer)";
 
 enum pat_op { PAT_CREATE, PAT_LIST, PAT_DELETE, PAT_ROTATE };

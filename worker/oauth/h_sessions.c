@@ -24,14 +24,14 @@
 static const char list_sql[] =
     "SELECT b.o_status, s.o_id, s.o_client, " PG_EPOCH("s.o_created") ", "
     PG_EPOCH("s.o_last_used") ", coalesce(s.o_id = (SELECT family "
-    "FROM tokens WHERE id = $2::bigint), false) "
-    "FROM tokend_bearer($2::bigint, $1::bigint) b "
-    "LEFT JOIN tokend_sessions($1::bigint) s ON b.o_status = 'ok' "
+    "FROM tokend.tokens WHERE id = $2::bigint), false) "
+    "FROM tokend.tokend_bearer($2::bigint, $1::bigint) b "
+    "LEFT JOIN tokend.tokend_sessions($1::bigint) s ON b.o_status = 'ok' "
     "ORDER BY s.o_id";
 
 static const char revoke_sql[] =
     "SELECT o_status, o_hashes, o_client FROM "
-    "tokend_session_revoke($1::bigint, $2::bigint, $3::bigint)";
+    "tokend.tokend_session_revoke($1::bigint, $2::bigint, $3::bigint)";
 
 /* The request's state, in c_pending_data. */
 struct sess_wait {

@@ -39,9 +39,9 @@ static const char login_ok_sql[] = "SELECT tokend.tokend_login_ok($1)";
 
 /* The audit rows of a refused sign-in and of a lockout (migration 015). */
 static const char login_failed_sql[] =
-    "SELECT tokend_login_failed($1, $2, $3, $4)";
+    "SELECT tokend.tokend_login_failed($1, $2, $3, $4)";
 static const char login_locked_sql[] =
-    "SELECT tokend_login_locked($1, $2, $3)";
+    "SELECT tokend.tokend_login_locked($1, $2, $3)";
 
 static const char issue_sql[] =
     "SELECT o_status, o_access_id, o_refresh_id, o_iat "
@@ -66,7 +66,7 @@ static const char code_sql[] =
 static const char device_sql[] =
     "SELECT o_status, coalesce(o_user, 0), coalesce(o_username, ''), "
     "coalesce(o_scope, ''), o_access_id, o_refresh_id, o_iat, o_interval "
-    "FROM tokend_device_poll(decode($1, 'hex'), $2::bigint, "
+    "FROM tokend.tokend_device_poll(decode($1, 'hex'), $2::bigint, "
     "decode($3, 'hex'), $4, $5::integer, decode($6, 'hex'), $7, "
     "$8::integer)";
 

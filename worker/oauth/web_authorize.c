@@ -22,21 +22,21 @@
 static const char begin_sql[] =
     "SELECT o_status, o_client, o_public, o_first_party, o_code_ok, "
     "o_scope, o_session, o_user, coalesce(o_username, ''), "
-    "coalesce(o_consent, '') FROM tokend_web_begin($1, $2, "
+    "coalesce(o_consent, '') FROM tokend.tokend_web_begin($1, $2, "
     "decode($3, 'hex'))";
 
 static const char code_sql[] =
-    "SELECT tokend_web_code($1::bigint, $2::bigint, $3::bigint, $4, $5, $6, "
+    "SELECT tokend.tokend_web_code($1::bigint, $2::bigint, $3::bigint, $4, $5, $6, "
     "decode($7, 'hex'), $8, $9::integer)";
 
 static const char ticket_sql[] =
-    "SELECT tokend_web_ticket(decode($1, 'hex'), $2::bigint, $3::bigint, "
+    "SELECT tokend.tokend_web_ticket(decode($1, 'hex'), $2::bigint, $3::bigint, "
     "NULL, $4, $5, $6, $7, $8::integer)";
 
 static const char decide_sql[] =
     "SELECT o_status, coalesce(o_device, false), coalesce(o_redirect, ''), "
     "o_state, coalesce(o_client, ''), coalesce(o_user, ''), "
-    "coalesce(o_scope, '') FROM tokend_web_decide(decode($1, 'hex'), "
+    "coalesce(o_scope, '') FROM tokend.tokend_web_decide(decode($1, 'hex'), "
     "decode($2, 'hex'), $3::boolean, decode($4, 'hex'), $5, $6::integer)";
 
 /* The request's parameters that the sign-in page carries back here. */

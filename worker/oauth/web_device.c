@@ -19,7 +19,7 @@
 
 static const char device_sql[] =
     "SELECT o_status, coalesce(o_client, ''), coalesce(o_scope, ''), "
-    "coalesce(o_username, '') FROM tokend_web_device($1, decode($2, 'hex'), "
+    "coalesce(o_username, '') FROM tokend.tokend_web_device($1, decode($2, 'hex'), "
     "decode($3, 'hex'), $4::integer)";
 
 static const char device_alphabet[] = "BCDFGHJKLMNPQRSTVWXZ";

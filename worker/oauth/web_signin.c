@@ -24,16 +24,16 @@ static const char bad_login[] = "The user name or password is wrong.";
 
 static const char login_sql[] =
     "SELECT o_wait, o_id, o_hash, o_disabled "
-    "FROM tokend_login_attempt($1, $2::integer, $3::integer)";
+    "FROM tokend.tokend_login_attempt($1, $2::integer, $3::integer)";
 
-static const char login_ok_sql[] = "SELECT tokend_login_ok($1)";
+static const char login_ok_sql[] = "SELECT tokend.tokend_login_ok($1)";
 
 static const char signin_sql[] =
-    "SELECT tokend_web_signin(decode($1, 'hex'), $2, $3::bigint, "
+    "SELECT tokend.tokend_web_signin(decode($1, 'hex'), $2, $3::bigint, "
     "$4::integer, decode($5, 'hex'))";
 
 static const char logout_sql[] =
-    "DELETE FROM web_sessions WHERE hash = decode($1, 'hex') "
+    "DELETE FROM tokend.web_sessions WHERE hash = decode($1, 'hex') "
     "RETURNING prefix";
 
 /* Where a sign-in may send the browser: only these pages of tokend. */
