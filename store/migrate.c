@@ -9,9 +9,8 @@
  *
  * Everything lives in the PostgreSQL schema tokend, so tokend can share a
  * database with an application.  Each migration runs with search_path
- * "tokend, public": new objects land in tokend, and a database migrated
- * before the schema existed still finds its old objects in public until
- * migration 019 moves them.  After each migration every function in tokend
+ * "tokend, public": new objects land in tokend.  A database migrated
+ * before the schema existed is moved into it first (migrate_legacy).  After each migration every function in tokend
  * is pinned to search_path "pg_catalog, tokend", so its body finds its
  * tables whatever the caller's search_path (and no caller can shadow them).
  */
@@ -105,6 +104,39 @@ migrate_script(PGconn *db, const char *sql, char *err, size_t errlen)
 }
 
 /*
+ * A database migrated before the schema tokend moves into it before
+ * anything else runs, bookkeeping included, by the SQL of the migration
+ * that introduced the schema (019_schema): had later migrations run first,
+ * their CREATE OR REPLACE FUNCTIONs would have made second copies in
+ * tokend beside the old ones in public.  Returns 0, or -1.
+ */
+static int
+migrate_legacy(PGconn *db, char *err, size_t errlen)
+{
+	PGresult	*res;
+	int		 i, legacy;
+
+	if ((res = pg_exec(db, "SELECT to_regclass('tokend.schema_migrations') "
+	    "IS NULL AND " MIGRATE_LEGACY, 0, NULL, err, errlen)) == NULL)
+		return -1;
+	legacy = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!legacy)
+		return 0;
+	for (i = 0; i < nmigrations; i++)
+		if (strcmp(migrations[i].mg_name, "schema") == 0)
+			break;
+	if (i == nmigrations) {
+		snprintf(err, errlen, "no schema migration (build error)");
+		return -1;
+	}
+	if (migrate_script(db, "ALTER TABLE public.schema_migrations "
+	    "SET SCHEMA tokend", err, errlen) == -1)
+		return -1;
+	return migrate_script(db, migrations[i].mg_sql, err, errlen);
+}
+
+/*
  * Open the migration's transaction: lock, make sure the bookkeeping table
  * exists (inside the lock, so concurrent first runs cannot collide on it),
  * and say whether mg is already applied.  Returns 1 applied, 0 not, -1.
@@ -118,19 +150,19 @@ migrate_begin(PGconn *db, const struct migration *mg, char *err,
 	char		 ver[16];
 	int		 rc;
 
-	/* Quiet the "already exists, skipping" NOTICE.  A legacy
-	 * bookkeeping table moves into tokend first, so it is the one
-	 * consulted from here on. */
+	/* Quiet the "already exists, skipping" NOTICE.  The schema is
+	 * created only when missing: CREATE SCHEMA IF NOT EXISTS would need
+	 * CREATE on the database even then (the migration role of README's
+	 * least-privilege set-up owns the schema but has no such right). */
 	if (migrate_script(db, "BEGIN; "
 	    "SET LOCAL client_min_messages = warning; "
 	    "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY "); "
-	    "CREATE SCHEMA IF NOT EXISTS tokend; "
-	    "SET LOCAL search_path = tokend, public; "
-	    "DO $legacy$ BEGIN IF to_regclass('tokend.schema_migrations') "
-	    "IS NULL AND " MIGRATE_LEGACY " THEN ALTER TABLE "
-	    "public.schema_migrations SET SCHEMA tokend; END IF; END $legacy$; "
-	    "CREATE TABLE IF NOT EXISTS tokend.schema_migrations ("
-	    " version int PRIMARY KEY, name text,"
+	    "DO $s$ BEGIN IF to_regnamespace('tokend') IS NULL THEN "
+	    "CREATE SCHEMA tokend; END IF; END $s$; "
+	    "SET LOCAL search_path = tokend, public", err, errlen) == -1 ||
+	    migrate_legacy(db, err, errlen) == -1 ||
+	    migrate_script(db, "CREATE TABLE IF NOT EXISTS "
+	    "tokend.schema_migrations (version int PRIMARY KEY, name text,"
 	    " applied_at timestamptz DEFAULT now())", err, errlen) == -1)
 		return -1;
 	snprintf(ver, sizeof(ver), "%d", mg->mg_version);

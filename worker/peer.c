@@ -101,6 +101,13 @@ peer_client_str(const struct conn *c, char buf[IP_STR_LEN])
 		snprintf(buf, IP_STR_LEN, "unix");
 }
 
+const char *
+peer_name(struct conn *c)
+{
+	peer_client_str(c, c->c_client);
+	return c->c_client;
+}
+
 void
 peer_canary(struct conn *c, const struct tok_info *ti)
 {

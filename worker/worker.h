@@ -172,6 +172,7 @@ struct conn {
 	uint8_t		 c_peer_ip[IP_LEN];
 	uint8_t		 c_peer_has_ip;
 	uint8_t		 c_peer_trusted;	/* inside trusted_proxies */
+	char		 c_client[IP_STR_LEN];	/* peer_name's buffer */
 };
 
 struct lookup;
@@ -452,6 +453,12 @@ void	peer_accept(struct conn *c, const struct sockaddr_storage *ss);
 int	peer_client(const struct conn *c, uint8_t ip[IP_LEN]);
 /* The same as text for logs ("unix" when none). */
 void	peer_client_str(const struct conn *c, char buf[IP_STR_LEN]);
+/*
+ * The client address as text, as peer_client_str writes it, in c's own
+ * buffer: what logs, limits per address and the audit trail name, so that
+ * behind a trusted proxy they name the client, not the proxy.
+ */
+const char *peer_name(struct conn *c);
 /*
  * A canary PAT was presented on c (SPEC 13): count it and log
  * canary_token_used with the client address, user agent and path.  The

@@ -3,8 +3,11 @@
 -- longer clash).  A database created since the schema existed already has
 -- everything there (the migrations run with search_path "tokend, public");
 -- one migrated before has its tables and functions in public, and they move
--- here.  Moving keeps every row, index, sequence, trigger and constraint.
--- migrate.c pins each function's search_path after this migration.
+-- here: migrate.c runs this file first of all for such a database (before
+-- any migration it lacks, so that none makes a second copy of a function),
+-- and again in its turn, when it finds nothing left to move.  Moving keeps
+-- every row, index, sequence, trigger and constraint.  migrate.c pins each
+-- function's search_path after every migration.
 
 DO $$
 DECLARE

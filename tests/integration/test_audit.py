@@ -268,7 +268,7 @@ class TokenEventsTest(AuditBase):
     def test_truncate_is_one_row(self):
         harness.tokenctl("pat", "create", "--user", "bob", "--name", "x")
         sql("DELETE FROM audit")
-        sql("TRUNCATE tokens")
+        sql("TRUNCATE tokens CASCADE")
         rows = audit_rows()
         self.assertEqual([(r["event"], r["by"], r["detail"]) for r in rows],
                          [("table_truncated", "sql", {"table": "tokens"})])

@@ -480,8 +480,8 @@ class UpgradeTest(unittest.TestCase):
                                             "refresh_token", "password",
                                             "client_credentials"])
         # A row inserted by hand now gets SPEC 11's defaults.
-        self.psql(url, "INSERT INTO clients (client_id, public) VALUES "
-                  "('new-spa', true);")
+        self.psql(url, "INSERT INTO tokend.clients (client_id, public) "
+                  "VALUES ('new-spa', true);")
         shown = json.loads(harness.tokenctl("client", "show", "new-spa",
                                             "--json", url=url).stdout)
         self.assertEqual(shown["grant_types"], DEFAULT_PUBLIC)

@@ -212,6 +212,28 @@ class RotateTest(Base):
                 "GET", "/auth", headers=bearer(tok)).header(
                 "x-auth-expires")), time.time() + 7200, delta=10)
 
+    def test_rotation_keeps_allowlist_rate_and_canary(self):
+        # A confined token stays confined, a limited one limited, and a
+        # canary stays a canary across rotation.
+        old = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                               "fenced", "--allow-ip", "192.0.2.0/24",
+                               "--rate", "5/60").stdout.strip()
+        new = harness.tokenctl("pat", "rotate", token_id(old), "--overlap",
+                               "0").stdout.strip()
+        self.assertEqual(harness.pg().sql(
+            "SELECT array_to_string(allowed_ips, ' '), rate_limit, "
+            "rate_window, canary FROM tokens WHERE " + harness.BY_TOKEN, new),
+            [("192.0.2.0/24", "5", "60", "f")])
+        self.assertEqual(self.t.http("GET", "/auth",
+                                     headers=bearer(new)).status, 401)
+        bait = harness.tokenctl("pat", "create", "--user", "alice", "--name",
+                                "bait", "--canary").stdout.strip()
+        bait2 = harness.tokenctl("pat", "rotate", token_id(bait)
+                                 ).stdout.strip()
+        self.assertEqual(harness.pg().sql(
+            "SELECT canary FROM tokens WHERE " + harness.BY_TOKEN, bait2),
+            [("t",)])
+
     def test_tokenctl_pat_rotate_errors(self):
         r = harness.tokenctl("pat", "rotate", check=False)
         self.assertEqual(r.returncode, 2, r)

@@ -560,8 +560,10 @@ class CodeTest(OAuthBase):
         self.assertEqual(u._replace(query="").geturl(),
                          "http://127.0.0.1:9/cb")
         q = urllib.parse.parse_qs(u.query)
+        # RFC 9207: the issuer in every authorization response.
         self.assertEqual(q, {"x": ["1"], "code": [j["code"]],
-                             "state": ["a b&c"]})
+                             "state": ["a b&c"],
+                             "iss": ["http://127.0.0.1:%d" % self.t.port]})
         r = self.exchange(j["code"], v)
         self.assertEqual(r.status, 200, r)
         t = r.json()
@@ -576,7 +578,8 @@ class CodeTest(OAuthBase):
     def test_confidential_client_without_pkce_and_narrow_scope(self):
         j = self.code("web", REDIRECT, scope="read")
         self.assertEqual(j["redirect_to"], REDIRECT + "?code=" + j["code"] +
-                         "&state=xyz")
+                         "&state=xyz&iss=" + urllib.parse.quote(
+                             "http://127.0.0.1:%d" % self.t.port, safe=""))
         r = self.exchange(j["code"], uri=REDIRECT, client=None, headers=WEB)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["scope"], "read")

@@ -74,6 +74,10 @@ class ReadmeWalkthrough(unittest.TestCase):
             work = harness.tmpdir("tokend-readme-")
             os.symlink(os.path.dirname(harness.bin_path("tokenctl")),
                        os.path.join(work, "bin"))
+            # A newcomer runs the walkthrough in the checkout, beside
+            # README.md (which `tokenctl scan` reads).
+            os.symlink(os.path.join(harness.ROOT, "README.md"),
+                       os.path.join(work, "README.md"))
             env = dict(os.environ, TOKEND_DATABASE_URL=harness.pg().url)
             r = subprocess.run(
                 ["bash", "-c", script(blocks,

@@ -661,5 +661,31 @@ class DeviceTest(Pages):
             "SELECT status FROM device_codes"), [("pending",)])
 
 
+class CleanupTest(unittest.TestCase):
+    """tokenctl cleanup (and the writer's sweep) removes sign-in state that
+    can no longer be used."""
+
+    def test_expired_sessions_tickets_and_device_codes_go(self):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "old", "--no-password")
+        harness.tokenctl("client", "add", "tv", "--public")
+        harness.pg().sql(
+            "INSERT INTO web_sessions (hash, prefix, user_id, expires_at) "
+            "SELECT sha256(s::bytea), 'tks_abcd', u.id, now() + iv "
+            "FROM users u, (VALUES ('a', interval '-1 minute'), "
+            "('b', interval '1 hour')) v(s, iv) WHERE u.name = 'old'")
+        harness.pg().sql(
+            "INSERT INTO device_codes (hash, prefix, user_code, client_id, "
+            "expires_at) SELECT sha256(s::bytea), 'tkd_abcd', uc, c.id, "
+            "now() + iv FROM clients c, (VALUES ('a', 'BBBBBBBB', "
+            "interval '-30 days'), ('b', 'CCCCCCCC', interval '1 minute')) "
+            "v(s, uc, iv) WHERE c.client_id = 'tv'")
+        harness.tokenctl("cleanup")
+        self.assertEqual(harness.pg().sql(
+            "SELECT count(*) FROM web_sessions"), [("1",)])
+        self.assertEqual(harness.pg().sql(
+            "SELECT user_code FROM device_codes"), [("CCCCCCCC",)])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -150,10 +150,14 @@ Test(redirect, appends_code_and_state_before_the_fragment)
 	char	 out[256];
 
 	cr_assert_eq(oauth_redirect_to("https://a/cb?x=1#f", "C0de", "s t",
-	    out, sizeof(out)), 0);
+	    NULL, out, sizeof(out)), 0);
 	cr_assert_str_eq(out, "https://a/cb?x=1&code=C0de&state=s%20t#f");
-	cr_assert_eq(oauth_redirect_to("https://a/cb", "C0de", NULL, out, 10),
-	    -1);
+	cr_assert_eq(oauth_redirect_to("https://a/cb", "C0de", NULL,
+	    "https://id.example", out, sizeof(out)), 0);
+	cr_assert_str_eq(out, "https://a/cb?code=C0de"
+	    "&iss=https%3A%2F%2Fid.example");
+	cr_assert_eq(oauth_redirect_to("https://a/cb", "C0de", NULL, NULL, out,
+	    10), -1);
 }
 
 Test(redirect, with_any_parameters)

@@ -589,7 +589,7 @@ client_limited(struct conn *c, struct oreq *or)
 		return 0;
 	ctr_add(&W.wk_slot->sl_login_lockouts, 1);
 	LOG(LVL_WARN, "client_rate_limited", KV_S("client", or->or_client_id),
-	    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
+	    KV_I("retry_after", wait), KV_S("peer", peer_name(c)));
 	oauth_busy(c, wait, "too many failed authentications for this "
 	    "client; try again later");
 	return 1;

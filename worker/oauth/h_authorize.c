@@ -46,11 +46,12 @@ static void
 az_answer(struct conn *c, struct az_wait *az, PGresult *res)
 {
 	const struct authorize_req *ar = &az->az_req;
-	char		 to[OA_URI_MAX + OA_STATE_MAX * 3 + 128];
+	char		 to[OA_URI_MAX + OA_STATE_MAX * 3 + CF_URL_LEN * 3 + 128];
 	char		 pfx[TOKEN_DISPLAY_LEN + 1];
 
 	if (oauth_redirect_to(ar->ar_redirect_uri, az->az_code,
-	    ar->ar_has_state ? ar->ar_state : NULL, to, sizeof(to)) == -1) {
+	    ar->ar_has_state ? ar->ar_state : NULL, W.wk_cf->cf_issuer, to,
+	    sizeof(to)) == -1) {
 		oauth_api_error(c, 400, "invalid_request", "redirect_uri and state "
 		    "are too long");
 		return;

@@ -61,7 +61,7 @@ dev_user_code(char out[DEV_CODE_LEN + 1])
 static void
 dev_rate_name(struct conn *c, char *out, size_t len)
 {
-	snprintf(out, len, "device_authorization %s", c->c_peer);
+	snprintf(out, len, "device_authorization %s", peer_name(c));
 }
 
 /* Past this address's share: 429 with Retry-After.  Returns 1 if so. */
@@ -77,7 +77,7 @@ dev_limited(struct conn *c)
 	if (wait == 0)
 		return 0;
 	LOG(LVL_WARN, "device_rate_limited", KV_I("retry_after", wait),
-	    KV_S("peer", c->c_peer));
+	    KV_S("peer", peer_name(c)));
 	oauth_busy(c, wait, "too many device authorizations from this "
 	    "address; try again later");
 	return 1;
@@ -118,7 +118,7 @@ dev_started(struct conn *c, PGresult *res, void *arg)
 		oauth_prefix(or->or_presented, pfx);
 		LOG(LVL_INFO, "device_code_issued", KV_S("code", pfx),
 		    KV_S("client", or->or_client.ci_client_id),
-		    KV_S("scope", or->or_scope), KV_S("peer", c->c_peer));
+		    KV_S("scope", or->or_scope), KV_S("peer", peer_name(c)));
 		dev_answer(c, or);
 	}
 	oreq_resume(c, HANDLER_DONE);

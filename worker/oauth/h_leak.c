@@ -87,18 +87,17 @@ out:
 static int
 leak_limited(struct conn *c)
 {
-	char	 name[sizeof(LEAK_RL_TAG) + sizeof(c->c_peer)];
+	char	 name[sizeof(LEAK_RL_TAG) + IP_STR_LEN];
 	int	 wait;
 
-	memcpy(name, LEAK_RL_TAG, sizeof(LEAK_RL_TAG) - 1);
-	memcpy(name + sizeof(LEAK_RL_TAG) - 1, c->c_peer, sizeof(c->c_peer));
+	snprintf(name, sizeof(name), "%s%s", LEAK_RL_TAG, peer_name(c));
 	wait = ratelimit_check(W.wk_shm, name, W.wk_now, LEAK_WINDOW,
 	    LEAK_PER_WINDOW);
 	if (wait == 0) {
 		ratelimit_fail(W.wk_shm, name, W.wk_now, LEAK_WINDOW);
 		return 0;
 	}
-	LOG(LVL_WARN, "leak_report_limited", KV_S("peer", c->c_peer),
+	LOG(LVL_WARN, "leak_report_limited", KV_S("peer", peer_name(c)),
 	    KV_I("retry_after", wait));
 	oauth_busy(c, wait, "too many reports from this address; try again "
 	    "later");
@@ -120,7 +119,7 @@ leak_answered(struct conn *c, PGresult *res, void *arg)
 	}
 	oauth_cache_revoke(PQgetvalue(res, 0, 2));
 	ctr_add(&W.wk_slot->sl_leak_reports, 1);
-	LOG(LVL_WARN, "leak_report_received", KV_S("peer", c->c_peer),
+	LOG(LVL_WARN, "leak_report_received", KV_S("peer", peer_name(c)),
 	    KV_I("received", lw->lw_received),
 	    KV_I("wellformed", lw->lw_wellformed),
 	    KV_I("found", strtoll(PQgetvalue(res, 0, 0), NULL, 10)),

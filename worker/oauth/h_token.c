@@ -31,7 +31,7 @@ static const char bad_login[] = "the username or password is wrong";
 
 /* Counts the attempt in PostgreSQL, so that every box sharing the
  * database sees it (store/migrations/006_login_limits.sql). */
-static const char login_sql[] =
+const char oauth_login_sql[] =
     "SELECT o_wait, o_id, o_hash, o_disabled "
     "FROM tokend.tokend_login_attempt($1, $2::integer, $3::integer)";
 
@@ -285,6 +285,16 @@ grant_client_credentials(struct conn *c, struct oreq *or)
  * malformed: the row then names nobody.
  */
 void
+oauth_login_ok(const char *user)
+{
+	const char	*p[1] = { user };
+
+	/* Nobody waits for the clear: the tokens do not depend on it, and
+	 * were it lost the count would only end with its window. */
+	(void)pgq_submit(W.wk_pgq, NULL, login_ok_sql, 1, p, NULL, NULL);
+}
+
+void
 oauth_login_failed(const char *user, const char *client, const char *peer,
     const char *why)
 {
@@ -311,8 +321,8 @@ login_failed(struct conn *c, struct oreq *or, const char *why)
 
 	LOG(LVL_INFO, "login_failed", KV_S("user", name),
 	    KV_S("client", or->or_client.ci_client_id), KV_S("reason", why),
-	    KV_S("peer", c->c_peer));
-	oauth_login_failed(or->or_user, or->or_client.ci_client_id, c->c_peer,
+	    KV_S("peer", peer_name(c)));
+	oauth_login_failed(or->or_user, or->or_client.ci_client_id, peer_name(c),
 	    why);
 	oauth_error(c, 400, "invalid_grant", bad_login);
 }
@@ -321,7 +331,6 @@ static void
 password_verified(struct conn *c, int ok, void *arg)
 {
 	struct oreq	*or;
-	const char	*p[1];
 
 	(void)arg;
 	or = (struct oreq *)c->c_pending_data;
@@ -336,10 +345,7 @@ password_verified(struct conn *c, int ok, void *arg)
 		oreq_resume(c, HANDLER_DONE);
 		return;
 	}
-	/* Nobody waits for the clear: the tokens do not depend on it, and
-	 * were it lost the count would only end with its window. */
-	p[0] = or->or_user;
-	(void)pgq_submit(W.wk_pgq, NULL, login_ok_sql, 1, p, NULL, NULL);
+	oauth_login_ok(or->or_user);
 	oreq_resume(c, issue(c, or, 1));
 }
 
@@ -348,9 +354,9 @@ password_verified(struct conn *c, int ok, void *arg)
 static void
 login_limited(struct conn *c, struct oreq *or, int wait)
 {
-	oauth_login_locked(or->or_user, or->or_client.ci_client_id, c->c_peer);
+	oauth_login_locked(or->or_user, or->or_client.ci_client_id, peer_name(c));
 	LOG(LVL_WARN, "login_rate_limited", KV_S("user", or->or_user),
-	    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
+	    KV_I("retry_after", wait), KV_S("peer", peer_name(c)));
 	oauth_busy(c, wait, "too many failed logins for this user; try "
 	    "again later");
 }
@@ -402,7 +408,7 @@ login_start(struct conn *c, struct oreq *or, const char *name)
 	}
 	snprintf(max, sizeof(max), "%d", W.wk_cf->cf_login_max_failures);
 	snprintf(window, sizeof(window), "%d", W.wk_cf->cf_login_window);
-	return oauth_query(c, login_sql, 3, p, password_user);
+	return oauth_query(c, oauth_login_sql, 3, p, password_user);
 }
 
 static enum handler_result
@@ -460,7 +466,7 @@ refresh_reuse(struct conn *c, struct oreq *or, PGresult *res)
 	    KV_S("client", or->or_client.ci_client_id),
 	    KV_S("user", or->or_user), KV_S("family", PQgetvalue(res, 0, 9)),
 	    KV_S("family_size", PQgetvalue(res, 0, 10)),
-	    KV_S("revoked", PQgetvalue(res, 0, 11)), KV_S("peer", c->c_peer));
+	    KV_S("revoked", PQgetvalue(res, 0, 11)), KV_S("peer", peer_name(c)));
 	oauth_error(c, 400, "invalid_grant", bad_grant);
 }
 
@@ -604,7 +610,7 @@ exchanged(struct conn *c, PGresult *res, void *arg)
 			LOG(LVL_WARN, "code_replay_detected", KV_S("code", pfx),
 			    KV_S("client", or->or_client.ci_client_id),
 			    KV_S("revoked", PQgetvalue(res, 0, 7)),
-			    KV_S("peer", c->c_peer));
+			    KV_S("peer", peer_name(c)));
 		}
 		oauth_error(c, 400, "invalid_grant", bad_grant);
 	}

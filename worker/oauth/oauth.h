@@ -140,12 +140,12 @@ void	oauth_path_id(struct http_str path, const char *prefix,
 	    const char *suffix, char out[24]);
 
 /*
- * redirect_uri with code and (when state is not NULL) state appended as
- * query parameters, before any fragment, after an existing query with '&'.
- * Returns 0, or -1 when out is too small.
+ * redirect_uri with code and (when not NULL) state and iss (RFC 9207)
+ * appended as query parameters, before any fragment, after an existing
+ * query with '&'.  Returns 0, or -1 when out is too small.
  */
 int	oauth_redirect_to(const char *uri, const char *code,
-	    const char *state, char *out, size_t outlen);
+	    const char *state, const char *iss, char *out, size_t outlen);
 
 /*
  * The same with any query parameters: kv holds npairs name, value pairs
@@ -313,6 +313,15 @@ void	oauth_url(const char *path, char *out, size_t outlen);
 extern const struct worker_module oauth_module;
 
 enum handler_result h_token(struct conn *c);
+
+/*
+ * The password check's first step, shared by the password grant and the
+ * sign-in page: tokend_login_attempt (migration 006) counts the attempt
+ * for every box and answers o_wait, o_id, o_hash, o_disabled.  After a
+ * right password, oauth_login_ok clears the count without waiting.
+ */
+extern const char oauth_login_sql[];
+void	oauth_login_ok(const char *user);
 
 /*
  * A failed sign-in (the password grant's or the sign-in page's): counted in

@@ -291,11 +291,11 @@ oauth_redirect_with(const char *uri, const char *const *kv, size_t npairs,
 
 int
 oauth_redirect_to(const char *uri, const char *code, const char *state,
-    char *out, size_t outlen)
+    const char *iss, char *out, size_t outlen)
 {
-	const char	*kv[4] = { "code", code, "state", state };
+	const char	*kv[6] = { "code", code, "state", state, "iss", iss };
 
-	return oauth_redirect_with(uri, kv, 2, out, outlen);
+	return oauth_redirect_with(uri, kv, 3, out, outlen);
 }
 
 void

@@ -212,7 +212,7 @@ web_csrf_ok(struct conn *c, struct web_req *wr)
 	    CRYPTO_memcmp(f, wr->wr_csrf, WEB_HEX - 1) == 0)
 		return 1;
 	LOG(LVL_INFO, "csrf_refused", KV_S("path", W.wk_ep_name[c->c_ep]),
-	    KV_S("peer", c->c_peer));
+	    KV_S("peer", peer_name(c)));
 	web_error(c, wr, 403, "Form expired", "This form was not sent by "
 	    "this page, or it has expired. Go back, reload, and try again.");
 	return 0;

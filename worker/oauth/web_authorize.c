@@ -351,7 +351,7 @@ consent_device(struct conn *c, struct web_req *wr, PGresult *res, int allow)
 		LOG(LVL_INFO, "device_approved", KV_S("client",
 		    PQgetvalue(res, 0, 4)), KV_S("user", PQgetvalue(res, 0, 5)),
 		    KV_S("scope", PQgetvalue(res, 0, 6)),
-		    KV_S("peer", c->c_peer));
+		    KV_S("peer", peer_name(c)));
 	web_page(c, wr, 200, "device_done", v[0].hv_value, v, 2);
 }
 
@@ -377,7 +377,7 @@ consent_decided(struct conn *c, PGresult *res, void *arg)
 	LOG(LVL_INFO, allow ? "consent_given" : "consent_denied",
 	    KV_S("client", PQgetvalue(res, 0, 4)),
 	    KV_S("user", PQgetvalue(res, 0, 5)),
-	    KV_S("scope", PQgetvalue(res, 0, 6)), KV_S("peer", c->c_peer));
+	    KV_S("scope", PQgetvalue(res, 0, 6)), KV_S("peer", peer_name(c)));
 	if (PQgetvalue(res, 0, 1)[0] == 't')
 		consent_device(c, wr, res, allow);
 	else {

@@ -60,7 +60,7 @@ device_normalize(const char *in, char out[9])
 static void
 device_rl_key(struct conn *c, char *key, size_t len)
 {
-	snprintf(key, len, "device %s", c->c_peer);
+	snprintf(key, len, "device %s", peer_name(c));
 }
 
 static void
@@ -70,7 +70,7 @@ device_wrong(struct conn *c, struct web_req *wr)
 
 	device_rl_key(c, key, sizeof(key));
 	ratelimit_fail(W.wk_shm, key, W.wk_now, WEB_DEVICE_WINDOW);
-	LOG(LVL_INFO, "device_code_wrong", KV_S("peer", c->c_peer));
+	LOG(LVL_INFO, "device_code_wrong", KV_S("peer", peer_name(c)));
 	device_form(c, wr, 400, form_get(&wr->wr_form, "user_code"),
 	    "That code is not valid, or it has expired. Check the code on "
 	    "your device.");
@@ -113,7 +113,7 @@ device_post(struct conn *c, struct web_req *wr)
 	if ((wait = ratelimit_check(W.wk_shm, key, W.wk_now, WEB_DEVICE_WINDOW,
 	    WEB_DEVICE_MAX_WRONG)) > 0) {
 		LOG(LVL_WARN, "device_code_rate_limited", KV_I("retry_after",
-		    wait), KV_S("peer", c->c_peer));
+		    wait), KV_S("peer", peer_name(c)));
 		wr->wr_retry_after = wait;
 		web_error(c, wr, 429, "Too many attempts", "Too many wrong "
 		    "codes were entered from this address. Wait a few minutes "

@@ -22,11 +22,6 @@
 
 static const char bad_login[] = "The user name or password is wrong.";
 
-static const char login_sql[] =
-    "SELECT o_wait, o_id, o_hash, o_disabled "
-    "FROM tokend.tokend_login_attempt($1, $2::integer, $3::integer)";
-
-static const char login_ok_sql[] = "SELECT tokend.tokend_login_ok($1)";
 
 static const char signin_sql[] =
     "SELECT tokend.tokend_web_signin(decode($1, 'hex'), $2, $3::bigint, "
@@ -72,8 +67,8 @@ signin_failed(struct conn *c, struct web_req *wr, const char *why)
 {
 	LOG(LVL_INFO, "signin_failed", KV_S("user",
 	    form_get(&wr->wr_form, "username")), KV_S("reason", why),
-	    KV_S("peer", c->c_peer));
-	oauth_login_failed(wr->wr_user, NULL, c->c_peer, why);
+	    KV_S("peer", peer_name(c)));
+	oauth_login_failed(wr->wr_user, NULL, peer_name(c), why);
 	signin_again(c, wr, 400, bad_login);
 }
 
@@ -89,7 +84,7 @@ signin_done(struct conn *c, PGresult *res, void *arg)
 	memcpy(wr->wr_set_session, wr->wr_tok, sizeof(wr->wr_set_session));
 	oauth_prefix(wr->wr_tok, pfx);
 	LOG(LVL_INFO, "signin_succeeded", KV_S("user", wr->wr_user),
-	    KV_S("session", pfx), KV_S("peer", c->c_peer));
+	    KV_S("session", pfx), KV_S("peer", peer_name(c)));
 	web_redirect(c, wr, form_get(&wr->wr_form, "next"));
 	web_resume(c, HANDLER_DONE);
 }
@@ -102,9 +97,7 @@ signin_open(struct conn *c, struct web_req *wr)
 	char		 ttl[16];
 	const char	*p[5];
 
-	p[0] = wr->wr_user;
-	/* Nobody waits for the clear, as in the password grant. */
-	(void)pgq_submit(W.wk_pgq, NULL, login_ok_sql, 1, p, NULL, NULL);
+	oauth_login_ok(wr->wr_user);
 	if (web_mint(wr, TOKEN_SESSION, hash) == -1) {
 		oauth_unavailable(c);
 		return HANDLER_DONE;
@@ -149,9 +142,9 @@ signin_user(struct conn *c, PGresult *res, void *arg)
 	if ((wr = web_row(c, res)) == NULL)
 		return;
 	if ((wait = atoi(PQgetvalue(res, 0, 0))) > 0) {
-		oauth_login_locked(wr->wr_user, NULL, c->c_peer);
+		oauth_login_locked(wr->wr_user, NULL, peer_name(c));
 		LOG(LVL_WARN, "login_rate_limited", KV_S("user", wr->wr_user),
-		    KV_I("retry_after", wait), KV_S("peer", c->c_peer));
+		    KV_I("retry_after", wait), KV_S("peer", peer_name(c)));
 		wr->wr_retry_after = wait;
 		signin_again(c, wr, 429, "Too many failed sign-ins for this "
 		    "user. Try again later.");
@@ -210,7 +203,7 @@ web_signin(struct conn *c)
 	p[0] = wr->wr_user;
 	p[1] = max;
 	p[2] = window;
-	return web_done(c, web_query(c, login_sql, 3, p, signin_user));
+	return web_done(c, web_query(c, oauth_login_sql, 3, p, signin_user));
 }
 
 /* ---- POST /logout ----------------------------------------------------------- */
@@ -234,7 +227,7 @@ logout_done(struct conn *c, PGresult *res, void *arg)
 	}
 	if (PQntuples(res) == 1)
 		LOG(LVL_INFO, "signed_out", KV_S("session",
-		    PQgetvalue(res, 0, 0)), KV_S("peer", c->c_peer));
+		    PQgetvalue(res, 0, 0)), KV_S("peer", peer_name(c)));
 	signed_out(c, wr);
 	web_resume(c, HANDLER_DONE);
 }
