@@ -438,7 +438,7 @@ class ExpiryTest(unittest.TestCase):
             harness.wait_until(lambda: self.count(both, self.ids["week"],
                                                   "7d") and
                                self.count(both, self.ids["day"], "1d"),
-                               timeout=15, msg="no token_expiring")
+                               timeout=30, msg="no token_expiring")
             line = [x for x in self.events(a, b)
                     if " id=%d " % self.ids["day"] in x][0]
             self.assertIn("user=carol", line)
@@ -450,7 +450,7 @@ class ExpiryTest(unittest.TestCase):
                              "interval '20 hours' WHERE id = %s",
                              self.ids["week"])
             harness.wait_until(lambda: self.count(both, self.ids["week"],
-                                                  "1d"), timeout=15)
+                                                  "1d"), timeout=30)
             a.stop()
             a.start()
             time.sleep(6)       # a sweep of each writer, after the restart
