@@ -216,7 +216,7 @@ class Bench(benchlib.Bench):
         """SPEC 13 on every hit PAT: the worst allowlist (16 CIDRs, the
         match last) and a rate limit high enough never to refuse."""
         nets = ["198.51.%d.0/24" % i for i in range(15)] + ["127.0.0.0/8"]
-        self.psql("UPDATE tokens SET allowed_ips = '{%s}'::cidr[], "
+        self.psql("UPDATE tokend.tokens SET allowed_ips = '{%s}'::cidr[], "
                   "rate_limit = 1000000, rate_window = 1 WHERE user_id = %s"
                   % (",".join(nets), self.users["hit"]))
 
@@ -236,8 +236,8 @@ class Bench(benchlib.Bench):
         r["bulk"] = self.mint("bulk", self.st.bulk, user="bulk")
         r["unknown"] = self.mint("unknown", 1000, mode="unknown")
         r["badsum"] = self.mint("badsum", 1000, mode="badsum")
-        self.psql("VACUUM ANALYZE tokens")
-        rows = self.psql("SELECT count(*), pg_total_relation_size('tokens') "
+        self.psql("VACUUM ANALYZE tokend.tokens")
+        rows = self.psql("SELECT count(*), pg_total_relation_size('tokend.tokens') "
                          "FROM tokend.tokens")[0]
         r["rows"], r["table_bytes"] = int(rows[0]), int(rows[1])
         self.res["tokens"] = r
