@@ -1794,7 +1794,7 @@ ctl_scan_hit(struct ctl *c, struct ctl_scan *sc, const char *name,
 	for (i = 0; i < sc->sc_n; i++)
 		if (memcmp(sc->sc_hash[i], h, sizeof(h)) == 0)
 			return 0;
-	if (sc->sc_n == sc->sc_cap) {
+	if (sc->sc_n == sc->sc_cap || sc->sc_hash == NULL) {
 		sc->sc_cap = sc->sc_cap == 0 ? 16 : 2 * sc->sc_cap;
 		if ((nh = realloc(sc->sc_hash, sc->sc_cap *
 		    sizeof(*nh))) == NULL)
@@ -2016,7 +2016,7 @@ ctl_find_cmd(const struct ctl *c)
 	size_t			 i;
 	int			 nw;
 
-	if (c->ctl_nwords == 0)
+	if (c->ctl_nwords == 0 || c->ctl_words[0] == NULL)
 		ctl_usage(NULL, "no command given");
 	for (i = 0; i < CTL_NCMDS; i++) {
 		cmd = &ctl_cmds[i];
