@@ -16,6 +16,10 @@
 
 #include "worker/oauth/oauth.h"
 
+/* The worst issuer for the redirect's size: as long as the setting may be,
+ * every character one that percent-encoding triples. */
+static char	 issuer[CF_URL_LEN];
+
 static void
 check_str(const char *s, size_t cap)
 {
@@ -40,7 +44,10 @@ check_authorize(const uint8_t *data, size_t size)
 {
 	struct authorize_req ar;
 	const char	*err, *why;
-	char		 to[OA_URI_MAX + OA_STATE_MAX * 3 + 128];
+	char		 to[OA_URI_MAX + OA_STATE_MAX * 3 + CF_URL_LEN * 3 + 128];
+
+	if (issuer[0] == '\0')
+		memset(issuer, '/', sizeof(issuer) - 1);
 
 	if (oauth_parse_authorize((const char *)data, size, &ar, &err,
 	    &why) == -1) {
@@ -60,7 +67,8 @@ check_authorize(const uint8_t *data, size_t size)
 	/* h_authorize.c sizes its buffer like this: it must always fit. */
 	if (oauth_redirect_to(ar.ar_redirect_uri,
 	    "tkc_0000000000000000000000000000000000000000000000000",
-	    ar.ar_has_state ? ar.ar_state : NULL, to, sizeof(to)) == -1)
+	    ar.ar_has_state ? ar.ar_state : NULL, issuer, to,
+	    sizeof(to)) == -1)
 		abort();
 	check_str(to, sizeof(to));
 }

@@ -15,7 +15,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 fuzz_check_accepted(const char *s, enum token_kind kind)
 {
-	static const char prefix[] = " arpc";	/* index by enum token_kind */
+	static const char prefix[] = " arpcds";	/* index by enum token_kind */
 	size_t	 i;
 	char	 c;
 
