@@ -109,10 +109,18 @@ Helpers
                             returns a true value, and return that value;
                             raises WaitTimeout (an AssertionError).
     tmpdir(prefix)          a /tmp directory removed at exit.
+    database(name)          a fresh database in the cluster: a copy of
+                            pg() whose url and sql() point at it.
+    legacy_database(name, upto=10)  the same, with migrations up to upto
+                            applied in public as tokenctl did before the
+                            schema tokend.
 """
 
 import atexit
+import copy
+import glob
 import json as jsonlib
+import re
 import os
 import shutil
 import signal
@@ -848,3 +856,43 @@ def conn_from(port, source, timeout=5):
     c = Conn.__new__(Conn)
     c.port, c.sock, c.buf, c.pending, c.eof = port, sock, b"", [], False
     return c
+
+
+def database(name):
+    """A fresh database NAME in pg()'s cluster (an old one of that name is
+    dropped, its sessions too), for a test that must not share tokend's:
+    a copy of pg() whose url and sql() point at it.  tokend's schema is not
+    created: tokenctl("migrate", url=db.url) does that."""
+    main = pg()
+    main.sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+    main.sql("CREATE DATABASE %s" % name)
+    db = copy.copy(main)
+    db.url = main.url.replace("///tokend?", "///%s?" % name)
+    return db
+
+
+def legacy_database(name, upto=10):
+    """database(name) as a tokenctl from before the schema tokend left it:
+    store/migrations/ up to version UPTO applied in public, one transaction
+    for all, recorded in public.schema_migrations."""
+    db = database(name)
+    script = ["SET search_path = public;",
+              "CREATE TABLE schema_migrations (version int PRIMARY KEY, "
+              "name text, applied_at timestamptz DEFAULT now());"]
+    for path in sorted(glob.glob(os.path.join(ROOT, "store", "migrations",
+                                              "*.sql"))):
+        m = re.match(r"(\d+)_(.*)\.sql$", os.path.basename(path))
+        if int(m.group(1)) > upto:
+            break
+        with open(path) as f:
+            script.append(f.read())
+        script.append("INSERT INTO schema_migrations (version, name) "
+                      "VALUES (%d, '%s');" % (int(m.group(1)), m.group(2)))
+    r = subprocess.run([db.psql, "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
+                        "-d", db.url, "-f", "-"], input="\n".join(script),
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(_clean_env(),
+                                PGOPTIONS="-c client_min_messages=warning"))
+    if r.returncode != 0:
+        raise SQLError(r.stderr.strip())
+    return db

@@ -6,12 +6,9 @@ run (the contract in the round's brief), so these tests need no browser.
 """
 
 import base64
-import glob
-import hashlib
 import json
 import os
 import re
-import subprocess
 import threading
 import unittest
 
@@ -438,39 +435,15 @@ class UpgradeTest(unittest.TestCase):
 
     DB = "tokend_upgrade"
 
-    def psql(self, url, script):
-        r = subprocess.run([harness.pg().psql, "-X", "-q", "-v",
-                            "ON_ERROR_STOP=1", "-d", url, "-f", "-"],
-                           input=script, capture_output=True, text=True,
-                           timeout=120, env=dict(
-                               os.environ, PGOPTIONS="-c client_min_messages="
-                               "warning"))
-        self.assertEqual(r.returncode, 0, r.stderr)
-
     def test_existing_clients_keep_their_grants(self):
-        pg = harness.pg()
-        pg.sql("DROP DATABASE IF EXISTS %s" % self.DB)
-        pg.sql("CREATE DATABASE %s" % self.DB)
-        self.addCleanup(pg.sql, "DROP DATABASE IF EXISTS %s" % self.DB)
-        url = pg.url.replace("///tokend?", "///%s?" % self.DB)
         # The schema as the previous release left it: migrations to 010.
-        script = ["CREATE TABLE schema_migrations (version int PRIMARY KEY, "
-                  "name text, applied_at timestamptz DEFAULT now());"]
-        for path in sorted(glob.glob(os.path.join(
-                harness.ROOT, "store", "migrations", "*.sql"))):
-            name = os.path.basename(path)
-            version = int(name[:3])
-            if version >= 11:
-                continue
-            with open(path) as f:
-                script.append(f.read())
-            script.append("INSERT INTO schema_migrations (version, name) "
-                          "VALUES (%d, '%s');" % (version, name[4:-4]))
-        script.append("INSERT INTO clients (client_id, public) VALUES "
-                      "('old-spa', true);")
-        script.append("INSERT INTO clients (client_id, public, secret_hash) "
-                      "VALUES ('old-svc', false, 'x');")
-        self.psql(url, "\n".join(script))
+        db = harness.legacy_database(self.DB)
+        self.addCleanup(harness.pg().sql, "DROP DATABASE IF EXISTS %s WITH "
+                        "(FORCE)" % self.DB)
+        url = db.url
+        db.sql("INSERT INTO clients (client_id, public) VALUES "
+               "('old-spa', true); INSERT INTO clients (client_id, public, "
+               "secret_hash) VALUES ('old-svc', false, 'x')")
         harness.tokenctl("migrate", url=url)
         rows = {c["id"]: c["grant_types"] for c in json.loads(
             harness.tokenctl("client", "list", "--json", url=url).stdout)}
@@ -480,8 +453,8 @@ class UpgradeTest(unittest.TestCase):
                                             "refresh_token", "password",
                                             "client_credentials"])
         # A row inserted by hand now gets SPEC 11's defaults.
-        self.psql(url, "INSERT INTO tokend.clients (client_id, public) "
-                  "VALUES ('new-spa', true);")
+        db.sql("INSERT INTO tokend.clients (client_id, public) "
+               "VALUES ('new-spa', true)")
         shown = json.loads(harness.tokenctl("client", "show", "new-spa",
                                             "--json", url=url).stdout)
         self.assertEqual(shown["grant_types"], DEFAULT_PUBLIC)

@@ -2,7 +2,6 @@
 warnings, a user's sessions, and the tokenctl commands behind them."""
 
 import base64
-import copy
 import json
 import re
 import time
@@ -413,11 +412,7 @@ class ExpiryTest(unittest.TestCase):
     read."""
 
     def setUp(self):
-        main = harness.pg()
-        main.sql("DROP DATABASE IF EXISTS tokend_expiry WITH (FORCE)")
-        main.sql("CREATE DATABASE tokend_expiry")
-        self.db = copy.copy(main)
-        self.db.url = main.url.replace("///tokend?", "///tokend_expiry?")
+        self.db = harness.database("tokend_expiry")
         harness.tokenctl("migrate", url=self.db.url)
         self.ctl("user", "add", "carol", "--no-password")
         self.ids = {}

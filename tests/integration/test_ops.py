@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import time
 import unittest
 
 import harness
@@ -407,11 +406,9 @@ class LeastPrivilegeTest(unittest.TestCase):
             .replace("user=postgres", "user=" + user)
 
     def setUp(self):
-        pg = harness.pg()
-        pg.sql("DROP DATABASE IF EXISTS %s" % self.DB)
+        harness.database(self.DB)
         for role in ("tokend_server", "tokend_migrate"):
-            pg.sql("DROP ROLE IF EXISTS %s" % role)
-        pg.sql("CREATE DATABASE %s" % self.DB)
+            harness.pg().sql("DROP ROLE IF EXISTS %s" % role)
 
     def tearDown(self):
         pg = harness.pg()

@@ -2,9 +2,6 @@
 application without clashing, and a database migrated before the schema
 existed is moved into it whole."""
 
-import glob
-import os
-import re
 import unittest
 
 import harness
@@ -13,13 +10,6 @@ from harness import Tokend, pg, tokenctl, wait_until
 TABLES = {"users", "clients", "tokens", "usage_batches", "login_failures",
           "web_sessions", "consents", "device_codes", "web_tickets",
           "audit", "token_networks", "schema_migrations"}
-
-
-def fresh_db(name):
-    pg().sql("DROP DATABASE IF EXISTS %s" % name)
-    pg().sql("CREATE DATABASE %s" % name)
-    return pg().url.replace("postgresql:///tokend?",
-                            "postgresql:///%s?" % name)
 
 
 def sql(url, q):
@@ -72,7 +62,7 @@ class SchemaTest(unittest.TestCase):
             t.stop()
 
     def test_shares_a_database_with_an_application(self):
-        url = fresh_db("app_shared")
+        url = harness.database("app_shared").url
         # An application's own tables, named like tokend's (Rails keeps a
         # schema_migrations of its own).
         sql(url, "CREATE TABLE users (id int, email text); "
@@ -91,26 +81,9 @@ class SchemaTest(unittest.TestCase):
         self.serve(url)
 
     def test_legacy_database_moves_into_the_schema(self):
-        url = fresh_db("app_legacy")
         # What migrate did before the schema existed: each file up to
         # 010 in public, recorded in public.schema_migrations.
-        sql(url, "CREATE TABLE schema_migrations (version int PRIMARY KEY, "
-            "name text, applied_at timestamptz DEFAULT now())")
-        root = os.path.join(harness.ROOT, "store", "migrations")
-        for path in sorted(glob.glob(os.path.join(root, "*.sql"))):
-            m = re.match(r"(\d+)_(.*)\.sql", os.path.basename(path))
-            if int(m.group(1)) > 10:
-                break
-            body = open(path).read()
-            r = harness.subprocess.run(
-                [pg().psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
-                 "-1", "-f", "-"], input="SET search_path = public;\n" +
-                body + "\nINSERT INTO schema_migrations VALUES (%d, '%s');"
-                % (int(m.group(1)), m.group(2)),
-                capture_output=True, text=True, timeout=60,
-                env=dict(harness._clean_env(),
-                         PGOPTIONS="-c client_min_messages=warning"))
-            self.assertEqual(r.returncode, 0, r.stderr)
+        url = harness.legacy_database("app_legacy").url
         sql(url, "INSERT INTO users (name) VALUES ('old')")
         tokenctl("migrate", url=url)
         self.check_layout(url)
