@@ -86,6 +86,14 @@ oauth_error(struct conn *c, int status, const char *error, const char *desc)
 }
 
 void
+oauth_api_json(struct conn *c, int status, json_t *obj)
+{
+	resp_start(c, status);
+	resp_header(c, "Cache-Control", "no-store");
+	resp_json_end(c, obj);
+}
+
+void
 oauth_api_error(struct conn *c, int status, const char *error,
     const char *desc)
 {

@@ -60,9 +60,7 @@ az_answer(struct conn *c, struct az_wait *az, PGresult *res)
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "authorize"),
 	    KV_S("client", ar->ar_client_id), KV_S("user", az->az_user),
 	    KV_S("code", pfx), KV_S("scope", PQgetvalue(res, 0, 1)));
-	resp_start(c, 200);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, json_pack("{s:s, s:s}", "code", az->az_code,
+	oauth_api_json(c, 200, json_pack("{s:s, s:s}", "code", az->az_code,
 	    "redirect_to", to));
 }
 

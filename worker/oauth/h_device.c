@@ -6,7 +6,8 @@
  * The device_code is a tkd_ token: only its SHA-256 reaches PostgreSQL.
  * The user_code is 8 letters of BCDFGHJKLMNPQRSTVWXZ (RFC 8628 6.1: no
  * vowels, no look-alikes), drawn from RAND_bytes by rejection so every
- * letter is equally likely, stored without its dash and shown XXXX-XXXX.
+ * letter is equally likely, stored without its dash and shown as two
+ * groups of four letters joined by a dash (BCDF-GHJK).
  * 20^8 codes live for DEV_TTL seconds each; guessing one is the /device
  * pages' limit to enforce.  Issuing is limited per source address here,
  * in the shared table client authentication failures use (shm/ratelimit.c),

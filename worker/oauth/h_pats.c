@@ -148,27 +148,35 @@ pat_status(struct conn *c, PGresult *res)
 	return 0;
 }
 
+/*
+ * 201 with POST /pats's body for the PAT just made (by POST /pats or a
+ * rotation): the only time its token is shown.  id is column 1 of res,
+ * created_at and expires_at columns k and k + 1.
+ */
+static void
+pat_made(struct conn *c, const struct pat_wait *pw, PGresult *res,
+    const char *name, const char *scope, int k)
+{
+	oauth_api_json(c, 201, json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}",
+	    "id", (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10),
+	    "token", pw->pw_token, "name", name, "scope", scope, "created_at",
+	    oauth_ts_json(res, 0, k), "expires_at",
+	    oauth_ts_json(res, 0, k + 1)));
+}
+
 static void
 pat_created(struct conn *c, struct pat_wait *pw, PGresult *res)
 {
 	char	 pfx[TOKEN_DISPLAY_LEN + 1];
-	json_t	*o;
 
 	if (!pat_status(c, res))
 		return;
-	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
-	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
-	    pw->pw_token, "name", pw->pw_req.pr_name, "scope", pw->pw_scope,
-	    "created_at", oauth_ts_json(res, 0, 2), "expires_at",
-	    oauth_ts_json(res, 0, 3));
 	oauth_prefix(pw->pw_token, pfx);
 	metrics_token_issued(ISSUED_PAT);
 	LOG(LVL_INFO, "token_issued", KV_S("grant", "pat"),
 	    KV_S("user", pw->pw_user), KV_S("pat", pfx),
 	    KV_S("scope", pw->pw_scope));
-	resp_start(c, 201);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, o);
+	pat_made(c, pw, res, pw->pw_req.pr_name, pw->pw_scope, 2);
 }
 
 /* SPEC 13's fields of a listed PAT: last_used_ip, allowed_ips, rate. */
@@ -215,9 +223,7 @@ pat_listed(struct conn *c, PGresult *res)
 		pat_listed_beyond(o, res, i);
 		json_array_append_new(a, o);
 	}
-	resp_start(c, 200);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, a);
+	oauth_api_json(c, 200, a);
 }
 
 static void
@@ -248,7 +254,6 @@ static void
 pat_rotated(struct conn *c, struct pat_wait *pw, PGresult *res)
 {
 	char	 pfx[TOKEN_DISPLAY_LEN + 1];
-	json_t	*o;
 
 	if (strcmp(PQgetvalue(res, 0, 0), "not_found") == 0) {
 		oauth_api_error(c, 404, "not_found", "no such personal access "
@@ -258,19 +263,12 @@ pat_rotated(struct conn *c, struct pat_wait *pw, PGresult *res)
 	if (!pat_status(c, res))
 		return;
 	oauth_cache_revoke(PQgetvalue(res, 0, 6));
-	o = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "id",
-	    (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "token",
-	    pw->pw_token, "name", PQgetvalue(res, 0, 2), "scope",
-	    PQgetvalue(res, 0, 3), "created_at", oauth_ts_json(res, 0, 4),
-	    "expires_at", oauth_ts_json(res, 0, 5));
 	oauth_prefix(pw->pw_token, pfx);
 	LOG(LVL_INFO, "token_rotated", KV_S("user", pw->pw_user),
 	    KV_S("old_id", pw->pw_id), KV_S("old_expires", PQgetvalue(res, 0,
 	    7)), KV_S("pat", pfx), KV_S("id", PQgetvalue(res, 0, 1)),
 	    KV_S("by", "api"));
-	resp_start(c, 201);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, o);
+	pat_made(c, pw, res, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3), 4);
 }
 
 static void

@@ -79,9 +79,7 @@ sess_listed(struct conn *c, PGresult *res)
 		    PQgetvalue(res, i, 5)[0] == 't');
 		json_array_append_new(a, o);
 	}
-	resp_start(c, 200);
-	resp_header(c, "Cache-Control", "no-store");
-	resp_json_end(c, a);
+	oauth_api_json(c, 200, a);
 }
 
 static void

@@ -244,7 +244,9 @@ void	oauth_json(struct conn *c, int status, json_t *obj);
 void	oauth_body(struct conn *c, int status, const char *json, size_t len);
 void	oauth_error(struct conn *c, int status, const char *error,
 	    const char *desc);
-/* The JSON APIs' errors (/authorize, /pats): Cache-Control: no-store. */
+/* The JSON APIs' answers and errors (/authorize, /pats, /sessions):
+ * Cache-Control: no-store. */
+void	oauth_api_json(struct conn *c, int status, json_t *obj);
 void	oauth_api_error(struct conn *c, int status, const char *error,
 	    const char *desc);
 /* 503 temporarily_unavailable with Retry-After. */
