@@ -106,6 +106,7 @@ static const struct cf_key cf_keys[] = {
 	{ .ck_name = "usage_flush_interval", .ck_type = CT_NUM,
 	    F(cf_usage_flush_interval), .ck_dmin = 0.05, .ck_dmax = 60,
 	    .ck_ddef = 1 },
+	INT("usage_fold_interval", cf_usage_fold_interval, 0, 3600, 60),
 	INT("access_token_ttl", cf_access_token_ttl, 300, 86400, 900),
 	INT("refresh_token_ttl", cf_refresh_token_ttl, 60, 31536000, 2592000),
 	INT("refresh_grace", cf_refresh_grace, 0, 60, 10),

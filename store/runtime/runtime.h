@@ -58,6 +58,7 @@ struct config {
 	int	cf_cache_ttl;
 	int	cf_negative_ttl;
 	double	cf_usage_flush_interval;	/* seconds, 0.05 .. 60 */
+	int	cf_usage_fold_interval;		/* seconds; 0: no usage_deltas */
 	int	cf_access_token_ttl;
 	int	cf_refresh_token_ttl;
 	int	cf_refresh_grace;

@@ -1494,10 +1494,11 @@ cmd_token_list(struct ctl *c)
 	/* user: whose token it is; a client-credentials token has none. */
 	return ctl_list(c, "SELECT t.id, coalesce(u.name, ''), t.kind, "
 	    "t.prefix, t.name, t.scope, " PG_EPOCH("t.created_at") ", "
-	    PG_EPOCH("t.expires_at") ", " PG_EPOCH("t.last_used_at") ", "
-	    "t.use_count, " PG_EPOCH("t.revoked_at") ", host(t.last_used_ip), "
+	    PG_EPOCH("t.expires_at") ", " PG_EPOCH("s.last_used_at") ", "
+	    "s.use_count, " PG_EPOCH("t.revoked_at") ", host(s.last_used_ip), "
 	    "array_to_string(t.allowed_ips, ' '), "
 	    "t.rate_limit || '/' || t.rate_window, t.canary FROM tokend.tokens t "
+	    "JOIN tokend.token_usage s ON s.token_id = t.id "
 	    "LEFT JOIN tokend.users u ON u.id = t.user_id "
 	    "WHERE ($1::bigint IS NULL OR t.user_id = $1) AND "
 	    "($2::integer IS NULL OR (t.revoked_at IS NULL AND "

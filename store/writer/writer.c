@@ -6,7 +6,9 @@
  *             usage table (shm/README.md) and records the batch number for
  *             this master's instance in usage_batches, so that a writer
  *             killed between the commit and emptying the tables never
- *             counts a use twice.
+ *             counts a use twice.  In a busy flush the uses of tokens it
+ *             wrote lately wait in usage_deltas, folded into tokens
+ *             every usage_fold_interval (migration 021, hot.c).
  *   cleanup   tokend_cleanup (migration 010) deletes rows expired or
  *             revoked, and watermarks, older than `retention`,
  *             every CLEANUP_MS; refresh successor boxes past
@@ -55,6 +57,7 @@
 #define WR_STATEMENT_DUE_MS (60000 + 5000)
 #define WR_CONNECT_DUE_MS 30000		/* connect_timeout, multi-host */
 #define WR_IDLE_DUE_MS	(PING_MS + 5000)	/* a loop turn, busy box */
+#define USAGE_BUSY	1000	/* tokens a flush: above, hot ones wait (021) */
 
 /* store.h: the master's newer configurations, a seqlock on wc_gen. */
 struct writer_conf {
@@ -66,6 +69,15 @@ struct sbuf {
 	char	*sb_buf;
 	size_t	 sb_len;
 	size_t	 sb_cap;
+};
+
+/* A usage entry of the batch (shm usage_collect). */
+struct urec {
+	int64_t		 ur_token;
+	uint64_t	 ur_count;
+	int64_t		 ur_ms;		/* newest use */
+	uint8_t		 ur_ip[IP_LEN];	/* its address, or all zeros */
+	int		 ur_hot;	/* to usage_deltas */
 };
 
 static struct writer {
@@ -88,14 +100,22 @@ static struct writer {
 	int64_t		 wr_next_wipe_ms;
 	int64_t		 wr_next_expiring_ms;
 	int64_t		 wr_last_ok_ms;
+	/* The batch's usage entries, merged per token before sending. */
+	struct urec	*wr_recs;
+	size_t		 wr_nrecs, wr_reccap;
 	struct sbuf	 wr_ids, wr_counts, wr_last;	/* batch arrays */
 	struct sbuf	 wr_ips;			/* ... and addresses */
+	struct sbuf	 wr_hids, wr_hcounts, wr_hlast, wr_hips; /* hot ones */
+	int64_t		 wr_deltas_ms;	/* this writer's oldest row still in
+					 * usage_deltas, 0: none, 1: unknown */
+	int		 wr_final;	/* the last flush: fold */
 	/* New-network candidates (netseen.c): (token, network, address)
 	 * arrays, and their keys, added to the set once committed. */
 	struct sbuf	 wr_nids, wr_nnets, wr_naddrs;
 	uint64_t	*wr_nkeys;
 	size_t		 wr_nnew, wr_nkeycap;
 	uint64_t	 wr_batch_uses;
+	int		 wr_collect_failed;
 } WR;
 
 static volatile sig_atomic_t got_term;
@@ -103,35 +123,58 @@ static volatile sig_atomic_t got_usr1;
 
 /*
  * One statement per flush (SPEC 6), whatever else it records: the usage
- * entries ($1..$3, and $6 their client addresses: one entry per token and
- * network, so the newest address wins per token), and the (token,
- * network) pairs this writer has not seen committed yet ($7..$9).  A pair
- * that comes back from token_networks is a first use from that network,
- * on any box, ever: token_new_network.  Its token may be gone since the
- * use (the EXISTS), and duplicates are nothing new (DO NOTHING).
+ * entries, merged per token here ($1..$3, and $6 the newest client
+ * address), and the (token, network) pairs this writer has not seen
+ * committed yet ($7..$9).  A pair that comes back from token_networks is a
+ * first use from that network, on any box, ever: token_new_network.  Its
+ * token may be gone since the use (the EXISTS), and duplicates are nothing
+ * new (DO NOTHING).
+ *
+ * Two shapes (migration 021).  usage_sql writes $1..$3 into tokens and
+ * appends the hot tokens' uses ($10..$13) to usage_deltas.  usage_fold_sql
+ * writes $1..$3 and every row of usage_deltas (any box's, deleted in the
+ * same statement) into tokens.  A token appears once in $1 and once in
+ * $10 at most, and never in both: an UPDATE ... FROM that joins a row
+ * twice would count it once.
  */
-static const char usage_sql[] =
-    "WITH b AS (SELECT id, sum(n)::bigint AS n, max(ms) AS ms, "
-    "(array_agg(ip ORDER BY ms DESC) FILTER (WHERE ip IS NOT NULL))[1] "
-    "AS ip FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], "
-    "$6::inet[]) AS x(id, n, ms, ip) GROUP BY id), "
-    "u AS (UPDATE tokend.tokens t SET use_count = t.use_count + b.n, "
-    "last_used_at = greatest(t.last_used_at, to_timestamp(b.ms / 1000.0)), "
-    "last_used_ip = CASE WHEN b.ip IS NOT NULL AND (t.last_used_at IS NULL "
-    "OR to_timestamp(b.ms / 1000.0) >= t.last_used_at) THEN b.ip "
-    "ELSE t.last_used_ip END "
-    "FROM b WHERE t.id = b.id RETURNING 1), "
-    "n AS (INSERT INTO tokend.token_networks (token_id, network, address) "
-    "SELECT k.id, k.net, k.ip FROM unnest($7::bigint[], $8::cidr[], "
-    "$9::inet[]) AS k(id, net, ip) "
-    "WHERE EXISTS (SELECT 1 FROM tokend.tokens t WHERE t.id = k.id) "
+#define USAGE_U \
+    "u AS (UPDATE tokend.tokens t SET use_count = t.use_count + b.n, " \
+    "last_used_at = greatest(t.last_used_at, b.at), " \
+    "last_used_ip = CASE WHEN b.ip IS NOT NULL AND (t.last_used_at IS NULL " \
+    "OR b.at >= t.last_used_at) THEN b.ip ELSE t.last_used_ip END " \
+    "FROM b WHERE t.id = b.id RETURNING 1), " \
+    "n AS (INSERT INTO tokend.token_networks (token_id, network, address) " \
+    "SELECT k.id, k.net, k.ip FROM unnest($7::bigint[], $8::cidr[], " \
+    "$9::inet[]) AS k(id, net, ip) " \
+    "WHERE EXISTS (SELECT 1 FROM tokend.tokens t WHERE t.id = k.id) " \
     "ON CONFLICT DO NOTHING RETURNING token_id, network, address), "
-    "w AS (INSERT INTO tokend.usage_batches (instance, seq, rows, at) "
-    "VALUES ($4, $5, (SELECT count(*) FROM u), now()) "
-    "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, "
-    "rows = excluded.rows, at = excluded.at RETURNING rows) "
-    "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix "
-    "FROM w LEFT JOIN n ON true LEFT JOIN tokend.tokens t ON t.id = n.token_id";
+#define USAGE_W(rows) \
+    "w AS (INSERT INTO tokend.usage_batches (instance, seq, rows, at) " \
+    "VALUES ($4, $5, " rows ", now()) " \
+    "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, " \
+    "rows = excluded.rows, at = excluded.at RETURNING rows) " \
+    "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix " \
+    "FROM w LEFT JOIN n ON true LEFT JOIN tokend.tokens t ON t.id = n.token_id"
+#define USAGE_BATCH \
+    "SELECT id, n, to_timestamp(ms / 1000.0) AS at, ip FROM unnest(" \
+    "$1::bigint[], $2::bigint[], $3::bigint[], $6::inet[]) AS x(id, n, ms, ip)"
+
+static const char usage_sql[] =
+    "WITH b AS (" USAGE_BATCH "), " USAGE_U
+    "h AS (INSERT INTO tokend.usage_deltas (token_id, uses, last_used_at, "
+    "last_used_ip) SELECT id, n, to_timestamp(ms / 1000.0), ip FROM unnest("
+    "$10::bigint[], $11::bigint[], $12::bigint[], $13::inet[]) AS "
+    "x(id, n, ms, ip) RETURNING 1), "
+    USAGE_W("(SELECT count(*) FROM u) + (SELECT count(*) FROM h)");
+
+static const char usage_fold_sql[] =
+    "WITH d AS (DELETE FROM tokend.usage_deltas RETURNING token_id, uses, "
+    "last_used_at, last_used_ip), "
+    "a AS (" USAGE_BATCH " UNION ALL SELECT * FROM d), "
+    "b AS (SELECT id, sum(n)::bigint AS n, max(at) AS at, "
+    "(array_agg(ip ORDER BY at DESC) FILTER (WHERE ip IS NOT NULL))[1] "
+    "AS ip FROM a GROUP BY id), " USAGE_U
+    USAGE_W("(SELECT count(*) FROM u)");
 
 /* ---- small string buffers for the batch arrays ------------------------- */
 
@@ -307,23 +350,122 @@ static void
 wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms,
     const uint8_t ip[IP_LEN])
 {
-	char	 addr[IP_STR_LEN];
-	int	 has_ip = memcmp(ip, wr_no_ip, IP_LEN) != 0;
+	struct urec	*r;
+	size_t		 cap;
 
 	(void)arg;
-	if (has_ip)
-		ip_format(ip, addr, sizeof(addr));
-	sb_printf(&WR.wr_ips, "%s%s", WR.wr_ips.sb_len > 1 ? "," : "",
-	    has_ip ? addr : "NULL");
-	if (has_ip)
-		wr_candidate(token, ip, addr);
-	sb_printf(&WR.wr_ids, "%s%" PRId64, WR.wr_ids.sb_len > 1 ? "," : "",
-	    token);
-	sb_printf(&WR.wr_counts, "%s%" PRIu64, WR.wr_counts.sb_len > 1 ? "," :
-	    "", count);
-	sb_printf(&WR.wr_last, "%s%" PRId64, WR.wr_last.sb_len > 1 ? "," : "",
-	    last_ms);
+	if (WR.wr_nrecs == WR.wr_reccap) {
+		cap = WR.wr_reccap ? 2 * WR.wr_reccap : 4096;
+		if ((r = realloc(WR.wr_recs, cap * sizeof(*r))) == NULL) {
+			/* The tables stay FROZEN: the next flush takes them. */
+			WR.wr_collect_failed = 1;
+			return;
+		}
+		WR.wr_recs = r;
+		WR.wr_reccap = cap;
+	}
+	r = &WR.wr_recs[WR.wr_nrecs++];
+	r->ur_token = token;
+	r->ur_count = count;
+	r->ur_ms = last_ms;
+	memcpy(r->ur_ip, ip, IP_LEN);
+	r->ur_hot = 0;
 	WR.wr_batch_uses += count;
+}
+
+static int
+urec_cmp(const void *a, const void *b)
+{
+	const struct urec *x = a, *y = b;
+
+	if (x->ur_token != y->ur_token)
+		return x->ur_token < y->ur_token ? -1 : 1;
+	return x->ur_ms < y->ur_ms ? -1 : x->ur_ms > y->ur_ms;
+}
+
+/*
+ * One entry per token (a token used from two networks, or on two workers,
+ * has several): the uses summed, the newest use, its address (the newest
+ * one that has an address).  Each address is a token_networks candidate.
+ * Returns the number of tokens.
+ */
+static size_t
+wr_merge(void)
+{
+	struct urec	*r = WR.wr_recs, *o;
+	char		 addr[IP_STR_LEN];
+	size_t		 i, n = 0;
+
+	qsort(r, WR.wr_nrecs, sizeof(*r), urec_cmp);
+	for (i = 0; i < WR.wr_nrecs; i++) {
+		if (memcmp(r[i].ur_ip, wr_no_ip, IP_LEN) != 0) {
+			ip_format(r[i].ur_ip, addr, sizeof(addr));
+			wr_candidate(r[i].ur_token, r[i].ur_ip, addr);
+		}
+		o = n > 0 && r[n - 1].ur_token == r[i].ur_token ? &r[n - 1] :
+		    NULL;
+		if (o == NULL) {
+			r[n++] = r[i];
+			continue;
+		}
+		o->ur_count += r[i].ur_count;
+		o->ur_ms = r[i].ur_ms;		/* sorted: the newest */
+		if (memcmp(r[i].ur_ip, wr_no_ip, IP_LEN) != 0)
+			memcpy(o->ur_ip, r[i].ur_ip, IP_LEN);
+	}
+	WR.wr_nrecs = n;
+	return n;
+}
+
+/* Entry r into the four arrays ids, counts, last, ips. */
+static void
+wr_format(const struct urec *r, struct sbuf *ids, struct sbuf *counts,
+    struct sbuf *last, struct sbuf *ips)
+{
+	char		 addr[IP_STR_LEN];
+	const char	*sep = ids->sb_len > 1 ? "," : "";
+
+	if (memcmp(r->ur_ip, wr_no_ip, IP_LEN) != 0)
+		ip_format(r->ur_ip, addr, sizeof(addr));
+	else
+		snprintf(addr, sizeof(addr), "NULL");
+	sb_printf(ids, "%s%" PRId64, sep, r->ur_token);
+	sb_printf(counts, "%s%" PRIu64, sep, r->ur_count);
+	sb_printf(last, "%s%" PRId64, sep, r->ur_ms);
+	sb_printf(ips, "%s%s", sep, addr);
+}
+
+/*
+ * Which shape this flush takes (migration 021), and which tokens are hot.
+ * Fold when this writer's rows may be in usage_deltas and the fold is due
+ * (usage_fold_interval after the oldest), the load is light (no more than
+ * USAGE_BUSY tokens: the table becomes exact again at once), or tokend
+ * stops.  Otherwise, in a busy flush, a token this writer wrote less than
+ * usage_fold_interval ago waits in usage_deltas.
+ */
+static int
+wr_plan(size_t ntokens, int64_t now)
+{
+	int64_t		 window = (int64_t)WR.wr_cf->cf_usage_fold_interval *
+			    1000;
+	size_t		 i;
+	int		 fold;
+
+	fold = WR.wr_deltas_ms != 0 && (ntokens <= USAGE_BUSY ||
+	    WR.wr_final || window == 0 || now - WR.wr_deltas_ms >= window);
+	for (i = 0; i < WR.wr_nrecs; i++) {
+		struct urec *r = &WR.wr_recs[i];
+
+		r->ur_hot = !fold && window > 0 && ntokens > USAGE_BUSY &&
+		    hot_is(r->ur_token, now, window);
+		if (r->ur_hot)
+			wr_format(r, &WR.wr_hids, &WR.wr_hcounts,
+			    &WR.wr_hlast, &WR.wr_hips);
+		else
+			wr_format(r, &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
+			    &WR.wr_ips);
+	}
+	return fold;
 }
 
 /* One statement without a result, on the work connection. */
@@ -377,13 +519,15 @@ wr_flush_begin(char *err, size_t errlen)
 	return wr_recover_usage(err, errlen) == -1 ? -1 : 1;
 }
 
+#define WR_ARRAYS { &WR.wr_ids, &WR.wr_counts, &WR.wr_last, &WR.wr_ips, \
+	    &WR.wr_nids, &WR.wr_nnets, &WR.wr_naddrs, &WR.wr_hids, \
+	    &WR.wr_hcounts, &WR.wr_hlast, &WR.wr_hips }
+
 /* The batch arrays, empty and open ("{"), for a new flush. */
 static void
 wr_batch_reset(void)
 {
-	struct sbuf	*sb[] = { &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
-			    &WR.wr_ips, &WR.wr_nids, &WR.wr_nnets,
-			    &WR.wr_naddrs };
+	struct sbuf	*sb[] = WR_ARRAYS;
 	size_t		 i;
 
 	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++) {
@@ -391,7 +535,9 @@ wr_batch_reset(void)
 		sb_printf(sb[i], "{");
 	}
 	WR.wr_nnew = 0;
+	WR.wr_nrecs = 0;
 	WR.wr_batch_uses = 0;
+	WR.wr_collect_failed = 0;
 }
 
 /* The rows token_networks returned: first uses from a network. */
@@ -411,12 +557,10 @@ wr_new_networks(PGresult *res)
 
 /* The batch statement, in the transaction wr_flush_begin opened. */
 static int
-wr_flush_send(uint64_t seq, char *err, size_t errlen)
+wr_flush_send(uint64_t seq, int fold, char *err, size_t errlen)
 {
-	struct sbuf	*sb[] = { &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
-			    &WR.wr_ips, &WR.wr_nids, &WR.wr_nnets,
-			    &WR.wr_naddrs };
-	const char	*params[9];
+	struct sbuf	*sb[] = WR_ARRAYS;
+	const char	*params[13];
 	char		 seqs[24];
 	PGresult	*res;
 	size_t		 i;
@@ -433,7 +577,12 @@ wr_flush_send(uint64_t seq, char *err, size_t errlen)
 	params[6] = WR.wr_nids.sb_buf;
 	params[7] = WR.wr_nnets.sb_buf;
 	params[8] = WR.wr_naddrs.sb_buf;
-	if ((res = wr_exec(usage_sql, 9, params, err, errlen)) == NULL)
+	params[9] = WR.wr_hids.sb_buf;
+	params[10] = WR.wr_hcounts.sb_buf;
+	params[11] = WR.wr_hlast.sb_buf;
+	params[12] = WR.wr_hips.sb_buf;
+	if ((res = wr_exec(fold ? usage_fold_sql : usage_sql, fold ? 9 : 13,
+	    params, err, errlen)) == NULL)
 		return -1;
 	__atomic_add_fetch(&WR.wr_shm->sh_rows_flushed,
 	    strtoull(PQgetvalue(res, 0, 0), NULL, 10), __ATOMIC_RELAXED);
@@ -449,6 +598,25 @@ wr_flush_send(uint64_t seq, char *err, size_t errlen)
 	return 0;
 }
 
+/* After the commit: who was written when, and what waits in usage_deltas. */
+static void
+wr_flushed(int fold, int64_t now)
+{
+	size_t	 i;
+	int	 hot = 0;
+
+	for (i = 0; i < WR.wr_nrecs; i++) {
+		if (WR.wr_recs[i].ur_hot)
+			hot = 1;
+		else
+			hot_mark(WR.wr_recs[i].ur_token, now);
+	}
+	if (fold)
+		WR.wr_deltas_ms = 0;
+	if (hot && WR.wr_deltas_ms == 0)
+		WR.wr_deltas_ms = now;
+}
+
 /* Returns 0 (flushed, or nothing to), 1 (not now: usage_waiting), or -1
  * (disconnected). */
 static int
@@ -456,10 +624,13 @@ wr_flush(void)
 {
 	char		 err[512];
 	uint64_t	 seq, uses;
-	int		 tables, rc;
+	int64_t		 now = shm_now_ms();
+	int		 tables, rc, fold;
+	size_t		 ntokens;
 
 	usage_sweep_retired(WR.wr_shm);
-	if (usage_tables_pending(WR.wr_shm) == 0)
+	/* Nothing to send: still fold what waits, as the load is light. */
+	if (usage_tables_pending(WR.wr_shm) == 0 && WR.wr_deltas_ms == 0)
 		return 0;
 	if ((rc = wr_flush_begin(err, sizeof(err))) == 0)
 		return 1;
@@ -468,19 +639,27 @@ wr_flush(void)
 	seq = ++WR.wr_shm->sh_batch_seq;
 	wr_batch_reset();
 	tables = usage_collect(WR.wr_shm, seq, wr_collect, NULL);
-	if (WR.wr_batch_uses == 0) {
+	if (WR.wr_collect_failed) {
+		snprintf(err, sizeof(err), "usage batch: out of memory");
+		goto fail;	/* rolled back by the disconnect: sent again */
+	}
+	ntokens = wr_merge();
+	fold = wr_plan(ntokens, now);
+	if (WR.wr_batch_uses == 0 && !fold) {
 		usage_release(WR.wr_shm, seq);	/* only empty entries */
 		if (wr_run("COMMIT", err, sizeof(err)) == -1)
 			goto fail;
 		return 0;
 	}
-	if (wr_flush_send(seq, err, sizeof(err)) == -1)
+	if (wr_flush_send(seq, fold, err, sizeof(err)) == -1)
 		goto fail;
+	wr_flushed(fold, now);
 	uses = usage_release(WR.wr_shm, seq);
 	__atomic_add_fetch(&WR.wr_shm->sh_flushes, 1, __ATOMIC_RELAXED);
 	wr_ok();
 	LOG(LVL_INFO, "usage_flushed", KV_I("batch", seq), KV_I("uses", uses),
-	    KV_I("tables", tables));
+	    KV_I("tables", tables), KV_I("tokens", (int64_t)ntokens),
+	    KV_I("folded", fold));
 	return 0;
 fail:
 	wr_disconnect(err);
@@ -851,6 +1030,7 @@ wr_final(void)
 	int64_t	 end = shm_now_ms() + (int64_t)WR.wr_cf->cf_shutdown_timeout *
 	    1000;
 
+	WR.wr_final = 1;
 	usage_request_swap(WR.wr_shm);
 	do {
 		if (WR.wr_db == NULL && pg_retry_due(&WR.wr_retry,
@@ -892,6 +1072,8 @@ writer_main(const struct config *cf, const struct writer_conf *wc,
 	if (feed_start(&WR.wr_feed_conf, shm, WR.wr_cache) == -1)
 		exit(1);	/* the master respawns the writer */
 	WR.wr_next_flush_ms = shm_now_ms() + interval_ms();
+	/* A previous writer may have left rows in usage_deltas: fold them. */
+	WR.wr_deltas_ms = 1;
 	while (!wr_should_stop(now = shm_now_ms())) {
 		if (WR.wr_db == NULL && pg_retry_due(&WR.wr_retry, now))
 			wr_connect();

@@ -5,6 +5,8 @@
  *               expiry cleanup, the reload of its settings.
  *   feed.c      the revocation feed thread: LISTEN, the heartbeat round
  *               trip, applying revocations to the cache (SPEC 5).
+ *   netseen.c   (token, network) pairs already in token_networks.
+ *   hot.c       tokens whose usage this writer wrote lately (021).
  *
  * Contract: writer_conf_new and writer_conf_publish are the master's;
  * writer_main runs only in a child the master just forked, opens its own
@@ -62,5 +64,13 @@ uint64_t netseen_key(int64_t token, const struct cidr *net);
 int	netseen_has(uint64_t key);
 /* After the batch that inserted it committed. */
 void	netseen_add(uint64_t key);
+
+/* ---- Tokens whose usage was written lately (hot.c) ------------------- */
+
+/* 1 when this writer wrote token's usage into tokens less than window_ms
+ * before now_ms (migration 021: its next uses may wait in usage_deltas). */
+int	hot_is(int64_t token, int64_t now_ms, int64_t window_ms);
+/* After the batch that wrote token's usage into tokens committed. */
+void	hot_mark(int64_t token, int64_t ms);
 
 #endif /* TOKEND_WRITER_H */

@@ -23,7 +23,7 @@ PostgreSQL
     pg().migrate()          tokenctl migrate (once per run; later calls are
                             no-ops unless force=True).
     pg().reset()            migrate if needed, then truncate users, clients,
-                            tokens, usage_batches (RESTART IDENTITY
+                            tokens, usage_batches, usage_deltas (RESTART IDENTITY
                             CASCADE) and pg_stat_statements_reset().  Call it
                             in setUp to start clean.
     pg().stop(), pg().start()   the same cluster (same dir and port) down
@@ -244,7 +244,7 @@ def sql_literal(v):
 class PG:
     """One throwaway cluster; see the module docstring."""
 
-    TABLES = ("users", "clients", "tokens", "usage_batches")
+    TABLES = ("users", "clients", "tokens", "usage_batches", "usage_deltas")
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="tokend-pg-", dir="/tmp")

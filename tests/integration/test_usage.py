@@ -1,11 +1,15 @@
 """Usage accounting (SPEC section 6): exact use_count, batched writes, and
 nothing lost whatever dies."""
 
+import concurrent.futures
+import json
 import math
 import os
+import re
 import signal
 import time
 import unittest
+import zlib
 
 import harness
 from load import Load
@@ -21,7 +25,7 @@ def use_count(token):
 def update_statements():
     rows = harness.pg().sql(
         "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-        "WHERE query LIKE '%%UPDATE tokens t SET use_count%%'")
+        "WHERE query LIKE '%%UPDATE tokend.tokens t SET use_count%%'")
     return int(rows[0][0])
 
 
@@ -68,6 +72,7 @@ class UsageTest(unittest.TestCase):
             self.assertGreater(total, 100)
             self.assertTrue(all(l.failures == [] for l in loads))
             limit = math.ceil(duration / INTERVAL) + 1
+            self.assertGreater(update_statements(), 0)
             self.assertLessEqual(update_statements(), limit)
             last = harness.pg().sql("SELECT count(*) FROM tokens WHERE "
                                     "last_used_at > now() - interval '1 min'")
@@ -142,6 +147,150 @@ class UsageTest(unittest.TestCase):
             for load in loads:
                 self.assertEqual(load.failures, [])
             self.settle(loads)
+
+
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def b62(n, width):
+    out = ""
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        out = B62[r] + out
+    return out
+
+
+def many_pats(user, n):
+    """n PATs of user, inserted in one statement (tokenctl would take
+    minutes): well-formed tokens, stored as tokend stores them."""
+    toks = []
+    for _ in range(n):
+        body = b62(int.from_bytes(os.urandom(32), "big"), 43)
+        toks.append("tkp_" + body + b62(zlib.crc32(body.encode()), 6))
+    harness.pg().sql(
+        "INSERT INTO tokens (kind, hash, prefix, user_id, name) "
+        "SELECT 'pat', sha256(convert_to(t, 'UTF8')), left(t, 8), "
+        "(SELECT id FROM users WHERE name = %s), 'bulk' "
+        "FROM unnest(%s::text[]) AS t", user, toks)
+    return toks
+
+
+def use_all(port, toks, threads=4):
+    """Each token once, over keep-alive connections; every answer a 200."""
+    def part(chunk):
+        with harness.Conn(port, timeout=10) as c:
+            return [c.request("GET", "/auth", headers={
+                "Authorization": "Bearer " + tok}).status for tok in chunk]
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        got = sum(ex.map(part, [toks[i::threads] for i in range(threads)]),
+                  [])
+    assert got == [200] * len(toks), set(got)
+
+
+def table_sum(toks):
+    """use_count summed over toks as tokens holds it, and as users see it
+    (token_usage: tokens plus what waits in usage_deltas)."""
+    r = harness.pg().sql(
+        "SELECT sum(t.use_count), sum(u.use_count) FROM tokens t "
+        "JOIN token_usage u ON u.token_id = t.id "
+        "WHERE t.hash = ANY(ARRAY(SELECT sha256(convert_to(x, 'UTF8')) "
+        "FROM unnest(%s::text[]) AS x))", toks)[0]
+    return int(r[0]), int(r[1])
+
+
+def metric(t, name):
+    body = t.http("GET", "/metrics").text
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def deltas():
+    return int(harness.pg().sql("SELECT count(*) FROM usage_deltas")[0][0])
+
+
+class UsageDeltasTest(unittest.TestCase):
+    """Migration 021: in a flush of more than 1,000 tokens, the uses of
+    tokens written lately wait in usage_deltas and are folded later; users
+    always read exact counts, and no use is lost or late that matters."""
+
+    N = 1500
+    FLUSH = 3            # one flush takes a whole round of N requests
+
+    def setUp(self):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "bulk", "--no-password")
+        self.toks = many_pats("bulk", self.N)
+
+    def start(self, fold=30):
+        t = harness.Tokend(workers=1, config={
+            "usage_flush_interval": self.FLUSH,
+            "usage_fold_interval": fold})
+        return t
+
+    def busy_round(self, t, toks):
+        """toks once each within one flush interval, which is then busy:
+        wait for the flush after it."""
+        use_all(t.port, toks)
+        flushes = metric(t, "tokend_usage_flushes_total")
+        harness.wait_until(lambda: metric(
+            t, "tokend_usage_flushes_total") > flushes and metric(
+            t, "tokend_usage_pending") == 0, timeout=3 * self.FLUSH + 5)
+
+    def test_hot_tokens_wait_and_readers_see_exact_counts(self):
+        with self.start() as t:
+            harness.wait_until(lambda: metric(
+                t, "tokend_usage_flushes_total") >= 1, timeout=10)
+            self.busy_round(t, self.toks)       # first uses: all direct
+            self.assertEqual(table_sum(self.toks), (self.N, self.N))
+            self.assertEqual(deltas(), 0)
+            # A token never used before, in a busy flush: written at once.
+            quiet = many_pats("bulk", 1)
+            self.busy_round(t, self.toks + quiet)
+            self.assertGreater(deltas(), 1000)
+            stored, seen = table_sum(self.toks)
+            self.assertEqual(seen, 2 * self.N)
+            self.assertLess(stored, 2 * self.N)
+            self.assertEqual(table_sum(quiet), (1, 1))
+            # tokenctl reads token_usage: a waiting use is counted.
+            hot = harness.pg().sql(
+                "SELECT d.token_id FROM usage_deltas d LIMIT 1")[0][0]
+            listed = {r["id"]: r for r in json.loads(harness.tokenctl(
+                "--json", "token", "list", "--user", "bulk").stdout)}
+            self.assertEqual(listed[int(hot)]["use_count"], 2)
+            # The load stops: the next flush folds what waits.
+            harness.wait_until(lambda: deltas() == 0,
+                               timeout=2 * self.FLUSH + 5)
+            self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
+
+    def test_writer_sigkill_leaves_no_delta_behind(self):
+        with self.start() as t:
+            self.busy_round(t, self.toks)
+            self.busy_round(t, self.toks)
+            self.assertGreater(deltas(), 1000)
+            old = t.children()["writer"]
+            os.kill(old, signal.SIGKILL)
+            t.wait_children(lambda k: k.get("writer", old) != old,
+                            timeout=10)
+            # The new writer folds what the dead one left, before a busy
+            # flush could add to it.
+            harness.wait_until(lambda: deltas() == 0, timeout=15)
+            self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
+
+    def test_sigterm_folds_everything(self):
+        t = self.start()
+        self.busy_round(t, self.toks)
+        self.busy_round(t, self.toks)
+        self.assertGreater(deltas(), 1000)
+        self.assertEqual(t.stop(), 0)
+        self.assertEqual(deltas(), 0)
+        self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
+
+    def test_fold_interval_zero_writes_every_use_directly(self):
+        with self.start(fold=0) as t:
+            self.busy_round(t, self.toks)
+            self.busy_round(t, self.toks)
+            self.assertEqual(deltas(), 0)
+            self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
 
 
 if __name__ == "__main__":

@@ -55,12 +55,13 @@ static const char create_sql[] =
 /* One row with the bearer's status and no PAT when there are none. */
 static const char list_sql[] =
     "SELECT b.o_status, t.id, t.name, t.prefix, t.scope, "
-    TS("t.created_at") ", " TS("t.expires_at") ", " TS("t.last_used_at")
-    ", t.use_count, host(t.last_used_ip), "
+    TS("t.created_at") ", " TS("t.expires_at") ", " TS("u.last_used_at")
+    ", u.use_count, host(u.last_used_ip), "
     "array_to_string(t.allowed_ips, ' '), t.rate_limit || '/' || t.rate_window "
     "FROM tokend.tokend_bearer($2::bigint, $1::bigint) b "
     "LEFT JOIN tokend.tokens t ON b.o_status = 'ok' AND t.user_id = $1::bigint "
     "AND t.kind = 'pat' AND t.revoked_at IS NULL AND NOT t.canary "
+    "LEFT JOIN tokend.token_usage u ON u.token_id = t.id "
     "ORDER BY t.id";
 
 static const char delete_sql[] =
