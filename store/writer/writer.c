@@ -131,11 +131,11 @@ static volatile sig_atomic_t got_usr1;
  * new (DO NOTHING).
  *
  * Two shapes (migration 021).  usage_sql writes $1..$3 into tokens and
- * appends the hot tokens' uses ($10..$13) to usage_deltas.  usage_fold_sql
- * writes $1..$3 and every row of usage_deltas (any box's, deleted in the
- * same statement) into tokens.  A token appears once in $1 and once in
- * $10 at most, and never in both: an UPDATE ... FROM that joins a row
- * twice would count it once.
+ * appends the hot tokens' uses ($10..$13) to usage_deltas as one row of
+ * arrays.  usage_fold_sql writes $1..$3 and every row of usage_deltas (any
+ * box's, deleted in the same statement) into tokens.  A token appears once
+ * in $1 and once in $10 at most, and never in both: an UPDATE ... FROM
+ * that joins a row twice would count it once.
  */
 #define USAGE_U \
     "u AS (UPDATE tokend.tokens t SET use_count = t.use_count + b.n, " \
@@ -156,21 +156,24 @@ static volatile sig_atomic_t got_usr1;
     "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix " \
     "FROM w LEFT JOIN n ON true LEFT JOIN tokend.tokens t ON t.id = n.token_id"
 #define USAGE_BATCH \
-    "SELECT id, n, to_timestamp(ms / 1000.0) AS at, ip FROM unnest(" \
+    "SELECT id, n, to_timestamp(ms::float8 / 1000) AS at, ip FROM unnest(" \
     "$1::bigint[], $2::bigint[], $3::bigint[], $6::inet[]) AS x(id, n, ms, ip)"
 
 static const char usage_sql[] =
     "WITH b AS (" USAGE_BATCH "), " USAGE_U
-    "h AS (INSERT INTO tokend.usage_deltas (token_id, uses, last_used_at, "
-    "last_used_ip) SELECT id, n, to_timestamp(ms / 1000.0), ip FROM unnest("
-    "$10::bigint[], $11::bigint[], $12::bigint[], $13::inet[]) AS "
-    "x(id, n, ms, ip) RETURNING 1), "
-    USAGE_W("(SELECT count(*) FROM u) + (SELECT count(*) FROM h)");
+    "h AS (INSERT INTO tokend.usage_deltas (token_ids, uses, last_ms, "
+    "last_ips) SELECT $10::bigint[], $11::bigint[], $12::bigint[], "
+    "$13::inet[] WHERE cardinality($10::bigint[]) > 0 "
+    "RETURNING cardinality(token_ids) AS n), "
+    USAGE_W("(SELECT count(*) FROM u) + (SELECT coalesce(sum(n), 0) "
+    "FROM h)");
 
 static const char usage_fold_sql[] =
-    "WITH d AS (DELETE FROM tokend.usage_deltas RETURNING token_id, uses, "
-    "last_used_at, last_used_ip), "
-    "a AS (" USAGE_BATCH " UNION ALL SELECT * FROM d), "
+    "WITH d AS (DELETE FROM tokend.usage_deltas RETURNING token_ids, uses, "
+    "last_ms, last_ips), "
+    "a AS (" USAGE_BATCH " UNION ALL SELECT x.id, x.n, "
+    "to_timestamp(x.ms::float8 / 1000), x.ip FROM d, unnest(d.token_ids, "
+    "d.uses, d.last_ms, d.last_ips) AS x(id, n, ms, ip)), "
     "b AS (SELECT id, sum(n)::bigint AS n, max(at) AS at, "
     "(array_agg(ip ORDER BY at DESC) FILTER (WHERE ip IS NOT NULL))[1] "
     "AS ip FROM a GROUP BY id), " USAGE_U

@@ -205,7 +205,9 @@ def metric(t, name):
 
 
 def deltas():
-    return int(harness.pg().sql("SELECT count(*) FROM usage_deltas")[0][0])
+    """Uses waiting in usage_deltas: one array element each."""
+    return int(harness.pg().sql("SELECT coalesce(sum(cardinality("
+                                "token_ids)), 0) FROM usage_deltas")[0][0])
 
 
 class UsageDeltasTest(unittest.TestCase):
@@ -253,7 +255,7 @@ class UsageDeltasTest(unittest.TestCase):
             self.assertEqual(table_sum(quiet), (1, 1))
             # tokenctl reads token_usage: a waiting use is counted.
             hot = harness.pg().sql(
-                "SELECT d.token_id FROM usage_deltas d LIMIT 1")[0][0]
+                "SELECT token_ids[1] FROM usage_deltas LIMIT 1")[0][0]
             listed = {r["id"]: r for r in json.loads(harness.tokenctl(
                 "--json", "token", "list", "--user", "bulk").stdout)}
             self.assertEqual(listed[int(hot)]["use_count"], 2)
