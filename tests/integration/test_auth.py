@@ -30,11 +30,13 @@ def metric(t, name):
     return int(m.group(1)) if m else None
 
 
-def worker_backends():
-    """[(pid, state_change)] of the workers' lookup connections."""
+def worker_backends(since):
+    """[(pid, state_change)] of the workers' lookup connections opened
+    after since (other tokends' are older)."""
     return harness.pg().sql(
         "SELECT pid, state_change FROM pg_stat_activity "
-        "WHERE application_name = 'tokend worker' ORDER BY pid")
+        "WHERE application_name = 'tokend worker' AND backend_start > %s "
+        "ORDER BY pid", since)
 
 
 def concurrent_auth(t, toks, clients=32):
@@ -275,15 +277,16 @@ class AuthTest(unittest.TestCase):
             "INSERT INTO tokens (kind, hash, prefix, user_id) "
             "SELECT 'pat', h, 'tkp_xxxx', %s FROM unnest(%s::bytea[]) h",
             uid, [sha(tok) for tok in toks])
+        start = harness.pg().sql("SELECT clock_timestamp()")[0][0]
         with harness.Tokend(workers=1) as t:
             self.assertEqual(auth(t, toks[0]).status, 200)
             lanes = harness.wait_until(
                 lambda: (lambda r: r if len(r) == 2 else None)(
-                    worker_backends()), timeout=10,
-                msg="want 2 lookup backends: %r" % (worker_backends(),))
+                    worker_backends(start)), timeout=10,
+                msg="want 2 lookup backends")
             t0 = harness.pg().sql("SELECT clock_timestamp()")[0][0]
             self.assertEqual(concurrent_auth(t, toks[1:201]), {200: 200})
-            ran = [pid for pid, changed in worker_backends()
+            ran = [pid for pid, changed in worker_backends(start)
                    if harness.pg().sql("SELECT %s::timestamptz > %s",
                                        changed, t0)[0][0] == "t"]
             self.assertEqual(sorted(ran), sorted(p for p, _ in lanes))
@@ -298,8 +301,9 @@ class AuthTest(unittest.TestCase):
             self.assertEqual(concurrent_auth(t, toks[201:]), {200: 200})
             harness.wait_until(
                 lambda: auth(t, made_up()).status == 401 and
-                len(worker_backends()) == 2, timeout=10)
-            self.assertNotIn(lanes[1][0], [p for p, _ in worker_backends()])
+                len(worker_backends(start)) == 2, timeout=10)
+            self.assertNotIn(lanes[1][0],
+                             [p for p, _ in worker_backends(start)])
 
 
 class OutageTest(unittest.TestCase):
