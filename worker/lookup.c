@@ -1,8 +1,9 @@
 /*
- * The worker's non-blocking PostgreSQL connection for cache misses; the
- * design is in lookup.h.  Connecting, the socket, timeouts and going down
- * are the driver's (pgconn.c): this file keeps the batching of misses into
- * queries, the prepared statement and what a row means.
+ * The worker's non-blocking PostgreSQL connections (lanes) for cache
+ * misses; the design is in lookup.h.  Connecting, the socket, timeouts
+ * and going down are the driver's (pgconn.c): this file keeps the choice
+ * of a lane, the batching of misses into queries, the prepared statement
+ * and what a row means.
  */
 #include <sys/epoll.h>
 
@@ -18,7 +19,18 @@
 #include "worker/worker.h"
 
 #define LK_BATCH_MAX	256		/* hashes per query */
-#define LK_INFLIGHT	4		/* queries on the wire at once */
+#define LK_INFLIGHT	4		/* queries on the wire at once, per lane */
+/*
+ * Connections ("lanes") per worker.  A backend runs its queries one after
+ * the other, so a single connection keeps a worker's misses on one
+ * PostgreSQL core, where pgbench -S, the yardstick of BENCHMARKS.md
+ * (0.76x with one), spreads over 32 backends and both cores of the box.
+ * Two lanes let two backends share the misses.  Each lane costs one
+ * backend per worker against PostgreSQL's max_connections, and batching
+ * already keeps a lane's backend busy, so more would add backends, not
+ * cores.
+ */
+#define LK_LANES	2
 
 struct lk_req {
 	struct conn	*lr_conn;	/* NULL once cancelled */
@@ -38,16 +50,23 @@ struct lk_batch {
 	int64_t		 lb_sent_ms;
 };
 
+/* One connection (a lane) and the requests it holds. */
+struct lk_lane {
+	struct pgconn	 ln_pc;		/* the connection and its state */
+	const struct config *ln_cf;
+	int		 ln_nreqs;	/* requests waiting or in flight */
+	int		 ln_unnamed;	/* prepared statements do not hold */
+	struct lk_req	*ln_wait;	/* not yet sent, FIFO */
+	struct lk_req	**ln_wait_tail;
+	/* Queries in flight, oldest first: a ring of ln_nsent from ln_head. */
+	struct lk_batch	 ln_sent[LK_INFLIGHT];
+	int		 ln_head, ln_nsent;
+	char		 ln_param[LK_BATCH_MAX * (2 * TOKEN_HASH_LEN + 1) + 1];
+};
+
+/* A request stays on the lane that took it until its callback. */
 struct lookup {
-	struct pgconn	 lk_pc;		/* the connection and its state */
-	const struct config *lk_cf;
-	int		 lk_unnamed;	/* prepared statements do not hold */
-	struct lk_req	*lk_wait;	/* not yet sent, FIFO */
-	struct lk_req	**lk_wait_tail;
-	/* Queries in flight, oldest first: a ring of lk_nsent from lk_head. */
-	struct lk_batch	 lk_sent[LK_INFLIGHT];
-	int		 lk_head, lk_nsent;
-	char		 lk_param[LK_BATCH_MAX * (2 * TOKEN_HASH_LEN + 1) + 1];
+	struct lk_lane	 lk_lanes[LK_LANES];
 };
 
 static const char lookup_sql[] =
@@ -65,19 +84,27 @@ static const char lookup_sql[] =
 
 static const struct pgconn_ops lk_ops;
 
+/* Each lane's name in log lines (conn=); the first keeps the old one. */
+static const char *const lk_names[LK_LANES] = { "lookup", "lookup2" };
+
 struct lookup *
 lookup_new(const struct config *cf, int epfd)
 {
 	struct lookup	*lk;
+	struct lk_lane	*ln;
+	int		 i;
 
 	if ((lk = calloc(1, sizeof(*lk))) == NULL)
 		return NULL;
-	lk->lk_cf = cf;
-	lk->lk_wait_tail = &lk->lk_wait;
-	if (pgconn_init(&lk->lk_pc, epfd, cf->cf_database_url, "lookup",
-	    "tokend worker", &lk_ops, lk) == -1) {
-		free(lk);
-		return NULL;
+	for (i = 0; i < LK_LANES; i++) {
+		ln = &lk->lk_lanes[i];
+		ln->ln_cf = cf;
+		ln->ln_wait_tail = &ln->ln_wait;
+		/* The timer table is full (logged): the lanes whose timers
+		 * were registered point into lk, which therefore stays. */
+		if (pgconn_init(&ln->ln_pc, epfd, cf->cf_database_url,
+		    lk_names[i], "tokend worker", &lk_ops, ln) == -1)
+			return NULL;
 	}
 	return lk;
 }
@@ -85,8 +112,9 @@ lookup_new(const struct config *cf, int epfd)
 /* ---- answering the waiting connections ---------------------------------- */
 
 static void
-lk_req_free(struct lk_req *r)
+lk_req_free(struct lk_lane *ln, struct lk_req *r)
 {
+	ln->ln_nreqs--;
 	free(r->lr_cached);
 	free(r);
 }
@@ -96,7 +124,7 @@ lk_req_free(struct lk_req *r)
  * cached answer while lookup_stale_ok says it may (SPEC 5).
  */
 static void
-lk_fail_list(struct lk_req *r)
+lk_fail_list(struct lk_lane *ln, struct lk_req *r)
 {
 	struct lk_req	*next;
 
@@ -105,30 +133,31 @@ lk_fail_list(struct lk_req *r)
 		if (r->lr_conn != NULL)
 			r->lr_cb(r->lr_conn, r->lr_cached != NULL &&
 			    lookup_stale_ok() ? r->lr_cached : NULL);
-		lk_req_free(r);
+		lk_req_free(ln, r);
 	}
 }
 
-/* PostgreSQL is gone: every waiting connection gets its 503 now. */
+/* This lane's connection is gone: every connection waiting on it gets
+ * its 503 now (the other lane's keep theirs). */
 static void
 lk_fail(void *owner)
 {
-	struct lookup	*lk = owner;
+	struct lk_lane	*ln = owner;
 	struct lk_batch	 sent[LK_INFLIGHT];
-	struct lk_req	*wait = lk->lk_wait;
-	int		 i, n = lk->lk_nsent;
+	struct lk_req	*wait = ln->ln_wait;
+	int		 i, n = ln->ln_nsent;
 
 	for (i = 0; i < n; i++)
-		sent[i] = lk->lk_sent[(lk->lk_head + i) % LK_INFLIGHT];
-	lk->lk_head = lk->lk_nsent = 0;
-	lk->lk_wait = NULL;
-	lk->lk_wait_tail = &lk->lk_wait;
+		sent[i] = ln->ln_sent[(ln->ln_head + i) % LK_INFLIGHT];
+	ln->ln_head = ln->ln_nsent = 0;
+	ln->ln_wait = NULL;
+	ln->ln_wait_tail = &ln->ln_wait;
 	/* The lists are detached first: a callback may submit again. */
 	for (i = 0; i < n; i++) {
 		PQclear(sent[i].lb_res);
-		lk_fail_list(sent[i].lb_reqs);
+		lk_fail_list(ln, sent[i].lb_reqs);
 	}
-	lk_fail_list(wait);
+	lk_fail_list(ln, wait);
 }
 
 /*
@@ -196,7 +225,7 @@ row_to_info(PGresult *res, int i, struct tok_info *ti, int64_t now)
 
 /* Find the row for r's hash; unknown hashes become negative entries. */
 static void
-lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
+lk_answer(struct lk_lane *ln, PGresult *res, struct lk_req *r)
 {
 	struct tok_info	 ti;
 	char		 hex[2 * TOKEN_HASH_LEN + 1];
@@ -210,8 +239,8 @@ lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
 			row_to_info(res, i, &ti, W.wk_now);
 			break;
 		}
-	ti.ti_until = cache_until(&ti, W.wk_now, lk->lk_cf->cf_cache_ttl,
-	    lk->lk_cf->cf_negative_ttl);
+	ti.ti_until = cache_until(&ti, W.wk_now, ln->ln_cf->cf_cache_ttl,
+	    ln->ln_cf->cf_negative_ttl);
 	if (W.wk_cache != NULL && ti.ti_until > W.wk_now &&
 	    __atomic_load_n(&W.wk_shm->sh_listening, __ATOMIC_ACQUIRE))
 		cache_put(W.wk_cache, r->lr_hash, &ti,
@@ -226,27 +255,27 @@ lk_answer(struct lookup *lk, PGresult *res, struct lk_req *r)
  * A pooler in transaction mode (PgBouncer before 1.21) sends each
  * transaction to whichever server connection is free, so a statement
  * prepared on one is missing on the next (26000), or already there when
- * another worker prepares it (42P05).  From then on this lookup sends
+ * another worker prepares it (42P05).  From then on this lane sends
  * unnamed statements, and the requests of the query that failed go again.
  */
 static void
-lk_unprepared(struct lookup *lk, struct lk_req *reqs)
+lk_unprepared(struct lk_lane *ln, struct lk_req *reqs)
 {
 	struct lk_req	*last;
 
-	if (!lk->lk_unnamed)
+	if (!ln->ln_unnamed)
 		LOG(LVL_WARN, "lookup_unprepared", KV_S("reason", "a prepared "
 		    "statement did not survive between transactions (a pooler "
 		    "in transaction mode?): each lookup is parsed"));
-	lk->lk_unnamed = 1;
+	ln->ln_unnamed = 1;
 	if (reqs == NULL)	/* the PREPARE itself */
 		return;
 	for (last = reqs; last->lr_next != NULL; last = last->lr_next)
 		;
-	last->lr_next = lk->lk_wait;
-	if (lk->lk_wait == NULL)
-		lk->lk_wait_tail = &last->lr_next;
-	lk->lk_wait = reqs;
+	last->lr_next = ln->ln_wait;
+	if (ln->ln_wait == NULL)
+		ln->ln_wait_tail = &last->lr_next;
+	ln->ln_wait = reqs;
 }
 
 static int
@@ -262,33 +291,33 @@ lk_is_unprepared(const PGresult *res)
 static void
 lk_complete(void *owner)
 {
-	struct lookup	*lk = owner;
-	struct lk_batch	 b = lk->lk_sent[lk->lk_head];
+	struct lk_lane	*ln = owner;
+	struct lk_batch	 b = ln->ln_sent[ln->ln_head];
 	struct lk_req	*r, *next;
 
-	lk->lk_head = (lk->lk_head + 1) % LK_INFLIGHT;
-	lk->lk_nsent--;
+	ln->ln_head = (ln->ln_head + 1) % LK_INFLIGHT;
+	ln->ln_nsent--;
 	if (b.lb_unprepared) {
 		PQclear(b.lb_res);
-		lk_unprepared(lk, b.lb_reqs);
+		lk_unprepared(ln, b.lb_reqs);
 		return;
 	}
 	if (b.lb_reqs == NULL && (b.lb_res == NULL || b.lb_failed)) {
 		PQclear(b.lb_res);
-		pgconn_down(&lk->lk_pc, "cannot prepare the lookup statement");
+		pgconn_down(&ln->ln_pc, "cannot prepare the lookup statement");
 		return;
 	}
 	if (b.lb_res == NULL || b.lb_failed) {
 		/* Without a result set its waiters get 503. */
 		ctr_add(&W.wk_slot->sl_pg_errors, 1);
 		PQclear(b.lb_res);
-		lk_fail_list(b.lb_reqs);
+		lk_fail_list(ln, b.lb_reqs);
 		return;
 	}
 	for (r = b.lb_reqs; r != NULL; r = next) {
 		next = r->lr_next;
-		lk_answer(lk, b.lb_res, r);
-		lk_req_free(r);
+		lk_answer(ln, b.lb_res, r);
+		lk_req_free(ln, r);
 	}
 	PQclear(b.lb_res);
 }
@@ -297,8 +326,8 @@ lk_complete(void *owner)
 static void
 lk_result(void *owner, PGresult *res)
 {
-	struct lookup	*lk = owner;
-	struct lk_batch	*b = &lk->lk_sent[lk->lk_head];
+	struct lk_lane	*ln = owner;
+	struct lk_batch	*b = &ln->ln_sent[ln->ln_head];
 
 	switch (PQresultStatus(res)) {
 	case PGRES_TUPLES_OK:
@@ -312,7 +341,7 @@ lk_result(void *owner, PGresult *res)
 		if (lk_is_unprepared(res))
 			b->lb_unprepared = 1;
 		else if (!b->lb_failed)
-			pgconn_log_error(&lk->lk_pc, res);
+			pgconn_log_error(&ln->ln_pc, res);
 		b->lb_failed = 1;
 		break;
 	}
@@ -322,49 +351,49 @@ lk_result(void *owner, PGresult *res)
 static int64_t
 lk_oldest_ms(const void *owner)
 {
-	const struct lookup *lk = owner;
+	const struct lk_lane *ln = owner;
 
-	return lk->lk_nsent > 0 ? lk->lk_sent[lk->lk_head].lb_sent_ms : 0;
+	return ln->ln_nsent > 0 ? ln->ln_sent[ln->ln_head].lb_sent_ms : 0;
 }
 
 /* ---- sending ------------------------------------------------------------ */
 
 /* A query for reqs (NULL: the PREPARE) goes out: the ring's next slot. */
 static void
-lk_push(struct lookup *lk, struct lk_req *reqs)
+lk_push(struct lk_lane *ln, struct lk_req *reqs)
 {
-	struct lk_batch	*b = &lk->lk_sent[(lk->lk_head + lk->lk_nsent) %
+	struct lk_batch	*b = &ln->ln_sent[(ln->ln_head + ln->ln_nsent) %
 			    LK_INFLIGHT];
 
 	memset(b, 0, sizeof(*b));
 	b->lb_reqs = reqs;
 	b->lb_sent_ms = W.wk_now_ms;
-	lk->lk_nsent++;
+	ln->ln_nsent++;
 }
 
 /* End the query just handed to libpq (sent: it took it) with its sync,
  * and flush; any failure takes the connection down. */
 static void
-lk_sync(struct lookup *lk, int sent)
+lk_sync(struct lk_lane *ln, int sent)
 {
-	if (pgconn_end(&lk->lk_pc, sent) == 0)
-		pgconn_flush(&lk->lk_pc);
+	if (pgconn_end(&ln->ln_pc, sent) == 0)
+		pgconn_flush(&ln->ln_pc);
 }
 
 /* Put the waiting requests on the wire as one query, with its sync. */
 static void
-lk_send(struct lookup *lk)
+lk_send(struct lk_lane *ln)
 {
 	const char	*params[1];
 	struct lk_req	*r, *reqs = NULL, **tail = &reqs;
-	char		*p = lk->lk_param;
+	char		*p = ln->ln_param;
 	int		 n = 0;
 
-	while ((r = lk->lk_wait) != NULL && n < LK_BATCH_MAX) {
-		lk->lk_wait = r->lr_next;
+	while ((r = ln->ln_wait) != NULL && n < LK_BATCH_MAX) {
+		ln->ln_wait = r->lr_next;
 		r->lr_next = NULL;
 		if (r->lr_conn == NULL) {	/* cancelled before it went out */
-			lk_req_free(r);
+			lk_req_free(ln, r);
 			continue;
 		}
 		if (n++ > 0)
@@ -374,16 +403,16 @@ lk_send(struct lookup *lk)
 		*tail = r;
 		tail = &r->lr_next;
 	}
-	if (lk->lk_wait == NULL)
-		lk->lk_wait_tail = &lk->lk_wait;
+	if (ln->ln_wait == NULL)
+		ln->ln_wait_tail = &ln->ln_wait;
 	if (n == 0)
 		return;
 	*p = '\0';
-	params[0] = lk->lk_param;
-	lk_push(lk, reqs);
-	lk_sync(lk, lk->lk_unnamed ? PQsendQueryParams(lk->lk_pc.pc_db,
+	params[0] = ln->ln_param;
+	lk_push(ln, reqs);
+	lk_sync(ln, ln->ln_unnamed ? PQsendQueryParams(ln->ln_pc.pc_db,
 	    lookup_sql, 1, NULL, params, NULL, NULL, 0) :
-	    PQsendQueryPrepared(lk->lk_pc.pc_db, "lookup", 1, params, NULL,
+	    PQsendQueryPrepared(ln->ln_pc.pc_db, "lookup", 1, params, NULL,
 	    NULL, 0));
 }
 
@@ -391,11 +420,11 @@ lk_send(struct lookup *lk)
 static void
 lk_send_all(void *owner)
 {
-	struct lookup	*lk = owner;
+	struct lk_lane	*ln = owner;
 
-	while (lk->lk_pc.pc_state == PC_READY && lk->lk_wait != NULL &&
-	    lk->lk_nsent < LK_INFLIGHT)
-		lk_send(lk);
+	while (ln->ln_pc.pc_state == PC_READY && ln->ln_wait != NULL &&
+	    ln->ln_nsent < LK_INFLIGHT)
+		lk_send(ln);
 }
 
 /* ---- connecting --------------------------------------------------------- */
@@ -408,10 +437,10 @@ lk_send_all(void *owner)
 static void
 lk_prepare(void *owner)
 {
-	struct lookup	*lk = owner;
+	struct lk_lane	*ln = owner;
 
-	lk_push(lk, NULL);
-	lk_sync(lk, PQsendPrepare(lk->lk_pc.pc_db, "lookup", lookup_sql, 1,
+	lk_push(ln, NULL);
+	lk_sync(ln, PQsendPrepare(ln->ln_pc.pc_db, "lookup", lookup_sql, 1,
 	    NULL));
 }
 
@@ -427,24 +456,55 @@ static const struct pgconn_ops lk_ops = {
 
 /* ---- the interface ------------------------------------------------------ */
 
+/*
+ * The lane for a new request: one that is up before one connecting, then
+ * the one holding the fewest requests.  A lane that is down starts
+ * connecting first when its back-off allows (pgconn_want), so the second
+ * lane comes up with the first request and each lane reconnects on its
+ * own.  NULL: none can take it.
+ */
+static struct lk_lane *
+lk_pick(struct lookup *lk)
+{
+	struct lk_lane	*ln, *best = NULL;
+	int		 i, up, best_up = 0;
+
+	for (i = 0; i < LK_LANES; i++) {
+		ln = &lk->lk_lanes[i];
+		if (ln->ln_pc.pc_state == PC_DOWN &&
+		    pgconn_want(&ln->ln_pc) == -1)
+			continue;
+		up = ln->ln_pc.pc_state == PC_READY;
+		if (best == NULL || up > best_up || (up == best_up &&
+		    ln->ln_nreqs < best->ln_nreqs)) {
+			best = ln;
+			best_up = up;
+		}
+	}
+	return best;
+}
+
 /* Queue r for c (lookup_submit's contract); frees r when it cannot. */
 static int
 lk_enqueue(struct lookup *lk, struct conn *c, struct lk_req *r)
 {
-	if (pgconn_want(&lk->lk_pc) == -1)
-		goto fail;
+	struct lk_lane	*ln;
+
+	if ((ln = lk_pick(lk)) == NULL) {
+		free(r->lr_cached);
+		free(r);
+		return -1;
+	}
+	ln->ln_nreqs++;
 	r->lr_conn = c;
 	r->lr_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);
-	*lk->lk_wait_tail = r;
-	lk->lk_wait_tail = &r->lr_next;
+	*ln->ln_wait_tail = r;
+	ln->ln_wait_tail = &r->lr_next;
 	c->c_pending = r;
 	/* Sent by the driver's tick at the end of this loop turn, with every
-	 * other miss of the turn in the same query. */
+	 * other miss of the turn on this lane in the same query. */
 	return 0;
-fail:
-	lk_req_free(r);
-	return -1;
 }
 
 int
@@ -482,14 +542,21 @@ lookup_verify(struct lookup *lk, struct conn *c,
 int
 lookup_up(const struct lookup *lk)
 {
+	const struct pgconn *pc;
+	int		 i, up = 0;
+
 	if (lk == NULL)
 		return -1;
-	if (lk->lk_pc.pc_state == PC_READY)
-		return 1;
-	/* rt_attempts counts the failed attempts: DOWN without one
-	 * is "not yet". */
-	return lk->lk_pc.pc_state == PC_DOWN &&
-	    lk->lk_pc.pc_retry.rt_attempts != 0 ? -1 : 0;
+	for (i = 0; i < LK_LANES; i++) {
+		pc = &lk->lk_lanes[i].ln_pc;
+		if (pc->pc_state == PC_READY)
+			return 1;
+		/* rt_attempts counts the failed attempts: DOWN without one
+		 * is "not yet". */
+		if (pc->pc_state == PC_DOWN && pc->pc_retry.rt_attempts != 0)
+			up = -1;
+	}
+	return up;
 }
 
 int
@@ -507,6 +574,7 @@ lookup_cancel(struct lookup *lk, struct conn *c)
 {
 	struct lk_req	*r = c->c_pending;
 
+	/* Whichever lane holds r finds it cancelled and frees it. */
 	(void)lk;
 	if (r != NULL)
 		r->lr_conn = NULL;

@@ -1,5 +1,5 @@
 /*
- * lookup: a worker's own PostgreSQL connection for cache misses.
+ * lookup: a worker's own PostgreSQL connections for cache misses.
  *
  * Non-blocking libpq in pipeline mode (PQconnectStart/PQconnectPoll,
  * PQsendQueryPrepared + PQpipelineSync, PQconsumeInput) driven by the
@@ -10,6 +10,15 @@
  * the wire at once; past that, misses wait and join the next query, so
  * under load the misses of many connections share one round trip.  The
  * statement is prepared once per connection, first in the pipeline.
+ *
+ * A worker keeps two such connections, "lanes" (LK_LANES in lookup.c),
+ * both with application_name "tokend worker": one backend runs its
+ * queries in turn, so two lanes let two PostgreSQL cores share a worker's
+ * misses.  A new request goes to a lane that is up, the one holding the
+ * fewest requests, and stays there until its callback.  Each lane
+ * connects (on the worker's first request), times out stuck queries,
+ * fails its own requests and reconnects on its own: a lane going down
+ * answers only the requests it held, as below, never the other's.
  *
  * Measured (BENCHMARKS.md, scenario 3, 1 worker, 32 connections, every
  * request a miss): the prepared statement took misses from 21,500/s to
@@ -22,7 +31,7 @@
  * since the query was sent: see the epoch in shm/README.md, or the writer's
  * LISTEN is down) and handed to the waiting connection's callback.
  *
- * Worker-only; the connection is opened lazily after fork.
+ * Worker-only; the connections are opened lazily after fork.
  */
 #ifndef TOKEND_LOOKUP_H
 #define TOKEND_LOOKUP_H
@@ -47,7 +56,8 @@ struct lookup *lookup_new(const struct config *cf, int epfd);
 /*
  * Queue a lookup for c; cb runs later from the loop (never from inside this
  * call), exactly once, unless lookup_cancel(c) comes first.  Returns 0, or
- * -1: PostgreSQL cannot be asked now, answer 503.
+ * -1: PostgreSQL cannot be asked now (no lane is up or may connect now),
+ * answer 503.
  */
 int	lookup_submit(struct lookup *lk, struct conn *c,
 	    const uint8_t hash[TOKEN_HASH_LEN], lookup_cb cb);
@@ -63,8 +73,8 @@ int	lookup_verify(struct lookup *lk, struct conn *c,
 	    lookup_cb cb);
 void	lookup_cancel(struct lookup *lk, struct conn *c);
 /*
- * For /readyz: 1 while the connection is up, -1 when it went down (or there
- * is no lookup), 0 before the first connection and while connecting.
+ * For /readyz: 1 while a lane is up, else -1 when one went down (or there
+ * is no lookup), else 0 (before the first connection, while connecting).
  */
 int	lookup_up(const struct lookup *lk);
 /*
@@ -73,7 +83,8 @@ int	lookup_up(const struct lookup *lk);
  * can be committed to a database nobody reaches).
  */
 int	lookup_stale_ok(void);
-/* lookup_new registers the socket's evsrc handler and a worker timer that
- * connects when due and times out stuck queries, once per loop turn. */
+/* lookup_new registers, per lane, the socket's evsrc handler and a worker
+ * timer that connects when due and times out stuck queries, once per loop
+ * turn. */
 
 #endif /* TOKEND_LOOKUP_H */

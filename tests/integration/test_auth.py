@@ -7,6 +7,7 @@ import time
 import unittest
 
 import harness
+from test_leak import made_up, sha
 
 
 def pat(user="alice", scope="read write", expires=None, name="t"):
@@ -27,6 +28,36 @@ def metric(t, name):
     m = re.search(r"^%s (\d+)$" % re.escape(name),
                   t.http("GET", "/metrics").text, re.M)
     return int(m.group(1)) if m else None
+
+
+def worker_backends(since):
+    """[(pid, state_change)] of the workers' lookup connections opened
+    after since (other tokends' are older)."""
+    return harness.pg().sql(
+        "SELECT pid, state_change FROM pg_stat_activity "
+        "WHERE application_name = 'tokend worker' AND backend_start > %s "
+        "ORDER BY pid", since)
+
+
+def concurrent_auth(t, toks, clients=32):
+    """GET /auth for each token from 32 keep-alive connections at once;
+    {status: count}."""
+    statuses, lock = {}, threading.Lock()
+
+    def client(part):
+        with t.conn() as c:
+            for tok in part:
+                r = c.request("GET", "/auth", headers={
+                    "Authorization": "Bearer " + tok})
+                with lock:
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+    threads = [threading.Thread(target=client, args=(toks[k::clients],))
+               for k in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    return statuses
 
 
 def fails_within(t, token, seconds=1.0):
@@ -234,6 +265,45 @@ class AuthTest(unittest.TestCase):
                 th.join(30)
         self.assertEqual(errors, [])
         self.assertEqual(got, want)
+
+    def test_misses_are_shared_by_two_lookup_connections(self):
+        # One worker keeps two lookup connections (worker/lookup.h): under
+        # concurrent misses both backends run lookups, and one going away
+        # costs no request while the other is up; it comes back by itself.
+        uid = int(harness.pg().sql(
+            "SELECT id FROM users WHERE name = 'alice'")[0][0])
+        toks = [made_up() for _ in range(401)]
+        harness.pg().sql(
+            "INSERT INTO tokens (kind, hash, prefix, user_id) "
+            "SELECT 'pat', h, 'tkp_xxxx', %s FROM unnest(%s::bytea[]) h",
+            uid, [sha(tok) for tok in toks])
+        start = harness.pg().sql("SELECT clock_timestamp()")[0][0]
+        with harness.Tokend(workers=1) as t:
+            self.assertEqual(auth(t, toks[0]).status, 200)
+            lanes = harness.wait_until(
+                lambda: (lambda r: r if len(r) == 2 else None)(
+                    worker_backends(start)), timeout=10,
+                msg="want 2 lookup backends")
+            t0 = harness.pg().sql("SELECT clock_timestamp()")[0][0]
+            self.assertEqual(concurrent_auth(t, toks[1:201]), {200: 200})
+            ran = [pid for pid, changed in worker_backends(start)
+                   if harness.pg().sql("SELECT %s::timestamptz > %s",
+                                       changed, t0)[0][0] == "t"]
+            self.assertEqual(sorted(ran), sorted(p for p, _ in lanes))
+            errors = metric(t, "tokend_pg_errors_total")
+            harness.pg().sql("SELECT pg_terminate_backend(%s)",
+                             int(lanes[1][0]))
+            # Noticed once its socket closes: from then on misses go to
+            # the other lane.
+            harness.wait_until(
+                lambda: metric(t, "tokend_pg_errors_total") > errors,
+                timeout=10)
+            self.assertEqual(concurrent_auth(t, toks[201:]), {200: 200})
+            harness.wait_until(
+                lambda: auth(t, made_up()).status == 401 and
+                len(worker_backends(start)) == 2, timeout=10)
+            self.assertNotIn(lanes[1][0],
+                             [p for p, _ in worker_backends(start)])
 
 
 class OutageTest(unittest.TestCase):
