@@ -350,7 +350,8 @@ void	usage_attach(struct shm_slot *sl);
 /*
  * Worker: one use of token id at unix milliseconds now_ms from client
  * address ip (NULL: none known).  Returns 0, or -1 when both tables are
- * full (counted in sl_uses_dropped).
+ * full (counted in sl_uses_dropped): the caller must not answer as if
+ * the use counted (it answers 503).
  */
 int	usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms,
 	    const uint8_t *ip);

@@ -80,6 +80,27 @@ auth_unavailable(struct conn *c)
 	    "PostgreSQL is unreachable and the token cannot be verified");
 }
 
+/*
+ * Both usage tables of this worker are full: the writer is far behind
+ * PostgreSQL, and a 200 now would be a use never counted (SPEC 6).  The
+ * client retries; tokens already in the table keep being answered.
+ */
+static void
+auth_usage_full(struct conn *c)
+{
+	static int64_t	 logged_ms;
+
+	if (W.wk_wall_ms - logged_ms >= 1000) {
+		logged_ms = W.wk_wall_ms;
+		LOG(LVL_WARN, "usage_full", KV_S("reason", "both usage tables "
+		    "are full: new tokens get 503 until the writer catches up"));
+	}
+	resp_start(c, 503);
+	resp_header(c, "Retry-After", "1");
+	resp_error_end(c, "temporarily_unavailable",
+	    "usage accounting is behind; retry in a moment");
+}
+
 static void
 auth_unknown(struct conn *c)
 {
@@ -143,7 +164,11 @@ auth_answer(struct conn *c, const struct tok_info *ti, const char *need,
 		return;
 	}
 	/* Count the use before the 200 leaves: see shm/README.md. */
-	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms, has_ip ? ip : NULL);
+	if (usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms,
+	    has_ip ? ip : NULL) == -1) {
+		auth_usage_full(c);
+		return;
+	}
 	resp_start(c, 200);
 	resp_header(c, "X-Auth-User", ti->ti_user);
 	if (ti->ti_user_id != 0)

@@ -263,7 +263,7 @@ metrics_render(const struct metrics_gauges *g, char *buf, size_t buflen)
 	    "Usage flush batches committed.",
 	    __atomic_load_n(&shm->sh_flushes, __ATOMIC_RELAXED));
 	metric(&mb, "tokend_usage_dropped_total", "counter",
-	    "Uses that found both usage tables full.",
+	    "Requests answered 503 because both usage tables were full.",
 	    SHM_SUM(shm, sl_uses_dropped));
 	metric(&mb, "tokend_pg_errors_total", "counter",
 	    "PostgreSQL errors in workers and the writer.",

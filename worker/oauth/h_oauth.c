@@ -118,8 +118,13 @@ introspect_answer(struct conn *c, const struct tok_info *ti)
 		oauth_body(c, 200, inactive, sizeof(inactive) - 1);
 		return;
 	}
-	/* Counted before the answer leaves, as /auth does. */
-	usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms, NULL);
+	/* Counted before the answer leaves, as /auth does, and not
+	 * answered active when it cannot be counted. */
+	if (usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms, NULL) == -1) {
+		oauth_error(c, 503, "temporarily_unavailable", "usage "
+		    "accounting is behind; retry in a moment");
+		return;
+	}
 	jw_begin(&jw, body, sizeof(body));
 	jw_bool(&jw, "active", 1);
 	jw_str(&jw, "scope", ti->ti_scope);
