@@ -321,7 +321,9 @@ def sec_scale(res):
         ]) + ("\n\nDuring the fill: p50 %s, p99 %s per request; %s "
               "entries in the cache afterwards.  The fill is also a million "
               "uses: the writer had usage pending for %.1f s more after it "
-              "(%s flushes during fill and drain, %s uses dropped)." % (
+              "(%s flushes during fill and drain; %s requests found their "
+              "worker's usage tables full: answered 503 since issue 16, a "
+              "use lost before)." % (
                   us(f["p50_us"]), us(f["p99_us"]), f0(f.get("entries")),
                   f.get("usage_drain_s") or 0, f0(f.get("usage_flushes")),
                   f0(f.get("usage_dropped"))))
@@ -516,11 +518,13 @@ def sec_huge(res):
     w = m.get("workers", {}).get("1", {})
     mint = s["mint"]
     out = ("## 9. Ten million tokens\n\n"
-           "A tokend of its own (cache_map_size = 4G, %d worker) on the same "
-           "PostgreSQL, filled with %s PATs: each requested once over HTTP "
-           "(wrk -c128, chunks of 1,000,000, every request a miss and a "
-           "first use).\n\n" % (res["settings"]["workers"],
-                                   f0(s["tokens"])) +
+           "A tokend of its own (cache_map_size = 4G, cache_ttl = 86400, %d "
+           "worker) on the same PostgreSQL, filled with %s PATs: each "
+           "requested once over HTTP (wrk -c128, chunks of 1,000,000, every "
+           "request a miss, a first use and a first use from a network).  "
+           "This scenario started at %s.\n\n" % (
+               res["settings"]["workers"], f0(s["tokens"]),
+               s.get("started", "-")) +
            table(["step", "seconds", "per second"], [
                ["mint", f2(mint["mint_s"]),
                 f0(s["tokens"] / mint["mint_s"])],
@@ -533,7 +537,9 @@ def sec_huge(res):
                    s.get("usage_drain_s")), "-"]]) +
            "\n\n%s entries; LMDB pages in use %s, **%.0f bytes per token**"
            " (tree depth %s); the worker's RSS %s (PSS %s), %.0f bytes per "
-           "token; %s uses dropped." % (
+           "token.  %s requests of the fill found their worker's usage "
+           "tables full (tokend_usage_dropped_total: answered 503 since "
+           "issue 16, a use lost before)." % (
                f0(e), mib((m.get("lmdb_bytes_used") or 0) / 1024),
                (m.get("lmdb_bytes_used") or 0) / e if e else 0,
                m.get("lmdb_depth", "?"), mib(w.get("VmRSS")),
@@ -541,11 +547,14 @@ def sec_huge(res):
                if e else 0, f0(s.get("usage_dropped"))))
     if s.get("hit"):
         out += ("\n\nRounds alternate scenario 1's load (1,000 tokens) and "
-                "random tokens out of %s of the %s, on this tokend.  Every "
-                "one of those is a first use in a while, so each is written "
-                "into `tokens` directly: the usage cost of a working set "
-                "this large is all PostgreSQL row updates.\n\n" % (
-                    f0(res["settings"].get("huge_n")), f0(s["tokens"])) +
+                "random tokens out of %s of the %s, on this tokend (%s "
+                "cache misses during the rounds).  A token of that working "
+                "set is used about once a minute, so most uses are a first "
+                "use in a while, written into `tokens` directly: the usage "
+                "cost of a working set this large is mostly PostgreSQL row "
+                "updates.\n\n" % (
+                    f0(res["settings"].get("huge_n")), f0(s["tokens"]),
+                    f0(s.get("misses_during"))) +
                 rounds_table([("1k", s["hit"]), ("10M", s["huge"])],
                              [("ratio", s["ratio"])], [
                     ("PostgreSQL CPU (1k / 10M)", lambda i: "%s / %s" % (
