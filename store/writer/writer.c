@@ -399,7 +399,8 @@ wr_merge(void)
 	char		 addr[IP_STR_LEN];
 	size_t		 i, n = 0;
 
-	qsort(r, WR.wr_nrecs, sizeof(*r), urec_cmp);
+	if (WR.wr_nrecs > 1)	/* a fold alone has none, and no array */
+		qsort(r, WR.wr_nrecs, sizeof(*r), urec_cmp);
 	for (i = 0; i < WR.wr_nrecs; i++) {
 		if (memcmp(r[i].ur_ip, wr_no_ip, IP_LEN) != 0) {
 			ip_format(r[i].ur_ip, addr, sizeof(addr));
