@@ -129,6 +129,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+import zlib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.abspath(os.environ.get("TOKEND_BIN", os.path.join(ROOT, "bin")))
@@ -217,6 +218,24 @@ def _pg_bindir():
 # prefix: its 4 random characters (62^4 values) repeat, among a few hundred
 # tokens of one kind, often enough to fail a test now and then.
 BY_TOKEN = "hash = sha256(convert_to(%s, 'UTF8'))"
+
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def b62(n, width):
+    s = ""
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        s = B62[r] + s
+    return s
+
+
+def well_formed_token(prefix="tkp_"):
+    """A token of tokend's format whose checksum holds (proto/token.c:
+    43 base62 characters of random, then the CRC-32 of those in 6), that
+    no database holds unless the caller puts it there."""
+    body = b62(int.from_bytes(os.urandom(32), "big"), 43)
+    return prefix + body + b62(zlib.crc32(body.encode()), 6)
 
 
 def sql_literal(v):

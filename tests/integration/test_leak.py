@@ -10,30 +10,19 @@ import statistics
 import subprocess
 import time
 import unittest
-import zlib
 
 import harness
 from test_oauth import WEB, add_clients, add_user, bearer, conn_on_each_worker
 
-B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PREFIX = {"access": "tka_", "refresh": "tkr_", "pat": "tkp_", "code": "tkc_",
           "device": "tkd_", "session": "tks_"}
 PATH = "/credentials/revoke"
 HOOK = os.path.join(harness.ROOT, "contrib", "git", "pre-commit")
 
 
-def b62(n, width):
-    s = ""
-    for _ in range(width):
-        n, r = divmod(n, 62)
-        s = B62[r] + s
-    return s
-
-
 def made_up(kind="pat"):
     """A well-formed token (right checksum) that no database holds."""
-    body = b62(int.from_bytes(os.urandom(32), "big"), 43)
-    return PREFIX[kind] + body + b62(zlib.crc32(body.encode()), 6)
+    return harness.well_formed_token(PREFIX[kind])
 
 
 def sha(tok):
