@@ -98,7 +98,7 @@ from benchlib import (  # noqa: E402
     BIN, HERE, ROOT, Proc, call, children, cpu_busy, cpu_s, env_int,
     foreign, free_port, log, med, parse_wrk, pinned, retry_round, run,
     run_pgbench, run_wrk, stat_fields, wait_http, wait_quiet, wait_rusage,
-    wrk_argv)
+    write_conf, wrk_argv)
 
 LUA = os.path.join(HERE, "auth.lua")
 RESULTS = os.path.join(HERE, "results")
@@ -453,6 +453,18 @@ def fill(bench, tokens, first, count, conns, expect_entries, port=None):
             "p50_us": d["p50_us"], "p99_us": d["p99_us"], "conns": conns}
 
 
+def usage_drained(b, port, limit):
+    """Wait up to limit seconds for the tokend on port to have no usage
+    pending: the seconds waited, and its last metrics."""
+    t0 = time.monotonic()
+    while True:
+        m = b.metrics(port)
+        if m.get("tokend_usage_pending", 0) == 0 or \
+                time.monotonic() - t0 >= limit:
+            return time.monotonic() - t0, m
+        time.sleep(0.5)
+
+
 def auth_answers(m):
     return sum(v for k, v in m.items()
                if k.startswith('tokend_requests_total{endpoint="/auth"'))
@@ -550,13 +562,7 @@ def scenario_scale(b):
     f["entries_before"] = m0.get("tokend_cache_entries")
     # The fill used a million tokens once each: the writer now applies a
     # million usage rows.  How long that takes is worth knowing too.
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 300:
-        m = b.metrics()
-        if m.get("tokend_usage_pending", 0) == 0:
-            break
-        time.sleep(0.5)
-    f["usage_drain_s"] = time.monotonic() - t0
+    f["usage_drain_s"], m = usage_drained(b, b.tokend_port, 300)
     f["usage_dropped"] = m.get("tokend_usage_dropped_total")
     f["usage_flushes"] = m.get("tokend_usage_flushes_total", 0) - \
         m0.get("tokend_usage_flushes_total", 0)
@@ -621,9 +627,7 @@ class Box:
         """New settings, through SIGHUP (the cache stays): wait for the
         new workers and /readyz."""
         self.cfg.update({k: str(v) for k, v in kv.items()})
-        with open(os.path.join(self.dir, "tokend.conf"), "w") as f:
-            for k, v in self.cfg.items():
-                f.write("%s = %s\n" % (k, v))
+        write_conf(os.path.join(self.dir, "tokend.conf"), self.cfg)
         old = set(self.children("worker"))
         os.kill(self.proc.pid, signal.SIGHUP)
         deadline = time.monotonic() + 20
@@ -745,14 +749,8 @@ def scenario_huge(b):
         res["fill_s"] = time.monotonic() - t0
         log("  filled %d in %.0fs (%.0f/s)" % (
             st.huge, res["fill_s"], st.huge / res["fill_s"]))
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 600:
-            if b.metrics(box.port).get("tokend_usage_pending", 0) == 0:
-                break
-            time.sleep(0.5)
-        res["usage_drain_s"] = time.monotonic() - t0
-        res["usage_dropped"] = b.metrics(box.port).get(
-            "tokend_usage_dropped_total")
+        res["usage_drain_s"], m = usage_drained(b, box.port, 600)
+        res["usage_dropped"] = m.get("tokend_usage_dropped_total")
         res["memory"] = memory(b, box)
         warm_at(b, "hit", st.hit_n, box.port)
         hit = box.load("hit")

@@ -355,6 +355,13 @@ def run_pgbench(d, argv, duration, watch):
                    "p99_us": percentile(lat, 0.99), "sampled": len(lat)}
 
 
+def write_conf(path, cfg):
+    """A tokend configuration file holding cfg's settings."""
+    with open(path, "w") as f:
+        for k, v in cfg.items():
+            f.write("%s = %s\n" % (k, v))
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -427,9 +434,7 @@ class Bench:
             "log_level": "warn",
         }
         cfg.update(extra or {})
-        with open(conf, "w") as f:
-            for k, v in cfg.items():
-                f.write("%s = %s\n" % (k, v))
+        write_conf(conf, cfg)
         self.tokend = Proc(pinned(self.st.server_cpus,
                                   [os.path.join(self.bin, "tokend"),
                                    "-c", conf]),
