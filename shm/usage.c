@@ -11,13 +11,6 @@
 #define USAGE_MASK (USAGE_CAP - 1)
 
 static inline uint32_t
-usage_hash(int64_t token)
-{
-	return (uint32_t)(((uint64_t)token * 0x9E3779B97F4A7C15ull) >> 46) &
-	    USAGE_MASK;
-}
-
-static inline uint32_t
 state_get(const struct usage_table *t)
 {
 	return __atomic_load_n(&t->ut_state, __ATOMIC_ACQUIRE);
@@ -88,6 +81,25 @@ usage_same_net(const uint8_t *a, const uint8_t *b)
 	    b[11] != 0xff || memcmp(b, usage_no_ip, 10) != 0);
 }
 
+/*
+ * An entry is a (token, network) pair, so the network is hashed too: one
+ * token used from many networks (a proxy's clients, or a stolen token
+ * from everywhere) must not pile its entries into one probe run.  Equal
+ * under usage_same_net means equal here: a network's bytes and its family.
+ */
+static inline uint32_t
+usage_hash(int64_t token, const uint8_t *ip)
+{
+	uint64_t	 net = 0;
+	int		 v4 = ip[10] == 0xff && ip[11] == 0xff &&
+			    memcmp(ip, usage_no_ip, 10) == 0;
+
+	memcpy(&net, v4 ? ip + 12 : ip, v4 ? 3 : 7);
+	net = (net << 1 | (uint64_t)v4) * 0xff51afd7ed558ccdull;
+	return (uint32_t)((((uint64_t)token ^ net) * 0x9E3779B97F4A7C15ull) >>
+	    46) & USAGE_MASK;
+}
+
 int
 usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms,
     const uint8_t *ip)
@@ -104,7 +116,7 @@ usage_record(struct shm_slot *sl, int64_t token, int64_t now_ms,
 		table_switch(sl);
 		t = &sl->sl_tables[sl->sl_active];
 	}
-	for (i = usage_hash(token);; i = (i + 1) & USAGE_MASK) {
+	for (i = usage_hash(token, ip);; i = (i + 1) & USAGE_MASK) {
 		e = &t->ut_ent[i];
 		if (e->ue_token == token && usage_same_net(e->ue_ip, ip))
 			break;
