@@ -7,6 +7,8 @@ import math
 import os
 import re
 import signal
+import socket
+import subprocess
 import time
 import unittest
 
@@ -285,3 +287,109 @@ class UsageDeltasTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def pipelined(port, requests, chunk=2000):
+    """Send raw requests over one keep-alive connection, chunk at a time;
+    return each answer's (status, Retry-After, body), in order."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        buf, pos = b"", 0
+        for i in range(0, len(requests), chunk):
+            part = requests[i:i + chunk]
+            s.sendall(b"".join(part))
+            want = len(out) + len(part)
+            while len(out) < want:
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    data = s.recv(1 << 20)
+                    if not data:
+                        raise AssertionError("connection closed")
+                    buf, pos = buf[pos:] + data, 0
+                    continue
+                head = buf[pos:end].decode("latin-1")
+                m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+                total = end + 4 + (int(m.group(1)) if m else 0)
+                while len(buf) < total:
+                    buf += s.recv(1 << 20)
+                ra = re.search(r"(?im)^retry-after:\s*(\S+)", head)
+                out.append((int(head.split(" ", 2)[1]),
+                            ra.group(1) if ra else None, buf[end + 4:total]))
+                pos = total
+    return out
+
+
+class UsageFullTest(unittest.TestCase):
+    """A worker counts each use in shared memory before its 200 (SPEC 6).
+    When the writer cannot commit (here: tokens locked in PostgreSQL) and
+    both of the worker's usage tables fill up, a use that needs a new entry
+    must get 503 + Retry-After, not a 200 whose use is lost."""
+
+    PROXY = "127.0.0.1/32"
+
+    def setUp(self):
+        harness.pg().reset()
+        harness.tokenctl("user", "add", "alice", "--no-password")
+        self.tok = harness.tokenctl("pat", "create", "--user", "alice",
+                                    "--name", "full").stdout.strip()
+
+    def request(self, i):
+        # One entry per (token, /24 network): network i.
+        return ("GET /auth HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s"
+                "\r\nX-Forwarded-For: %d.%d.%d.9\r\n\r\n" % (
+                    self.tok, 11 + (i >> 16), (i >> 8) & 255, i & 255)
+                ).encode()
+
+    def test_full_tables_answer_503_and_lose_no_use(self):
+        t = harness.Tokend(workers=1, config={
+            "usage_flush_interval": INTERVAL, "trusted_proxies": self.PROXY})
+        with t:
+            self.assertEqual(pipelined(t.port, [self.request(0)])[0][0], 200)
+            harness.wait_until(lambda: use_count(self.tok) == 1, timeout=10)
+            pg = harness.pg()
+            lock = subprocess.Popen(
+                [pg.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", pg.url],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                text=True, env=dict(os.environ, PGOPTIONS="-c "
+                                    "search_path=tokend,public"))
+            try:
+                lock.stdin.write("BEGIN; LOCK TABLE tokens IN EXCLUSIVE "
+                                 "MODE; SELECT pg_sleep(0);\n")
+                lock.stdin.flush()
+                harness.wait_until(lambda: harness.pg().sql(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
+                    "c.oid = l.relation WHERE c.relname = 'tokens' AND "
+                    "l.mode = 'ExclusiveLock' AND l.granted")[0][0] == "1",
+                    timeout=10)
+                # Two tables of 70% of 2^18 entries each: 367,002 networks
+                # fill both; a few thousand more must all be refused.
+                n = 2 * ((1 << 18) // 10 * 7) + 3000
+                got = pipelined(t.port, [self.request(i)
+                                         for i in range(1, n + 1)])
+                ok = sum(1 for g in got if g[0] == 200)
+                full = [g for g in got if g[0] == 503]
+                self.assertEqual(ok + len(full), len(got),
+                                 set(g[0] for g in got))
+                self.assertGreaterEqual(len(full), 2900)
+                self.assertEqual({g[1] for g in full}, {"1"})
+                body = json.loads(full[0][2])
+                self.assertIn("error", body)
+                # A network already in the active table still gets its 200.
+                last = max(i for i, g in enumerate(got) if g[0] == 200)
+                again = pipelined(t.port, [self.request(last + 1)])[0]
+                self.assertEqual(again[0], 200)
+                ok += 1
+                self.assertIn("usage_full", t.log())
+                self.assertGreaterEqual(
+                    metric(t, "tokend_usage_dropped_total"), len(full))
+            finally:
+                lock.stdin.write("COMMIT;\n")
+                lock.stdin.close()
+                lock.wait(timeout=30)
+            # Every 200 is counted once PostgreSQL takes writes again, and
+            # new networks are answered again.
+            harness.wait_until(lambda: use_count(self.tok) == 1 + ok,
+                               timeout=120, msg="use_count %d, want %d" % (
+                                   use_count(self.tok), 1 + ok))
+            self.assertEqual(pipelined(t.port, [self.request(n + 1)])[0][0],
+                             200)
