@@ -275,7 +275,11 @@ wr_recover_usage(char *err, size_t errlen)
 	return 0;
 }
 
-/* No statement or lock wait may hold the work connection forever. */
+/*
+ * No statement or lock wait may hold the work connection forever.  And no
+ * JIT: a busy flush's arrays make the planner's cost pass jit_above_cost,
+ * and compiling the statement took PostgreSQL more CPU than running it.
+ */
 static int
 wr_timeouts(char *err, size_t errlen)
 {
@@ -283,7 +287,8 @@ wr_timeouts(char *err, size_t errlen)
 	PGresult	*res;
 
 	if ((res = wr_exec("SELECT set_config('statement_timeout', $1, false), "
-	    "set_config('lock_timeout', $2, false)", 2, params, err,
+	    "set_config('lock_timeout', $2, false), "
+	    "set_config('jit', 'off', false)", 2, params, err,
 	    errlen)) == NULL)
 		return -1;
 	PQclear(res);
