@@ -57,7 +57,7 @@
 #define WR_STATEMENT_DUE_MS (60000 + 5000)
 #define WR_CONNECT_DUE_MS 30000		/* connect_timeout, multi-host */
 #define WR_IDLE_DUE_MS	(PING_MS + 5000)	/* a loop turn, busy box */
-#define USAGE_BUSY	1000	/* tokens a flush: above, hot ones wait (021) */
+#define USAGE_BUSY	100	/* tokens a flush: above, hot ones wait (021) */
 
 /* store.h: the master's newer configurations, a seqlock on wc_gen. */
 struct writer_conf {

@@ -201,7 +201,7 @@ def deltas():
 
 
 class UsageDeltasTest(unittest.TestCase):
-    """Migration 021: in a flush of more than 1,000 tokens, the uses of
+    """Migration 021: in a flush of more than 100 tokens, the uses of
     tokens written lately wait in usage_deltas and are folded later; users
     always read exact counts, and no use is lost or late that matters."""
 
