@@ -67,6 +67,9 @@ Environment:
     BENCH_WRITER_CPUS   taskset list for tokend's writer alone (experiments;
                         default: the server CPUs, like every tokend process)
     BENCH_PG_CPUS       taskset list for PostgreSQL (default: unpinned)
+    BENCH_PG_SHARED_BUFFERS  PostgreSQL's shared_buffers (default 2GB: the
+                        ten million tokens of scenario 9 and their indexes;
+                        "": PostgreSQL's own 128MB)
     BENCH_HIT_LIMITS=0|1  the 1,000 hit PATs carry a 16-CIDR allowlist
                         (the client's loopback last, so every hit scans
                         all 16) and a rate limit of 1,000,000/1 s that
@@ -133,6 +136,8 @@ class Settings(benchlib.Settings):
         self.hit_limits = os.environ.get("BENCH_HIT_LIMITS", "1") == "1"
         self.writer_cpus = os.environ.get("BENCH_WRITER_CPUS", "")
         self.pg_cpus = os.environ.get("BENCH_PG_CPUS", "")
+        self.pg_shared_buffers = os.environ.get("BENCH_PG_SHARED_BUFFERS",
+                                                "2GB")
         self.tokend_extra = dict(
             kv.split("=", 1) for kv in
             os.environ.get("BENCH_TOKEND_CONF", "").split(",") if "=" in kv)
@@ -187,7 +192,7 @@ class Bench(benchlib.Bench):
         return [line.split("|") for line in r.stdout.splitlines()]
 
     def start_pg(self):
-        super().start_pg(self.st.pg_cpus)
+        super().start_pg(self.st.pg_cpus, self.st.pg_shared_buffers)
         self.tokenctl("migrate")
         for name in ("hit", "bulk", "other"):
             self.tokenctl("user", "add", name, "--no-password")

@@ -386,11 +386,18 @@ class Bench:
         return run([os.path.join(self.bin, "tokenctl"), "--database-url",
                     self.url] + list(args), input=stdin).stdout
 
-    def start_pg(self, cpus=""):
-        """PostgreSQL on a free port, pinned to cpus when set."""
-        r = run(["sh", os.path.join(ROOT, "contrib/pg.sh"), "start",
-                 self.pgdir, str(free_port())], cwd=ROOT)
+    def start_pg(self, cpus="", shared_buffers=""):
+        """PostgreSQL on a free port, pinned to cpus when set, with its
+        shared_buffers set when given (ALTER SYSTEM, then a restart)."""
+        pg_sh = ["sh", os.path.join(ROOT, "contrib/pg.sh")]
+        port = str(free_port())
+        r = run(pg_sh + ["start", self.pgdir, port], cwd=ROOT)
         self.url = r.stdout.strip().splitlines()[-1]
+        if shared_buffers:
+            run(["psql", "-X", "-q", "-d", self.url, "-c",
+                 "ALTER SYSTEM SET shared_buffers = '%s'" % shared_buffers])
+            run(pg_sh + ["stop", self.pgdir], cwd=ROOT)
+            run(pg_sh + ["start", self.pgdir, port], cwd=ROOT)
         if cpus:
             # New backends inherit the postmaster's affinity.
             pm = self.postmaster()

@@ -118,6 +118,8 @@ def sec_machine(res):
     pin = ("tokend and nginx pinned to CPU %s, wrk and pgbench to CPU %s "
            "(taskset); PostgreSQL unpinned" % (s["server_cpus"],
                                                s["client_cpus"])
+           + (", shared_buffers = %s" % s["pg_shared_buffers"]
+              if s.get("pg_shared_buffers") else "")
            if s.get("server_cpus") else "no pinning")
     rows = [
         ["CPU", "%s, %s cores (%s threads per core)%s" % (
