@@ -1,9 +1,11 @@
 /*
- * The writer's memory of when it last wrote each token's usage into
- * tokens itself (migration 021): a token written less than
- * usage_fold_interval ago is "hot", and in a busy flush its uses go to
+ * The writer's memory of each token's newest use it has flushed, into
+ * tokens or into usage_deltas (migration 021): a token used less than
+ * usage_fold_interval before is "hot", and in a busy flush its uses go to
  * usage_deltas, to be folded later, instead of costing a row update each
- * flush.
+ * flush.  A token in use all the time stays hot, so its row is written by
+ * the folds only; its first use after that long without one is not hot,
+ * and reaches tokens in its own flush.
  *
  * A direct-mapped table: one slot per hash of the token id, the newest
  * token overwriting whatever held its slot.  Forgetting is always safe (a
@@ -20,7 +22,7 @@
 
 static struct hot_slot {
 	int64_t	 hs_token;	/* 0: empty (ids start at 1) */
-	int64_t	 hs_ms;		/* when its usage was last written */
+	int64_t	 hs_ms;		/* its newest use flushed (monotonic) */
 } hot_slots[HOT_CAP];
 
 static uint32_t

@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/runtime/runtime.h"
@@ -449,8 +450,8 @@ wr_format(const struct urec *r, struct sbuf *ids, struct sbuf *counts,
  * Fold when this writer's rows may be in usage_deltas and the fold is due
  * (usage_fold_interval after the oldest), the load is light (no more than
  * USAGE_BUSY tokens: the table becomes exact again at once), or tokend
- * stops.  Otherwise, in a busy flush, a token this writer wrote less than
- * usage_fold_interval ago waits in usage_deltas.
+ * stops.  Otherwise, in a busy flush, a token hot in hot.c (a use flushed
+ * by this writer less than usage_fold_interval ago) waits in usage_deltas.
  */
 static int
 wr_plan(size_t ntokens, int64_t now)
@@ -607,18 +608,30 @@ wr_flush_send(uint64_t seq, int fold, char *err, size_t errlen)
 	return 0;
 }
 
-/* After the commit: who was written when, and what waits in usage_deltas. */
+/*
+ * After the commit: remember each token's newest use, as a time of now's
+ * (monotonic) clock, and what waits in usage_deltas.  A token is hot while
+ * its newest use this writer has flushed, in tokens or in usage_deltas, is
+ * less than usage_fold_interval old: one in use all the time then waits
+ * in usage_deltas for the folds only, and a use after a quiet period of
+ * that length is written directly, however late its flush.
+ */
 static void
 wr_flushed(int fold, int64_t now)
 {
-	size_t	 i;
-	int	 hot = 0;
+	struct timespec	 ts;
+	int64_t		 wall, ms;
+	size_t		 i;
+	int		 hot = 0;
 
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	for (i = 0; i < WR.wr_nrecs; i++) {
-		if (WR.wr_recs[i].ur_hot)
-			hot = 1;
-		else
-			hot_mark(WR.wr_recs[i].ur_token, now);
+		const struct urec *r = &WR.wr_recs[i];
+
+		hot |= r->ur_hot;
+		ms = now - (wall - r->ur_ms);
+		hot_mark(r->ur_token, ms < now ? ms : now);
 	}
 	if (fold)
 		WR.wr_deltas_ms = 0;
