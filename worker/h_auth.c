@@ -84,8 +84,9 @@ auth_unavailable(struct conn *c)
  * Both usage tables of this worker are full: the writer is far behind
  * PostgreSQL, and a 200 now would be a use never counted (SPEC 6).  The
  * client retries; tokens already in the table keep being answered.
+ * /introspect answers the same (worker.h).
  */
-static void
+void
 auth_usage_full(struct conn *c)
 {
 	static int64_t	 logged_ms;
@@ -96,6 +97,7 @@ auth_usage_full(struct conn *c)
 		    "are full: new tokens get 503 until the writer catches up"));
 	}
 	resp_start(c, 503);
+	resp_header(c, "Cache-Control", "no-store");
 	resp_header(c, "Retry-After", "1");
 	resp_error_end(c, "temporarily_unavailable",
 	    "usage accounting is behind; retry in a moment");

@@ -501,6 +501,10 @@ void	auth_bearer_denied(struct conn *c, const char *desc);
 /* 403 insufficient_scope with its challenge (RFC 6750 3.1): a valid
  * token that may not call this endpoint. */
 void	auth_bearer_forbidden(struct conn *c, const char *desc);
+/* 503 temporarily_unavailable, Retry-After: 1, no-store, after a failed
+ * usage_record (both usage tables full, SPEC 6); logs usage_full at most
+ * once a second.  /auth and /introspect. */
+void	auth_usage_full(struct conn *c);
 /*
  * The revocation feed's heartbeat, read before the cache (acquire: the
  * entries it vouches for are read after it; a plain load on x86).  Read

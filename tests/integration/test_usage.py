@@ -1,6 +1,7 @@
 """Usage accounting (SPEC section 6): exact use_count, batched writes, and
 nothing lost whatever dies."""
 
+import base64
 import concurrent.futures
 import json
 import math
@@ -332,6 +333,13 @@ class UsageFullTest(unittest.TestCase):
         harness.tokenctl("user", "add", "alice", "--no-password")
         self.tok = harness.tokenctl("pat", "create", "--user", "alice",
                                     "--name", "full").stdout.strip()
+        harness.tokenctl("client", "add", "rs", "--secret-stdin", "--scope",
+                         "read", "--introspect", input="rs-secret\n")
+
+    def introspect(self, t):
+        return t.http("POST", "/introspect", form={"token": self.tok},
+                      headers={"Authorization": "Basic " + base64.b64encode(
+                          b"rs:rs-secret").decode()})
 
     def request(self, i):
         # One entry per (token, /24 network): network i.
@@ -379,6 +387,12 @@ class UsageFullTest(unittest.TestCase):
                 again = pipelined(t.port, [self.request(last + 1)])[0]
                 self.assertEqual(again[0], 200)
                 ok += 1
+                # /introspect counts a use too (its entry has no network):
+                # the same 503, not an answer whose use is lost.
+                r = self.introspect(t)
+                self.assertEqual(r.status, 503, r.text)
+                self.assertEqual(r.header("retry-after"), "1")
+                self.assertEqual(r.json()["error"], "temporarily_unavailable")
                 self.assertIn("usage_full", t.log())
                 self.assertGreaterEqual(
                     metric(t, "tokend_usage_dropped_total"), len(full))
@@ -393,3 +407,6 @@ class UsageFullTest(unittest.TestCase):
                                    use_count(self.tok), 1 + ok))
             self.assertEqual(pipelined(t.port, [self.request(n + 1)])[0][0],
                              200)
+            r = self.introspect(t)
+            self.assertEqual(r.status, 200, r.text)
+            self.assertTrue(r.json()["active"])

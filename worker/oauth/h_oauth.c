@@ -121,8 +121,7 @@ introspect_answer(struct conn *c, const struct tok_info *ti)
 	/* Counted before the answer leaves, as /auth does, and not
 	 * answered active when it cannot be counted. */
 	if (usage_record(W.wk_slot, ti->ti_id, W.wk_wall_ms, NULL) == -1) {
-		oauth_error(c, 503, "temporarily_unavailable", "usage "
-		    "accounting is behind; retry in a moment");
+		auth_usage_full(c);
 		return;
 	}
 	jw_begin(&jw, body, sizeof(body));
