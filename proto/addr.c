@@ -122,7 +122,7 @@ static const uint8_t ip_v4_mapped[12] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 };
 
-static int
+int
 ip_is_v4(const uint8_t ip[IP_LEN])
 {
 	return memcmp(ip, ip_v4_mapped, sizeof(ip_v4_mapped)) == 0;

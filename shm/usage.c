@@ -74,11 +74,9 @@ static const uint8_t usage_no_ip[IP_LEN];
 static inline int
 usage_same_net(const uint8_t *a, const uint8_t *b)
 {
-	int	 v4 = a[10] == 0xff && a[11] == 0xff &&
-		    memcmp(a, usage_no_ip, 10) == 0;
+	int	 v4 = ip_is_v4(a);
 
-	return memcmp(a, b, v4 ? 15 : 7) == 0 && (v4 || b[10] != 0xff ||
-	    b[11] != 0xff || memcmp(b, usage_no_ip, 10) != 0);
+	return memcmp(a, b, v4 ? 15 : 7) == 0 && (v4 || !ip_is_v4(b));
 }
 
 /*
@@ -91,8 +89,7 @@ static inline uint32_t
 usage_hash(int64_t token, const uint8_t *ip)
 {
 	uint64_t	 net = 0;
-	int		 v4 = ip[10] == 0xff && ip[11] == 0xff &&
-			    memcmp(ip, usage_no_ip, 10) == 0;
+	int		 v4 = ip_is_v4(ip);
 
 	memcpy(&net, v4 ? ip + 12 : ip, v4 ? 3 : 7);
 	net = (net << 1 | (uint64_t)v4) * 0xff51afd7ed558ccdull;
