@@ -8,7 +8,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import unittest
@@ -294,29 +293,13 @@ def pipelined(port, requests, chunk=2000):
     """Send raw requests over one keep-alive connection, chunk at a time;
     return each answer's (status, Retry-After, body), in order."""
     out = []
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        buf, pos = b"", 0
+    with harness.Conn(port, timeout=30) as c:
         for i in range(0, len(requests), chunk):
             part = requests[i:i + chunk]
-            s.sendall(b"".join(part))
-            want = len(out) + len(part)
-            while len(out) < want:
-                end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    data = s.recv(1 << 20)
-                    if not data:
-                        raise AssertionError("connection closed")
-                    buf, pos = buf[pos:] + data, 0
-                    continue
-                head = buf[pos:end].decode("latin-1")
-                m = re.search(r"(?im)^content-length:\s*(\d+)", head)
-                total = end + 4 + (int(m.group(1)) if m else 0)
-                while len(buf) < total:
-                    buf += s.recv(1 << 20)
-                ra = re.search(r"(?im)^retry-after:\s*(\S+)", head)
-                out.append((int(head.split(" ", 2)[1]),
-                            ra.group(1) if ra else None, buf[end + 4:total]))
-                pos = total
+            c.send(b"".join(part))
+            for _ in part:
+                r = c.read_response(timeout=30)
+                out.append((r.status, r.header("retry-after"), r.body))
     return out
 
 

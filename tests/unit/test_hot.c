@@ -1,5 +1,5 @@
 /*
- * store/writer/hot.c: which tokens the writer wrote lately.  What matters
+ * store/writer/hot.c: which tokens the writer saw used lately.  What matters
  * is the one-sided error: a token may be forgotten (its next use is
  * written into tokens, as before migration 021), never remembered wrongly
  * (that could delay its first use after a quiet period).
