@@ -41,6 +41,12 @@ hot_is(int64_t token, int64_t now_ms, int64_t window_ms)
 }
 
 void
+hot_prefetch(int64_t token)
+{
+	__builtin_prefetch(&hot_slots[hot_slot(token)]);
+}
+
+void
 hot_mark(int64_t token, int64_t ms)
 {
 	struct hot_slot	*s = &hot_slots[hot_slot(token)];

@@ -48,6 +48,12 @@ netseen_has(uint64_t key)
 }
 
 void
+netseen_prefetch(uint64_t key)
+{
+	__builtin_prefetch(&ns_keys[ns_slot(key)]);
+}
+
+void
 netseen_add(uint64_t key)
 {
 	ns_keys[ns_slot(key)] = key;

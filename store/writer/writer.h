@@ -62,15 +62,19 @@ void	feed_stop(void);
 uint64_t netseen_key(int64_t token, const struct cidr *net);
 /* 1 when the pair is known to be in token_networks already. */
 int	netseen_has(uint64_t key);
+/* Start loading key's slot, for a netseen_has a few records later. */
+void	netseen_prefetch(uint64_t key);
 /* After the batch that inserted it committed. */
 void	netseen_add(uint64_t key);
 
 /* ---- Tokens whose usage was written lately (hot.c) ------------------- */
 
-/* 1 when this writer wrote token's usage into tokens less than window_ms
+/* 1 when this writer flushed a use of token made less than window_ms
  * before now_ms (migration 021: its next uses may wait in usage_deltas). */
 int	hot_is(int64_t token, int64_t now_ms, int64_t window_ms);
-/* After the batch that wrote token's usage into tokens committed. */
+/* After the batch that flushed token's newest use, at ms, committed. */
 void	hot_mark(int64_t token, int64_t ms);
+/* Start loading token's slot, for a hot_is a few records later. */
+void	hot_prefetch(int64_t token);
 
 #endif /* TOKEND_WRITER_H */
