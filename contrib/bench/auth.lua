@@ -4,12 +4,6 @@
 -- the driver uses variables):
 --   BENCH_TOKENS  file with one token per line (required)
 --   BENCH_MODE    "random" (default): a random token of the file per request
---                 "cycle": each thread walks the file's requests in order,
---                 from its own offset, round and round (scenario 2: a
---                 random pick costs wrk more per request out of 100,000
---                 tokens than out of 1,000, in its own cache misses; to
---                 tokend, whose cache is keyed by the token's SHA-256,
---                 the order of the file is as scattered as a random one)
 --                 "seq": each thread walks the file in order from its own
 --                 offset, and stops once it has received BENCH_STOP
 --                 responses (cache fills and all-miss runs)
@@ -22,7 +16,7 @@
 -- done() prints one JSON line, prefixed "BENCH_JSON ", for the driver.
 
 local tokens = {}
-local reqs = {}		-- random and cycle: each token's request, made once
+local reqs = {}		-- random mode: each token's request, made once
 local n = 0
 local mode = os.getenv("BENCH_MODE") or "random"
 local path = os.getenv("BENCH_PATH") or "/auth"
@@ -63,10 +57,6 @@ function init(args)
 		next_i = (id or 0) * per + 1
 		stop_after = tonumber(os.getenv("BENCH_STOP") or tostring(per))
 	else
-		if mode == "cycle" then
-			local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
-			next_i = (id or 0) * math.floor(n / nthreads) + 1
-		end
 		-- Made once here, not per request: LuaJIT interns every string,
 		-- so building a request per call cost wrk more with 100,000
 		-- tokens (a new string each time) than with 1,000 (found in its
@@ -76,11 +66,6 @@ function init(args)
 end
 
 function request()
-	if mode == "cycle" then
-		local r = reqs[next_i]
-		next_i = next_i < n and next_i + 1 or 1
-		return r
-	end
 	if mode ~= "seq" then return reqs[math.random(n)] end
 	local t = tokens[next_i]
 	next_i = next_i + 1

@@ -9,9 +9,7 @@ report gives the median of the per-round ratios plus each round's numbers.
 
     1 hit          1,000 PATs, all cached              vs nginx return 200
     2 hit at scale 1,000,000 tokens cached, requests
-                   over 100,000 of them, each wrk
-                   walking them in order, against the
-                   1,000 of scenario 1 walked alike    vs scenario 1
+                   over 100,000 of them                vs scenario 1
     3 miss         every request a valid token not
                    yet cached (tokend restarted per
                    round, tokens never seen before)    vs pgbench -S
@@ -575,14 +573,8 @@ def scenario_scale(b):
         m0.get("tokend_usage_flushes_total", 0)
     b.res["scenarios"]["2_fill"] = f
     b.res["memory_1m"] = memory(b)
-    # Both loads walk their tokens in order (auth.lua "cycle"): a random
-    # pick out of 100,000 cost wrk ~0.5 us a request more than out of
-    # 1,000 (against nginx, which ignores the token), and the client, on
-    # the other CPU, set part of the pace.  To tokend the file's order is
-    # as scattered as a random one (its cache is keyed by SHA-256), and
-    # every token is used once per lap: more distinct tokens a flush.
-    hit = tk_load(b, "hit", mode="cycle")
-    sc = tk_load(b, "bulk", count=st.scale_n, mode="cycle")
+    hit = tk_load(b, "hit")
+    sc = tk_load(b, "bulk", count=st.scale_n)
     sc.label = "tokend %d of %d" % (st.scale_n, st.bulk)
     hit.run(2), sc.run(2)
     m0 = b.metrics()

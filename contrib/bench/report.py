@@ -137,8 +137,7 @@ def sec_machine(res):
             res.get("started", "?"), s["rounds"], s["duration"],
             res.get("elapsed_s", 0), " (BENCH_QUICK)" if s["quick"] else "")],
         ["load", "wrk -t%d -c%d, keep-alive, a random token of the set per "
-         "request; scenario 2: the tokens in order, round and round "
-         "(contrib/bench/auth.lua)" % (s["wrk_threads"], s["conns"])],
+         "request (contrib/bench/auth.lua)" % (s["wrk_threads"], s["conns"])],
         ["servers", "tokend workers = %d; nginx worker_processes %d, "
          "`location /auth { return 200; }`, access_log off" % (
              s["workers"], s["workers"])],
@@ -333,16 +332,9 @@ def sec_scale(res):
     n = res["settings"]["scale_n"]
     return ("## 2. Hit at scale: %s tokens cached, requests over %s of "
             "them, vs scenario 1\n\n%s\n\nRounds alternate scenario 1's "
-            "1,000 tokens and the first %s bulk tokens, on the same tokend "
-            "with the full cache (%s cache misses during the rounds). In "
-            "both loads wrk walks its tokens in order, round and round "
-            "(auth.lua `cycle`): a random pick out of 100,000 cost wrk "
-            "itself about 0.5 µs a request more than out of 1,000, measured "
-            "against nginx, which ignores the token. To tokend the order "
-            "of the file is as scattered as a random one (the cache is "
-            "keyed by the token's SHA-256), and each token is used once a "
-            "lap, so a flush holds more distinct tokens than with random "
-            "picks.\n\n" % (
+            "load (1,000 tokens) and random tokens out of the first %s bulk "
+            "tokens, on the same tokend with the full cache (%s cache misses "
+            "during the rounds).\n\n" % (
                 f0(res["settings"]["bulk"]), f0(n), fill, f0(n),
                 f0(s.get("misses_during"))) +
             rounds_table([("1k", s["hit"]), ("scale", s["scale"])],
