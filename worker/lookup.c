@@ -21,6 +21,14 @@
 #define LK_BATCH_MAX	256		/* hashes per query */
 #define LK_INFLIGHT	4		/* queries on the wire at once, per lane */
 /*
+ * While a lane has a query on the wire, its new misses wait for it to come
+ * back unless this many are waiting: then they go out at once, pipelined.
+ * Sent as they came, 32 connections of misses made queries of about three
+ * hashes each, and the query's own cost (about 70 us of PostgreSQL a call,
+ * whatever its size) was most of a miss's.
+ */
+#define LK_BATCH_EAGER	32
+/*
  * Connections ("lanes") per worker.  A backend runs its queries one after
  * the other, so a single connection keeps a worker's misses on one
  * PostgreSQL core, where pgbench -S, the yardstick of BENCHMARKS.md
@@ -55,6 +63,7 @@ struct lk_lane {
 	struct pgconn	 ln_pc;		/* the connection and its state */
 	const struct config *ln_cf;
 	int		 ln_nreqs;	/* requests waiting or in flight */
+	int		 ln_nwait;	/* ... of which waiting (ln_wait) */
 	int		 ln_unnamed;	/* prepared statements do not hold */
 	struct lk_req	*ln_wait;	/* not yet sent, FIFO */
 	struct lk_req	**ln_wait_tail;
@@ -152,6 +161,7 @@ lk_fail(void *owner)
 	ln->ln_head = ln->ln_nsent = 0;
 	ln->ln_wait = NULL;
 	ln->ln_wait_tail = &ln->ln_wait;
+	ln->ln_nwait = 0;
 	/* The lists are detached first: a callback may submit again. */
 	for (i = 0; i < n; i++) {
 		PQclear(sent[i].lb_res);
@@ -270,8 +280,9 @@ lk_unprepared(struct lk_lane *ln, struct lk_req *reqs)
 	ln->ln_unnamed = 1;
 	if (reqs == NULL)	/* the PREPARE itself */
 		return;
-	for (last = reqs; last->lr_next != NULL; last = last->lr_next)
-		;
+	for (last = reqs, ln->ln_nwait++; last->lr_next != NULL;
+	    last = last->lr_next)
+		ln->ln_nwait++;
 	last->lr_next = ln->ln_wait;
 	if (ln->ln_wait == NULL)
 		ln->ln_wait_tail = &last->lr_next;
@@ -391,6 +402,7 @@ lk_send(struct lk_lane *ln)
 
 	while ((r = ln->ln_wait) != NULL && n < LK_BATCH_MAX) {
 		ln->ln_wait = r->lr_next;
+		ln->ln_nwait--;
 		r->lr_next = NULL;
 		if (r->lr_conn == NULL) {	/* cancelled before it went out */
 			lk_req_free(ln, r);
@@ -423,7 +435,8 @@ lk_send_all(void *owner)
 	struct lk_lane	*ln = owner;
 
 	while (ln->ln_pc.pc_state == PC_READY && ln->ln_wait != NULL &&
-	    ln->ln_nsent < LK_INFLIGHT)
+	    ln->ln_nsent < LK_INFLIGHT &&
+	    (ln->ln_nsent == 0 || ln->ln_nwait >= LK_BATCH_EAGER))
 		lk_send(ln);
 }
 
@@ -496,6 +509,7 @@ lk_enqueue(struct lookup *lk, struct conn *c, struct lk_req *r)
 		return -1;
 	}
 	ln->ln_nreqs++;
+	ln->ln_nwait++;
 	r->lr_conn = c;
 	r->lr_epoch = __atomic_load_n(&W.wk_shm->sh_cache_epoch,
 	    __ATOMIC_ACQUIRE);

@@ -6,10 +6,12 @@
  * worker's epoll loop, so a slow or absent PostgreSQL never stalls the
  * worker's other connections.  The misses of one loop turn go out together
  * as one query ("hash = ANY(...)", up to LK_BATCH_MAX hashes), each with
- * its own sync (its own transaction), and up to LK_INFLIGHT queries are on
- * the wire at once; past that, misses wait and join the next query, so
- * under load the misses of many connections share one round trip.  The
- * statement is prepared once per connection, first in the pipeline.
+ * its own sync (its own transaction).  While a lane has a query on the
+ * wire, its new misses wait for it and join the next query, unless
+ * LK_BATCH_EAGER of them wait: then up to LK_INFLIGHT queries go on the
+ * wire at once.  So under load the misses of many connections share one
+ * round trip, and an idle lane sends a lone miss at once.  The statement
+ * is prepared once per connection, first in the pipeline.
  *
  * A worker keeps two such connections, "lanes" (LK_LANES in lookup.c),
  * both with application_name "tokend worker": one backend runs its
