@@ -375,9 +375,10 @@ def sec_miss(res):
             "Each round restarts tokend (the master clears the cache at "
             "start) and walks the bulk tokens in order from a random line, "
             "so every request is a token the cache has never seen; the "
-            "worker sends the misses of each loop turn as one `= ANY` "
-            "query of a prepared statement, up to 4 queries in flight "
-            "(worker/lookup.h).  `pgbench -S -c %d -j 1` (single-row "
+            "worker spreads its misses over two connections and sends "
+            "those that came while a connection's query was out as one "
+            "`= ANY` query of a prepared statement (worker/lookup.h).  "
+            "`pgbench -S -c %d -j 1` (single-row "
             "primary-key SELECT, scale 10) runs against the same database "
             "right after; its p50 and p99 come from a 10%% sample of its "
             "per-transaction log.\n\n" % res["settings"]["conns"] +
