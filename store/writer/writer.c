@@ -70,6 +70,7 @@ struct sbuf {
 	char	*sb_buf;
 	size_t	 sb_len;
 	size_t	 sb_cap;
+	int	 sb_failed;	/* an append found no memory */
 };
 
 /* A usage entry of the batch (shm usage_collect). */
@@ -214,8 +215,10 @@ sb_printf(struct sbuf *sb, const char *fmt, ...)
 			}
 		}
 		if ((p = realloc(sb->sb_buf, sb->sb_cap ? sb->sb_cap * 2 :
-		    65536)) == NULL)
+		    65536)) == NULL) {
+			sb->sb_failed = 1;
 			return -1;
+		}
 		sb->sb_buf = p;
 		sb->sb_cap = sb->sb_cap ? sb->sb_cap * 2 : 65536;
 	}
@@ -232,8 +235,10 @@ sb_room(struct sbuf *sb, size_t need)
 		return 0;
 	while (cap - sb->sb_len <= need)
 		cap *= 2;
-	if ((p = realloc(sb->sb_buf, cap)) == NULL)
+	if ((p = realloc(sb->sb_buf, cap)) == NULL) {
+		sb->sb_failed = 1;
 		return -1;
+	}
 	sb->sb_buf = p;
 	sb->sb_cap = cap;
 	return 0;
@@ -615,6 +620,7 @@ wr_batch_reset(void)
 
 	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++) {
 		sb[i]->sb_len = 0;
+		sb[i]->sb_failed = 0;
 		sb_printf(sb[i], "{");
 	}
 	WR.wr_nnew = 0;
@@ -649,7 +655,12 @@ wr_flush_send(uint64_t seq, int fold, char *err, size_t errlen)
 	size_t		 i;
 
 	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++)
-		sb_printf(sb[i], "}");
+		if (sb_printf(sb[i], "}") == -1 || sb[i]->sb_failed) {
+			/* An element missing from one array would pair the
+			 * others' with the wrong token: send nothing. */
+			snprintf(err, errlen, "usage batch: out of memory");
+			return -1;
+		}
 	snprintf(seqs, sizeof(seqs), "%" PRIu64, seq);
 	params[0] = WR.wr_ids.sb_buf;
 	params[1] = WR.wr_counts.sb_buf;
