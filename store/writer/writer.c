@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,38 +191,6 @@ static const char usage_fold_sql[] =
 
 /* ---- small string buffers for the batch arrays ------------------------- */
 
-static int
-sb_printf(struct sbuf *sb, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-sb_printf(struct sbuf *sb, const char *fmt, ...)
-{
-	va_list	 ap;
-	int	 n;
-	char	*p;
-
-	for (;;) {
-		if (sb->sb_cap - sb->sb_len > 64) {
-			va_start(ap, fmt);
-			n = vsnprintf(sb->sb_buf + sb->sb_len,
-			    sb->sb_cap - sb->sb_len, fmt, ap);
-			va_end(ap);
-			if (n >= 0 && (size_t)n < sb->sb_cap - sb->sb_len) {
-				sb->sb_len += (size_t)n;
-				return 0;
-			}
-		}
-		if ((p = realloc(sb->sb_buf, sb->sb_cap ? sb->sb_cap * 2 :
-		    65536)) == NULL) {
-			sb->sb_failed = 1;
-			return -1;
-		}
-		sb->sb_buf = p;
-		sb->sb_cap = sb->sb_cap ? sb->sb_cap * 2 : 65536;
-	}
-}
-
 /* Room for need more bytes after sb_len. */
 static int
 sb_room(struct sbuf *sb, size_t need)
@@ -244,6 +211,17 @@ sb_room(struct sbuf *sb, size_t need)
 	return 0;
 }
 
+/* One character: the brace that opens or closes an array. */
+static int
+sb_char(struct sbuf *sb, char c)
+{
+	if (sb_room(sb, 1) == -1)
+		return -1;
+	sb->sb_buf[sb->sb_len++] = c;
+	sb->sb_buf[sb->sb_len] = '\0';
+	return 0;
+}
+
 /*
  * An array element: "," unless it is the first after "{", then s.  The
  * batch arrays take one of these per token and flush, so no printf.
@@ -261,23 +239,15 @@ sb_elem(struct sbuf *sb, const char *s, size_t len)
 	return 0;
 }
 
-static int
-sb_elem_num(struct sbuf *sb, uint64_t u, int neg)
-{
-	char	 d[24], *p = d + sizeof(d);
-
-	do
-		*--p = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	if (neg)
-		*--p = '-';
-	return sb_elem(sb, p, (size_t)(d + sizeof(d) - p));
-}
-
+/* v in decimal (proto's i64_digits, no printf), as an array element. */
 static int
 sb_elem_i64(struct sbuf *sb, int64_t v)
 {
-	return sb_elem_num(sb, v < 0 ? -(uint64_t)v : (uint64_t)v, v < 0);
+	char	 buf[I64_DIGITS], *p;
+	size_t	 len;
+
+	p = i64_digits(v, buf, &len);
+	return sb_elem(sb, p, len);
 }
 
 /* ---- connection ---------------------------------------------------------- */
@@ -512,7 +482,7 @@ wr_format(const struct urec *r, struct sbuf *ids, struct sbuf *counts,
 	char		 addr[IP_STR_LEN];
 
 	sb_elem_i64(ids, r->ur_token);
-	sb_elem_num(counts, r->ur_count, 0);
+	sb_elem_i64(counts, (int64_t)r->ur_count);	/* a bigint */
 	sb_elem_i64(last, r->ur_ms);
 	if (memcmp(r->ur_ip, wr_no_ip, IP_LEN) != 0) {
 		ip_format(r->ur_ip, addr, sizeof(addr));
@@ -621,7 +591,7 @@ wr_batch_reset(void)
 	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++) {
 		sb[i]->sb_len = 0;
 		sb[i]->sb_failed = 0;
-		sb_printf(sb[i], "{");
+		sb_char(sb[i], '{');
 	}
 	WR.wr_nnew = 0;
 	WR.wr_nrecs = 0;
@@ -655,7 +625,7 @@ wr_flush_send(uint64_t seq, int fold, char *err, size_t errlen)
 	size_t		 i;
 
 	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++)
-		if (sb_printf(sb[i], "}") == -1 || sb[i]->sb_failed) {
+		if (sb_char(sb[i], '}') == -1 || sb[i]->sb_failed) {
 			/* An element missing from one array would pair the
 			 * others' with the wrong token: send nothing. */
 			snprintf(err, errlen, "usage batch: out of memory");
