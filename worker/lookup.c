@@ -24,8 +24,8 @@
  * While a lane has a query on the wire, its new misses wait for it to come
  * back unless this many are waiting: then they go out at once, pipelined.
  * Sent as they came, 32 connections of misses made queries of about three
- * hashes each, and the query's own cost (about 70 us of PostgreSQL a call,
- * whatever its size) was most of a miss's.
+ * hashes each, and a call's fixed cost (about 50 us of PostgreSQL, against
+ * about 15 us a hash, from pg_stat_statements) was most of a miss's.
  */
 #define LK_BATCH_EAGER	32
 /*
@@ -280,8 +280,8 @@ lk_unprepared(struct lk_lane *ln, struct lk_req *reqs)
 	ln->ln_unnamed = 1;
 	if (reqs == NULL)	/* the PREPARE itself */
 		return;
-	for (last = reqs, ln->ln_nwait++; last->lr_next != NULL;
-	    last = last->lr_next)
+	ln->ln_nwait++;
+	for (last = reqs; last->lr_next != NULL; last = last->lr_next)
 		ln->ln_nwait++;
 	last->lr_next = ln->ln_wait;
 	if (ln->ln_wait == NULL)
