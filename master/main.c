@@ -925,6 +925,9 @@ master_init(char *err, size_t errlen)
 	if (cache_reset_dir(M.ms_cf.cf_cache_dir, M.ms_cf.cf_cache_map_size,
 	    err, errlen) == -1)
 		return -1;
+	if (cache_dir_in_memory(M.ms_cf.cf_cache_dir) == 0)
+		LOG(LVL_INFO, "cache_dir_on_disk", KV_S("dir",
+		    M.ms_cf.cf_cache_dir));
 	if (master_shm(err, errlen) == -1)
 		return -1;
 	if ((M.ms_wconf = writer_conf_new(&M.ms_cf)) == NULL) {

@@ -40,8 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
 #include <lmdb.h>
 
 #include "store/store.h"
@@ -257,6 +259,16 @@ cache_dir_check(const char *dir, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+int
+cache_dir_in_memory(const char *dir)
+{
+	struct statfs	 fs;
+
+	if (statfs(dir, &fs) == -1)
+		return -1;
+	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
 }
 
 /* Create and open an environment with the flags every process uses. */

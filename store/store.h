@@ -93,6 +93,16 @@ struct cache;
 int	cache_dir_check(const char *dir, char *err, size_t errlen);
 
 /*
+ * 1 when dir is on a filesystem held in memory (tmpfs, ramfs), 0 when it
+ * is on a disk, -1 when statfs fails.  Both files in cache_dir are shared
+ * mappings written on the request path (usage.shm by every hit, the cache
+ * by every fill).  On a disk the kernel writes their dirty pages back and
+ * write-protects them, and the next write to each page faults into the
+ * filesystem inside a worker's event loop (store/README.md).
+ */
+int	cache_dir_in_memory(const char *dir);
+
+/*
  * Master, at start, before any child exists: remove and recreate the
  * environment's files in dir, so nothing from a previous run survives.
  * Returns 0, or -1 with err set.

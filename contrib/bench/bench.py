@@ -53,6 +53,9 @@ Environment:
     BENCH_PROFILE=0|1   the profile step (default: 1 unless quick)
     BENCH_REPORT=PATH   where the report goes (default BENCHMARKS.md)
     BENCH_KEEP=1        keep the temporary directory
+    BENCH_CACHE_ROOT=D  where tokend's cache_dir goes (default /dev/shm when
+                        it is tmpfs, as the shipped unit's /run/tokend/cache;
+                        "": the temporary directory)
     BENCH_BIN=DIR       where tokend and tokenctl are (default ./bin)
     BENCH_QUIET_WAIT=S  before each run, wait up to S seconds (default 60)
                         for the machine's CPUs to be under 10% busy; 0: no

@@ -60,10 +60,25 @@ class Settings:
         self.max_foreign = float(os.environ.get("BENCH_MAX_FOREIGN", "0.2"))
         self.retries = env_int("BENCH_RETRIES", 2)
         self.keep = os.environ.get("BENCH_KEEP") == "1"
+        # tokend's cache_dir on tmpfs, as the shipped unit has it
+        # (/run/tokend/cache; README "Where the cache lives"), unless
+        # BENCH_CACHE_ROOT names another parent ("" : the bench directory).
+        self.cache_root = os.environ.get(
+            "BENCH_CACHE_ROOT",
+            "/dev/shm" if fs_type("/dev/shm") == "tmpfs" else "")
+        self.cache_fs = fs_type(self.cache_root or "/tmp")
 
     def as_dict(self):
         return {k: (sorted(v) if isinstance(v, set) else v)
                 for k, v in self.__dict__.items()}
+
+
+def fs_type(path):
+    """The filesystem path is on, as stat -f names it ("tmpfs", "ext2/ext3"
+    for ext4); None when path does not exist."""
+    r = subprocess.run(["stat", "-f", "-c", "%T", path],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
 
 
 def missing_tools(tools, hint):
@@ -381,6 +396,10 @@ class Bench:
         self.pgdir = os.path.join(self.dir, "pg")
         self.url = None
         self.tokend = None
+        # Where each tokend's cache_dir goes (Settings.cache_root).
+        self.cache_root = (tempfile.mkdtemp(prefix=prefix + "cache-",
+                                            dir=st.cache_root)
+                           if st.cache_root else self.dir)
 
     def tokenctl(self, *args, stdin=None):
         return run([os.path.join(self.bin, "tokenctl"), "--database-url",
@@ -436,7 +455,7 @@ class Bench:
             "listen": "127.0.0.1:%d" % port,
             "workers": str(workers),
             "database_url": self.url,
-            "cache_dir": os.path.join(d, "cache"),
+            "cache_dir": self.cache_dir_for(d),
             "log_file": os.path.join(d, "tokend.log"),
             "log_level": "warn",
         }
@@ -448,6 +467,14 @@ class Bench:
                            os.path.join(d, "stderr"))
         wait_http(port, "/readyz")
         return cfg
+
+    def cache_dir_for(self, d):
+        """The cache_dir of the tokend in d: under cache_root, named after
+        d's place in the bench directory."""
+        parent = os.path.join(self.cache_root, os.path.relpath(
+            d, self.dir).replace(os.sep, "-"))
+        os.makedirs(parent, exist_ok=True)
+        return os.path.join(parent, "cache")
 
     def tokend_forked(self, workers, timeout=10):
         """Wait for tokend's workers and writer (forked after the
@@ -475,6 +502,7 @@ class Bench:
         self.stop_tokend()
         self.stop_pg()
         if self.st.keep:
-            log("kept", self.dir)
+            log("kept", self.dir, self.cache_root)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+            shutil.rmtree(self.cache_root, ignore_errors=True)

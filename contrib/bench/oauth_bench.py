@@ -50,6 +50,8 @@ Environment:
                         processes account for is run again ...
     BENCH_RETRIES=N     ... up to N times (default 2)
     BENCH_KEEP=1        keep the temporary directory
+    BENCH_CACHE_ROOT=D  where tokend's cache_dir goes (default /dev/shm when
+                        it is tmpfs, as the shipped unit's /run/tokend/cache)
 
 Python 3 standard library only.
 """

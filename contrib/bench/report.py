@@ -142,6 +142,11 @@ def sec_machine(res):
          "`location /auth { return 200; }`, access_log off" % (
              s["workers"], s["workers"])],
         ["pinning", pin],
+        ["tokend's cache_dir", "%s%s" % (
+            s.get("cache_root") or "the bench directory in /tmp",
+            " (%s)" % s["cache_fs"] if s.get("cache_fs") else "")
+         + (", as the shipped unit's /run/tokend/cache"
+            if s.get("cache_fs") == "tmpfs" else "")],
     ]
     if s.get("hit_limits"):
         rows.append(["hit PATs (issue 14)", "each with an allowlist of 16 "

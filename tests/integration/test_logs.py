@@ -4,9 +4,47 @@ log, and never a secret."""
 import json
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 import unittest
 
 import harness
+
+
+class CacheDirPlaceTest(unittest.TestCase):
+    """At start the master says when cache_dir is on a disk: the workers
+    write its two shared mappings on the request path, and after each
+    writeback those writes fault into the filesystem (README "Where the
+    cache lives").  On tmpfs it says nothing."""
+
+    def setUp(self):
+        harness.pg().reset()
+
+    def fs_type(self, path):
+        return subprocess.run(["stat", "-f", "-c", "%T", path],
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    def test_said_for_a_disk_not_for_tmpfs(self):
+        parents = ["/tmp", os.path.join(harness.ROOT, "build")]
+        if os.path.isdir("/dev/shm"):
+            parents.append("/dev/shm")
+        for parent in parents:
+            os.makedirs(parent, exist_ok=True)
+            d = tempfile.mkdtemp(prefix="tokend-cache-", dir=parent)
+            self.addCleanup(shutil.rmtree, d, True)
+            in_memory = self.fs_type(d) in ("tmpfs", "ramfs")
+            cache = os.path.join(d, "cache")
+            with harness.Tokend(workers=1, config={"cache_dir": cache}) as t:
+                said = [line for line in t.log().splitlines()
+                        if "event=cache_dir_on_disk" in line]
+                if in_memory:
+                    self.assertEqual(said, [], parent)
+                else:
+                    self.assertEqual(len(said), 1, t.log())
+                    self.assertIn("level=info", said[0])
+                    self.assertIn("dir=" + cache, said[0])
 
 
 class LogTest(unittest.TestCase):

@@ -303,6 +303,11 @@ class SystemdUnit(unittest.TestCase):
                      "ExecReload=/usr/local/bin/tokend -t -c "
                      "/etc/tokend/tokend.conf"):
             self.assertIn("\n" + line + "\n", text)
+        # cache_dir in memory, kept when the unit stops (README "Where
+        # the cache lives").
+        self.assertIn("\nEnvironment=TOKEND_CACHE_DIR=/run/tokend/cache\n",
+                      text)
+        self.assertIn("\nRuntimeDirectoryPreserve=yes\n", text)
         # The check comes before the signal.
         self.assertLess(text.index("ExecReload=/usr/local/bin/tokend -t"),
                         text.index("ExecReload=/bin/kill -HUP $MAINPID"))
@@ -389,7 +394,7 @@ class DebianPackage(unittest.TestCase):
         # the unit runs it.
         r = self.sh("runuser", "-u", "tokend", "--", "env",
                     "TOKEND_DATABASE_URL=" + pg().url,
-                    "TOKEND_CACHE_DIR=/var/lib/tokend", "/usr/bin/tokend",
+                    "TOKEND_CACHE_DIR=/run/tokend/cache", "/usr/bin/tokend",
                     "-t", "-c", "/etc/tokend/tokend.conf", check=False,
                     cwd="/")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
