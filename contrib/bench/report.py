@@ -385,10 +385,19 @@ def sec_miss(res):
             "`= ANY` query of a prepared statement (worker/lookup.h).  "
             "`pgbench -S -c %d -j 1` (single-row "
             "primary-key SELECT, scale 10) runs against the same database "
-            "right after; its p50 and p99 come from a 10%% sample of its "
-            "per-transaction log.\n\n" % res["settings"]["conns"] +
+            "right after%s; its p50 and p99 come from a 10%% "
+            "sample of its per-transaction log.\n\n" % (
+                res["settings"]["conns"], waited_note(s["pgbench"])) +
             rounds_table([("tokend", t), ("pgbench -S", s["pgbench"])],
                          [("ratio", s["ratio"])], extra))
+
+
+def waited_note(runs):
+    """pgbench's wait for tokend's writer, in runs that recorded it."""
+    w = [r.get("waited_usage_s") for r in runs
+         if r.get("waited_usage_s") is not None]
+    return (", once tokend's writer has written that run's uses (%.0f-%.0f "
+            "s) and the machine is quiet" % (min(w), max(w)) if w else "")
 
 
 def sec_negative(res):
