@@ -164,7 +164,7 @@ make_tokens() {
 	env LD_LIBRARY_PATH="$P/lib" "$P/bin/mint" -n 1000 -k pat \
 	    -o "$T/hit.txt" -c "$T/hit.copy" -u "$uid" -l hit ||
 	    die "mint"
-	psql_ -d tokend -c "\\copy tokens (kind, hash, prefix, user_id, name) \
+	psql_ -d tokend -c "\\copy tokend.tokens (kind, hash, prefix, user_id, name) \
 FROM '$T/hit.copy'"
 	export BENCH_TOKENS="$T/hit.txt"
 }
