@@ -89,10 +89,23 @@ listening() {
 	    /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
+# Is a TCP port any socket's local port, in any state?  A client's
+# connection, or one in TIME_WAIT, holds it as surely as a listener.
+in_use() {
+	hex=$(printf '%04X' "$1")
+	awk -v p=":$hex" 'FNR > 1 && $2 ~ p"$" { f = 1 } END { exit !f }' \
+	    /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# A port below the kernel's range for client ports, which wrk's thousands
+# of connections sweep through (a tokend once found its port taken).
 free_port() {
+	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range \
+	    2>/dev/null || echo 32768)
+	[ "$lo" -gt 12000 ] || lo=32768
 	while :; do
-		p=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 20000))
-		listening "$p" || break
+		p=$((10000 + $(od -An -N2 -tu2 /dev/urandom) % (lo - 10000)))
+		in_use "$p" || break
 	done
 	echo "$p"
 }
