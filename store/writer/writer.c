@@ -115,7 +115,11 @@ static struct writer {
 	size_t		 wr_nrecs, wr_reccap;
 	struct sbuf	 wr_ids, wr_counts, wr_last;	/* batch arrays */
 	struct sbuf	 wr_ips;			/* ... and addresses */
-	struct sbuf	 wr_hids, wr_hcounts, wr_hlast, wr_hips; /* hot ones */
+	struct sbuf	 wr_hids, wr_hcounts, wr_hlast, wr_hips; /* hot ones,
+					 * or at a fold this writer's sums */
+	struct sbuf	 wr_drows;	/* a fold: this writer's rows (sums.c) */
+	int64_t		 wr_hrow;	/* the row the hot ones went into */
+	int		 wr_fold_sums;	/* the fold wrote the sums, not rows */
 	int64_t		 wr_deltas_ms;	/* this writer's oldest row still in
 					 * usage_deltas, 0: none, 1: unknown */
 	int		 wr_final;	/* the last flush: fold */
@@ -142,10 +146,12 @@ static volatile sig_atomic_t got_usr1;
  *
  * Two shapes (migration 021).  usage_sql writes $1..$3 into tokens and
  * appends the hot tokens' uses ($10..$13) to usage_deltas as one row of
- * arrays.  usage_fold_sql writes $1..$3 and every row of usage_deltas (any
- * box's, deleted in the same statement) into tokens.  A token appears once
- * in $1 and once in $10 at most, and never in both: an UPDATE ... FROM
- * that joins a row twice would count it once.
+ * arrays, whose id it returns (sums.c keeps their sums).  usage_fold_sql
+ * writes $1..$3 and this writer's rows of usage_deltas, and any row old
+ * enough to be a stopped writer's, into tokens, deleting them in the same
+ * statement.  A token appears once in $1 and once in $10 at most, and
+ * never in both in usage_sql: an UPDATE ... FROM that joins a row twice
+ * would count it once (the fold groups by token first).
  */
 #define USAGE_U \
     "u AS (UPDATE tokend.tokens t SET use_count = t.use_count + b.n, " \
@@ -158,36 +164,56 @@ static volatile sig_atomic_t got_usr1;
     "$9::inet[]) AS k(id, net, ip) " \
     "WHERE EXISTS (SELECT 1 FROM tokend.tokens t WHERE t.id = k.id) " \
     "ON CONFLICT DO NOTHING RETURNING token_id, network, address), "
-#define USAGE_W(rows) \
+#define USAGE_W(rows, more) \
     "w AS (INSERT INTO tokend.usage_batches (instance, seq, rows, at) " \
     "VALUES ($4, $5, " rows ", now()) " \
     "ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, " \
     "rows = excluded.rows, at = excluded.at RETURNING rows) " \
-    "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix " \
-    "FROM w LEFT JOIN n ON true LEFT JOIN tokend.tokens t ON t.id = n.token_id"
+    "SELECT w.rows, n.token_id, n.network, host(n.address), t.prefix, " \
+    more " FROM w LEFT JOIN n ON true " \
+    "LEFT JOIN tokend.tokens t ON t.id = n.token_id"
 #define USAGE_BATCH \
     "SELECT id, n, to_timestamp(ms::float8 / 1000) AS at, ip FROM unnest(" \
     "$1::bigint[], $2::bigint[], $3::bigint[], $6::inet[]) AS x(id, n, ms, ip)"
+#define USAGE_ELEMS \
+    "SELECT x.id, x.n, to_timestamp(x.ms::float8 / 1000), x.ip FROM "
 
 static const char usage_sql[] =
     "WITH b AS (" USAGE_BATCH "), " USAGE_U
     "h AS (INSERT INTO tokend.usage_deltas (token_ids, uses, last_ms, "
     "last_ips) SELECT $10::bigint[], $11::bigint[], $12::bigint[], "
     "$13::inet[] WHERE cardinality($10::bigint[]) > 0 "
-    "RETURNING cardinality(token_ids) AS n), "
+    "RETURNING id, cardinality(token_ids) AS n), "
     USAGE_W("(SELECT count(*) FROM u) + (SELECT coalesce(sum(n), 0) "
-    "FROM h)");
+    "FROM h)", "(SELECT id FROM h), NULL::boolean");
 
+/*
+ * The fold deletes this writer's rows ($14, from sums.c) and every row
+ * older than $15 seconds: another writer's that stopped, or one of this
+ * writer's whose commit was in doubt; at start, $15 = 0, every row.  When
+ * the rows deleted are exactly $14 and $16 says the sums are known, the
+ * sums of those rows ($10..$13, one element per token) stand for them;
+ * otherwise the rows' elements are aggregated (k.sums picks one branch,
+ * the other is not run).  Each row is counted by the statement that
+ * deleted it, whichever writer's: a row another writer folded is not in
+ * d, so the sums are not used.
+ */
 static const char usage_fold_sql[] =
-    "WITH d AS (DELETE FROM tokend.usage_deltas RETURNING token_ids, uses, "
-    "last_ms, last_ips), "
-    "a AS (" USAGE_BATCH " UNION ALL SELECT x.id, x.n, "
-    "to_timestamp(x.ms::float8 / 1000), x.ip FROM d, unnest(d.token_ids, "
-    "d.uses, d.last_ms, d.last_ips) AS x(id, n, ms, ip)), "
+    "WITH d AS (DELETE FROM tokend.usage_deltas WHERE id = ANY($14::bigint[]) "
+    "OR at <= now() - $15::bigint * interval '1 second' "
+    "RETURNING id, token_ids, uses, last_ms, last_ips), "
+    "k AS (SELECT $16::boolean AND count(*) = cardinality($14::bigint[]) "
+    "AND coalesce(bool_and(id = ANY($14::bigint[])), true) AS sums FROM d), "
+    "a AS (" USAGE_BATCH " UNION ALL " USAGE_ELEMS "unnest($10::bigint[], "
+    "$11::bigint[], $12::bigint[], $13::inet[]) AS x(id, n, ms, ip) "
+    "WHERE (SELECT sums FROM k) UNION ALL " USAGE_ELEMS "d, unnest("
+    "d.token_ids, d.uses, d.last_ms, d.last_ips) AS x(id, n, ms, ip) "
+    "WHERE NOT (SELECT sums FROM k)), "
     "b AS (SELECT id, sum(n)::bigint AS n, max(at) AS at, "
     "(array_agg(ip ORDER BY at DESC) FILTER (WHERE ip IS NOT NULL))[1] "
     "AS ip FROM a GROUP BY id), " USAGE_U
-    USAGE_W("(SELECT count(*) FROM u)");
+    USAGE_W("(SELECT count(*) FROM u)", "NULL::bigint, "
+    "(SELECT sums FROM k)");
 
 /* ---- small string buffers for the batch arrays ------------------------- */
 
@@ -474,21 +500,45 @@ wr_merge(void)
 	return n;
 }
 
-/* Entry r into the four arrays ids, counts, last, ips. */
+/* A token's entry into the four arrays ids, counts, last, ips. */
 static void
-wr_format(const struct urec *r, struct sbuf *ids, struct sbuf *counts,
-    struct sbuf *last, struct sbuf *ips)
+wr_format(int64_t token, uint64_t count, int64_t ms, const uint8_t *ip,
+    struct sbuf *ids, struct sbuf *counts, struct sbuf *last,
+    struct sbuf *ips)
 {
 	char		 addr[IP_STR_LEN];
 
-	sb_elem_i64(ids, r->ur_token);
-	sb_elem_i64(counts, (int64_t)r->ur_count);	/* a bigint */
-	sb_elem_i64(last, r->ur_ms);
-	if (memcmp(r->ur_ip, wr_no_ip, IP_LEN) != 0) {
-		ip_format(r->ur_ip, addr, sizeof(addr));
+	sb_elem_i64(ids, token);
+	sb_elem_i64(counts, (int64_t)count);	/* a bigint */
+	sb_elem_i64(last, ms);
+	if (memcmp(ip, wr_no_ip, IP_LEN) != 0) {
+		ip_format(ip, addr, sizeof(addr));
 		sb_elem(ips, addr, strlen(addr));
 	} else
 		sb_elem(ips, "NULL", 4);
+}
+
+/*
+ * A fold: this writer's sums into the hot arrays (which a fold has no other
+ * use for) and its rows into wr_drows.  Returns 1 when the sums are known.
+ */
+static int
+wr_format_sums(void)
+{
+	const struct usum *u;
+	const int64_t	*rows;
+	size_t		 i, n;
+
+	rows = sums_rows(&n);
+	for (i = 0; i < n; i++)
+		sb_elem_i64(&WR.wr_drows, rows[i]);
+	if (!sums_get(&u, &n))
+		return 0;
+	for (i = 0; i < n; i++)
+		wr_format(u[i].us_token, u[i].us_count, u[i].us_ms,
+		    u[i].us_ip, &WR.wr_hids, &WR.wr_hcounts, &WR.wr_hlast,
+		    &WR.wr_hips);
+	return 1;
 }
 
 /*
@@ -516,11 +566,15 @@ wr_plan(size_t ntokens, int64_t now)
 			hot_prefetch(WR.wr_recs[i + WR_AHEAD].ur_token);
 		r->ur_hot = !fold && window > 0 && ntokens > USAGE_BUSY &&
 		    hot_is(r->ur_token, now, window);
-		if (r->ur_hot)
-			wr_format(r, &WR.wr_hids, &WR.wr_hcounts,
+		if (r->ur_hot) {
+			wr_format(r->ur_token, r->ur_count, r->ur_ms,
+			    r->ur_ip, &WR.wr_hids, &WR.wr_hcounts,
 			    &WR.wr_hlast, &WR.wr_hips);
-		else
-			wr_format(r, &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
+			sums_stage(r->ur_token, r->ur_count, r->ur_ms,
+			    r->ur_ip);
+		} else
+			wr_format(r->ur_token, r->ur_count, r->ur_ms,
+			    r->ur_ip, &WR.wr_ids, &WR.wr_counts, &WR.wr_last,
 			    &WR.wr_ips);
 	}
 	return fold;
@@ -579,7 +633,7 @@ wr_flush_begin(char *err, size_t errlen)
 
 #define WR_ARRAYS { &WR.wr_ids, &WR.wr_counts, &WR.wr_last, &WR.wr_ips, \
 	    &WR.wr_nids, &WR.wr_nnets, &WR.wr_naddrs, &WR.wr_hids, \
-	    &WR.wr_hcounts, &WR.wr_hlast, &WR.wr_hips }
+	    &WR.wr_hcounts, &WR.wr_hlast, &WR.wr_hips, &WR.wr_drows }
 
 /* The batch arrays, empty and open ("{"), for a new flush. */
 static void
@@ -597,6 +651,9 @@ wr_batch_reset(void)
 	WR.wr_nrecs = 0;
 	WR.wr_batch_uses = 0;
 	WR.wr_collect_failed = 0;
+	WR.wr_hrow = 0;
+	WR.wr_fold_sums = 0;
+	sums_stage_reset();
 }
 
 /* The rows token_networks returned: first uses from a network. */
@@ -614,15 +671,31 @@ wr_new_networks(PGresult *res)
 			    KV_S("address", PQgetvalue(res, i, 3)));
 }
 
+/*
+ * How old another writer's row in usage_deltas must be for a fold to take
+ * it ($15 of usage_fold_sql): its writer would have folded it twice over by
+ * then, unless it stopped (or its commit was in doubt).  The first fold
+ * after a start takes every row.  Taking a live writer's row is safe, only
+ * slower: that writer's next fold finds its rows changed and aggregates.
+ */
+static int64_t
+wr_stale_s(void)
+{
+	if (WR.wr_deltas_ms == 1)
+		return 0;
+	return 2 * (int64_t)WR.wr_cf->cf_usage_fold_interval + 60;
+}
+
 /* The batch statement, in the transaction wr_flush_begin opened. */
 static int
 wr_flush_send(uint64_t seq, int fold, char *err, size_t errlen)
 {
 	struct sbuf	*sb[] = WR_ARRAYS;
-	const char	*params[13];
-	char		 seqs[24];
+	const char	*params[16];
+	char		 seqs[24], stale[24];
 	PGresult	*res;
 	size_t		 i;
+	int		 known = fold && wr_format_sums();
 
 	for (i = 0; i < sizeof(sb) / sizeof(sb[0]); i++)
 		if (sb_char(sb[i], '}') == -1 || sb[i]->sb_failed) {
@@ -645,11 +718,19 @@ wr_flush_send(uint64_t seq, int fold, char *err, size_t errlen)
 	params[10] = WR.wr_hcounts.sb_buf;
 	params[11] = WR.wr_hlast.sb_buf;
 	params[12] = WR.wr_hips.sb_buf;
-	if ((res = wr_exec(fold ? usage_fold_sql : usage_sql, fold ? 9 : 13,
+	params[13] = WR.wr_drows.sb_buf;
+	snprintf(stale, sizeof(stale), "%" PRId64, wr_stale_s());
+	params[14] = stale;
+	params[15] = known ? "t" : "f";
+	if ((res = wr_exec(fold ? usage_fold_sql : usage_sql, fold ? 16 : 13,
 	    params, err, errlen)) == NULL)
 		return -1;
 	__atomic_add_fetch(&WR.wr_shm->sh_rows_flushed,
 	    strtoull(PQgetvalue(res, 0, 0), NULL, 10), __ATOMIC_RELAXED);
+	if (!PQgetisnull(res, 0, 5))
+		WR.wr_hrow = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+	WR.wr_fold_sums = !PQgetisnull(res, 0, 6) &&
+	    strcmp(PQgetvalue(res, 0, 6), "t") == 0;
 	if (wr_run("COMMIT", err, errlen) == -1) {
 		PQclear(res);
 		return -1;
@@ -687,8 +768,12 @@ wr_flushed(int fold, int64_t now)
 		ms = now - (wall - r->ur_ms);
 		hot_mark(r->ur_token, ms < now ? ms : now);
 	}
-	if (fold)
+	if (fold) {
 		WR.wr_deltas_ms = 0;
+		sums_clear();
+	}
+	if (WR.wr_hrow != 0)
+		sums_committed(WR.wr_hrow);
 	if (hot && WR.wr_deltas_ms == 0)
 		WR.wr_deltas_ms = now;
 }
@@ -733,9 +818,15 @@ wr_flush(void)
 	uses = usage_release(WR.wr_shm, seq);
 	__atomic_add_fetch(&WR.wr_shm->sh_flushes, 1, __ATOMIC_RELAXED);
 	wr_ok();
-	LOG(LVL_INFO, "usage_flushed", KV_I("batch", seq), KV_I("uses", uses),
-	    KV_I("tables", tables), KV_I("tokens", (int64_t)ntokens),
-	    KV_I("folded", fold));
+	if (fold)
+		LOG(LVL_INFO, "usage_flushed", KV_I("batch", seq),
+		    KV_I("uses", uses), KV_I("tables", tables),
+		    KV_I("tokens", (int64_t)ntokens), KV_I("folded", 1),
+		    KV_S("fold_from", WR.wr_fold_sums ? "sums" : "rows"));
+	else
+		LOG(LVL_INFO, "usage_flushed", KV_I("batch", seq),
+		    KV_I("uses", uses), KV_I("tables", tables),
+		    KV_I("tokens", (int64_t)ntokens), KV_I("folded", 0));
 	return 0;
 fail:
 	wr_disconnect(err);

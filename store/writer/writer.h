@@ -7,6 +7,7 @@
  *               trip, applying revocations to the cache (SPEC 5).
  *   netseen.c   (token, network) pairs already in token_networks.
  *   hot.c       tokens whose usage this writer wrote lately (021).
+ *   sums.c      what this writer put into usage_deltas, summed per token.
  *
  * Contract: writer_conf_new and writer_conf_publish are the master's;
  * writer_main runs only in a child the master just forked, opens its own
@@ -76,5 +77,36 @@ int	hot_is(int64_t token, int64_t now_ms, int64_t window_ms);
 void	hot_mark(int64_t token, int64_t ms);
 /* Start loading token's slot, for a hot_is a few records later. */
 void	hot_prefetch(int64_t token);
+
+/* ---- What this writer put into usage_deltas (sums.c) ----------------- */
+
+/*
+ * Since the last fold: per token, the uses this writer appended to
+ * usage_deltas, the newest, its address; and the ids of those rows.  The
+ * fold writes the sums into tokens when the rows it deletes are exactly
+ * those (writer.c); otherwise PostgreSQL aggregates the rows.
+ */
+struct usum {
+	int64_t		 us_token;
+	uint64_t	 us_count;
+	int64_t		 us_ms;		/* newest use, ms since 1970 */
+	uint8_t		 us_ip[IP_LEN];	/* its address, or all zeros */
+};
+
+/* A new batch: nothing staged. */
+void	sums_stage_reset(void);
+/* A hot token of the batch, in ascending order of token, once each. */
+void	sums_stage(int64_t token, uint64_t count, int64_t ms,
+	    const uint8_t ip[IP_LEN]);
+/* The batch committed, its hot tokens in usage_deltas row `row`. */
+void	sums_committed(int64_t row);
+/* A fold committed: nothing of this writer's waits in usage_deltas. */
+void	sums_clear(void);
+/* The sums, ascending by token, and their number.  Returns 1, or 0 when
+ * they are not known (too many tokens, or out of memory: the fold
+ * aggregates the rows). */
+int	sums_get(const struct usum **sum, size_t *n);
+/* The ids of this writer's rows in usage_deltas since the last fold. */
+const int64_t *sums_rows(size_t *n);
 
 #endif /* TOKEND_WRITER_H */

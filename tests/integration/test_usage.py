@@ -216,8 +216,26 @@ class UsageDeltasTest(unittest.TestCase):
     def start(self, fold=30):
         t = harness.Tokend(workers=1, config={
             "usage_flush_interval": self.FLUSH,
-            "usage_fold_interval": fold})
+            "usage_fold_interval": fold, "log_format": "json"})
         return t
+
+    @staticmethod
+    def folds(t):
+        """Each fold's fold_from, in order: "sums" when it wrote the sums
+        the writer kept, "rows" when PostgreSQL aggregated the rows."""
+        return [e.get("fold_from") for e in map(json.loads, filter(
+            None, t.log().splitlines())) if e.get("event") ==
+            "usage_flushed" and e.get("folded") == 1]
+
+    def usage_rows(self):
+        """Per token of self.toks: (use_count, last_used_at, last_used_ip)
+        as users see them (token_usage) and as tokens holds them."""
+        return harness.pg().sql(
+            "SELECT u.use_count, u.last_used_at, u.last_used_ip, "
+            "t.use_count, t.last_used_at, t.last_used_ip FROM tokens t "
+            "JOIN token_usage u ON u.token_id = t.id "
+            "WHERE t.hash = ANY(ARRAY(SELECT sha256(convert_to(x, 'UTF8')) "
+            "FROM unnest(%s::text[]) AS x)) ORDER BY t.id", self.toks)
 
     def busy_round(self, t, toks):
         """toks once each within one flush interval, which is then busy:
@@ -276,6 +294,76 @@ class UsageDeltasTest(unittest.TestCase):
         self.assertEqual(t.stop(), 0)
         self.assertEqual(deltas(), 0)
         self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
+
+    def test_a_fold_writes_the_sums_the_writer_kept(self):
+        """The writer keeps, per token, the sums of what it put into
+        usage_deltas, and the fold writes those instead of PostgreSQL
+        aggregating every element: every token ends exactly as users read
+        it before the fold, count, newest use and address."""
+        with self.start() as t:
+            for _ in range(3):
+                self.busy_round(t, self.toks)
+            self.assertGreater(deltas(), 1000)
+            seen = [r[:3] for r in self.usage_rows()]
+            harness.wait_until(lambda: deltas() == 0,
+                               timeout=2 * self.FLUSH + 5)
+            after = self.usage_rows()
+            self.assertEqual([r[3:] for r in after], seen)
+            self.assertEqual([r[:3] for r in after], seen)
+            self.assertEqual(table_sum(self.toks), (3 * self.N, 3 * self.N))
+            self.assertEqual(self.folds(t)[-1], "sums")
+
+    def test_rows_another_writer_folded_are_not_counted_twice(self):
+        """Another writer's fold (a new writer at its start, or another
+        box's, taking rows it believes stopped) may delete this writer's
+        rows.  This writer's sums then stand for rows that are gone: its
+        fold must see that and count only the rows it deleted."""
+        with self.start() as t:
+            self.busy_round(t, self.toks)       # first uses: direct
+            self.busy_round(t, self.toks)       # into usage_deltas
+            self.assertGreater(deltas(), 1000)
+            folds = len(self.folds(t))
+            harness.pg().sql(
+                "WITH d AS (DELETE FROM usage_deltas RETURNING token_ids, "
+                "uses), x AS (SELECT id, sum(n) AS n FROM d, unnest("
+                "d.token_ids, d.uses) AS x(id, n) GROUP BY id) "
+                "UPDATE tokens t SET use_count = t.use_count + x.n FROM x "
+                "WHERE t.id = x.id")
+            harness.wait_until(lambda: len(self.folds(t)) > folds,
+                               timeout=2 * self.FLUSH + 5)
+            self.assertEqual(self.folds(t)[-1], "rows")
+            self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
+
+    def test_a_stopped_boxs_rows_are_folded_a_live_ones_are_left(self):
+        """Rows of another box: one older than twice usage_fold_interval
+        plus a minute (its writer stopped) is folded by this writer's next
+        fold; a recent one is that box's to fold, and users read it all
+        the while."""
+        with self.start() as t:
+            harness.wait_until(lambda: len(self.folds(t)) >= 1, timeout=10)
+            ids = [int(r[0]) for r in harness.pg().sql(
+                "SELECT id FROM tokens WHERE kind = 'pat' ORDER BY id "
+                "LIMIT 2")]
+            harness.pg().sql(
+                "INSERT INTO usage_deltas (at, token_ids, uses, last_ms, "
+                "last_ips) VALUES (now() - interval '1 hour', %s, '{5}', "
+                "'{1000}', '{NULL}'), (now(), %s, '{7}', '{1000}', "
+                "'{NULL}')", [ids[0]], [ids[1]])
+            self.busy_round(t, self.toks)       # first uses: direct
+            self.busy_round(t, self.toks)       # into usage_deltas
+            harness.wait_until(lambda: deltas() == 1,
+                               timeout=2 * self.FLUSH + 5)
+
+            def counts(tid):
+                return tuple(int(x) for x in harness.pg().sql(
+                    "SELECT t.use_count, u.use_count FROM tokens t JOIN "
+                    "token_usage u ON u.token_id = t.id WHERE t.id = %s",
+                    tid)[0])
+            self.assertEqual(counts(ids[0]), (2 + 5, 2 + 5))
+            self.assertEqual(counts(ids[1]), (2, 2 + 7))
+            self.assertEqual(harness.pg().sql(
+                "SELECT token_ids FROM usage_deltas")[0][0],
+                "{%d}" % ids[1])
 
     def test_fold_interval_zero_writes_every_use_directly(self):
         with self.start(fold=0) as t:
