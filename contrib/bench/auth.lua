@@ -12,6 +12,9 @@
 --   BENCH_STOP    seq mode: responses per thread after which it stops
 --                 (default BENCH_COUNT / threads)
 --   BENCH_PATH    request path (default /auth)
+--   BENCH_LINE    "1": each request also carries X-Bench-Line, its line
+--                 number in six digits, so that a table of the same
+--                 tokens repeated holds as many distinct requests as lines
 --
 -- done() prints one JSON line, prefixed "BENCH_JSON ", for the driver.
 
@@ -20,6 +23,7 @@ local reqs = {}		-- random mode: each token's request, made once
 local n = 0
 local mode = os.getenv("BENCH_MODE") or "random"
 local path = os.getenv("BENCH_PATH") or "/auth"
+local line_header = os.getenv("BENCH_LINE") == "1"
 local threads = {}
 local next_i, stop_after, got = 1, 0, 0
 
@@ -39,8 +43,10 @@ local function load_tokens()
 	if n == 0 then error("no tokens in " .. file) end
 end
 
-function request_for(t)
-	return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. t })
+function request_for(t, i)
+	local h = { ["Authorization"] = "Bearer " .. t }
+	if line_header then h["X-Bench-Line"] = string.format("%06d", i) end
+	return wrk.format("GET", path, h)
 end
 
 function setup(thread)
@@ -61,16 +67,16 @@ function init(args)
 		-- so building a request per call cost wrk more with 100,000
 		-- tokens (a new string each time) than with 1,000 (found in its
 		-- string table), and the client, not tokend, set the pace.
-		for i = 1, n do reqs[i] = request_for(tokens[i]) end
+		for i = 1, n do reqs[i] = request_for(tokens[i], i) end
 	end
 end
 
 function request()
 	if mode ~= "seq" then return reqs[math.random(n)] end
-	local t = tokens[next_i]
+	local i = next_i
 	next_i = next_i + 1
 	if next_i > n then next_i = 1 end
-	return request_for(t)
+	return request_for(tokens[i], i)
 end
 
 if mode == "seq" then

@@ -174,7 +174,9 @@ def summary(res):
         add("1 hit: p99 ÷ nginx p99", sc["1"]["median_p99_ratio"],
             TARGETS["hit_p99"], higher=False)
     if "2" in sc:
-        add("2 hit at scale ÷ scenario 1", sc["2"]["median_ratio"],
+        add("2 hit at scale ÷ scenario 1's tokens" + (
+            " (same client table)" if sc["2"].get("client_control") else ""),
+            sc["2"]["median_ratio"],
             TARGETS["scale_ratio"])
     if "3" in sc:
         add("3 miss ÷ pgbench -S", sc["3"]["median_ratio"],
@@ -335,13 +337,40 @@ def sec_scale(res):
                   f.get("usage_drain_s") or 0, f0(f.get("usage_flushes")),
                   f0(f.get("usage_dropped"))))
     n = res["settings"]["scale_n"]
+    fp = s.get("first_pass")
+    first = ""
+    if fp:
+        first = (" Before the rounds each of the %s tokens was requested "
+                 "once (%.1f s, then %.1f s until the writer had written "
+                 "them): quiet since the fill, each one's next use is a "
+                 "first use after a quiet period, which goes into its row "
+                 "at once (SPEC 6); the rounds measure the steady state, "
+                 "every token in use, its later uses waiting in "
+                 "usage_deltas for the fold." % (
+                     f0(n), fp["seconds"], fp.get("usage_drain_s") or 0))
+    cc = s.get("client_control")
+    ctl = ""
+    if cc and isinstance(cc.get("1k"), list):
+        rps = {k: med([r["rps"] for r in v]) for k, v in cc.items()}
+        ctl = (" The 1k load draws its requests from a table of %s lines, "
+               "each of the 1,000 PATs %s times, and both loads number "
+               "their requests (an `X-Bench-Line` header), so that wrk's "
+               "own cost per request is the same on both sides.  The client "
+               "control, against nginx `return 200` (median of 3 rounds of "
+               "%d s): wrk made %s req/s with scenario 1's table of 1,000, "
+               "%s with the numbered 1k table and %s with the numbered %s "
+               "tokens, %.2f and %.2f of those." % (
+                   f0(n), f0(n // res["settings"].get("hit_n", 1000)),
+                   round(cc["1k"][0]["duration_us"] / 1e6), f0(rps["1k"]),
+                   f0(rps["1k_wide"]), f0(rps["scale"]), f0(n),
+                   rps["scale"] / rps["1k"], rps["scale"] / rps["1k_wide"]))
     return ("## 2. Hit at scale: %s tokens cached, requests over %s of "
             "them, vs scenario 1\n\n%s\n\nRounds alternate scenario 1's "
             "load (1,000 tokens) and random tokens out of the first %s bulk "
             "tokens, on the same tokend with the full cache (%s cache misses "
-            "during the rounds).\n\n" % (
+            "during the rounds).%s%s\n\n" % (
                 f0(res["settings"]["bulk"]), f0(n), fill, f0(n),
-                f0(s.get("misses_during"))) +
+                f0(s.get("misses_during")), first, ctl) +
             rounds_table([("1k", s["hit"]), ("scale", s["scale"])],
                          [("ratio", s["ratio"])], [
                 ("PostgreSQL CPU (1k / scale)", lambda i: "%s / %s" % (
