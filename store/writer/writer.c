@@ -121,7 +121,8 @@ static struct writer {
 	int64_t		 wr_hrow;	/* the row the hot ones went into */
 	int		 wr_fold_sums;	/* the fold wrote the sums, not rows */
 	int64_t		 wr_deltas_ms;	/* this writer's oldest row still in
-					 * usage_deltas, 0: none, 1: unknown */
+					 * usage_deltas, 0: none, 1: unknown
+					 * (a start, a lost connection) */
 	int		 wr_final;	/* the last flush: fold */
 	/* New-network candidates (netseen.c): (token, network, address)
 	 * arrays, and their keys, added to the set once committed. */
@@ -312,6 +313,10 @@ wr_disconnect(const char *why)
 	if (WR.wr_db != NULL)
 		PQfinish(WR.wr_db);
 	WR.wr_db = NULL;
+	/* A batch whose commit is in doubt may have left a row in
+	 * usage_deltas that sums.c does not know: the next flush folds every
+	 * row, as after a start. */
+	WR.wr_deltas_ms = 1;
 }
 
 /*
@@ -674,8 +679,8 @@ wr_new_networks(PGresult *res)
 /*
  * How old another writer's row in usage_deltas must be for a fold to take
  * it ($15 of usage_fold_sql): its writer would have folded it twice over by
- * then, unless it stopped (or its commit was in doubt).  The first fold
- * after a start takes every row.  Taking a live writer's row is safe, only
+ * then, unless it stopped.  The first fold after a start or a lost
+ * connection takes every row (a commit may have been in doubt).  Taking a live writer's row is safe, only
  * slower: that writer's next fold finds its rows changed and aggregates.
  */
 static int64_t

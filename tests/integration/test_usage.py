@@ -334,6 +334,23 @@ class UsageDeltasTest(unittest.TestCase):
             self.assertEqual(self.folds(t)[-1], "rows")
             self.assertEqual(table_sum(self.toks), (2 * self.N, 2 * self.N))
 
+    def test_a_lost_connection_loses_and_doubles_nothing(self):
+        """The writer's connection dies with rows of its own in
+        usage_deltas (a commit it sent may be in doubt): its next fold
+        takes every row, and every use is counted once."""
+        with self.start() as t:
+            self.busy_round(t, self.toks)
+            self.busy_round(t, self.toks)
+            self.assertGreater(deltas(), 1000)
+            killed = harness.pg().sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM "
+                "pg_stat_activity WHERE application_name = 'tokend writer'")
+            self.assertEqual(int(killed[0][0]), 3, "work, listen, ask")
+            self.busy_round(t, self.toks)
+            harness.wait_until(lambda: deltas() == 0,
+                               timeout=3 * self.FLUSH + 10)
+            self.assertEqual(table_sum(self.toks), (3 * self.N, 3 * self.N))
+
     def test_a_stopped_boxs_rows_are_folded_a_live_ones_are_left(self):
         """Rows of another box: one older than twice usage_fold_interval
         plus a minute (its writer stopped) is folded by this writer's next
