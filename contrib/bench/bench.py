@@ -9,7 +9,10 @@ report gives the median of the per-round ratios plus each round's numbers.
 
     1 hit          1,000 PATs, all cached              vs nginx return 200
     2 hit at scale 1,000,000 tokens cached, requests
-                   over 100,000 of them                vs scenario 1
+                   over 100,000 of them, after one pass
+                   over those (steady state)           vs scenario 1's
+                   tokens from a table as long (wrk's cost the same;
+                   a client control against nginx shows it)
     3 miss         every request a valid token not
                    yet cached (tokend restarted per
                    round, tokens never seen before)    vs pgbench -S
