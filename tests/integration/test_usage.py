@@ -342,10 +342,10 @@ class UsageDeltasTest(unittest.TestCase):
             self.busy_round(t, self.toks)
             self.busy_round(t, self.toks)
             self.assertGreater(deltas(), 1000)
-            killed = harness.pg().sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM "
-                "pg_stat_activity WHERE application_name = 'tokend writer'")
-            self.assertEqual(int(killed[0][0]), 3, "work, listen, ask")
+            # Its work, listen and ask connections (and any other
+            # tokend's of this PostgreSQL: none is in a test right now).
+            self.assertGreaterEqual(
+                harness.pg().terminate_backends("tokend writer"), 3)
             self.busy_round(t, self.toks)
             harness.wait_until(lambda: deltas() == 0,
                                timeout=3 * self.FLUSH + 10)
