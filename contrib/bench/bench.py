@@ -980,11 +980,21 @@ def pgss(b):
         "'^\\s*(copy|vacuum|create|drop|alter|set|begin|commit)'")
     t = b.psql("/* bench */ SELECT n_tup_upd, n_tup_hot_upd "
                "FROM pg_stat_user_tables WHERE relname = 'tokens'")[0]
+    # Autovacuum is PostgreSQL CPU that no statement of tokend's shows:
+    # each table's finished autovacuums and autoanalyzes, and what the
+    # autovacuum workers are doing now.
+    av = b.psql("/* bench */ SELECT relname, autovacuum_count, "
+                "autoanalyze_count FROM pg_stat_user_tables")
+    running = b.psql("/* bench */ SELECT coalesce(string_agg(left(query, "
+                     "60), '; '), '') FROM pg_stat_activity WHERE "
+                     "backend_type = 'autovacuum worker'")[0][0]
     return {"stmts": {r[0]: {"calls": int(r[1]), "rows": int(r[2]),
                              "wal": int(r[3]), "ms": int(r[4]),
                              "update": r[5] == "1", "query": r[6]}
                       for r in rows},
-            "upd": int(t[0]), "hot": int(t[1]), "t": time.monotonic()}
+            "upd": int(t[0]), "hot": int(t[1]), "t": time.monotonic(),
+            "av": {r[0]: (int(r[1]), int(r[2])) for r in av},
+            "av_running": running}
 
 
 def pgss_delta(a, b_, duration_us):
@@ -1005,6 +1015,14 @@ def pgss_delta(a, b_, duration_us):
     out["rows"] = sum(s["rows"] for s in out["stmts"])
     out["tup_upd"] = b_["upd"] - a["upd"]
     out["tup_hot_upd"] = b_["hot"] - a["hot"]
+    out["autovacuum"] = sorted(
+        "%s %s" % (what, rel) for rel, (v, an) in b_["av"].items()
+        for what, n in (("vacuum", v - a["av"].get(rel, (0, 0))[0]),
+                        ("analyze", an - a["av"].get(rel, (0, 0))[1]))
+        if n > 0)
+    running = [x for x in (a["av_running"], b_["av_running"]) if x]
+    if running:
+        out["autovacuum_running"] = running
     out["update_exec_ms"] = sum(s["exec_ms"] for s in out["stmts"]
                                 if s["update"])
     out["window_s"] = b_["t"] - a["t"]

@@ -386,7 +386,20 @@ def sec_scale(res):
                     s["scale"][i].get("usage", {}), "tup_hot_upd",
                     "tup_upd"))),
                 ("usage UPDATE time/s (scale)", lambda i: "%s ms" % f0(
-                    urate(s["scale"][i], "update_exec_ms")))]))
+                    urate(s["scale"][i], "update_exec_ms"))),
+                ("autovacuum (scale)", lambda i: autovac(
+                    s["scale"][i].get("usage", {})))]))
+
+
+def autovac(u):
+    """The autovacuums and autoanalyzes that finished in a run, and what an
+    autovacuum worker was doing at its start or end."""
+    if "autovacuum" not in u:
+        return "-"  # a run from before the suite recorded it
+    done = ", ".join(u["autovacuum"])
+    run = "; ".join(u.get("autovacuum_running", []))
+    return "; ".join(x for x in (done, run and "running: " + run) if x) \
+        or "none"
 
 
 def sec_miss(res):
