@@ -350,7 +350,7 @@ def sec_scale(res):
                      f0(n), fp["seconds"], fp.get("usage_drain_s") or 0))
     cc = s.get("client_control")
     ctl = ""
-    if cc and isinstance(cc.get("1k"), list):
+    if cc:
         rps = {k: med([r["rps"] for r in v]) for k, v in cc.items()}
         ctl = (" The 1k load draws its requests from a table of %s lines, "
                "each of the 1,000 PATs %s times, and both loads number "

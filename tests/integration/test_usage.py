@@ -177,14 +177,18 @@ def use_all(port, toks, threads=4):
     assert got == [200] * len(toks), set(got)
 
 
+# The rows of tokens t whose token is one of a list (%s, a text[]).
+BY_TOKENS = ("t.hash = ANY(ARRAY(SELECT sha256(convert_to(x, 'UTF8')) "
+             "FROM unnest(%s::text[]) AS x))")
+
+
 def table_sum(toks):
     """use_count summed over toks as tokens holds it, and as users see it
     (token_usage: tokens plus what waits in usage_deltas)."""
     r = harness.pg().sql(
         "SELECT sum(t.use_count), sum(u.use_count) FROM tokens t "
-        "JOIN token_usage u ON u.token_id = t.id "
-        "WHERE t.hash = ANY(ARRAY(SELECT sha256(convert_to(x, 'UTF8')) "
-        "FROM unnest(%s::text[]) AS x))", toks)[0]
+        "JOIN token_usage u ON u.token_id = t.id WHERE " + BY_TOKENS,
+        toks)[0]
     return int(r[0]), int(r[1])
 
 
@@ -233,9 +237,8 @@ class UsageDeltasTest(unittest.TestCase):
         return harness.pg().sql(
             "SELECT u.use_count, u.last_used_at, u.last_used_ip, "
             "t.use_count, t.last_used_at, t.last_used_ip FROM tokens t "
-            "JOIN token_usage u ON u.token_id = t.id "
-            "WHERE t.hash = ANY(ARRAY(SELECT sha256(convert_to(x, 'UTF8')) "
-            "FROM unnest(%s::text[]) AS x)) ORDER BY t.id", self.toks)
+            "JOIN token_usage u ON u.token_id = t.id WHERE " + BY_TOKENS +
+            " ORDER BY t.id", self.toks)
 
     def busy_round(self, t, toks):
         """toks once each within one flush interval, which is then busy:
