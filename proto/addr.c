@@ -129,6 +129,14 @@ ip_is_v4(const uint8_t ip[IP_LEN])
 }
 
 int
+ip_is_none(const uint8_t ip[IP_LEN])
+{
+	static const uint8_t none[IP_LEN];
+
+	return memcmp(ip, none, IP_LEN) == 0;
+}
+
+int
 ip_parse(const char *s, size_t len, uint8_t ip[IP_LEN])
 {
 	char	 buf[IP_STR_LEN];

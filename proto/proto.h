@@ -457,6 +457,8 @@ struct cidr {
 int	ip_parse(const char *s, size_t len, uint8_t ip[IP_LEN]);
 /* 1 when ip is an IPv4 address (::ffff:a.b.c.d), else 0. */
 int	ip_is_v4(const uint8_t ip[IP_LEN]);
+/* 1 when ip is all zeros, the usage records' "no address known", else 0. */
+int	ip_is_none(const uint8_t ip[IP_LEN]);
 /* ip as text, IPv4 as a.b.c.d; buf holds IP_STR_LEN. */
 void	ip_format(const uint8_t ip[IP_LEN], char *buf, size_t len);
 /* The network a new-network alert groups ip in: /24 for IPv4, /56 for

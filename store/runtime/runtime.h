@@ -7,6 +7,7 @@
  *   log.c        one line per event, logfmt or JSON (SPEC section 9).
  *   proctitle.c  "tokend: worker 3" in ps.
  *   sig.c        each process's signal table, installed the same way.
+ *   grow.c       room in a growing array.
  *
  * Contract: config and log are used by every process (master, workers,
  * writer) and by tokenctl; they allocate nothing after load and are safe
@@ -266,5 +267,16 @@ void	sig_default_all(void);
  */
 void	sig_child(int proc, volatile sig_atomic_t *term,
 	    volatile sig_atomic_t *reopen);
+
+/* ---- Growing arrays (grow.c) ------------------------------------------ */
+
+/*
+ * Room for need elements of size bytes in the array *arrayp (a pointer to
+ * the array's pointer) of capacity *cap, doubling from first (or from *cap)
+ * until it fits.  Returns 0, or -1 when memory is short, leaving the array
+ * and *cap as they were.
+ */
+int	array_room(void *arrayp, size_t *cap, size_t need, size_t size,
+	    size_t first);
 
 #endif /* TOKEND_RUNTIME_H */

@@ -1785,7 +1785,7 @@ static int
 ctl_scan_hit(struct ctl *c, struct ctl_scan *sc, const char *name,
     long long line, const char *tok)
 {
-	uint8_t		 h[TOKEN_HASH_LEN], (*nh)[TOKEN_HASH_LEN];
+	uint8_t		 h[TOKEN_HASH_LEN];
 	size_t		 i;
 
 	ctl_put_safe(name);
@@ -1795,13 +1795,9 @@ ctl_scan_hit(struct ctl *c, struct ctl_scan *sc, const char *name,
 	for (i = 0; i < sc->sc_n; i++)
 		if (memcmp(sc->sc_hash[i], h, sizeof(h)) == 0)
 			return 0;
-	if (sc->sc_n == sc->sc_cap || sc->sc_hash == NULL) {
-		sc->sc_cap = sc->sc_cap == 0 ? 16 : 2 * sc->sc_cap;
-		if ((nh = realloc(sc->sc_hash, sc->sc_cap *
-		    sizeof(*nh))) == NULL)
-			return ctl_fail(c, "out of memory");
-		sc->sc_hash = nh;
-	}
+	if (array_room(&sc->sc_hash, &sc->sc_cap, sc->sc_n + 1,
+	    sizeof(*sc->sc_hash), 16) == -1)
+		return ctl_fail(c, "out of memory");
 	memcpy(sc->sc_hash[sc->sc_n++], h, sizeof(h));
 	return 0;
 }

@@ -38,24 +38,6 @@ static struct sums {
 	int		 s_stage_lost;
 } S;
 
-/* Room for need elements of size sz in *p, of capacity *cap. */
-static int
-sums_room(void *p, size_t *cap, size_t need, size_t sz)
-{
-	size_t	 n = *cap ? *cap : 4096;
-	void	*q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	if ((q = realloc(*(void **)p, n * sz)) == NULL)
-		return -1;
-	*(void **)p = q;
-	*cap = n;
-	return 0;
-}
-
 void
 sums_stage_reset(void)
 {
@@ -71,8 +53,8 @@ sums_stage(int64_t token, uint64_t count, int64_t ms,
 
 	if (S.s_stage_lost || S.s_lost)
 		return;
-	if (sums_room(&S.s_stage, &S.s_stagecap, S.s_nstage + 1,
-	    sizeof(*u)) == -1) {
+	if (array_room(&S.s_stage, &S.s_stagecap, S.s_nstage + 1,
+	    sizeof(*u), 4096) == -1) {
 		S.s_stage_lost = 1;
 		return;
 	}
@@ -81,14 +63,6 @@ sums_stage(int64_t token, uint64_t count, int64_t ms,
 	u->us_count = count;
 	u->us_ms = ms;
 	memcpy(u->us_ip, ip, IP_LEN);
-}
-
-static int
-ip_none(const uint8_t ip[IP_LEN])
-{
-	static const uint8_t none[IP_LEN];
-
-	return memcmp(ip, none, IP_LEN) == 0;
 }
 
 /*
@@ -112,7 +86,7 @@ sums_merge(void)
 			if (n->us_ms > o->us_ms)
 				o->us_ms = n->us_ms;
 			/* The batch is the newer: its address, if any. */
-			if (!ip_none(n->us_ip))
+			if (!ip_is_none(n->us_ip))
 				memcpy(o->us_ip, n->us_ip, IP_LEN);
 			a[--k] = *o;
 		} else
@@ -127,8 +101,8 @@ sums_merge(void)
 void
 sums_committed(int64_t row)
 {
-	if (sums_room(&S.s_rows, &S.s_rowcap, S.s_nrows + 1,
-	    sizeof(*S.s_rows)) == -1) {
+	if (array_room(&S.s_rows, &S.s_rowcap, S.s_nrows + 1,
+	    sizeof(*S.s_rows), 4096) == -1) {
 		/* The row is in usage_deltas but not in the list: the fold
 		 * leaves it to a later fold, which takes it as another
 		 * writer's (older than its stale age) and aggregates. */
@@ -138,8 +112,8 @@ sums_committed(int64_t row)
 	}
 	S.s_rows[S.s_nrows++] = row;
 	if (!S.s_lost && (S.s_stage_lost || S.s_n + S.s_nstage > SUMS_MAX ||
-	    sums_room(&S.s_sum, &S.s_cap, S.s_n + S.s_nstage,
-	    sizeof(*S.s_sum)) == -1))
+	    array_room(&S.s_sum, &S.s_cap, S.s_n + S.s_nstage,
+	    sizeof(*S.s_sum), 4096) == -1))
 		S.s_lost = 1;
 	if (!S.s_lost)
 		sums_merge();

@@ -395,8 +395,6 @@ wr_connect(void)
 
 /* ---- usage flush ------------------------------------------------------------ */
 
-static const uint8_t wr_no_ip[IP_LEN];
-
 /*
  * A (token, network) pair this writer has not seen committed: sent.  Its
  * key is r->ur_seen, computed when the record was collected.
@@ -406,17 +404,12 @@ wr_candidate(const struct urec *r)
 {
 	struct cidr	 net;
 	char		 nets[IP_STR_LEN + 8], addr[IP_STR_LEN];
-	uint64_t	*k;
 
 	if (netseen_has(r->ur_seen))
 		return;
-	if (WR.wr_nnew == WR.wr_nkeycap) {
-		if ((k = realloc(WR.wr_nkeys, (WR.wr_nkeycap ? 2 *
-		    WR.wr_nkeycap : 1024) * sizeof(*k))) == NULL)
-			return;		/* the alert waits for the next use */
-		WR.wr_nkeys = k;
-		WR.wr_nkeycap = WR.wr_nkeycap ? 2 * WR.wr_nkeycap : 1024;
-	}
+	if (array_room(&WR.wr_nkeys, &WR.wr_nkeycap, WR.wr_nnew + 1,
+	    sizeof(*WR.wr_nkeys), 1024) == -1)
+		return;		/* the alert waits for the next use */
 	WR.wr_nkeys[WR.wr_nnew] = r->ur_seen;
 	ip_network(r->ur_ip, &net);
 	cidr_format(&net, nets, sizeof(nets));
@@ -432,18 +425,13 @@ wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms,
     const uint8_t ip[IP_LEN])
 {
 	struct urec	*r;
-	size_t		 cap;
 
 	(void)arg;
-	if (WR.wr_nrecs == WR.wr_reccap) {
-		cap = WR.wr_reccap ? 2 * WR.wr_reccap : 4096;
-		if ((r = realloc(WR.wr_recs, cap * sizeof(*r))) == NULL) {
-			/* The tables stay FROZEN: the next flush takes them. */
-			WR.wr_collect_failed = 1;
-			return;
-		}
-		WR.wr_recs = r;
-		WR.wr_reccap = cap;
+	if (array_room(&WR.wr_recs, &WR.wr_reccap, WR.wr_nrecs + 1,
+	    sizeof(*WR.wr_recs), 4096) == -1) {
+		/* The tables stay FROZEN: the next flush takes them. */
+		WR.wr_collect_failed = 1;
+		return;
 	}
 	r = &WR.wr_recs[WR.wr_nrecs++];
 	r->ur_token = token;
@@ -451,7 +439,7 @@ wr_collect(void *arg, int64_t token, uint64_t count, int64_t last_ms,
 	r->ur_ms = last_ms;
 	memcpy(r->ur_ip, ip, IP_LEN);
 	r->ur_seen = 0;
-	if (memcmp(ip, wr_no_ip, IP_LEN) != 0) {
+	if (!ip_is_none(ip)) {
 		struct cidr net;
 
 		ip_network(ip, &net);
@@ -498,7 +486,7 @@ wr_merge(void)
 		}
 		o->ur_count += r[i].ur_count;
 		o->ur_ms = r[i].ur_ms;		/* sorted: the newest */
-		if (memcmp(r[i].ur_ip, wr_no_ip, IP_LEN) != 0)
+		if (!ip_is_none(r[i].ur_ip))
 			memcpy(o->ur_ip, r[i].ur_ip, IP_LEN);
 	}
 	WR.wr_nrecs = n;
@@ -516,7 +504,7 @@ wr_format(int64_t token, uint64_t count, int64_t ms, const uint8_t *ip,
 	sb_elem_i64(ids, token);
 	sb_elem_i64(counts, (int64_t)count);	/* a bigint */
 	sb_elem_i64(last, ms);
-	if (memcmp(ip, wr_no_ip, IP_LEN) != 0) {
+	if (!ip_is_none(ip)) {
 		ip_format(ip, addr, sizeof(addr));
 		sb_elem(ips, addr, strlen(addr));
 	} else

@@ -23,6 +23,19 @@ cidr(const char *s)
 	return cr;
 }
 
+Test(addr, none_is_only_all_zeros)
+{
+	uint8_t	 a[IP_LEN] = { 0 };
+
+	cr_assert(ip_is_none(a));
+	ip("::", a);
+	cr_assert(ip_is_none(a), ":: is the same sixteen zeros");
+	ip("0.0.0.0", a);
+	cr_assert_not(ip_is_none(a), "IPv4 0.0.0.0 is ::ffff:0.0.0.0");
+	ip("::1", a);
+	cr_assert_not(ip_is_none(a));
+}
+
 Test(addr, ipv4_is_mapped_and_formats_back)
 {
 	uint8_t	 a[IP_LEN];
