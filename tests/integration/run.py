@@ -6,16 +6,36 @@ verbosity 2.  PATTERN, like unittest's -k, keeps the tests whose full name
 "test_http", "Keepalive", "test_cli.*version*".  TOKEND_BIN names the
 directory of tokend and tokenctl (default ./bin).
 
-The last line is "N passed, M failed" (", K skipped" when any were); the
-exit status is 1 when a test failed or errored, or when none ran.
+Before it, the ten slowest modules with their seconds (setUpClass
+included), to see where CI's time goes.  The last line is "N passed, M
+failed" (", K skipped" when any were); the exit status is 1 when a test
+failed or errored, or when none ran.
 """
 
+import collections
 import os
 import signal
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class TimedResult(unittest.TextTestResult):
+    """Charges the time since the previous test ended to each test's
+    module, so a class's setUp and tearDown count with its tests."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.module_seconds = collections.Counter()
+        self._last = time.monotonic()
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        now = time.monotonic()
+        self.module_seconds[type(test).__module__] += now - self._last
+        self._last = now
 
 
 def main():
@@ -29,8 +49,13 @@ def main():
         loader.testNamePatterns = [sys.argv[1] if "*" in sys.argv[1]
                                    else "*%s*" % sys.argv[1]]
     suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
-    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stderr)
+    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stderr,
+                                     resultclass=TimedResult)
     result = runner.run(suite)
+    slowest = result.module_seconds.most_common(10)
+    if slowest:
+        print("slowest modules: " + ", ".join(
+            "%s %.0fs" % (m, s) for m, s in slowest), file=sys.stderr)
 
     # An error in setUpClass or a module import is reported against a
     # holder, not a test that ran: it counts as failed, not as run.
