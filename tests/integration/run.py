@@ -6,8 +6,8 @@ verbosity 2.  PATTERN, like unittest's -k, keeps the tests whose full name
 "test_http", "Keepalive", "test_cli.*version*".  TOKEND_BIN names the
 directory of tokend and tokenctl (default ./bin).
 
-Before it, the ten slowest modules with their seconds (setUpClass
-included), to see where CI's time goes.  The last line is "N passed, M
+Before it, the ten slowest modules and the ten slowest tests with their
+seconds (setUpClass included), to see where CI's time goes.  The last line is "N passed, M
 failed" (", K skipped" when any were); the exit status is 1 when a test
 failed or errored, or when none ran.
 """
@@ -29,12 +29,16 @@ class TimedResult(unittest.TextTestResult):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.module_seconds = collections.Counter()
+        self.test_seconds = collections.Counter()
         self._last = time.monotonic()
 
     def stopTest(self, test):
         super().stopTest(test)
         now = time.monotonic()
         self.module_seconds[type(test).__module__] += now - self._last
+        self.test_seconds["%s.%s" % (type(test).__name__,
+                                     getattr(test, "_testMethodName", "?"))] \
+            += now - self._last
         self._last = now
 
 
@@ -52,10 +56,12 @@ def main():
     runner = unittest.TextTestRunner(verbosity=2, stream=sys.stderr,
                                      resultclass=TimedResult)
     result = runner.run(suite)
-    slowest = result.module_seconds.most_common(10)
-    if slowest:
-        print("slowest modules: " + ", ".join(
-            "%s %.0fs" % (m, s) for m, s in slowest), file=sys.stderr)
+    for what, seconds in (("modules", result.module_seconds),
+                          ("tests", result.test_seconds)):
+        slowest = seconds.most_common(10)
+        if slowest:
+            print("slowest %s: %s" % (what, ", ".join(
+                "%s %.0fs" % (m, s) for m, s in slowest)), file=sys.stderr)
 
     # An error in setUpClass or a module import is reported against a
     # holder, not a test that ran: it counts as failed, not as run.
