@@ -6,6 +6,7 @@ replica-role session, PostgreSQL down) and asserts what a user or an
 operator sees: /auth answers, /readyz, log events, use_count.
 """
 
+import base64
 import os
 import re
 import signal
@@ -209,6 +210,59 @@ class WriterStallTest(Base):
             self.assertEqual(load.failures, [])
             self.assertEqual(load.total(), load.count(200), load.status)
             self.assertEqual(auth(t, victim).status, 401)
+
+
+class ClientCacheStaleFeedTest(Base):
+    """A worker remembers a client's verified secret until the feed says
+    the client changed.  With the feed stopped (a writer stopped, before
+    the master replaces it), nothing would say so: a rotated secret must
+    still fail at once, as a revoked token does (SPEC 5)."""
+
+    def grant(self, t, client, secret):
+        raw = ("%s:%s" % (client, secret)).encode()
+        return t.http("POST", "/token", form={
+            "grant_type": "client_credentials"}, headers={
+            "Authorization": "Basic " + base64.b64encode(raw).decode()})
+
+    def test_rotated_secret_fails_while_the_feed_is_stopped(self):
+        lag = 1
+        for cid, secret in (("rot", "rot-old"), ("other", "rot-new"),
+                            ("steady", "steady-secret")):
+            harness.tokenctl("client", "add", cid, "--secret-stdin",
+                             input=secret + "\n")
+        with harness.Tokend(workers=1, config={
+                "max_revocation_lag": lag}) as t:
+            # Both verified once: cached in the worker.
+            self.assertEqual(self.grant(t, "rot", "rot-old").status, 200)
+            self.assertEqual(self.grant(t, "steady",
+                                        "steady-secret").status, 200)
+            old = t.children()["writer"]
+            try:
+                os.kill(old, signal.SIGSTOP)
+                harness.wait_until(lambda: metric(
+                    t, "tokend_revocation_feed_age_seconds") > lag,
+                    timeout=5, interval=0.05)
+                # rot's secret becomes other's, behind tokend's back.
+                harness.pg().sql(
+                    "UPDATE clients SET secret_hash = (SELECT secret_hash "
+                    "FROM clients WHERE client_id = 'other') "
+                    "WHERE client_id = 'rot'")
+                self.assertEqual(self.grant(t, "rot", "rot-old").status,
+                                 401)
+                self.assertEqual(self.grant(t, "rot", "rot-new").status,
+                                 200)
+                # An unchanged client still gets in while the feed is
+                # stale: its row is read again, its secret still holds.
+                self.assertEqual(self.grant(t, "steady",
+                                            "steady-secret").status, 200)
+                # The stopped writer was still the one: no new writer's
+                # LISTEN had told the workers to forget their clients.
+                self.assertEqual(t.children()["writer"], old)
+            finally:
+                try:
+                    os.kill(old, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 class RowLockTest(Base):

@@ -11,6 +11,14 @@
  * client's row.  An entry is used only while sh_client_epoch is what it
  * was before the row was fetched: the writer bumps it whenever any client
  * changes (shm/README.md, "Client epoch").  Failures are never cached.
+ * The epoch is only as good as the revocation feed that bumps it: while
+ * the feed is stale (no round trip within max_revocation_lag, SPEC 5), an
+ * entry is re-checked like a token hit is, against the client's row.  The
+ * entry keeps a SHA-256 digest of the row it was verified against; if the
+ * row fetched now has the same digest, the secret is still good without
+ * another argon2id; a rotated secret, or a client gone, goes the whole
+ * way (and fails).  If PostgreSQL cannot answer either, the entry stands
+ * while a token hit would (stale_cache_ttl).
  *
  * Unauthenticated clients must not be able to buy argon2id time, nor learn
  * which client ids exist: failures are counted per client id in shared
@@ -30,6 +38,7 @@
 #include <openssl/rand.h>
 
 #include "worker/hashpool.h"
+#include "worker/lookup.h"
 #include "worker/oauth/oauth.h"
 #include "worker/pgq.h"
 
@@ -42,6 +51,7 @@ struct cc_ent {
 	uint8_t		 ce_key[TOKEN_HASH_LEN];
 	uint64_t	 ce_epoch;		/* sh_client_epoch it is valid in */
 	int64_t		 ce_until;		/* unix seconds */
+	uint8_t		 ce_row[TOKEN_HASH_LEN];	/* client_row_digest */
 	struct client_info ce_ci;
 };
 
@@ -394,12 +404,19 @@ cc_slot(struct client_cache *cc, const uint8_t *key)
 	return &cc->cc_ent[(key[0] | (unsigned)key[1] << 8) % CC_SLOTS];
 }
 
+/*
+ * or's credentials in the cache: their client, or NULL.  An entry found
+ * while the revocation feed is stale is not answered from: it goes into
+ * or_cc_check, or_cc_row and or_cc_client for client_row to re-check.
+ */
 static const struct client_info *
 cc_get(struct oreq *or)
 {
 	struct client_cache *cc = OA.oa_clients;
 	struct cc_ent	*e;
+	int64_t		 ok = auth_feed_mark();	/* before the entry */
 
+	or->or_cc_check = 0;
 	if (cc == NULL || cc_key(cc, or) == -1)
 		return NULL;
 	e = cc_slot(cc, or->or_cc_key);
@@ -408,7 +425,13 @@ cc_get(struct oreq *or)
 	    e->ce_epoch != __atomic_load_n(&W.wk_shm->sh_client_epoch,
 	    __ATOMIC_ACQUIRE))
 		return NULL;
-	return &e->ce_ci;
+	if (ok > 0 && W.wk_now_ms - ok <=
+	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000)
+		return &e->ce_ci;
+	or->or_cc_check = 1;
+	memcpy(or->or_cc_row, e->ce_row, TOKEN_HASH_LEN);
+	or->or_cc_client = e->ce_ci;
+	return NULL;
 }
 
 /* Remember or's authenticated client, unless a client changed since the
@@ -425,6 +448,7 @@ cc_put(struct oreq *or)
 		return;
 	e = cc_slot(cc, or->or_cc_key);
 	memcpy(e->ce_key, or->or_cc_key, TOKEN_HASH_LEN);
+	memcpy(e->ce_row, or->or_cc_row, TOKEN_HASH_LEN);
 	e->ce_epoch = or->or_client_epoch;
 	e->ce_until = W.wk_now + W.wk_cf->cf_cache_ttl;
 	e->ce_ci = or->or_client;
@@ -517,6 +541,35 @@ client_verified(struct conn *c, int ok, void *arg)
 	oreq_resume(c, or->or_next(c, or));
 }
 
+/*
+ * SHA-256 of the client's row as client_sql returns it, every column with
+ * its length and whether it is NULL: what a cache entry was verified
+ * against.  Returns 0, or -1 when OpenSSL fails (then nothing matches).
+ */
+static int
+client_row_digest(PGresult *res, uint8_t out[TOKEN_HASH_LEN])
+{
+	EVP_MD_CTX	*md;
+	uint32_t	 len;
+	unsigned int	 outlen = 0;
+	int		 i, ok;
+
+	if ((md = EVP_MD_CTX_new()) == NULL)
+		return -1;
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+	for (i = 0; ok && i < PQnfields(res); i++) {
+		len = PQgetisnull(res, 0, i) ? UINT32_MAX :
+		    (uint32_t)PQgetlength(res, 0, i);
+		ok = EVP_DigestUpdate(md, &len, sizeof(len)) == 1 &&
+		    (len == UINT32_MAX || EVP_DigestUpdate(md,
+		    PQgetvalue(res, 0, i), len) == 1);
+	}
+	ok = ok && EVP_DigestFinal_ex(md, out, &outlen) == 1 &&
+	    outlen == TOKEN_HASH_LEN;
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
 /* The row into or_client; -1 when a value would not fit whole. */
 static int
 client_take_row(struct oreq *or, PGresult *res)
@@ -547,9 +600,21 @@ client_row(struct conn *c, struct oreq *or, PGresult *res)
 {
 	struct client_info *ci = &or->or_client;
 	const char	*hash = NULL;
+	uint8_t		 row[TOKEN_HASH_LEN] = { 0 };
+	int		 same;
 
 	if (PQntuples(res) == 1 && client_take_row(or, res) == -1)
 		goto invalid;
+	/* A cached entry re-checked (cc_get): the same row, the same
+	 * verdict; the digest is what cc_put keeps. */
+	same = PQntuples(res) == 1 && client_row_digest(res, row) == 0 &&
+	    or->or_cc_check && CRYPTO_memcmp(row, or->or_cc_row,
+	    TOKEN_HASH_LEN) == 0;
+	memcpy(or->or_cc_row, row, TOKEN_HASH_LEN);
+	if (same && !(ci->ci_public && or->or_need_conf)) {
+		ratelimit_reset(W.wk_shm, or->or_client_id);
+		return or->or_next(c, or);
+	}
 	if (ci->ci_id != 0 && ci->ci_public && !or->or_has_secret) {
 		if (or->or_need_conf)
 			goto invalid;
@@ -577,6 +642,17 @@ client_fetched(struct conn *c, PGresult *res, void *arg)
 
 	(void)arg;
 	or = (struct oreq *)c->c_pending_data;
+	if (res == NULL && or->or_cc_check && lookup_stale_ok()) {
+		/* No answer to re-check against: the entry stands as long
+		 * as a cached token's answer would (SPEC 5). */
+		or->or_client = or->or_cc_client;
+		if (or->or_client.ci_public && or->or_need_conf) {
+			client_invalid(c, or);
+			oreq_resume(c, HANDLER_DONE);
+		} else
+			oreq_resume(c, or->or_next(c, or));
+		return;
+	}
 	if (res == NULL) {
 		oauth_unavailable(c);
 		oreq_resume(c, HANDLER_DONE);
@@ -620,7 +696,8 @@ client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 		or->or_client = *ci;
 		return next(c, or);
 	}
-	if (client_limited(c, or))
+	/* A re-check of credentials once verified is not a guess. */
+	if (!or->or_cc_check && client_limited(c, or))
 		return HANDLER_DONE;
 	or->or_client_epoch = __atomic_load_n(&W.wk_shm->sh_client_epoch,
 	    __ATOMIC_ACQUIRE);
