@@ -231,7 +231,7 @@ class ClientCacheStaleFeedTest(Base):
             harness.tokenctl("client", "add", cid, "--secret-stdin",
                              input=secret + "\n")
         with harness.Tokend(workers=1, config={
-                "max_revocation_lag": lag}) as t:
+                "max_revocation_lag": lag, "login_max_failures": 3}) as t:
             # Both verified once: cached in the worker.
             self.assertEqual(self.grant(t, "rot", "rot-old").status, 200)
             self.assertEqual(self.grant(t, "steady",
@@ -251,6 +251,11 @@ class ClientCacheStaleFeedTest(Base):
                                  401)
                 self.assertEqual(self.grant(t, "rot", "rot-new").status,
                                  200)
+                # Whoever keeps the old secret is guessing now: the
+                # failure limit applies as to anyone (3 failures since
+                # the last success here, then 429 without a hash).
+                self.assertEqual([self.grant(t, "rot", "rot-old").status
+                                  for _ in range(4)], [401, 401, 401, 429])
                 # An unchanged client still gets in while the feed is
                 # stale: its row is read again, its secret still holds.
                 self.assertEqual(self.grant(t, "steady",

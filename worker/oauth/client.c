@@ -590,6 +590,8 @@ client_take_row(struct oreq *or, PGresult *res)
 	return 0;
 }
 
+static int	client_limited(struct conn *, struct oreq *);
+
 /*
  * The client's row (or none) arrived: check what kind it is, then its
  * secret.  A presented secret always costs one argon2id: against the
@@ -615,6 +617,10 @@ client_row(struct conn *c, struct oreq *or, PGresult *res)
 		ratelimit_reset(W.wk_shm, or->or_client_id);
 		return or->or_next(c, or);
 	}
+	/* The row changed under a cached secret: from here on it is a guess
+	 * like any other (a stolen old secret must not buy argon2id). */
+	if (or->or_cc_check && client_limited(c, or))
+		return HANDLER_DONE;
 	if (ci->ci_id != 0 && ci->ci_public && !or->or_has_secret) {
 		if (or->or_need_conf)
 			goto invalid;
@@ -696,7 +702,8 @@ client_auth(struct conn *c, struct oreq *or, int need_conf, oreq_fn next)
 		or->or_client = *ci;
 		return next(c, or);
 	}
-	/* A re-check of credentials once verified is not a guess. */
+	/* Credentials once verified are re-checked before the failure
+	 * limit applies: client_row applies it if their row changed. */
 	if (!or->or_cc_check && client_limited(c, or))
 		return HANDLER_DONE;
 	or->or_client_epoch = __atomic_load_n(&W.wk_shm->sh_client_epoch,
