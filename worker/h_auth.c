@@ -256,8 +256,7 @@ auth_hit(struct conn *c, const uint8_t hash[TOKEN_HASH_LEN],
 {
 	if (ti->ti_flags & TI_F_CANARY)
 		peer_canary(c, ti);
-	if (ti->ti_state != TI_VALID || (ok > 0 && W.wk_now_ms - ok <=
-	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000))
+	if (ti->ti_state != TI_VALID || auth_feed_fresh(ok))
 		return 1;
 	ctr_add(&W.wk_slot->sl_cache_verified, 1);
 	if (lookup_verify(W.wk_lookup, c, hash, ti, cb) == 0)

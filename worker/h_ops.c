@@ -52,8 +52,7 @@ ready_read(struct ready *rd)
 	    __ATOMIC_RELAXED);
 
 	rd->rd_age_ms = ok > 0 ? W.wk_now_ms - ok : -1;
-	rd->rd_fresh = ok > 0 && rd->rd_age_ms <=
-	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000;
+	rd->rd_fresh = auth_feed_fresh(ok);
 	rd->rd_feed = rd->rd_fresh ? "fresh" : __atomic_load_n(
 	    &W.wk_shm->sh_feed_state, __ATOMIC_ACQUIRE) == FEED_UNCONFIRMED ?
 	    "unconfirmed" : "stale";

@@ -517,6 +517,15 @@ auth_feed_mark(void)
 	return __atomic_load_n(&W.wk_shm->sh_feed_ok_ms, __ATOMIC_ACQUIRE);
 }
 
+/* Whether a feed mark ok is fresh: a round trip confirmed within
+ * max_revocation_lag (SPEC 5).  What is cached is trusted only then. */
+static inline int
+auth_feed_fresh(int64_t ok)
+{
+	return ok > 0 && W.wk_now_ms - ok <=
+	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000;
+}
+
 /*
  * A cache hit on hash found ti, with feed_ok from auth_feed_mark taken
  * before the cache read (SPEC 5, bounded staleness).  1: answer from ti now

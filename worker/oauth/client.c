@@ -425,8 +425,7 @@ cc_get(struct oreq *or)
 	    e->ce_epoch != __atomic_load_n(&W.wk_shm->sh_client_epoch,
 	    __ATOMIC_ACQUIRE))
 		return NULL;
-	if (ok > 0 && W.wk_now_ms - ok <=
-	    (int64_t)W.wk_cf->cf_max_revocation_lag * 1000)
+	if (auth_feed_fresh(ok))
 		return &e->ce_ci;
 	or->or_cc_check = 1;
 	memcpy(or->or_cc_row, e->ce_row, TOKEN_HASH_LEN);

@@ -185,7 +185,9 @@ struct oreq {
 	uint8_t		 or_cc_key[TOKEN_HASH_LEN];
 	uint64_t	 or_client_epoch;	/* read before the fetch */
 	int		 or_cc_check;		/* a cached entry to re-check */
-	uint8_t		 or_cc_row[TOKEN_HASH_LEN];	/* its row's digest */
+	uint8_t		 or_cc_row[TOKEN_HASH_LEN];	/* the entry's row
+						 * digest, then the fetched
+						 * row's (cc_put keeps it) */
 	struct client_info or_cc_client;	/* and its client */
 	int		 or_need_conf;
 	oreq_fn		 or_next;		/* once authenticated */
