@@ -23,22 +23,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class TimedResult(unittest.TextTestResult):
-    """Charges the time since the previous test ended to each test's
-    module, so a class's setUp and tearDown count with its tests."""
+    """Charges the time since the previous test ended to each test
+    (module.Class.method), so a class's setUp and tearDown count with its
+    tests."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.module_seconds = collections.Counter()
-        self.test_seconds = collections.Counter()
+        self.seconds = collections.Counter()
         self._last = time.monotonic()
 
     def stopTest(self, test):
         super().stopTest(test)
         now = time.monotonic()
-        self.module_seconds[type(test).__module__] += now - self._last
-        self.test_seconds["%s.%s" % (type(test).__name__,
-                                     getattr(test, "_testMethodName", "?"))] \
-            += now - self._last
+        self.seconds[test.id()] += now - self._last
         self._last = now
 
 
@@ -56,8 +53,12 @@ def main():
     runner = unittest.TextTestRunner(verbosity=2, stream=sys.stderr,
                                      resultclass=TimedResult)
     result = runner.run(suite)
-    for what, seconds in (("modules", result.module_seconds),
-                          ("tests", result.test_seconds)):
+    modules = collections.Counter()
+    for name, secs in result.seconds.items():
+        modules[name.split(".")[0]] += secs
+    tests = collections.Counter({name.split(".", 1)[-1]: secs
+                                 for name, secs in result.seconds.items()})
+    for what, seconds in (("modules", modules), ("tests", tests)):
         slowest = seconds.most_common(10)
         if slowest:
             print("slowest %s: %s" % (what, ", ".join(
