@@ -336,9 +336,19 @@ class PG:
         present = [r[0] for r in self.sql(
             "SELECT t FROM unnest(%s::text[]) AS t "
             "WHERE to_regclass(t) IS NOT NULL", list(self.TABLES))]
-        if present:
-            self.sql("TRUNCATE %s RESTART IDENTITY CASCADE" %
-                     ", ".join(present))
+        # A tokend still running (a class's, or one stopping) may be
+        # writing: PostgreSQL can pick the TRUNCATE as a deadlock's
+        # victim, and then it is simply run again.
+        for attempt in range(5):
+            try:
+                if present:
+                    self.sql("TRUNCATE %s RESTART IDENTITY CASCADE" %
+                             ", ".join(present))
+                break
+            except SQLError as e:
+                if "deadlock detected" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.1)
         self.sql("SELECT pg_stat_statements_reset()")
 
     def terminate_backends(self, application_name):
